@@ -1,0 +1,58 @@
+"""Lock backends: the public interface, the reference fake, and adapters for real lock services."""
+
+from __future__ import annotations
+
+import importlib
+from urllib.parse import urlsplit
+
+from .base import (
+    BackendTimeout,
+    BackendUnavailable,
+    Capabilities,
+    ConfigurationError,
+    FaultUnsupported,
+    InfrastructureError,
+    Lease,
+    LockBackend,
+    LockChaosError,
+    validate_call,
+)
+
+# scheme -> "module:function"; imported lazily so a missing optional client library only
+# matters to the URLs that need it.
+_OPENERS = {
+    "fake": "backends.fake:open_fake",
+    "redis": "backends.redis:open_redis",
+    "etcd": "backends.etcd:open_etcd",
+}
+
+
+def open_backend(url: str) -> LockBackend:
+    """Open one client: ``fake://NAME``, ``redis://host:port/db``, ``etcd://host:port[,host:port...]``."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(f"not a backend URL: {url!r} (expected scheme://...)")
+    scheme = urlsplit(url).scheme
+    target = _OPENERS.get(scheme)
+    if target is None:
+        raise ConfigurationError(
+            f"unknown backend scheme {scheme!r} in {url!r}; supported: {', '.join(sorted(_OPENERS))}"
+        )
+    module_name, func_name = target.split(":")
+    opener = getattr(importlib.import_module(module_name), func_name)
+    backend: LockBackend = opener(url)
+    return backend
+
+
+__all__ = [
+    "BackendTimeout",
+    "BackendUnavailable",
+    "Capabilities",
+    "ConfigurationError",
+    "FaultUnsupported",
+    "InfrastructureError",
+    "Lease",
+    "LockBackend",
+    "LockChaosError",
+    "open_backend",
+    "validate_call",
+]

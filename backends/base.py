@@ -1,0 +1,146 @@
+"""The public lock interface that every backend, ours or a user's, is written against.
+
+These names are a contract: third-party adapters and the shipped contract suite import them, so
+they change only with a major version.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A grant as the lock service reported it.
+
+    ``token`` is the fencing token: strictly increasing per key across successful acquires, so a
+    guarded resource can refuse a writer whose lease has been superseded.
+    ``ttl_ms`` is the TTL the backend really applied, after its own rounding, because checkers must
+    judge expiry by what the service did, not by what the client asked for.
+    """
+
+    key: str
+    owner: str
+    token: int
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend promises, so that checkers and the contract suite judge it by its own word.
+
+    Every field is itself verified by the contract suite: a declaration is a claim, not a hint.
+    """
+
+    ttl_granularity_ms: int = 1
+    """Applied TTLs are rounded *up* to a multiple of this (etcd: 1000)."""
+    min_ttl_ms: int = 1
+    """Applied TTLs are never below this (etcd: 1.5 election timeouts, rounded up to seconds)."""
+    expiry_lag_ms: int = 0
+    """How long after its TTL an expired lease may still be visible (held) at the server."""
+    durable: bool = False
+    """Holders and token counters survive a server crash and restart."""
+    fencing_tokens: bool = True
+    """Tokens strictly increase per key (while the server keeps its state)."""
+
+    def __post_init__(self) -> None:
+        if self.ttl_granularity_ms < 1 or self.min_ttl_ms < 1 or self.expiry_lag_ms < 0:
+            raise ValueError(f"impossible capabilities: {self}")
+
+    def applied_ttl(self, ttl_ms: int) -> int:
+        """The TTL a conforming backend grants for a requested ``ttl_ms``."""
+        gran = self.ttl_granularity_ms
+        return max(self.min_ttl_ms, math.ceil(ttl_ms / gran) * gran)
+
+
+@runtime_checkable
+class LockBackend(Protocol):
+    """One *client* of a lock service. Every ``open_backend`` call returns a new one."""
+
+    name: str
+    capabilities: Capabilities
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None: ...
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None: ...
+
+    def release(self, key: str, owner: str) -> bool: ...
+
+    def holder(self, key: str) -> Lease | None: ...
+
+    def close(self) -> None: ...
+
+
+# --- the one exception hierarchy -------------------------------------------------------------
+
+
+class LockChaosError(Exception):
+    """Base of every error lockchaos raises on purpose."""
+
+
+class BackendUnavailable(LockChaosError):
+    """The outcome of a call is unknown (timeout, connection lost mid-call, server down).
+
+    Histories record such calls as *indeterminate*: the operation may or may not have taken effect,
+    and checkers must allow both.
+    """
+
+
+class BackendTimeout(BackendUnavailable):
+    """The call did not complete within the client's timeout."""
+
+
+class ConfigurationError(LockChaosError, ValueError):
+    """Bad usage or configuration, detected before anything runs (CLI exit status 2)."""
+
+
+class InfrastructureError(LockChaosError):
+    """A server or proxy could not be started, reached or faulted (CLI exit status 3)."""
+
+
+class FaultUnsupported(LockChaosError):
+    """A backend or provisioning mode cannot take a fault; the scenario is skipped with the reason."""
+
+
+# --- input validation shared by every backend ------------------------------------------------
+
+
+def _check_name(what: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+
+
+def validate_key(key: object) -> None:
+    _check_name("key", key)
+
+
+def validate_owner(owner: object) -> None:
+    _check_name("owner", owner)
+
+
+def validate_ttl(ttl_ms: object) -> None:
+    # bool is an int subclass; True as a TTL is always a bug in the caller.
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int):
+        raise ValueError(f"ttl_ms must be an int, got {type(ttl_ms).__name__}")
+    if ttl_ms <= 0:
+        raise ValueError(f"ttl_ms must be > 0, got {ttl_ms}")
+
+
+class _Absent:
+    """Marks an argument the operation does not take (``None`` is a bad value, not an absence)."""
+
+
+ABSENT = _Absent()
+
+
+def validate_call(key: object, owner: object = ABSENT, ttl_ms: object = ABSENT) -> None:
+    """Reject bad input identically on every backend, before any I/O."""
+    validate_key(key)
+    if owner is not ABSENT:
+        validate_owner(owner)
+    if ttl_ms is not ABSENT:
+        validate_ttl(ttl_ms)

@@ -1,0 +1,379 @@
+"""FakeKVLock: the in-memory lock server whose behaviour *is* the reference semantics.
+
+A ``FakeKVLock`` is a server: ``open_backend("fake://NAME")`` returns a new ``FakeClient`` of the
+server named NAME, so two clients share locks exactly as two connections to one Redis do, and a
+client-side fault (partition, latency, lost replies, pause) hits one client only. Server-side faults
+(kill, restart with or without durable state, pause, clock jump) live on the server, so every
+scenario that faults Redis or etcd can fault the fake the same way.
+
+Every wait goes through the injected ``Clock``: on a ``ManualClock`` or the driver's virtual clock,
+a paused server or a timed-out call costs no wall time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from .base import (
+    BackendTimeout,
+    BackendUnavailable,
+    Capabilities,
+    ConfigurationError,
+    Lease,
+    LockChaosError,
+    validate_call,
+)
+from .clock import REAL_CLOCK, Clock
+
+T = TypeVar("T")
+
+NS_PER_MS = 1_000_000
+_POLL_S = 0.005
+
+# Capabilities the fake can be told to mimic, so fake runs are judged like the real backend's.
+PROFILES: dict[str, Capabilities] = {
+    "ideal": Capabilities(durable=True),
+    "redis": Capabilities(durable=False),
+    "redis-aof": Capabilities(durable=True),
+    "etcd": Capabilities(ttl_granularity_ms=1000, min_ttl_ms=1000, expiry_lag_ms=500, durable=True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    owner: str
+    token: int
+    ttl_ms: int
+    expires_at_ns: int
+
+
+class FakeKVLock:
+    """The reference lock server. Thread-safe; its public lock methods form a fault-free client.
+
+    A key is held at server time t iff it has an entry and ``t < expires_at + lag``, where ``lag``
+    is the expiry lag this fake actually exhibits (0 unless it mimics a lagging backend).
+    """
+
+    def __init__(
+        self,
+        clock: Clock = REAL_CLOCK,
+        capabilities: Capabilities = PROFILES["ideal"],
+        *,
+        expiry_lag_ms: int | None = None,
+        name: str = "fake",
+        timeout_ms: int = 2000,
+    ) -> None:
+        self.name = name
+        self.clock = clock
+        self.capabilities = capabilities
+        lag = capabilities.expiry_lag_ms if expiry_lag_ms is None else expiry_lag_ms
+        if not 0 <= lag <= capabilities.expiry_lag_ms:
+            raise ValueError("the fake may not lag more than it declares")
+        self._lag_ns = lag * NS_PER_MS
+        self.timeout_ms = timeout_ms
+        self._lock = threading.RLock()
+        self._entries: dict[str, _Entry] = {}
+        self._counters: dict[str, int] = {}
+        self._up = True
+        self._paused = False
+        self._offset_ns = 0
+
+    # --- server time and state ----------------------------------------------------------------
+
+    def server_now_ns(self) -> int:
+        """The server's own clock: the injected clock plus any jump a fault applied."""
+        return self.clock.now_ns() + self._offset_ns
+
+    def _live(self, key: str, now: int) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if now >= entry.expires_at_ns + self._lag_ns:
+            del self._entries[key]
+            return None
+        return entry
+
+    @staticmethod
+    def _lease(key: str, entry: _Entry) -> Lease:
+        return Lease(key=key, owner=entry.owner, token=entry.token, ttl_ms=entry.ttl_ms)
+
+    # --- the reference semantics, applied atomically under the server lock ---------------------
+
+    def _do_acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        now = self.server_now_ns()
+        if self._live(key, now) is not None:
+            return None  # held, by anyone: not re-entrant
+        applied = self.capabilities.applied_ttl(ttl_ms)
+        token = self._counters.get(key, 0) + 1
+        self._counters[key] = token
+        entry = _Entry(owner, token, applied, now + applied * NS_PER_MS)
+        self._entries[key] = entry
+        return self._lease(key, entry)
+
+    def _do_renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        now = self.server_now_ns()
+        entry = self._live(key, now)
+        if entry is None or entry.owner != owner:
+            return None
+        applied = self.capabilities.applied_ttl(ttl_ms)
+        renewed = _Entry(owner, entry.token, applied, now + applied * NS_PER_MS)
+        self._entries[key] = renewed
+        return self._lease(key, renewed)
+
+    def _do_release(self, key: str, owner: str) -> bool:
+        entry = self._live(key, self.server_now_ns())
+        if entry is None or entry.owner != owner:
+            return False
+        del self._entries[key]
+        return True
+
+    def _do_holder(self, key: str) -> Lease | None:
+        entry = self._live(key, self.server_now_ns())
+        return None if entry is None else self._lease(key, entry)
+
+    def serve(self, op: Callable[[], T], timeout_ms: int) -> T:
+        """Run one request at the server, as a client with ``timeout_ms`` would see it.
+
+        A dead server refuses at once; a paused one holds the request until it resumes or the
+        client gives up. A request the client gave up on is dropped, never applied later.
+        """
+        deadline = self.clock.now_ns() + timeout_ms * NS_PER_MS
+        while True:
+            with self._lock:
+                if not self._up:
+                    raise BackendUnavailable(f"fake server {self.name!r} is down")
+                if not self._paused:
+                    return op()
+            remaining_s = (deadline - self.clock.now_ns()) / 1e9
+            if remaining_s <= 0:
+                raise BackendTimeout(f"fake server {self.name!r} did not answer in {timeout_ms} ms")
+            self.clock.sleep(min(_POLL_S, remaining_s))
+
+    # --- LockBackend, as a fault-free client of this server ------------------------------------
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        return self.serve(lambda: self._do_acquire(key, owner, ttl_ms), self.timeout_ms)
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        return self.serve(lambda: self._do_renew(key, owner, ttl_ms), self.timeout_ms)
+
+    def release(self, key: str, owner: str) -> bool:
+        validate_call(key, owner)
+        return self.serve(lambda: self._do_release(key, owner), self.timeout_ms)
+
+    def holder(self, key: str) -> Lease | None:
+        validate_call(key)
+        return self.serve(lambda: self._do_holder(key), self.timeout_ms)
+
+    def close(self) -> None:
+        """Nothing to release: the server outlives its clients."""
+
+    # --- server faults ------------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def kill(self) -> None:
+        """Stop answering, like ``kill -9``: every call fails until ``restart``."""
+        with self._lock:
+            self._up = False
+            self._paused = False
+
+    def restart(self, *, keep_state: bool | None = None) -> None:
+        """Come back up; state survives only if the server is durable (or ``keep_state`` says so).
+
+        A non-durable restart forgets holders *and* token counters, as Redis without persistence
+        does: tokens start again from 1, which is exactly the fencing hazard scenarios look for.
+        """
+        with self._lock:
+            durable = self.capabilities.durable if keep_state is None else keep_state
+            if not durable:
+                self._entries.clear()
+                self._counters.clear()
+            self._up = True
+
+    def crash(self, *, keep_state: bool | None = None) -> None:
+        """Kill and restart in one step."""
+        self.kill()
+        self.restart(keep_state=keep_state)
+
+    def pause(self) -> None:
+        """Like SIGSTOP: requests wait (and time out); leases keep expiring on the clock."""
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+
+    def jump_clock(self, delta_ms: int) -> None:
+        """Move the server's clock (forward expires leases early; backward extends them)."""
+        with self._lock:
+            self._offset_ns += delta_ms * NS_PER_MS
+
+
+class FakeClient:
+    """One client connection to a ``FakeKVLock``, with the client-side faults a network causes.
+
+    ``one_way_delay_ms`` models latency each way: a request arrives after one delay and its reply
+    after another, so a call whose round trip exceeds the timeout may have taken effect
+    (indeterminate), exactly as with a real socket timeout.
+    """
+
+    def __init__(self, server: FakeKVLock, *, timeout_ms: int | None = None) -> None:
+        self.server = server
+        self.name = server.name
+        self.capabilities = server.capabilities
+        self.timeout_ms = server.timeout_ms if timeout_ms is None else timeout_ms
+        self._lock = threading.Lock()
+        self._partitioned = False
+        self._lose_replies = False
+        self._paused = False
+        self._closed = False
+        self.one_way_delay_ms = 0
+        self.max_pause_s = 3600.0
+
+    # --- client faults ------------------------------------------------------------------------
+
+    def partition(self) -> None:
+        """Requests vanish on the way to the server: calls time out and never take effect."""
+        with self._lock:
+            self._partitioned = True
+
+    def heal(self) -> None:
+        with self._lock:
+            self._partitioned = False
+            self._lose_replies = False
+            self.one_way_delay_ms = 0
+
+    def lose_replies(self, on: bool = True) -> None:
+        """Requests take effect but the connection resets before the reply arrives."""
+        with self._lock:
+            self._lose_replies = on
+
+    def set_latency(self, one_way_delay_ms: int) -> None:
+        if one_way_delay_ms < 0:
+            raise ValueError("latency must be >= 0")
+        with self._lock:
+            self.one_way_delay_ms = one_way_delay_ms
+
+    def pause(self) -> None:
+        """Freeze this client, like SIGSTOP on its process: calls block until ``resume``."""
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+
+    # --- the request path ---------------------------------------------------------------------
+
+    def _call(self, op: Callable[[], T]) -> T:
+        clock = self.server.clock
+        if self._closed:
+            raise LockChaosError("client is closed")
+        waited = 0.0
+        while self._paused:
+            if waited >= self.max_pause_s:
+                raise BackendTimeout("client stayed paused past its bound")
+            clock.sleep(_POLL_S)
+            waited += _POLL_S
+        timeout_s = self.timeout_ms / 1000
+        delay_s = self.one_way_delay_ms / 1000
+        if self._partitioned or delay_s >= timeout_s:
+            clock.sleep(timeout_s)
+            raise BackendTimeout(f"no reply within {self.timeout_ms} ms (request lost)")
+        start = clock.now_ns()
+        clock.sleep(delay_s)
+        result = self.server.serve(op, max(1, self.timeout_ms - self.one_way_delay_ms))
+        if self._lose_replies:
+            raise BackendUnavailable("connection reset before the reply arrived")
+        spent_s = (clock.now_ns() - start) / 1e9
+        if spent_s + delay_s >= timeout_s:
+            clock.sleep(max(0.0, timeout_s - spent_s))
+            raise BackendTimeout(f"no reply within {self.timeout_ms} ms (request was applied)")
+        clock.sleep(delay_s)
+        return result
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        return self._call(lambda: self.server._do_acquire(key, owner, ttl_ms))
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        return self._call(lambda: self.server._do_renew(key, owner, ttl_ms))
+
+    def release(self, key: str, owner: str) -> bool:
+        validate_call(key, owner)
+        return self._call(lambda: self.server._do_release(key, owner))
+
+    def holder(self, key: str) -> Lease | None:
+        validate_call(key)
+        return self._call(lambda: self.server._do_holder(key))
+
+    def close(self) -> None:
+        self._closed = True
+
+
+# --- named in-process servers behind fake://NAME ---------------------------------------------
+
+_servers: dict[str, FakeKVLock] = {}
+_servers_lock = threading.Lock()
+
+
+def fake_server(name: str, **config: object) -> FakeKVLock:
+    """The fake server called ``name``, created with ``config`` on first use.
+
+    Creating it explicitly first (with a virtual clock, say) is how a driver decides how the
+    server behaves before any client opens ``fake://NAME``.
+    """
+    with _servers_lock:
+        server = _servers.get(name)
+        if server is None:
+            server = FakeKVLock(name=name, **config)  # type: ignore[arg-type]
+            _servers[name] = server
+        return server
+
+
+def drop_fake_server(name: str) -> None:
+    """Forget a named server so that a later run starts from an empty one."""
+    with _servers_lock:
+        _servers.pop(name, None)
+
+
+def open_fake(url: str) -> FakeClient:
+    """``fake://NAME[?profile=etcd&timeout_ms=500]``: a new client of the server called NAME."""
+    parts = urlsplit(url)
+    name = parts.netloc + parts.path
+    if not name:
+        raise ConfigurationError(f"fake URL needs a server name: {url!r} (try fake://default)")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"profile", "timeout_ms"}
+    if unknown:
+        raise ConfigurationError(f"unknown fake URL option(s) {sorted(unknown)} in {url!r}")
+    profile = query.get("profile")
+    if profile is not None and profile not in PROFILES:
+        raise ConfigurationError(f"unknown fake profile {profile!r}; choose from {sorted(PROFILES)}")
+    timeout: int | None = None
+    if "timeout_ms" in query:
+        try:
+            timeout = int(query["timeout_ms"])
+        except ValueError:
+            raise ConfigurationError(f"timeout_ms must be an int in {url!r}") from None
+        if timeout <= 0:
+            raise ConfigurationError(f"timeout_ms must be > 0 in {url!r}")
+    server = fake_server(name, capabilities=PROFILES[profile or "ideal"])
+    if profile is not None and server.capabilities != PROFILES[profile]:
+        raise ConfigurationError(f"fake server {name!r} already exists with other capabilities")
+    return FakeClient(server, timeout_ms=timeout)

@@ -1,0 +1,42 @@
+"""Loading a user's adapter factory from ``pkg.mod:factory`` without running anything yet."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from backends.base import ConfigurationError, LockBackend
+
+AdapterFactory = Callable[[str], LockBackend]
+
+
+def load_factory(spec: str) -> AdapterFactory:
+    """Import ``pkg.mod:factory``; any failure is a one-line ConfigurationError (exit status 2)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"--adapter must look like pkg.mod:factory, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigurationError(f"cannot import adapter module {module_name!r}: {exc}") from None
+    obj: object = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigurationError(f"adapter module {module_name!r} has no {attr!r}") from None
+    if not callable(obj):
+        raise ConfigurationError(f"adapter factory {spec!r} is not callable")
+    factory: AdapterFactory = obj
+    return factory
+
+
+def checked_backend(factory: AdapterFactory, url: str, spec: str) -> LockBackend:
+    """Call the factory and make sure it returned something shaped like a LockBackend."""
+    backend = factory(url)
+    if not isinstance(backend, LockBackend):
+        raise ConfigurationError(
+            f"adapter factory {spec!r} returned {type(backend).__name__}, which is not a LockBackend "
+            "(needs name, capabilities, acquire, renew, release, holder, close)"
+        )
+    return backend

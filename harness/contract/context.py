@@ -1,0 +1,134 @@
+"""What a contract rule needs: fresh clients, fresh keys, TTLs sized to the backend, and timing probes.
+
+Timing rules never trust a sleep chosen by feel. A probe is *conclusive* only when its whole
+[invoke, complete] window lies where the answer is forced: "surely still held" must complete
+before the earliest possible expiry, "surely gone" must start after the latest. A probe that a
+loaded machine delays past its window is *inconclusive*, and the rule is retried on a fresh key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from backends.base import Capabilities, Lease, LockBackend
+from backends.clock import REAL_CLOCK, Clock
+
+NS_PER_MS = 1_000_000
+
+
+class ContractFailure(AssertionError):
+    """A rule of the reference semantics or a declared capability does not hold."""
+
+
+class Inconclusive(Exception):
+    """A timing probe landed outside its window (machine too slow); retry on a fresh key."""
+
+
+class RuleSkipped(Exception):
+    """The rule does not apply (with the reason); reported as skipped, never as passed."""
+
+
+class ServerControl(Protocol):
+    """Lets durability rules restart the server the contract runs against."""
+
+    def restart_server(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timed:
+    """One call's result and its [invoke, complete] window on the contract's clock."""
+
+    invoke_ns: int
+    complete_ns: int
+    value: object
+
+
+class ContractContext:
+    """One rule's world: every client it opens is closed at the end; keys never collide."""
+
+    def __init__(
+        self,
+        factory: Callable[[], LockBackend],
+        *,
+        clock: Clock = REAL_CLOCK,
+        server: ServerControl | None = None,
+        base_ttl_ms: int = 200,
+        slack_ms: int = 50,
+    ) -> None:
+        self._factory = factory
+        self.clock = clock
+        self.server = server
+        self.slack_ms = slack_ms
+        self._clients: list[LockBackend] = []
+        self._keys = itertools.count()
+        self._run = uuid.uuid4().hex[:8]
+        self.caps: Capabilities = self.client().capabilities
+        self.ttl_ms = self.caps.applied_ttl(max(base_ttl_ms, self.caps.min_ttl_ms))
+
+    def client(self) -> LockBackend:
+        backend = self._factory()
+        self._clients.append(backend)
+        return backend
+
+    def key(self, tag: str) -> str:
+        return f"lockchaos-contract/{self._run}/{tag}/{next(self._keys)}"
+
+    def owner(self, tag: str) -> str:
+        return f"{tag}-{self._run}"
+
+    def ttl_with_room(self, room_ms: int) -> int:
+        """An applied TTL of at least ``room_ms``: rules that act mid-lease need that much time."""
+        return self.caps.applied_ttl(max(self.ttl_ms, room_ms))
+
+    def close(self) -> None:
+        for backend in self._clients:
+            with contextlib.suppress(Exception):
+                backend.close()
+        self._clients.clear()
+
+    # --- timing ---------------------------------------------------------------------------------
+
+    def now_ns(self) -> int:
+        return self.clock.now_ns()
+
+    def timed(self, call: Callable[[], object]) -> Timed:
+        start = self.clock.now_ns()
+        value = call()
+        return Timed(start, self.clock.now_ns(), value)
+
+    def sleep_until(self, t_ns: int) -> None:
+        delta = t_ns - self.clock.now_ns()
+        if delta > 0:
+            self.clock.sleep(delta / 1e9)
+
+    def latest_expiry_ns(self, granted: Timed, ttl_ms: int) -> int:
+        """When a lease granted inside ``granted``'s window is surely gone, lag and slack included."""
+        return granted.complete_ns + (ttl_ms + self.caps.expiry_lag_ms + self.slack_ms) * NS_PER_MS
+
+    @staticmethod
+    def earliest_expiry_ns(granted: Timed, ttl_ms: int) -> int:
+        return granted.invoke_ns + ttl_ms * NS_PER_MS
+
+    def probe_gone(self, backend: LockBackend, key: str, granted: Timed, ttl_ms: int) -> Lease | None:
+        """``holder`` called once the lease granted in ``granted`` must have expired."""
+        self.sleep_until(self.latest_expiry_ns(granted, ttl_ms) + 1)
+        return backend.holder(key)
+
+    def probe_held(self, backend: LockBackend, key: str, until_ns: int) -> Lease | None:
+        """``holder`` that must complete before ``until_ns``, else the probe proves nothing."""
+        probe = self.timed(lambda: backend.holder(key))
+        if probe.complete_ns >= until_ns:
+            raise Inconclusive("holder() completed after the lease could have expired")
+        value = probe.value
+        assert value is None or isinstance(value, Lease)
+        return value
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ContractFailure(message)

@@ -1,0 +1,441 @@
+"""The contract: one rule per clause of the reference semantics and per declared capability.
+
+A rule is a function of a ``ContractContext`` that raises ``ContractFailure`` when the backend
+breaks the clause named by the rule; its docstring is the clause, shown to adapter authors.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from backends.base import Lease, LockBackend
+
+from .context import NS_PER_MS, ContractContext, ContractFailure, Inconclusive, RuleSkipped, Timed, expect
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    check: Callable[[ContractContext], None]
+
+    @property
+    def statement(self) -> str:
+        return (self.check.__doc__ or self.name).strip().splitlines()[0]
+
+
+RULES: list[Rule] = []
+
+
+def rule(check: Callable[[ContractContext], None]) -> Callable[[ContractContext], None]:
+    RULES.append(Rule(check.__name__, check))
+    return check
+
+
+def _granted(ctx: ContractContext, backend: LockBackend, key: str, owner: str, ttl_ms: int) -> Timed:
+    """Acquire that must succeed: the rules below need a held key to talk about."""
+    granted = ctx.timed(lambda: backend.acquire(key, owner, ttl_ms))
+    lease = granted.value
+    expect(isinstance(lease, Lease), f"acquire of free key {key!r} returned {lease!r}, not a Lease")
+    return granted
+
+
+def _lease(timed: Timed) -> Lease:
+    assert isinstance(timed.value, Lease)
+    return timed.value
+
+
+def _require_fencing(ctx: ContractContext) -> None:
+    if not ctx.caps.fencing_tokens:
+        raise RuleSkipped("the backend does not declare fencing-grade tokens")
+
+
+# --- acquire and holder ---------------------------------------------------------------------------
+
+
+@rule
+def acquire_free_key_grants(ctx: ContractContext) -> None:
+    """acquire on a free key grants a Lease for that key and owner with the applied TTL."""
+    c = ctx.client()
+    key, owner = ctx.key("grant"), ctx.owner("a")
+    lease = _lease(_granted(ctx, c, key, owner, ctx.ttl_ms))
+    expect(lease.key == key, f"lease.key is {lease.key!r}, expected {key!r}")
+    expect(lease.owner == owner, f"lease.owner is {lease.owner!r}, expected {owner!r}")
+    expect(isinstance(lease.token, int), f"lease.token is {lease.token!r}, not an int")
+    expect(lease.ttl_ms == ctx.caps.applied_ttl(ctx.ttl_ms),
+           f"lease.ttl_ms is {lease.ttl_ms}, capabilities say {ctx.caps.applied_ttl(ctx.ttl_ms)}")
+
+
+@rule
+def acquire_is_not_reentrant(ctx: ContractContext) -> None:
+    """acquire of a key held by the same owner returns None (locks are not re-entrant)."""
+    c = ctx.client()
+    key, owner = ctx.key("reentrant"), ctx.owner("a")
+    first = _lease(_granted(ctx, c, key, owner, ctx.ttl_with_room(2000)))
+    again = c.acquire(key, owner, ctx.ttl_ms)
+    expect(again is None, f"second acquire by the holder returned {again!r}")
+    expect(c.holder(key) == first, "a refused re-entrant acquire changed the holder")
+
+
+@rule
+def acquire_held_by_other_fails(ctx: ContractContext) -> None:
+    """acquire of a key another owner holds returns None, from any client."""
+    a, b = ctx.client(), ctx.client()
+    key = ctx.key("held")
+    first = _lease(_granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000)))
+    other = b.acquire(key, ctx.owner("b"), ctx.ttl_ms)
+    expect(other is None, f"acquire of a held key by another owner returned {other!r}")
+    expect(b.holder(key) == first, "a refused acquire changed the holder")
+
+
+@rule
+def holder_reports_current_lease(ctx: ContractContext) -> None:
+    """holder returns None for a free key and the current lease (owner, token, TTL) for a held one."""
+    a, b = ctx.client(), ctx.client()
+    key = ctx.key("holder")
+    expect(b.holder(key) is None, "holder of a never-used key is not None")
+    lease = _lease(_granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000)))
+    seen = b.holder(key)
+    expect(seen == lease, f"holder from another client is {seen!r}, expected {lease!r}")
+
+
+@rule
+def acquire_is_atomic_under_contention(ctx: ContractContext) -> None:
+    """Many clients acquiring one free key at once: exactly one wins, every round."""
+    threads, rounds = 8, 25
+    clients = [ctx.client() for _ in range(threads)]
+    ttl = ctx.ttl_with_room(5000)
+    for round_no in range(rounds):
+        key = ctx.key(f"race{round_no}")
+        results = _race(ctx, clients, key, ttl)
+        errors = [r for r in results if isinstance(r, Exception)]
+        expect(not errors, f"round {round_no}: acquire raised {errors[0]!r}" if errors else "")
+        winners = [r for r in results if isinstance(r, Lease)]
+        expect(len(winners) == 1,
+               f"round {round_no}: {len(winners)} of {threads} simultaneous acquires won "
+               f"({sorted(w.owner for w in winners)})")
+        for c in clients[:1]:
+            holder = c.holder(key)
+            expect(holder == winners[0], f"round {round_no}: holder {holder!r} is not the winner")
+
+
+def _race(ctx: ContractContext, clients: list[LockBackend], key: str, ttl: int) -> list[object]:
+    """Every client calls acquire on ``key`` at once (released by one barrier)."""
+    barrier = threading.Barrier(len(clients))
+    results: list[object] = [None] * len(clients)
+
+    def contend(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = clients[i].acquire(key, ctx.owner(f"w{i}"), ttl)
+        except Exception as exc:
+            results[i] = exc
+
+    workers = [threading.Thread(target=contend, args=(i,)) for i in range(len(clients))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=30)
+    return results
+
+
+# --- renew ----------------------------------------------------------------------------------------
+
+
+@rule
+def renew_by_owner_extends(ctx: ContractContext) -> None:
+    """renew by the holder keeps owner and token and pushes expiry to now + TTL."""
+    c = ctx.client()
+    key, owner = ctx.key("renew"), ctx.owner("a")
+    lag, slack = ctx.caps.expiry_lag_ms, ctx.slack_ms
+    # Room to renew after the old lease could have lagged out, and probe before the new one ends.
+    ttl = ctx.ttl_with_room(2 * (lag + 3 * slack))
+    granted = _granted(ctx, c, key, owner, ttl)
+    lease = _lease(granted)
+    ctx.sleep_until(granted.invoke_ns + ttl * NS_PER_MS // 2)
+    renewed = ctx.timed(lambda: c.renew(key, owner, ttl))
+    new = renewed.value
+    expect(isinstance(new, Lease), f"renew by the holder returned {new!r}")
+    assert isinstance(new, Lease)
+    expect((new.owner, new.token) == (lease.owner, lease.token),
+           f"renew changed the lease from {lease!r} to {new!r}")
+    expect(new.ttl_ms == ctx.caps.applied_ttl(ttl), f"renew applied TTL {new.ttl_ms}, expected "
+           f"{ctx.caps.applied_ttl(ttl)}")
+    # After the first lease surely expired, the renewed one must still be held.
+    ctx.sleep_until(ctx.latest_expiry_ns(granted, ttl) + 1)
+    seen = ctx.probe_held(c, key, ctx.earliest_expiry_ns(renewed, ttl))
+    expect(seen is not None and seen.owner == owner,
+           f"renewed lease was gone when only the original TTL had run out (holder: {seen!r})")
+
+
+@rule
+def renew_many_times_keeps_the_lease(ctx: ContractContext) -> None:
+    """Renewing repeatedly before each expiry holds the lease well past its first TTL."""
+    c = ctx.client()
+    key, owner = ctx.key("renew-many"), ctx.owner("a")
+    ttl = ctx.ttl_with_room(4 * (ctx.caps.expiry_lag_ms + 2 * ctx.slack_ms))
+    granted = _granted(ctx, c, key, owner, ttl)
+    first, last_invoke = _lease(granted), granted.invoke_ns
+    for i in range(4):
+        ctx.clock.sleep(ttl / 1000 / 3)
+        if ctx.now_ns() >= last_invoke + ttl * NS_PER_MS:
+            raise Inconclusive("the machine slept past the lease before the renewal was sent")
+        renewal = ctx.timed(lambda: c.renew(key, owner, ttl))
+        renewed, last_invoke = renewal.value, renewal.invoke_ns
+        expect(isinstance(renewed, Lease) and renewed.token == first.token,
+               f"renewal {i + 1} returned {renewed!r}")
+    seen = c.holder(key)
+    expect(seen is not None and seen.token == first.token, f"lease lost after renewals: {seen!r}")
+
+
+@rule
+def renew_by_other_owner_fails(ctx: ContractContext) -> None:
+    """renew by an owner that does not hold the key returns None and changes nothing."""
+    a, b = ctx.client(), ctx.client()
+    key = ctx.key("renew-other")
+    lease = _lease(_granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000)))
+    stolen = b.renew(key, ctx.owner("b"), ctx.ttl_ms)
+    expect(stolen is None, f"renew by a non-holder returned {stolen!r}")
+    expect(a.holder(key) == lease, "a refused renew changed the holder")
+
+
+@rule
+def renew_of_free_key_fails(ctx: ContractContext) -> None:
+    """renew of a key nobody holds returns None and does not create a lease."""
+    c = ctx.client()
+    key = ctx.key("renew-free")
+    expect(c.renew(key, ctx.owner("a"), ctx.ttl_ms) is None, "renew of a free key succeeded")
+    expect(c.holder(key) is None, "renew of a free key created a holder")
+
+
+@rule
+def renew_after_expiry_fails(ctx: ContractContext) -> None:
+    """renew after the lease expired returns None; the key stays free."""
+    c = ctx.client()
+    key, owner = ctx.key("renew-late"), ctx.owner("a")
+    granted = _granted(ctx, c, key, owner, ctx.ttl_ms)
+    expect(ctx.probe_gone(c, key, granted, ctx.ttl_ms) is None, "lease outlived TTL + declared lag")
+    late = c.renew(key, owner, ctx.ttl_ms)
+    expect(late is None, f"renew after expiry returned {late!r}")
+    expect(c.holder(key) is None, "renew after expiry revived the lease")
+
+
+# --- release --------------------------------------------------------------------------------------
+
+
+@rule
+def release_by_owner_frees_key(ctx: ContractContext) -> None:
+    """release by the holder returns True; the key is free and another owner can acquire it."""
+    a, b = ctx.client(), ctx.client()
+    key = ctx.key("release")
+    _granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000))
+    expect(a.release(key, ctx.owner("a")) is True, "release by the holder did not return True")
+    expect(b.holder(key) is None, "key still held after its holder released it")
+    expect(b.acquire(key, ctx.owner("b"), ctx.ttl_ms) is not None, "released key could not be acquired")
+
+
+@rule
+def release_by_other_owner_fails(ctx: ContractContext) -> None:
+    """release by a non-holder returns False (no exception) and the holder keeps the lease."""
+    a, b = ctx.client(), ctx.client()
+    key = ctx.key("release-other")
+    lease = _lease(_granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000)))
+    expect(b.release(key, ctx.owner("b")) is False, "release by a non-holder did not return False")
+    expect(a.holder(key) == lease, "release by a non-holder changed the holder")
+
+
+@rule
+def release_of_free_key_fails(ctx: ContractContext) -> None:
+    """release of a key nobody holds returns False."""
+    c = ctx.client()
+    expect(c.release(ctx.key("release-free"), ctx.owner("a")) is False, "release of a free key was True")
+
+
+@rule
+def release_after_expiry_fails(ctx: ContractContext) -> None:
+    """release after the lease expired returns False, and does not free a later holder's lease."""
+    a, b = ctx.client(), ctx.client()
+    key = ctx.key("release-late")
+    granted = _granted(ctx, a, key, ctx.owner("a"), ctx.ttl_ms)
+    expect(ctx.probe_gone(a, key, granted, ctx.ttl_ms) is None, "lease outlived TTL + declared lag")
+    expect(a.release(key, ctx.owner("a")) is False, "release after expiry returned True")
+    later = _lease(_granted(ctx, b, key, ctx.owner("b"), ctx.ttl_with_room(2000)))
+    expect(a.release(key, ctx.owner("a")) is False, "stale owner released the new holder's lease")
+    expect(b.holder(key) == later, "stale release changed the new holder")
+
+
+# --- expiry and tokens ----------------------------------------------------------------------------
+
+
+@rule
+def expired_lease_frees_key(ctx: ContractContext) -> None:
+    """Within TTL + declared expiry lag the key is free and another owner can acquire it."""
+    a, b = ctx.client(), ctx.client()
+    key = ctx.key("expiry")
+    granted = _granted(ctx, a, key, ctx.owner("a"), ctx.ttl_ms)
+    gone = ctx.probe_gone(b, key, granted, ctx.ttl_ms)
+    expect(gone is None, f"lease still visible after TTL + declared lag: {gone!r}")
+    expect(b.acquire(key, ctx.owner("b"), ctx.ttl_ms) is not None, "expired key could not be acquired")
+
+
+@rule
+def tokens_increase_across_release(ctx: ContractContext) -> None:
+    """Tokens strictly increase per key across acquire / release / acquire, whoever acquires."""
+    _require_fencing(ctx)
+    a, b = ctx.client(), ctx.client()
+    key = ctx.key("tokens")
+    tokens = []
+    for i in range(6):
+        c, owner = (a, ctx.owner("a")) if i % 2 == 0 else (b, ctx.owner("b"))
+        tokens.append(_lease(_granted(ctx, c, key, owner, ctx.ttl_with_room(2000))).token)
+        expect(c.release(key, owner), "release by the holder failed")
+    expect(all(x < y for x, y in itertools.pairwise(tokens)),
+           f"tokens not strictly increasing: {tokens}")
+
+
+@rule
+def tokens_increase_across_expiry(ctx: ContractContext) -> None:
+    """A lease granted after another expired carries a larger token."""
+    _require_fencing(ctx)
+    a, b = ctx.client(), ctx.client()
+    key = ctx.key("tokens-expiry")
+    granted = _granted(ctx, a, key, ctx.owner("a"), ctx.ttl_ms)
+    expect(ctx.probe_gone(b, key, granted, ctx.ttl_ms) is None, "lease outlived TTL + declared lag")
+    second = _lease(_granted(ctx, b, key, ctx.owner("b"), ctx.ttl_ms))
+    expect(second.token > _lease(granted).token,
+           f"token after expiry {second.token} is not above {_lease(granted).token}")
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+_BAD_KEYS: list[object] = ["", None, 42, b"key"]
+_BAD_OWNERS: list[object] = ["", None, 7, b"me"]
+_BAD_TTLS: list[object] = [0, -1, 1.5, "100", None, True]
+
+
+@rule
+def bad_input_raises_value_error(ctx: ContractContext) -> None:
+    """Empty or non-str key/owner, non-int or non-positive TTL raise ValueError and change nothing."""
+    c: Any = ctx.client()  # deliberately called with wrong types
+    key, owner, ttl = ctx.key("bad"), ctx.owner("a"), ctx.ttl_ms
+    calls: list[tuple[str, tuple[object, ...]]] = []
+    for bad in _BAD_KEYS:
+        calls += [("acquire", (bad, owner, ttl)), ("renew", (bad, owner, ttl)),
+                  ("release", (bad, owner)), ("holder", (bad,))]
+    for bad in _BAD_OWNERS:
+        calls += [("acquire", (key, bad, ttl)), ("renew", (key, bad, ttl)), ("release", (key, bad))]
+    for bad in _BAD_TTLS:
+        calls += [("acquire", (key, owner, bad)), ("renew", (key, owner, bad))]
+    for op, args in calls:
+        label = f"{op}{args!r}"
+        try:
+            result = getattr(c, op)(*args)
+        except ValueError:
+            continue
+        except Exception as exc:
+            raise ContractFailure(f"{label} raised {type(exc).__name__}, not ValueError: {exc}") from None
+        raise ContractFailure(f"{label} returned {result!r} instead of raising ValueError")
+    expect(c.holder(key) is None, "a rejected call changed the key's state")
+
+
+# --- declared capabilities ------------------------------------------------------------------------
+
+
+def _requests_off_grid(ctx: ContractContext) -> list[int]:
+    """Requested TTLs that a backend rounding more coarsely than it declares would round away."""
+    g = ctx.caps.ttl_granularity_ms
+    base = max(ctx.ttl_ms, ctx.caps.min_ttl_ms)
+    return sorted({base + g // 2 + 1 if g > 1 else base + 37, base + g + 1, base + 2 * g - 1})
+
+
+@rule
+def declared_ttl_rounding_is_applied(ctx: ContractContext) -> None:
+    """The applied TTL is the declared rounding of the request, in the lease and in behaviour."""
+    c = ctx.client()
+    for requested in _requests_off_grid(ctx):
+        applied = ctx.caps.applied_ttl(requested)
+        key = ctx.key(f"round{requested}")
+        granted = _granted(ctx, c, key, ctx.owner("a"), requested)
+        expect(_lease(granted).ttl_ms == applied,
+               f"requested {requested} ms: lease says {_lease(granted).ttl_ms} ms, declared rounding "
+               f"gives {applied} ms")
+        _expect_lives_exactly(ctx, c, key, granted, applied, f"requested {requested} ms")
+
+
+@rule
+def declared_minimum_ttl_is_applied(ctx: ContractContext) -> None:
+    """A TTL below the declared minimum is raised to it, and the lease lives that long."""
+    c = ctx.client()
+    applied = ctx.caps.applied_ttl(1)
+    key = ctx.key("min")
+    granted = _granted(ctx, c, key, ctx.owner("a"), 1)
+    expect(_lease(granted).ttl_ms == applied,
+           f"requested 1 ms: lease says {_lease(granted).ttl_ms} ms, declared minimum gives {applied} ms")
+    _expect_lives_exactly(ctx, c, key, granted, applied, "requested 1 ms")
+
+
+def _expect_lives_exactly(
+    ctx: ContractContext, c: LockBackend, key: str, granted: Timed, applied: int, label: str
+) -> None:
+    """Held until just before the applied TTL, gone by TTL + declared lag."""
+    margin = min(applied // 4, 4 * ctx.slack_ms)
+    if margin >= ctx.slack_ms:  # a TTL too short to probe before expiry is only checked for being gone
+        early = ctx.earliest_expiry_ns(granted, applied)
+        ctx.sleep_until(early - margin * NS_PER_MS)
+        seen = ctx.probe_held(c, key, early)
+        expect(seen is not None, f"{label}: lease gone before its applied TTL of {applied} ms")
+    gone = ctx.probe_gone(c, key, granted, applied)
+    expect(gone is None, f"{label}: lease still held after applied TTL {applied} ms + declared lag "
+           f"{ctx.caps.expiry_lag_ms} ms")
+
+
+@rule
+def declared_durability_holds_across_restart(ctx: ContractContext) -> None:
+    """A durable backend keeps the holder and its token counter across a server restart."""
+    if ctx.server is None:
+        raise RuleSkipped("no server control: the contract was not given a server it may restart")
+    if not ctx.caps.durable:
+        raise RuleSkipped("the backend does not declare durability")
+    a = ctx.client()
+    key = ctx.key("durable")
+    ttl = ctx.ttl_with_room(30_000)
+    lease = _lease(_granted(ctx, a, key, ctx.owner("a"), ttl))
+    ctx.server.restart_server()
+    b = ctx.client()
+    seen = _retry_unavailable(ctx, lambda: b.holder(key))
+    expect(seen == lease, f"after a restart the holder is {seen!r}, expected {lease!r}")
+    expect(b.release(key, ctx.owner("a")) is True, "release after restart failed")
+    after = b.acquire(key, ctx.owner("b"), ctx.ttl_ms)
+    expect(after is not None and after.token > lease.token,
+           f"token after restart {after!r} is not above {lease.token}")
+
+
+def _retry_unavailable(ctx: ContractContext, call: Callable[[], Lease | None]) -> Lease | None:
+    """A freshly restarted server may refuse for a moment; give it a bounded while."""
+    from backends.base import BackendUnavailable
+
+    deadline = ctx.now_ns() + 10_000 * NS_PER_MS
+    while True:
+        try:
+            return call()
+        except BackendUnavailable:
+            if ctx.now_ns() > deadline:
+                raise ContractFailure("server unavailable for 10 s after restart") from None
+            ctx.clock.sleep(0.05)
+
+
+def rule_names() -> list[str]:
+    return [r.name for r in RULES]
+
+
+def find_rule(name: str) -> Rule:
+    for r in RULES:
+        if r.name == name:
+            return r
+    raise KeyError(name)
+
+
+__all__ = ["RULES", "ContractFailure", "Rule", "find_rule", "rule_names"]

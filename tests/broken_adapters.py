@@ -1,0 +1,286 @@
+"""Deliberately broken lock adapters: each breaks one clause, and the contract suite must catch it.
+
+They all sit on ``MiniKV``, a tiny shared key-value store in which every operation costs a simulated
+network round trip, as a Redis command would. ``CorrectAdapter`` uses it properly (and must pass); each
+broken subclass changes one method the way real adapters get it wrong. Factories take the URL the
+harness provides (a ``fake://NAME``) and share one store per URL, as clients of one server do.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from backends.base import Capabilities, Lease, validate_call
+
+RTT_S = 0.0002
+
+
+@dataclass
+class _Value:
+    owner: str
+    token: int
+    ttl_ms: int
+    expires_at: float
+
+
+class MiniKV:
+    """Each method is atomic on its own and costs one round trip; combining them is the adapter's job."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.data: dict[str, _Value] = {}
+        self.counters: dict[str, int] = {}
+
+    def _rtt(self) -> None:
+        time.sleep(RTT_S)
+
+    def _live(self, key: str) -> _Value | None:
+        v = self.data.get(key)
+        if v is not None and time.monotonic() >= v.expires_at:
+            del self.data[key]
+            return None
+        return v
+
+    def get(self, key: str) -> _Value | None:
+        self._rtt()
+        with self.lock:
+            return self._live(key)
+
+    def set(self, key: str, value: _Value) -> None:
+        self._rtt()
+        with self.lock:
+            self.data[key] = value
+
+    def set_if_absent(self, key: str, value: _Value) -> bool:
+        self._rtt()
+        with self.lock:
+            if self._live(key) is not None:
+                return False
+            self.data[key] = value
+            return True
+
+    def incr(self, key: str) -> int:
+        self._rtt()
+        with self.lock:
+            self.counters[key] = self.counters.get(key, 0) + 1
+            return self.counters[key]
+
+    def delete(self, key: str) -> None:
+        self._rtt()
+        with self.lock:
+            self.data.pop(key, None)
+
+    def compare_and_delete(self, key: str, owner: str) -> bool:
+        self._rtt()
+        with self.lock:
+            v = self._live(key)
+            if v is None or v.owner != owner:
+                return False
+            del self.data[key]
+            return True
+
+    def compare_and_extend(self, key: str, owner: str, ttl_ms: int) -> _Value | None:
+        self._rtt()
+        with self.lock:
+            v = self._live(key)
+            if v is None or v.owner != owner:
+                return None
+            v.ttl_ms, v.expires_at = ttl_ms, time.monotonic() + ttl_ms / 1000
+            return v
+
+
+_stores: dict[str, MiniKV] = {}
+_stores_lock = threading.Lock()
+
+
+def _store(url: str) -> MiniKV:
+    with _stores_lock:
+        return _stores.setdefault(url, MiniKV())
+
+
+class CorrectAdapter:
+    name = "minikv"
+    capabilities = Capabilities()
+
+    def __init__(self, url: str) -> None:
+        self.kv = _store(url)
+
+    def _applied(self, ttl_ms: int) -> int:
+        return self.capabilities.applied_ttl(ttl_ms)
+
+    def _new_value(self, key: str, owner: str, ttl_ms: int) -> _Value:
+        return _Value(owner, self.kv.incr(key), ttl_ms, time.monotonic() + ttl_ms / 1000)
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        applied = self._applied(ttl_ms)
+        # Like a Lua script: check, count and set as one step at the server.
+        with self.kv.lock:
+            if self.kv._live(key) is not None:
+                return None
+            self.kv.counters[key] = token = self.kv.counters.get(key, 0) + 1
+            self.kv.data[key] = _Value(owner, token, applied, time.monotonic() + applied / 1000)
+        return Lease(key, owner, token, applied)
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        v = self.kv.compare_and_extend(key, owner, self._applied(ttl_ms))
+        return None if v is None else Lease(key, v.owner, v.token, v.ttl_ms)
+
+    def release(self, key: str, owner: str) -> bool:
+        validate_call(key, owner)
+        return self.kv.compare_and_delete(key, owner)
+
+    def holder(self, key: str) -> Lease | None:
+        validate_call(key)
+        v = self.kv.get(key)
+        return None if v is None else Lease(key, v.owner, v.token, v.ttl_ms)
+
+    def close(self) -> None:
+        pass
+
+
+class ReleaseWithoutOwnerCheck(CorrectAdapter):
+    def release(self, key: str, owner: str) -> bool:
+        validate_call(key, owner)
+        existed = self.kv.get(key) is not None
+        self.kv.delete(key)
+        return existed
+
+
+class RenewWithoutOwnerCheck(CorrectAdapter):
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        v = self.kv.get(key)
+        if v is None:
+            return None
+        applied = self._applied(ttl_ms)
+        self.kv.set(key, _Value(owner, v.token, applied, time.monotonic() + applied / 1000))
+        return Lease(key, owner, v.token, applied)
+
+
+class CheckThenSetAcquire(CorrectAdapter):
+    """GET then SET in two round trips: two clients both see the key free."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        if self.kv.get(key) is not None:
+            return None
+        applied = self._applied(ttl_ms)
+        value = self._new_value(key, owner, applied)
+        self.kv.set(key, value)
+        return Lease(key, owner, value.token, applied)
+
+
+class NoExpiry(CorrectAdapter):
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        value = _Value(owner, 0, self._applied(ttl_ms), math.inf)
+        if not self.kv.set_if_absent(key, value):
+            return None
+        value.token = self.kv.incr(key)
+        return Lease(key, owner, value.token, value.ttl_ms)
+
+
+class ConstantToken(CorrectAdapter):
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        applied = self._applied(ttl_ms)
+        if not self.kv.set_if_absent(key, _Value(owner, 1, applied, time.monotonic() + applied / 1000)):
+            return None
+        return Lease(key, owner, 1, applied)
+
+
+class LyingRelease(CorrectAdapter):
+    def release(self, key: str, owner: str) -> bool:
+        super().release(key, owner)
+        return True
+
+
+class RenewDoesNotExtend(CorrectAdapter):
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        v = self.kv.get(key)
+        if v is None or v.owner != owner:
+            return None
+        return Lease(key, owner, v.token, self._applied(ttl_ms))
+
+
+class SecretlyRoundsToSeconds(CorrectAdapter):
+    """Declares millisecond TTLs, reports the requested TTL, but really applies whole seconds."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        lease = super().acquire(key, owner, math.ceil(ttl_ms / 1000) * 1000)
+        return None if lease is None else Lease(key, owner, lease.token, self._applied(ttl_ms))
+
+
+class HonestlyRoundsToSecondsButDeclaresMs(CorrectAdapter):
+    def _applied(self, ttl_ms: int) -> int:
+        return math.ceil(ttl_ms / 1000) * 1000
+
+
+class Reentrant(CorrectAdapter):
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        current = self.holder(key)
+        if current is not None and current.owner == owner:
+            return self.renew(key, owner, ttl_ms)
+        return super().acquire(key, owner, ttl_ms)
+
+
+class RaisesForNotYours(CorrectAdapter):
+    def release(self, key: str, owner: str) -> bool:
+        if not super().release(key, owner):
+            raise PermissionError(f"{key} is not held by {owner}")
+        return True
+
+
+class NoInputValidation(CorrectAdapter):
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        applied = max(1, int(ttl_ms or 1))
+        if not self.kv.set_if_absent(key, _Value(owner, 0, applied, time.monotonic() + applied / 1000)):
+            return None
+        return Lease(key, owner, self.kv.incr(key), applied)
+
+
+class DeclaresExpiryLagItDoesNotHave(CorrectAdapter):
+    """Leases live 300 ms longer than the TTL while the declaration promises no lag at all."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        lease = super().acquire(key, owner, ttl_ms)
+        if lease is not None:
+            with self.kv.lock:
+                self.kv.data[key].expires_at += 0.3
+        return lease
+
+
+BROKEN: dict[str, type[CorrectAdapter]] = {
+    "release_without_owner_check": ReleaseWithoutOwnerCheck,
+    "renew_without_owner_check": RenewWithoutOwnerCheck,
+    "check_then_set_acquire": CheckThenSetAcquire,
+    "no_expiry": NoExpiry,
+    "constant_token": ConstantToken,
+    "lying_release": LyingRelease,
+    "renew_does_not_extend": RenewDoesNotExtend,
+    "secretly_rounds_to_seconds": SecretlyRoundsToSeconds,
+    "rounds_to_seconds_but_declares_ms": HonestlyRoundsToSecondsButDeclaresMs,
+    "reentrant": Reentrant,
+    "raises_for_not_yours": RaisesForNotYours,
+    "no_input_validation": NoInputValidation,
+    "undeclared_expiry_lag": DeclaresExpiryLagItDoesNotHave,
+}
+
+
+def correct(url: str) -> CorrectAdapter:
+    return CorrectAdapter(url)
+
+
+def _factory(cls: type[CorrectAdapter]):  # type: ignore[no-untyped-def]
+    return lambda url: cls(url)
+
+
+for _name, _cls in BROKEN.items():
+    globals()[_name] = _factory(_cls)

@@ -1,0 +1,49 @@
+"""Bad usage gets one clear line on stderr and exit status 2, before anything runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.cli import main
+
+BAD_USAGE = [
+    (["contract", "--backend", "mongo"], "invalid choice: 'mongo'"),
+    (["contract", "--bogus"], "unrecognized arguments: --bogus"),
+    (["contract", "--adapter", "nope.nothing:factory", "--server", "none"], "cannot import adapter module"),
+    (["contract", "--adapter", "tests.broken_adapters", "--server", "none"],
+     "must look like pkg.mod:factory"),
+    (["contract", "--adapter", "tests.broken_adapters:missing", "--server", "none"], "has no 'missing'"),
+    (["contract", "--adapter", "tests.broken_adapters:RTT_S", "--server", "none"], "is not callable"),
+    (["contract", "--adapter", "tests.broken_adapters:correct"], "--adapter needs --server"),
+    (["contract", "--backend", "fake", "--adapter", "tests.broken_adapters:correct", "--server", "none"],
+     "either --backend or --adapter"),
+    (["contract", "--server", "redis"], "--server goes with --adapter"),
+    ([], "the following arguments are required: command"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_USAGE, ids=[" ".join(a) or "no-args" for a, _ in BAD_USAGE])
+def test_bad_usage_exits_2_with_one_line(argv: list[str], message: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("lockchaos: error: ")
+    assert message in lines[0]
+    assert captured.out == ""
+
+
+def test_factory_returning_a_non_backend_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["contract", "--adapter", "builtins:str", "--server", "none"]) == 2
+    assert "is not a LockBackend" in capsys.readouterr().err
+
+
+def test_console_script_and_module_entry_point_agree() -> None:
+    proc = subprocess.run([sys.executable, "-m", "harness", "contract", "--backend", "nope"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("lockchaos: error:")
