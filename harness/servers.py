@@ -1,0 +1,666 @@
+"""Process-mode lock servers: real ``redis-server`` and ``etcd`` on loopback, and their faults.
+
+A soak that leaks servers or temp dirs poisons the next run, so teardown is layered:
+``stop()`` and the context manager for the normal path; a registry drained by ``atexit`` for
+exceptions, Ctrl-C and forgotten handles; ``PR_SET_PDEATHSIG`` so that children die with a SIGKILLed
+harness; and a sweep, at each start, of temp dirs that such a death left behind. Children run in
+their own session, so a Ctrl-C at the terminal reaches the harness only and the harness decides
+when its servers go. A SIGTERMed harness skips ``atexit`` unless the CLI turns SIGTERM into an
+exception; the death signal and the sweep still clean up after it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import math
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+from urllib.parse import urlsplit
+
+import psutil
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
+
+LOOPBACK = "127.0.0.1"
+_PORT_ATTEMPTS = 5
+_LOG_NAME = "server.log"
+_MARKER_NAME = "lockchaos-owner.json"
+_POLL_S = 0.01
+
+
+@runtime_checkable
+class ServerHandle(Protocol):
+    """One lock server, however provisioned, so that scenarios fault it without knowing how it runs."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def pid(self) -> int | None: ...
+    def start(self) -> Self: ...
+    def stop(self) -> None: ...
+    def is_running(self) -> bool: ...
+    def kill(self) -> None: ...
+    def restart(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+# --- spawning children that cannot outlive the harness ----------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None = (
+    ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+)
+
+
+def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    parent = os.getpid()
+
+    def arm_death_signal() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the harness died before the signal was armed
+            os._exit(1)
+
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent,
+            env=env, start_new_session=True, preexec_fn=arm_death_signal,
+        )
+
+
+def _kill_spawned(fut: Future[subprocess.Popen[bytes]]) -> None:
+    if fut.exception() is None:
+        proc = fut.result()
+        proc.kill()
+        proc.wait()
+
+
+class _Spawner:
+    """Forks every child from one thread that lives as long as the process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process: a server
+    started from a short-lived nemesis thread would be SIGKILLed when that thread ended.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[
+            tuple[list[str], Path, dict[str, str], Future[subprocess.Popen[bytes]]]
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():  # also after os.fork()
+                self._thread = threading.Thread(target=self._serve, name="lockchaos-spawner", daemon=True)
+                self._thread.start()
+        fut: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put((argv, log, env, fut))
+        try:
+            return fut.result()
+        except BaseException:
+            fut.add_done_callback(_kill_spawned)  # interrupted: nobody would own the child
+            raise
+
+    def _serve(self) -> None:
+        while True:
+            argv, log, env, fut = self._jobs.get()
+            try:
+                fut.set_result(_spawn(argv, log, env))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+# --- the registry that atexit drains, and the sweep for harnesses that were SIGKILLed ----------
+
+_LIVE: set[_ProcessServer] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_all() -> None:
+    """Stop every server this process started; for ``atexit`` and for a CLI's signal handlers."""
+    with _LIVE_LOCK:
+        # A forked child inherits the registry but must not stop its parent's servers.
+        handles = [h for h in _LIVE if h._owner_pid == os.getpid()]
+    for handle in handles:
+        with contextlib.suppress(Exception):
+            handle.stop()
+
+
+atexit.register(stop_all)
+
+
+def _write_marker(workdir: Path, server_pid: int | None) -> None:
+    info = {"owner_pid": os.getpid(), "server_pid": server_pid}
+    (workdir / _MARKER_NAME).write_text(json.dumps(info))
+
+
+def _sweep_orphans() -> None:
+    """Remove temp dirs whose harness and server are both dead (a SIGKILLed harness skips atexit)."""
+    for marker in Path(tempfile.gettempdir()).glob(f"lockchaos-*/{_MARKER_NAME}"):
+        try:
+            if marker.stat().st_uid != os.getuid():
+                continue
+            info = json.loads(marker.read_text())
+            pids = [int(info["owner_pid"]), int(info["server_pid"] or 0)]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # half-written or foreign: leave it
+        if not any(_alive(pid) for pid in pids if pid > 0):
+            shutil.rmtree(marker.parent, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _free_ports(count: int) -> tuple[int, ...]:
+    """Distinct ports the kernel calls free now; a race with another process is retried by start()."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((LOOPBACK, 0))
+        return tuple(int(sock.getsockname()[1]) for sock in socks)
+
+
+class _PortTaken(Exception):
+    """Another process bound the port between our pick and the server's bind."""
+
+
+# --- process-mode servers -----------------------------------------------------------------------
+
+
+class _ProcessServer:
+    """A server binary the harness launched, owns and may fault."""
+
+    kind: str
+    binary_name: str
+    debian_package: str
+    env_var: str
+    _port_count = 1
+
+    def __init__(self, *, binary: str | None, startup_timeout: float, stop_timeout: float) -> None:
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self._binary_arg = binary
+        self._binary = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: Path | None = None
+        self._ports: tuple[int, ...] = ()
+        self._log_offset = 0
+        self._paused = False
+        self._owner_pid = os.getpid()
+
+    # -- subclass hooks
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def _args(self, workdir: Path) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def _discard_partial_state(self, workdir: Path) -> None:
+        """Forget what a launch that lost its port left behind, before trying another port."""
+
+    # -- identity
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def port(self) -> int:
+        return self._started_ports()[0]
+
+    def _started_ports(self) -> tuple[int, ...]:
+        if not self._ports:
+            raise InfrastructureError(f"{type(self).__name__} has no port: it was never started")
+        return self._ports
+
+    @property
+    def pid(self) -> int | None:
+        """The latest server process, also once it died, so that post-mortems can name it."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def workdir(self) -> Path | None:
+        return self._dir
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._dir / _LOG_NAME if self._dir is not None else None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused and self.is_running()
+
+    def __repr__(self) -> str:
+        where = f"{self.host}:{self._ports[0]}" if self._ports else "unstarted"
+        return f"<{type(self).__name__} {where} pid={self.pid}>"
+
+    # -- lifecycle
+    def start(self) -> Self:
+        if self._dir is not None:
+            raise InfrastructureError(f"{self!r} is already started; restart() brings it back after a fault")
+        self._binary = self._resolve_binary()
+        _sweep_orphans()
+        self._dir = Path(tempfile.mkdtemp(prefix="lockchaos-"))
+        _write_marker(self._dir, None)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        try:
+            for _ in range(_PORT_ATTEMPTS):
+                self._ports = _free_ports(self._port_count)
+                try:
+                    self._launch()
+                    return self
+                except _PortTaken:
+                    self._discard_partial_state(self._dir)
+            raise InfrastructureError(
+                f"{self.binary_name}: every loopback port picked was taken before it could bind "
+                f"({_PORT_ATTEMPTS} attempts)"
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original error is the one worth reporting
+                self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Terminate gracefully, then for certain, and remove every file; safe to call again."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a stopped process would not act on SIGTERM
+            proc.terminate()
+            try:
+                proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self._kill_and_reap()
+        self._paused = False
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            if self._dir.exists():
+                raise InfrastructureError(f"could not remove {self._dir} of {self!r}")
+            self._dir = None
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
+    def __enter__(self) -> Self:
+        return self if self._dir is not None else self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- faults
+    def kill(self) -> None:
+        """kill -9: the server gets no chance to flush anything it has not already made durable."""
+        self._require_running("kill")
+        self._kill_and_reap()
+
+    def restart(self) -> None:
+        """Bring the server back on the same port and data dir, as a crashed host reboots."""
+        if self._dir is None:
+            raise InfrastructureError(f"cannot restart {self!r}: it is not started (or already stopped)")
+        if self.is_running():
+            self._kill_and_reap()
+        try:
+            self._launch()
+        except _PortTaken:
+            raise InfrastructureError(
+                f"cannot restart {self!r}: another process took port {self.port} while it was down; "
+                f"last log lines:\n{self._log_tail()}"
+            ) from None
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its sockets but answers nothing, like a long GC pause."""
+        self._require_running("pause")
+        self._signal_and_await(signal.SIGSTOP, stopped=True)
+        self._paused = True
+
+    def resume(self) -> None:
+        self._require_running("resume")
+        self._signal_and_await(signal.SIGCONT, stopped=False)
+        self._paused = False
+
+    # -- internals
+    def _resolve_binary(self) -> str:
+        chosen = self._binary_arg or os.environ.get(self.env_var)
+        found = shutil.which(chosen or self.binary_name)
+        if found is not None:
+            return found
+        hint = f"install Debian's package {self.debian_package} (apt-get install {self.debian_package})"
+        if chosen:
+            origin = "binary argument" if self._binary_arg else self.env_var
+            raise InfrastructureError(f"{self.binary_name} not found at {chosen!r} (from {origin}): {hint}")
+        raise InfrastructureError(f"{self.binary_name} not found on PATH: {hint}")
+
+    def _launch(self) -> None:
+        assert self._dir is not None
+        log = self._dir / _LOG_NAME
+        self._log_offset = log.stat().st_size if log.exists() else 0
+        self._paused = False
+        self._proc = _SPAWNER.popen([self._binary, *self._args(self._dir)], log, self._env())
+        _write_marker(self._dir, self._proc.pid)
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                tail = self._log_tail()
+                if "address already in use" in tail.lower():
+                    raise _PortTaken
+                raise InfrastructureError(
+                    f"{self.binary_name} exited with status {code} while starting on "
+                    f"{self.host}:{self.port}; last log lines:\n{tail}"
+                )
+            if self._ready():
+                return
+            if time.monotonic() > deadline:
+                self._kill_and_reap()
+                raise InfrastructureError(
+                    f"{self.binary_name} on {self.host}:{self.port} was not ready within "
+                    f"{self.startup_timeout:g} s; last log lines:\n{self._log_tail()}"
+                )
+            time.sleep(_POLL_S)
+
+    def _log_tail(self, lines: int = 10) -> str:
+        """The end of what the *latest* launch wrote: earlier launches' lines would mislead."""
+        if self._dir is None:
+            return "(no log)"
+        try:
+            with (self._dir / _LOG_NAME).open("rb") as f:
+                f.seek(self._log_offset)
+                text = f.read().decode(errors="replace")
+        except OSError as exc:
+            return f"(log unreadable: {exc})"
+        return "\n".join(text.splitlines()[-lines:]) or "(log empty)"
+
+    def _kill_and_reap(self) -> None:
+        assert self._proc is not None
+        self._proc.kill()
+        try:
+            self._proc.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            raise InfrastructureError(
+                f"{self!r} survived SIGKILL for {self.stop_timeout:g} s (stuck in the kernel?)"
+            ) from None
+        self._paused = False
+
+    def _require_running(self, fault: str) -> None:
+        if not self.is_running():
+            state = "never started" if self._proc is None else f"exited with status {self._proc.returncode}"
+            raise InfrastructureError(f"cannot {fault} {self!r}: it is not running ({state})")
+
+    def _signal_and_await(self, sig: signal.Signals, *, stopped: bool) -> None:
+        """Return only once the kernel applied the signal, so that fault windows are recorded truly."""
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+        deadline = time.monotonic() + self.stop_timeout
+        try:
+            proc = psutil.Process(self._proc.pid)
+            while (proc.status() == psutil.STATUS_STOPPED) != stopped:
+                if time.monotonic() > deadline:
+                    raise InfrastructureError(f"{self!r} did not take {sig.name} in {self.stop_timeout:g} s")
+                time.sleep(0.001)
+        except psutil.NoSuchProcess:
+            raise InfrastructureError(f"{self!r} died while taking {sig.name}") from None
+
+
+class RedisServer(_ProcessServer):
+    """A private ``redis-server``; without persistence a restart loses every lock, by design."""
+
+    kind = "redis"
+    binary_name = "redis-server"
+    debian_package = "redis-server"
+    env_var = "LOCKCHAOS_REDIS_SERVER"
+
+    def __init__(
+        self, *, persistence: bool = False, binary: str | None = None,
+        startup_timeout: float = 10.0, stop_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(binary=binary, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        self.persistence = persistence
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def _args(self, workdir: Path) -> list[str]:
+        # No config file, so no system default leaks in; the log goes to stdout, i.e. server.log,
+        # which also catches errors Redis prints before it would open a logfile. RDB snapshots are
+        # off in both modes: AOF is the durability under test, and a fork mid-soak is latency noise.
+        args = [
+            "--port", str(self.port), "--bind", self.host, "--protected-mode", "yes",
+            "--daemonize", "no", "--dir", str(workdir), "--logfile", "", "--save", "",
+        ]
+        if self.persistence:
+            return [*args, "--appendonly", "yes", "--appendfsync", "always"]
+        return [*args, "--appendonly", "no"]
+
+    def _ready(self) -> bool:
+        # No retries: the deadline loop is the retry, and a retrying client would overshoot it.
+        client = redis.Redis(
+            host=self.host, port=self.port, socket_timeout=0.25, socket_connect_timeout=0.25,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            return bool(client.ping())  # a server still loading its AOF answers LOADING: not ready
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+
+# urllib would send even loopback requests through an http_proxy from the environment.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class EtcdServer(_ProcessServer):
+    """A private single-member etcd; always durable, since its data dir survives a restart.
+
+    ``fast`` shortens heartbeat and election timeouts (10 ms / 100 ms) so that startup takes ~0.1 s
+    instead of ~1 s. It also lowers etcd's minimum lease TTL (1.5 election timeouts, rounded up to
+    whole seconds) from 2 s to 1 s, which adapters must declare as their minimum TTL.
+    """
+
+    kind = "etcd"
+    binary_name = "etcd"
+    debian_package = "etcd-server"
+    env_var = "LOCKCHAOS_ETCD"
+    _port_count = 2
+
+    def __init__(
+        self, *, fast: bool = True, binary: str | None = None,
+        startup_timeout: float = 10.0, stop_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(binary=binary, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+        self.fast = fast
+        self.election_timeout_ms = 100 if fast else 1000
+
+    @property
+    def url(self) -> str:
+        return f"etcd://{self.host}:{self.port}"
+
+    @property
+    def peer_port(self) -> int:
+        return self._started_ports()[1]
+
+    @property
+    def min_lease_ttl_ms(self) -> int:
+        return math.ceil(self.election_timeout_ms * 1.5 / 1000) * 1000
+
+    def _args(self, workdir: Path) -> list[str]:
+        client = f"http://{self.host}:{self.port}"
+        peer = f"http://{self.host}:{self.peer_port}"
+        args = [
+            "--name", "default", "--data-dir", str(workdir / "data"),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"default={peer}",
+        ]
+        if self.fast:
+            return [*args, "--heartbeat-interval", "10", "--election-timeout", "100"]
+        return args
+
+    def _env(self) -> dict[str, str]:
+        # etcd reads ETCD_* variables as flags: an inherited ETCD_LISTEN_METRICS_URLS could bind
+        # 0.0.0.0, and an ETCD_INITIAL_CLUSTER would contradict ours.
+        return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+
+    def _discard_partial_state(self, workdir: Path) -> None:
+        shutil.rmtree(workdir / "data", ignore_errors=True)
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.25):
+                pass  # gRPC and HTTP share the client port in etcd 3.4
+            with _HTTP.open(f"http://{self.host}:{self.port}/health", timeout=0.5) as resp:
+                return bool(json.loads(resp.read()).get("health") == "true")
+        except (OSError, ValueError):  # URLError and HTTPError (503: no leader yet) are OSErrors
+            return False
+
+
+# --- servers the harness did not start ---------------------------------------------------------
+
+_DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
+
+
+class ExternalServer:
+    """A server the user runs; the harness never signals, flushes or stops it."""
+
+    def __init__(self, url: str, *, allow_destructive: bool = False) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in _DEFAULT_PORTS:
+            raise ConfigurationError(f"unsupported server URL {url!r}: expected redis://... or etcd://...")
+        first = parts.netloc.rpartition("@")[2].split(",")[0]
+        try:
+            endpoint = urlsplit(f"//{first}")
+            host, port = endpoint.hostname, endpoint.port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad server URL {url!r}: {exc}") from None
+        if not host:
+            raise ConfigurationError(f"server URL {url!r} names no host")
+        self._url = url
+        self._kind = parts.scheme
+        self._host = host
+        self._port = port or _DEFAULT_PORTS[parts.scheme]
+        self.allow_destructive = allow_destructive
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<ExternalServer {self._kind} {self._host}:{self._port}>"
+
+    def start(self) -> Self:
+        return self
+
+    def stop(self) -> None:
+        """Nothing to do: the user's server outlives the run (per-run keys are the adapters' job)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def is_running(self) -> bool:
+        """Whether it accepts connections: the only sign of life a server without a PID gives."""
+        try:
+            with socket.create_connection((self._host, self._port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        raise self._refusal("kill")
+
+    def restart(self) -> None:
+        raise self._refusal("restart")
+
+    def pause(self) -> None:
+        raise self._refusal("pause")
+
+    def resume(self) -> None:
+        raise self._refusal("resume")
+
+    def _refusal(self, fault: str) -> FaultUnsupported:
+        if self.allow_destructive:
+            why = (
+                f"{fault} signals the server's process, and the harness has no PID for a server it "
+                "did not start, so allow_destructive cannot enable it"
+            )
+        else:
+            why = "destructive faults are refused on a server the harness did not start unless allowed"
+        return FaultUnsupported(f"{fault} refused on {self!r}: {why}")
+
+
+def provision(kind: str, *, persistence: bool = False) -> ServerHandle:
+    """Start a private server of ``kind``; ``persistence`` is Redis's (etcd is always durable)."""
+    if kind == "redis":
+        return RedisServer(persistence=persistence).start()
+    if kind == "etcd":
+        return EtcdServer().start()
+    raise ConfigurationError(f"unknown server kind {kind!r}: expected 'redis' or 'etcd'")
