@@ -145,12 +145,12 @@ class FakeKVLock:
         while True:
             with self._lock:
                 if not self._up:
-                    raise BackendUnavailable(f"fake server {self.name!r} is down")
+                    raise BackendUnavailable("fake server is down")
                 if not self._paused:
                     return op()
             remaining_s = (deadline - self.clock.now_ns()) / 1e9
             if remaining_s <= 0:
-                raise BackendTimeout(f"fake server {self.name!r} did not answer in {timeout_ms} ms")
+                raise BackendTimeout(f"fake server did not answer in {timeout_ms} ms")
             self.clock.sleep(min(_POLL_S, remaining_s))
 
     # --- LockBackend, as a fault-free client of this server ------------------------------------
@@ -239,6 +239,7 @@ class FakeClient:
         self._lock = threading.Lock()
         self._partitioned = False
         self._lose_replies = False
+        self._lose_next_reply = False
         self._paused = False
         self._closed = False
         self.one_way_delay_ms = 0
@@ -261,6 +262,11 @@ class FakeClient:
         """Requests take effect but the connection resets before the reply arrives."""
         with self._lock:
             self._lose_replies = on
+
+    def reset_connection(self) -> None:
+        """A connection reset: the next call is applied but its reply is lost (then all is normal)."""
+        with self._lock:
+            self._lose_next_reply = True
 
     def set_latency(self, one_way_delay_ms: int) -> None:
         if one_way_delay_ms < 0:
@@ -297,7 +303,9 @@ class FakeClient:
         start = clock.now_ns()
         clock.sleep(delay_s)
         result = self.server.serve(op, max(1, self.timeout_ms - self.one_way_delay_ms))
-        if self._lose_replies:
+        with self._lock:
+            lost, self._lose_next_reply = self._lose_replies or self._lose_next_reply, False
+        if lost:
             raise BackendUnavailable("connection reset before the reply arrived")
         spent_s = (clock.now_ns() - start) / 1e9
         if spent_s + delay_s >= timeout_s:

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import math
+import random
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 
 from backends.base import ConfigurationError, InfrastructureError
 
 from . import exitcodes
+from .driver import RunOptions
+from .scenarios import CATALOGUE, find_scenario
 from .targets import BACKENDS, SERVERS, Target, adapter_target, backend_target
+
+if TYPE_CHECKING:
+    from .soak import SoakPlan
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +37,51 @@ def _build_parser() -> argparse.ArgumentParser:
 
     contract = sub.add_parser("contract", help="run the lock contract suite against a backend or adapter")
     _add_target_args(contract)
+
+    soak = sub.add_parser("soak", help="run failover scenarios with faults and record histories")
+    _add_target_args(soak)
+    soak.add_argument("--scenario", default="all", help="scenario name, or all (default)")
+    soak.add_argument("--duration", type=_positive(float, "--duration"), metavar="S",
+                      help="seconds each scenario runs (default: the scenario's own length)")
+    soak.add_argument("--seed", type=_non_negative_int("--seed"), help="seed (default: random, recorded)")
+    soak.add_argument("--workers", type=_bounded_int("--workers", 1, 256), help="worker clients (1-256)")
+    soak.add_argument("--ttl-ms", type=_bounded_int("--ttl-ms", 1, 3_600_000), dest="ttl_ms",
+                      help="lease TTL in ms (default: 1000, 2000 for etcd)")
+    soak.add_argument("--virtual-time", action="store_true", help="simulate time (fake backend only)")
+    soak.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: ./lockchaos-runs/TIME)")
+
+    sub.add_parser("scenarios", help="list the scenario catalogue")
     return parser
+
+
+def _positive(kind: Callable[[str], float], flag: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{flag} must be > 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _bounded_int(flag: str, low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{flag} must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _non_negative_int(flag: str) -> Callable[[str], int]:
+    return _bounded_int(flag, 0, 2**63 - 1)
 
 
 def _add_target_args(p: argparse.ArgumentParser) -> None:
@@ -50,8 +103,31 @@ def _targets(args: argparse.Namespace) -> list[Target]:
     return [backend_target(n) for n in names]
 
 
+def _soak_plan(args: argparse.Namespace) -> SoakPlan:
+    from .soak import SoakPlan
+
+    targets = _targets(args)
+    if args.virtual_time and any(t.server_kind != "fake" for t in targets):
+        raise ConfigurationError("--virtual-time runs the fake only: use --backend fake (or --server none)")
+    scenarios = CATALOGUE if args.scenario == "all" else (find_scenario(args.scenario),)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    out = args.out if args.out is not None else Path("lockchaos-runs") / time.strftime("%Y%m%d-%H%M%S")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigurationError(f"--out {out} exists and is not an empty directory")
+    options = RunOptions(seed=seed, workers=args.workers, duration_s=args.duration,
+                         virtual_time=args.virtual_time)
+    return SoakPlan(tuple(targets), tuple(scenarios), options, args.ttl_ms, out)
+
+
+def _list_scenarios(console: Console) -> int:
+    for s in CATALOGUE:
+        console.print(f"{s.name:24} {s.description}", soft_wrap=True, highlight=False, markup=False)
+    return exitcodes.OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    console = Console(stderr=False)
+    # Piped output (CI logs) gets a wide console so tables stay readable.
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True)
     try:
         args = _build_parser().parse_args(argv)
@@ -59,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .contract.command import run_contract_command
 
             return run_contract_command(_targets(args), console)
+        if args.command == "soak":
+            from .soak import run_soak
+
+            return run_soak(_soak_plan(args), console)
+        if args.command == "scenarios":
+            return _list_scenarios(console)
         raise ConfigurationError(f"unknown command {args.command!r}")
     except ConfigurationError as exc:
         err.print(f"lockchaos: error: {exc}", highlight=False, markup=False, soft_wrap=True)

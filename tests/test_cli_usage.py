@@ -22,6 +22,21 @@ BAD_USAGE = [
      "either --backend or --adapter"),
     (["contract", "--server", "redis"], "--server goes with --adapter"),
     ([], "the following arguments are required: command"),
+    (["soak", "--scenario", "nope"], "unknown scenario 'nope'"),
+    (["soak", "--duration", "0"], "--duration must be > 0"),
+    (["soak", "--duration", "abc"], "--duration must be a number"),
+    (["soak", "--duration", "nan"], "--duration must be > 0"),
+    (["soak", "--seed", "-1"], "--seed must be between 0"),
+    (["soak", "--seed", "x"], "--seed must be an integer"),
+    (["soak", "--workers", "0"], "--workers must be between 1 and 256"),
+    (["soak", "--workers", "1000"], "--workers must be between 1 and 256"),
+    (["soak", "--ttl-ms", "0"], "--ttl-ms must be between 1"),
+    (["soak", "--ttl-ms", "1.5"], "--ttl-ms must be an integer"),
+    (["soak", "--backend", "redis", "--virtual-time"], "--virtual-time runs the fake only"),
+    (["soak", "--virtual-time"], "--virtual-time runs the fake only"),
+    (["soak", "--backend", "fake", "--out", "pyproject.toml"], "is not an empty directory"),
+    (["soak", "--adapter", "nope:x", "--server", "none"], "cannot import adapter module"),
+    (["scenarios", "--extra"], "unrecognized arguments: --extra"),
 ]
 
 

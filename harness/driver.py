@@ -1,0 +1,185 @@
+"""The soak driver: one scenario, one backend, workers and nemesis concurrently, one history.
+
+The same code runs on real time (real servers, or the fake) and on virtual time (the fake only),
+because workers, nemesis and the fake all wait through the runtime's clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from backends.base import ConfigurationError, FaultUnsupported
+
+from .environments import Environment, FakeEnvironment, ServerEnvironment
+from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, lease_dict
+from .nemesis import Nemesis
+from .observations import Observations, observe
+from .register import FencedRegister
+from .runtime import RealRuntime, Runtime, VirtualRuntime
+from .scenarios import Scenario, fault_kinds, soak_schedule
+from .targets import Target
+from .worker import Timing, Worker
+
+SUMMARY_FILE = "summary.json"
+LOCK_KEY = "lockchaos/soak"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    seed: int = 1
+    ttl_ms: int = 1000
+    workers: int | None = None
+    duration_s: float | None = None
+    virtual_time: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    backend: str
+    scenario: str
+    status: Literal["ran", "skipped"]
+    reason: str
+    run_dir: Path
+    seed: int
+    wall_s: float
+    simulated_s: float
+    observations: Observations | None
+
+
+def _resolve(scenario: Scenario, opts: RunOptions) -> Scenario:
+    """Apply CLI overrides; ``soak`` draws its schedule from the seed."""
+    s = scenario
+    if opts.workers is not None:
+        s = replace(s, workers=opts.workers)
+    if opts.duration_s is not None:
+        s = replace(s, duration=opts.duration_s * 1000 / opts.ttl_ms)
+    return s
+
+
+def _environment(target: Target, scenario: Scenario, runtime: Runtime, opts: RunOptions) -> Environment:
+    timeout_ms = None if scenario.client_timeout is None else round(scenario.client_timeout * opts.ttl_ms)
+    if target.server_kind == "fake":
+        return FakeEnvironment(target, runtime, durable=scenario.persistence, timeout_ms=timeout_ms)
+    if opts.virtual_time:
+        raise ConfigurationError("--virtual-time runs the fake only")
+    return ServerEnvironment(target, runtime, persistence=scenario.persistence, timeout_ms=timeout_ms)
+
+
+def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: Path) -> RunResult:
+    scenario = _resolve(scenario, opts)
+    run_dir = out_dir / _slug(target.label) / scenario.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runtime: Runtime = VirtualRuntime() if opts.virtual_time else RealRuntime()
+    wall0 = time.monotonic()
+    env = _environment(target, scenario, runtime, opts)
+    try:
+        return _run_in(env, target, scenario, opts, run_dir, runtime, wall0)
+    finally:
+        env.close()
+
+
+def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path,
+            runtime: Runtime, wall0: float) -> RunResult:
+    rng = random.Random(opts.seed)
+    kinds = fault_kinds(scenario)
+    refused = {k: why for k in sorted(kinds) if (why := env.unsupported(k)) is not None}
+    if scenario.random_faults:
+        steps = soak_schedule(scenario.duration, rng.randrange(2**32), kinds - set(refused))
+    else:
+        steps = scenario.faults
+        if refused:
+            reason = "; ".join(refused.values())
+            _write_summary(run_dir, target, scenario, opts, "skipped", reason, None, 0.0, 0.0)
+            return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
+                             time.monotonic() - wall0, 0.0, None)
+    if scenario.persistence is not None and scenario.persistence != env.capabilities.durable:
+        reason = (f"needs a {'durable' if scenario.persistence else 'non-durable'} server; "
+                  f"{target.label} declares durable={env.capabilities.durable}")
+        _write_summary(run_dir, target, scenario, opts, "skipped", reason, None, 0.0, 0.0)
+        return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
+                         time.monotonic() - wall0, 0.0, None)
+
+    t0 = runtime.now_ns()
+    history = HistoryWriter(run_dir / HISTORY_FILE, t0)
+    record = history.append
+
+    try:
+        caps = env.capabilities
+        record(NoteRecord("meta", runtime.now_ns(), {
+            "backend": target.label, "scenario": scenario.name, "seed": opts.seed,
+            "ttl_ms": opts.ttl_ms, "workers": scenario.workers, "fencing": scenario.fencing,
+            "virtual_time": opts.virtual_time, "duration_ttls": scenario.duration,
+            "capabilities": asdict(caps), "key": LOCK_KEY,
+            "schedule": [asdict(s) for s in steps], "refused_faults": refused,
+        }))
+        register = FencedRegister(LOCK_KEY, fencing=scenario.fencing, now_ns=runtime.now_ns, record=record)
+        timing = Timing.of(scenario.plan, opts.ttl_ms)
+        workers = []
+        for i in range(scenario.workers):
+            w = Worker(f"w{i}", functools.partial(env.open_client, i), LOCK_KEY, scenario.plan, timing, runtime,
+                       record, register, random.Random(rng.randrange(2**32)))
+            workers.append(w)
+            runtime.spawn(w.wid, w.run)
+        for i, w in enumerate(workers):  # links exist once clients are open; open them before the start
+            w.client = env.open_client(i)
+            w.link = env.link(i)
+        nemesis = Nemesis(steps, ttl_ms=opts.ttl_ms, runtime=runtime, record=record, server=env.server,
+                          workers=workers, rng=random.Random(rng.randrange(2**32)))
+        runtime.spawn("nemesis", nemesis.run)
+        errors = runtime.run(scenario.duration * opts.ttl_ms / 1000)
+        _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms)
+        simulated = (runtime.now_ns() - t0) / 1e9
+        record(NoteRecord("end", runtime.now_ns(), {"errors": [f"{type(e).__name__}: {e}" for e in errors]}))
+    finally:
+        history.close()
+    for e in errors:
+        if isinstance(e, FaultUnsupported):
+            raise e
+    if errors:
+        raise errors[0]
+    obs = observe(run_dir / HISTORY_FILE)
+    _write_summary(run_dir, target, scenario, opts, "ran", "", obs, time.monotonic() - wall0, simulated)
+    return RunResult(target.label, scenario.name, "ran", "", run_dir, opts.seed,
+                     time.monotonic() - wall0, simulated, obs)
+
+
+def _quiesce(env: Environment, runtime: Runtime, record: Any, ttl_ms: int, lag_ms: int) -> None:
+    """After the workers stop, wait out every lease and check that none was leaked."""
+    record(NoteRecord("quiesce", runtime.now_ns(), {}))
+    runtime.sleep((ttl_ms + lag_ms) / 1000 + 0.25)
+    observer = env.open_observer()
+    try:
+        invoke = runtime.now_ns()
+        try:
+            lease = observer.holder(LOCK_KEY)
+            outcome, error = "ok", None
+        except Exception as exc:
+            lease, outcome, error = None, "indeterminate", f"{type(exc).__name__}: {exc}"
+        record(OpRecord("observer", "holder", LOCK_KEY, {}, invoke, runtime.now_ns(), outcome,  # type: ignore[arg-type]
+                        lease_dict(lease), error))
+    finally:
+        observer.close()
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunOptions, status: str,
+                   reason: str, obs: Observations | None, wall_s: float, simulated_s: float) -> None:
+    summary = {
+        "backend": target.label, "scenario": scenario.name, "description": scenario.description,
+        "status": status, "reason": reason, "seed": opts.seed, "ttl_ms": opts.ttl_ms,
+        "virtual_time": opts.virtual_time, "wall_seconds": round(wall_s, 3),
+        "simulated_seconds": round(simulated_s, 3),
+        "observations": None if obs is None else asdict(obs),
+        "reproduce": f"lockchaos soak --backend {target.label} --scenario {scenario.name} "
+                     f"--seed {opts.seed} --ttl-ms {opts.ttl_ms}" + (" --virtual-time" if opts.virtual_time else ""),
+    }
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,212 @@
+"""One scenario's world: the server, one client and one faultable link per worker, and the clock.
+
+The fake lives in-process, on real or virtual time, and takes faults through its own hooks. Real
+servers are launched here and each worker reaches its server through its own fault proxy, so a
+partition or latency hits exactly one client with real bytes. Whatever a world cannot do is said
+before the run (``unsupported``), so the scenario is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from backends.base import Capabilities, FaultUnsupported, LockBackend
+from backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
+
+from .nemesis import LINK_FAULTS, ServerFaults
+from .runtime import Runtime
+from .targets import Target
+from .worker import LinkFaults
+
+
+class Environment(Protocol):
+    runtime: Runtime
+    server: ServerFaults
+    capabilities: Capabilities
+
+    def open_client(self, index: int) -> LockBackend: ...
+
+    def open_observer(self) -> LockBackend: ...
+
+    def link(self, index: int) -> LinkFaults | None: ...
+
+    def unsupported(self, fault: str) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+class FakeLink:
+    """Network faults of one fake client."""
+
+    def __init__(self, client: FakeClient) -> None:
+        self.client = client
+
+    def partition(self) -> None:
+        self.client.partition()
+
+    def heal(self) -> None:
+        self.client.heal()
+
+    def set_latency(self, one_way_ms: int) -> None:
+        self.client.set_latency(one_way_ms)
+
+    def reset(self) -> None:
+        self.client.reset_connection()
+
+    def drop_replies(self, on: bool) -> None:
+        self.client.lose_replies(on)
+
+
+class FakeEnvironment:
+    def __init__(self, target: Target, runtime: Runtime, *, durable: bool | None, timeout_ms: int | None):
+        base = PROFILES["ideal"]
+        caps = base if durable is None else Capabilities(durable=durable)
+        self.name = f"lockchaos-run-{uuid.uuid4().hex[:12]}"
+        self.fake: FakeKVLock = fake_server(self.name, clock=runtime, capabilities=caps,
+                                            timeout_ms=timeout_ms or 2000)
+        self.target = target
+        self.runtime = runtime
+        self.server: ServerFaults = self.fake
+        self.capabilities = caps
+        self._links: dict[int, LinkFaults] = {}
+        self._ours = target.adapter_spec is None
+
+    def open_client(self, index: int) -> LockBackend:
+        if self._ours:
+            client = FakeClient(self.fake)
+        else:
+            opened = self.target.open(f"fake://{self.name}")
+            if not isinstance(opened, FakeClient):
+                return opened
+            client = opened
+        self._links[index] = FakeLink(client)
+        return client
+
+    def open_observer(self) -> LockBackend:
+        """A client off the workers' links, for checks that must not be faulted."""
+        return FakeClient(self.fake) if self._ours else self.target.open(f"fake://{self.name}")
+
+    def link(self, index: int) -> LinkFaults | None:
+        return self._links.get(index)
+
+    def unsupported(self, fault: str) -> str | None:
+        if fault in LINK_FAULTS and not self._ours:
+            return (f"{fault}: the adapter talks to the in-process fake without a network; "
+                    "use --server redis|etcd for network faults")
+        return None
+
+    def close(self) -> None:
+        drop_fake_server(self.name)
+
+
+class ProcessServerFaults:
+    """Server faults by signals to the server process the harness started."""
+
+    def __init__(self, handle: object) -> None:
+        self.handle = handle
+
+    def kill(self) -> None:
+        self.handle.kill()  # type: ignore[attr-defined]
+
+    def restart(self) -> None:
+        self.handle.restart()  # type: ignore[attr-defined]
+
+    def pause(self) -> None:
+        self.handle.pause()  # type: ignore[attr-defined]
+
+    def resume(self) -> None:
+        self.handle.resume()  # type: ignore[attr-defined]
+
+    def jump_clock(self, delta_ms: int) -> None:
+        raise FaultUnsupported("a clock jump cannot reach a real server process (run it against the fake)")
+
+
+class ProxyLink:
+    """Network faults of one worker's own TCP proxy."""
+
+    def __init__(self, proxy: object) -> None:
+        self.proxy = proxy
+
+    def partition(self) -> None:
+        self.proxy.blackhole()  # type: ignore[attr-defined]
+
+    def heal(self) -> None:
+        self.proxy.heal()  # type: ignore[attr-defined]
+
+    def set_latency(self, one_way_ms: int) -> None:
+        self.proxy.set_latency(one_way_ms)  # type: ignore[attr-defined]
+
+    def reset(self) -> None:
+        self.proxy.reset()  # type: ignore[attr-defined]
+
+    def drop_replies(self, on: bool) -> None:
+        if on:
+            self.proxy.blackhole_replies()  # type: ignore[attr-defined]
+        else:
+            self.proxy.heal()  # type: ignore[attr-defined]
+
+
+def with_query(url: str, **params: object) -> str:
+    parts = urlsplit(url)
+    extra = "&".join(f"{k}={v}" for k, v in params.items())
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit(parts._replace(query=query))
+
+
+class ServerEnvironment:
+    def __init__(self, target: Target, runtime: Runtime, *, persistence: bool | None,
+                 timeout_ms: int | None) -> None:
+        from .proxy import FaultProxy
+        from .servers import provision
+
+        self.target = target
+        self.runtime = runtime
+        self.timeout_ms = timeout_ms
+        self.handle = provision(target.server_kind, persistence=bool(persistence))
+        self.server: ServerFaults = ProcessServerFaults(self.handle)
+        self._proxy_cls = FaultProxy
+        self._proxies: dict[int, object] = {}
+        self._links: dict[int, LinkFaults] = {}
+        try:
+            probe = self._open(self.handle.url)
+            self.capabilities = probe.capabilities
+            probe.close()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, url: str) -> LockBackend:
+        if self.timeout_ms is not None and self.target.adapter_spec is None:
+            url = with_query(url, timeout_ms=self.timeout_ms)
+        return self.target.open(url)
+
+    def open_client(self, index: int) -> LockBackend:
+        proxy = self._proxies.get(index)
+        if proxy is None:
+            proxy = self._proxy_cls(self.handle.host, self.handle.port, name=f"w{index}")
+            proxy.start()  # type: ignore[attr-defined]
+            self._proxies[index] = proxy
+            self._links[index] = ProxyLink(proxy)
+        return self._open(proxy.url_for(self.handle.url))  # type: ignore[attr-defined]
+
+    def open_observer(self) -> LockBackend:
+        return self._open(self.handle.url)
+
+    def link(self, index: int) -> LinkFaults | None:
+        return self._links.get(index)
+
+    def unsupported(self, fault: str) -> str | None:
+        if fault == "clock-jump":
+            return "clock-jump: a clock fault cannot reach a real server process (run it against the fake)"
+        return None
+
+    def close(self) -> None:
+        for proxy in self._proxies.values():
+            try:
+                proxy.stop()  # type: ignore[attr-defined]
+            except Exception:
+                pass
+        self._proxies.clear()
+        self.handle.stop()

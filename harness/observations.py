@@ -1,0 +1,75 @@
+"""Plain facts read off a history, for the run summary: counts, stale writes, token regressions.
+
+These are observations, not verdicts: the checkers decide what is a violation given the backend's
+declared capabilities; this module only says what happened, so a person can read a run at a glance.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .history import FaultRecord, OpRecord, WriteRecord, read_history
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    ops: dict[str, int]
+    faults: dict[str, int]
+    acquisitions: int
+    writes_accepted: int
+    writes_rejected: int
+    stale_writes: int
+    """Writes carrying a token older than one already granted by the time of the write."""
+    stale_writes_accepted: int
+    token_regressions: int
+    """Grants whose token is not above every earlier grant's (a counter lost on restart)."""
+    renew_failures_after_restart: int
+    final_holder: dict[str, Any] | None
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def observe(path: Path) -> Observations:
+    ops: Counter[str] = Counter()
+    faults: Counter[str] = Counter()
+    acquisitions = accepted = rejected = stale = stale_accepted = regressions = renew_after = 0
+    granted_max = 0
+    restart_ends: list[int] = []
+    final: dict[str, Any] | None = None
+    examples: list[dict[str, Any]] = []
+    for rec in read_history(path):
+        if isinstance(rec, OpRecord):
+            ops[f"{rec.op}:{rec.outcome}"] += 1
+            if rec.client == "observer":
+                final = rec.lease
+            elif rec.op == "acquire" and rec.outcome == "ok" and rec.lease is not None:
+                acquisitions += 1
+                token = int(rec.lease["token"])
+                if token <= granted_max:
+                    regressions += 1
+                    if len(examples) < 5:
+                        examples.append({"kind": "token-regression", "client": rec.client, "token": token,
+                                         "previous_max": granted_max, "at_ns": rec.complete_ns})
+                granted_max = max(granted_max, token)
+            elif rec.op == "renew" and rec.outcome == "fail" and any(
+                    0 <= rec.invoke_ns - end for end in restart_ends[-1:]):
+                renew_after += 1
+        elif isinstance(rec, WriteRecord):
+            accepted += rec.accepted
+            rejected += not rec.accepted
+            if rec.token < granted_max:
+                stale += 1
+                stale_accepted += rec.accepted
+                if len(examples) < 5:
+                    examples.append({"kind": "stale-write", "client": rec.client, "token": rec.token,
+                                     "newer_token": granted_max, "accepted": rec.accepted,
+                                     "at_ns": rec.time_ns})
+        elif isinstance(rec, FaultRecord):
+            if rec.phase == "start":
+                faults[rec.fault] += 1
+            elif rec.fault == "server-kill":
+                restart_ends.append(rec.time_ns)
+    return Observations(dict(sorted(ops.items())), dict(sorted(faults.items())), acquisitions, accepted,
+                        rejected, stale, stale_accepted, regressions, renew_after, final, examples)

@@ -1,0 +1,42 @@
+"""The guarded resource: a register that workers write while they believe they hold the lock.
+
+It is how a stale holder shows up. With fencing on it refuses a write whose token is older than
+one it has already accepted (what a fencing-aware storage would do); with fencing off it accepts
+everything, so the history shows what fencing would have prevented.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+
+from .history import WriteRecord
+
+
+class FencedRegister:
+    def __init__(self, key: str, *, fencing: bool, now_ns: Callable[[], int],
+                 record: Callable[[WriteRecord], None]) -> None:
+        self.key = key
+        self.fencing = fencing
+        self._now_ns = now_ns
+        self._record = record
+        self._lock = threading.Lock()
+        self._max_token = 0
+        self._seq = itertools.count(1)
+        self.last_writer: str | None = None
+        self.accepted = 0
+        self.rejected = 0
+
+    def write(self, client: str, token: int) -> bool:
+        with self._lock:
+            accepted = not self.fencing or token >= self._max_token
+            if accepted:
+                self._max_token = max(self._max_token, token)
+                self.last_writer = client
+                self.accepted += 1
+            else:
+                self.rejected += 1
+            self._record(WriteRecord(client=client, key=self.key, token=token, time_ns=self._now_ns(),
+                                     accepted=accepted, fencing=self.fencing, seq=next(self._seq)))
+            return accepted

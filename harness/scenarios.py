@@ -1,0 +1,168 @@
+"""The scenario catalogue: backend-agnostic scripts of worker timings and faults, in units of the TTL.
+
+Because every time is a multiple of the TTL, one scenario runs unchanged against the fake at 1 s,
+Redis at 1 s and etcd at 2 s, and side-by-side runs at the same TTL mean the same thing. Each
+description names the way real lock users have been burnt that the scenario reproduces.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from backends.base import ConfigurationError
+
+Target = Literal["holder", "server", "all", "random"]
+
+
+@dataclass(frozen=True, slots=True)
+class FaultStep:
+    """One fault: start ``at`` TTLs into the run, last ``duration`` TTLs, with a fault-specific ``amount``."""
+
+    at: float
+    fault: str
+    target: Target = "holder"
+    duration: float = 0.0
+    amount: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlan:
+    """How a worker uses the lock, in TTLs: a typical leader-election / job-guard loop."""
+
+    hold: float = 2.0  # how long a holder keeps working before it releases
+    renew_every: float = 1 / 3  # renew at a third of the TTL, as most lock libraries do
+    retry_every: float = 0.1  # a refused acquire is retried after this (plus jitter)
+    work_every: float = 0.05  # a holder writes the guarded register this often
+    trust_from: Literal["invoke", "completion"] = "invoke"
+    """A careful client measures validity from when it *sent* the acquire; a naive one from the reply."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    description: str
+    duration: float  # in TTLs
+    workers: int = 3
+    plan: WorkerPlan = field(default_factory=WorkerPlan)
+    faults: tuple[FaultStep, ...] = ()
+    fencing: bool = True
+    persistence: bool | None = None
+    """Server durability the scenario needs: None = the backend's default, True/False = insist."""
+    client_timeout: float | None = None
+    """Client call timeout in TTLs, when the scenario depends on it (else the adapter's default)."""
+    random_faults: bool = False
+    """``soak``: the fault schedule is drawn from the seed for the whole duration."""
+
+
+CATALOGUE: tuple[Scenario, ...] = (
+    Scenario("clean-handover",
+             "No faults: holders renew, release and hand over; the baseline every backend must pass.",
+             duration=6),
+    Scenario("holder-crash",
+             "The holder's process dies without releasing: another worker must take over after the TTL.",
+             duration=8, faults=(FaultStep(1.5, "holder-crash", duration=3),)),
+    Scenario("holder-pause",
+             "GC pause past the TTL (the classic Redlock critique): the paused holder wakes and writes "
+             "with a stale lease; fencing off, so the register accepts it.",
+             duration=8, fencing=False, faults=(FaultStep(1.5, "holder-pause", amount=2.5),)),
+    Scenario("holder-pause-fenced",
+             "The same GC pause with fencing tokens checked by the register: the stale write is refused.",
+             duration=8, fencing=True, faults=(FaultStep(1.5, "holder-pause", amount=2.5),)),
+    Scenario("renew-races-expiry",
+             "Renewals sent just before expiry on a slow link arrive after it: the holder loses the lock "
+             "while it thinks it renewed in time.",
+             duration=8, plan=WorkerPlan(renew_every=0.9, hold=3),
+             faults=(FaultStep(1.0, "latency", target="all", duration=5, amount=0.08),)),
+    Scenario("contention",
+             "Sixteen workers hammer one key with short holds: exclusion and token order under contention.",
+             duration=6, workers=16, plan=WorkerPlan(hold=0.3, retry_every=0.02)),
+    Scenario("server-restart",
+             "The lock server is killed (-9) and restarted with its default durability: Redis without "
+             "persistence forgets the lock and restarts its token counter.",
+             duration=8, faults=(FaultStep(2.0, "server-kill", target="server", duration=0.5),)),
+    Scenario("server-restart-durable",
+             "kill -9 and restart of a server with durable state (Redis AOF fsync always, etcd WAL): "
+             "holder and tokens must survive.",
+             duration=8, persistence=True,
+             faults=(FaultStep(2.0, "server-kill", target="server", duration=0.5),)),
+    Scenario("server-pause",
+             "The server freezes (SIGSTOP) past the TTL, then resumes: calls time out, leases expire "
+             "on resume, clients must not assume either way.",
+             duration=8, faults=(FaultStep(2.0, "server-pause", target="server", duration=1.5),)),
+    Scenario("partition-holder",
+             "The holder is cut off from the server (bytes vanish, connections stay open): split brain "
+             "if it keeps working past its validity.",
+             duration=9, faults=(FaultStep(1.5, "partition", duration=3),)),
+    Scenario("latency",
+             "Every link gets a fifth of the TTL of added delay: timeouts, late renewals, slow hand-over.",
+             duration=8, faults=(FaultStep(1.0, "latency", target="all", duration=5, amount=0.2),)),
+    Scenario("slow-acquire-reply",
+             "The acquire reply arrives after the lease has already expired; a client that trusts the "
+             "reply time works without a lock.",
+             duration=9, client_timeout=4, plan=WorkerPlan(trust_from="completion"), fencing=False,
+             faults=(FaultStep(1.0, "latency", target="all", duration=4, amount=0.7),)),
+    Scenario("silent-renewer-death",
+             "The renewal thread dies silently while its owner keeps working, trusting it: stale writes "
+             "after expiry.",
+             duration=8, plan=WorkerPlan(hold=5), fencing=False,
+             faults=(FaultStep(1.0, "renewer-death"),)),
+    Scenario("release-lost",
+             "The release is applied but its reply is lost to a connection reset: the outcome is "
+             "unknown, and the key must not stay locked past the TTL.",
+             duration=8, faults=(FaultStep(1.0, "lose-release-reply", duration=3),)),
+    Scenario("acquire-interrupted",
+             "Connections are reset while acquires are in flight: an acquire that fails midway must "
+             "leak neither a lease nor a key.",
+             duration=8, plan=WorkerPlan(hold=0.5, retry_every=0.05),
+             faults=(FaultStep(1.0, "reset-storm", target="all", duration=4, amount=0.05),)),
+    Scenario("clock-jump",
+             "The server's clock jumps forward past the TTL: leases expire early while holders still "
+             "believe in them (only where a clock fault can reach the server).",
+             duration=8, faults=(FaultStep(3.0, "clock-jump", target="server", amount=2.0),)),
+    Scenario("soak",
+             "The nightly job: a seeded random mix of every fault for the whole duration.",
+             duration=30, workers=5, random_faults=True,
+             plan=WorkerPlan(retry_every=0.2, work_every=0.1)),
+)
+
+# Faults the soak draws from, with their typical duration/amount in TTLs.
+_SOAK_MENU: tuple[FaultStep, ...] = (
+    FaultStep(0, "holder-crash", duration=2),
+    FaultStep(0, "holder-pause", amount=2),
+    FaultStep(0, "renewer-death"),
+    FaultStep(0, "server-kill", target="server", duration=0.5),
+    FaultStep(0, "server-pause", target="server", duration=1.2),
+    FaultStep(0, "partition", duration=2),
+    FaultStep(0, "partition", target="random", duration=2),
+    FaultStep(0, "latency", target="all", duration=2, amount=0.15),
+    FaultStep(0, "lose-release-reply", duration=2),
+    FaultStep(0, "reset-storm", target="all", duration=1, amount=0.1),
+    FaultStep(0, "clock-jump", target="server", amount=1.5),
+)
+
+
+def soak_schedule(duration: float, seed: int, kinds: set[str] | None = None) -> tuple[FaultStep, ...]:
+    """A seeded random schedule: a fault every 2-4 TTLs, each from the menu (optionally filtered)."""
+    rng = random.Random(seed)
+    menu = [s for s in _SOAK_MENU if kinds is None or s.fault in kinds]
+    steps = []
+    t = 1.0 + rng.uniform(0, 1)
+    while menu and t < duration - 1:
+        step = replace(rng.choice(menu), at=round(t, 3))
+        steps.append(step)
+        t += step.duration + rng.uniform(2, 4)
+    return tuple(steps)
+
+
+def find_scenario(name: str) -> Scenario:
+    for s in CATALOGUE:
+        if s.name == name:
+            return s
+    raise ConfigurationError(f"unknown scenario {name!r}; `lockchaos scenarios` lists them")
+
+
+def fault_kinds(scenario: Scenario) -> set[str]:
+    steps = _SOAK_MENU if scenario.random_faults else scenario.faults
+    return {s.fault for s in steps}

@@ -1,0 +1,112 @@
+"""``lockchaos soak``: run scenarios against backends, each backend in its own thread, with progress."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from backends.base import FaultUnsupported, InfrastructureError
+
+from . import exitcodes
+from .driver import RunOptions, RunResult, run_scenario
+from .scenarios import Scenario
+from .targets import Target
+
+DEFAULT_TTL_MS = {"fake": 1000, "redis": 1000, "etcd": 2000}
+"""etcd leases are whole seconds and expire up to ~0.5 s late: it needs a few seconds of TTL."""
+
+
+@dataclass(frozen=True, slots=True)
+class SoakPlan:
+    targets: tuple[Target, ...]
+    scenarios: tuple[Scenario, ...]
+    options: RunOptions
+    ttl_ms: int | None
+    out_dir: Path
+
+
+def _options_for(plan: SoakPlan, target: Target) -> RunOptions:
+    ttl = plan.ttl_ms if plan.ttl_ms is not None else DEFAULT_TTL_MS.get(target.server_kind, 1000)
+    return replace(plan.options, ttl_ms=ttl)
+
+
+def run_soak(plan: SoakPlan, console: Console) -> int:
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[RunResult] = []
+    infra: list[str] = []
+    lock = threading.Lock()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.fields[now]}"), console=console,
+                  transient=False, disable=not console.is_terminal) as progress:
+
+        def drive(target: Target) -> None:
+            task = progress.add_task(target.label, total=len(plan.scenarios), now="")
+            opts = _options_for(plan, target)
+            for scenario in plan.scenarios:
+                progress.update(task, now=scenario.name)
+                try:
+                    result = run_scenario(target, scenario, opts, plan.out_dir)
+                except FaultUnsupported as exc:
+                    result = RunResult(target.label, scenario.name, "skipped", str(exc),
+                                       plan.out_dir, opts.seed, 0.0, 0.0, None)
+                except InfrastructureError as exc:
+                    with lock:
+                        infra.append(f"{target.label}/{scenario.name}: {exc}")
+                    progress.advance(task)
+                    continue
+                with lock:
+                    results.append(result)
+                progress.advance(task)
+            progress.update(task, now="done")
+
+        threads = [threading.Thread(target=drive, args=(t,), name=f"soak-{t.label}", daemon=True)
+                   for t in plan.targets]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    _write_index(plan, results, infra)
+    console.print(_table(results, plan))
+    console.print(f"run directory: {plan.out_dir}", soft_wrap=True, highlight=False)
+    for line in infra:
+        console.print(f"[bold red]infrastructure:[/] {line}", soft_wrap=True, highlight=False)
+    return exitcodes.INFRASTRUCTURE if infra else exitcodes.OK
+
+
+def _table(results: Sequence[RunResult], plan: SoakPlan) -> Table:
+    order = {s.name: i for i, s in enumerate(plan.scenarios)}
+    table = Table(title="lockchaos soak")
+    for col in ("backend", "scenario", "status", "acquired", "faults", "stale writes (accepted)",
+                "token regressions", "time"):
+        table.add_column(col)
+    for r in sorted(results, key=lambda r: (r.backend, order.get(r.scenario, 0))):
+        o = r.observations
+        if o is None:
+            table.add_row(r.backend, r.scenario, f"[yellow]{r.status}[/]", "", "", "", "", "", end_section=False)
+            table.add_row("", f"[dim]{r.reason}[/]", "", "", "", "", "", "")
+            continue
+        table.add_row(r.backend, r.scenario, r.status, str(o.acquisitions), str(sum(o.faults.values())),
+                      f"{o.stale_writes} ({o.stale_writes_accepted})", str(o.token_regressions),
+                      f"{r.wall_s:.1f}s" + (f" ({r.simulated_s:.0f}s sim)" if r.simulated_s > r.wall_s * 2 else ""))
+    return table
+
+
+def _write_index(plan: SoakPlan, results: Sequence[RunResult], infra: Sequence[str]) -> None:
+    index = {
+        "seed": plan.options.seed,
+        "runs": [{"backend": r.backend, "scenario": r.scenario, "status": r.status, "reason": r.reason,
+                  "dir": str((r.run_dir if r.status == "ran" else r.run_dir).relative_to(plan.out_dir))
+                  if r.run_dir.is_relative_to(plan.out_dir) else str(r.run_dir)}
+                 for r in results],
+        "infrastructure_failures": list(infra),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (plan.out_dir / "index.json").write_text(json.dumps(index, indent=2) + "\n")

@@ -1,0 +1,237 @@
+"""A worker: one lock client running the acquire -> work -> renew -> release loop of a real lock user.
+
+Every call is recorded in the history with its [invoke, complete] window and outcome. Faults that
+must strike at a particular point of the loop (a GC pause between the validity check and the write,
+a renewer that dies, a release whose reply is lost) are armed by the nemesis and applied here, at
+that point, and recorded when they really happen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from backends.base import BackendUnavailable, Lease, LockBackend
+
+from .history import FaultRecord, OpName, OpRecord, Outcome, Record, lease_dict
+from .register import FencedRegister
+from .runtime import Runtime
+from .scenarios import WorkerPlan
+
+NS_PER_MS = 1_000_000
+
+
+class LinkFaults(Protocol):
+    """The network between one client and its server, as the nemesis can fault it."""
+
+    def partition(self) -> None: ...
+
+    def heal(self) -> None: ...
+
+    def set_latency(self, one_way_ms: int) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def drop_replies(self, on: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """A ``WorkerPlan`` turned into seconds for one TTL."""
+
+    ttl_ms: int
+    hold_s: float
+    renew_every_s: float
+    retry_every_s: float
+    work_every_s: float
+
+    @classmethod
+    def of(cls, plan: WorkerPlan, ttl_ms: int) -> Timing:
+        ttl_s = ttl_ms / 1000
+        return cls(ttl_ms, plan.hold * ttl_s, plan.renew_every * ttl_s, plan.retry_every * ttl_s,
+                   plan.work_every * ttl_s)
+
+
+class _Crashed(Exception):
+    """The worker's process died: stop at once, release nothing."""
+
+
+class Worker:
+    def __init__(
+        self,
+        wid: str,
+        open_client: Callable[[], LockBackend],
+        key: str,
+        plan: WorkerPlan,
+        timing: Timing,
+        runtime: Runtime,
+        record: Callable[[Record], None],
+        register: FencedRegister,
+        rng: random.Random,
+        link: LinkFaults | None = None,
+    ) -> None:
+        self.wid = wid
+        self._open_client = open_client
+        self.key = key
+        self.plan = plan
+        self.t = timing
+        self.rt = runtime
+        self._record = record
+        self.register = register
+        self.rng = rng
+        self.link = link
+        self.incarnation = 1
+        self.client: LockBackend | None = None
+        self.believed: Lease | None = None  # the lease this worker thinks it holds
+        # armed by the nemesis
+        self.crashed = False
+        self.pause_for_s = 0.0
+        self.renewer_dead = False
+        self.lose_release_reply = False
+
+    @property
+    def owner(self) -> str:
+        return f"{self.wid}#{self.incarnation}"
+
+    # --- nemesis hooks --------------------------------------------------------------------------
+
+    def crash(self) -> None:
+        self.crashed = True
+
+    def revive(self) -> None:
+        """A supervisor restarts the crashed process: same worker slot, new owner identity."""
+        self.crashed = False
+        self.renewer_dead = False
+        self.incarnation += 1
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def _call(self, op: OpName, args: dict[str, Any], call: Callable[[], object]) -> tuple[Outcome, object]:
+        invoke = self.rt.now_ns()
+        error: str | None = None
+        value: object = None
+        try:
+            value = call()
+            if op == "holder":
+                outcome: Outcome = "ok"
+            else:
+                outcome = "ok" if value not in (None, False) else "fail"
+        except BackendUnavailable as exc:
+            outcome, error = "indeterminate", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # an adapter bug is still an unknown outcome, and the error is kept
+            outcome, error = "indeterminate", f"unexpected {type(exc).__name__}: {exc}"
+        lease = value if isinstance(value, Lease) else None
+        self._record(OpRecord(client=self.owner, op=op, key=self.key, args=args, invoke_ns=invoke,
+                              complete_ns=self.rt.now_ns(), outcome=outcome, lease=lease_dict(lease),
+                              error=error))
+        return outcome, value
+
+    def _fault(self, fault: str, phase: str, **detail: Any) -> None:
+        self._record(FaultRecord(fault=fault, phase=phase, target=self.owner,  # type: ignore[arg-type]
+                                 time_ns=self.rt.now_ns(), detail=detail))
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            while True:
+                if self.crashed:
+                    self._die()
+                    while self.crashed:
+                        self.rt.sleep(self.t.retry_every_s)
+                self._cycle()
+        finally:
+            self._close()
+
+    def _die(self) -> None:
+        self.believed = None
+        self._close()
+
+    def _close(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except Exception:  # closing a broken client must not hide the run's results
+                pass
+            self.client = None
+
+    def _client(self) -> LockBackend:
+        if self.client is None:
+            self.client = self._open_client()
+        return self.client
+
+    def _cycle(self) -> None:
+        try:
+            client = self._client()
+        except BackendUnavailable:
+            self.rt.sleep(self.t.retry_every_s)
+            return
+        ttl = self.t.ttl_ms
+        invoke = self.rt.now_ns()
+        outcome, value = self._call("acquire", {"owner": self.owner, "ttl_ms": ttl},
+                                    lambda: client.acquire(self.key, self.owner, ttl))
+        if outcome == "ok" and isinstance(value, Lease):
+            start = invoke if self.plan.trust_from == "invoke" else self.rt.now_ns()
+            try:
+                self._hold(client, value, start + value.ttl_ms * NS_PER_MS)
+            except _Crashed:
+                return
+        self.rt.sleep(self.t.retry_every_s * (1 + self.rng.random()))
+
+    def _hold(self, client: LockBackend, lease: Lease, valid_until: int) -> None:
+        self.believed = lease
+        held_since = self.rt.now_ns()
+        next_renew = held_since + round(self.t.renew_every_s * 1e9)
+        while self.rt.now_ns() < held_since + round(self.t.hold_s * 1e9):
+            if self.crashed:
+                raise _Crashed
+            now = self.rt.now_ns()
+            if now >= next_renew and not self.renewer_dead:
+                invoke = now
+                outcome, value = self._call("renew", {"owner": self.owner, "ttl_ms": self.t.ttl_ms},
+                                            lambda: client.renew(self.key, self.owner, self.t.ttl_ms))
+                if outcome == "fail":
+                    self.believed = None
+                    return  # the lock is gone: nothing to release
+                if outcome == "ok" and isinstance(value, Lease):
+                    valid_until = invoke + value.ttl_ms * NS_PER_MS
+                    next_renew = invoke + round(self.t.renew_every_s * 1e9)
+                else:
+                    next_renew = self.rt.now_ns() + round(self.t.retry_every_s * 1e9)
+            # A careful client stops at its validity deadline; one that trusts a (dead) renewer does not.
+            if not self.renewer_dead and self.rt.now_ns() >= valid_until:
+                self.believed = None
+                return
+            self._pause_point()
+            if self.crashed:
+                raise _Crashed
+            self.register.write(self.owner, lease.token)
+            self.rt.sleep(self.t.work_every_s)
+        self._release(client)
+
+    def _pause_point(self) -> None:
+        """Where a GC pause hurts most: after the validity check, before the write."""
+        if self.pause_for_s > 0:
+            pause, self.pause_for_s = self.pause_for_s, 0.0
+            self._fault("holder-pause", "start", seconds=pause)
+            self.rt.sleep(pause)
+            self._fault("holder-pause", "end")
+
+    def _release(self, client: LockBackend) -> None:
+        lose = self.lose_release_reply and self.link is not None
+        if lose:
+            assert self.link is not None
+            self.lose_release_reply = False
+            self._fault("lose-release-reply", "start")
+            self.link.drop_replies(True)
+        try:
+            self._call("release", {"owner": self.owner}, lambda: client.release(self.key, self.owner))
+        finally:
+            if lose:
+                assert self.link is not None
+                self.link.reset()
+                self.link.drop_replies(False)
+                self._fault("lose-release-reply", "end")
+        self.believed = None
