@@ -90,7 +90,7 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", choices=SERVERS, help="server the harness provides to --adapter")
 
 
-def _targets(args: argparse.Namespace) -> list[Target]:
+def _targets(args: argparse.Namespace, *, persistence: bool = False) -> list[Target]:
     if args.adapter is not None:
         if args.backend is not None:
             raise ConfigurationError("give either --backend or --adapter, not both")
@@ -100,7 +100,7 @@ def _targets(args: argparse.Namespace) -> list[Target]:
     if args.server is not None:
         raise ConfigurationError("--server goes with --adapter")
     names = BACKENDS if args.backend in (None, "all") else (args.backend,)
-    return [backend_target(n) for n in names]
+    return [backend_target(n, persistence=persistence) for n in names]
 
 
 def _soak_plan(args: argparse.Namespace) -> SoakPlan:
@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "contract":
             from .contract.command import run_contract_command
 
-            return run_contract_command(_targets(args), console)
+            # A durable server, so that the durability rule has a claim to check, not a skip.
+            return run_contract_command(_targets(args, persistence=True), console)
         if args.command == "soak":
             from .soak import run_soak
 
