@@ -50,6 +50,13 @@ def _build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--virtual-time", action="store_true", help="simulate time (fake backend only)")
     soak.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: ./lockchaos-runs/TIME)")
 
+    soak.add_argument("--strict", action="store_true",
+                      help="known-unsafe configurations doing what they are known to do also fail the run")
+
+    check = sub.add_parser("check", help="re-run the checkers on a recorded run or history")
+    check.add_argument("target", type=Path, metavar="RUN_DIR_OR_HISTORY")
+    check.add_argument("--strict", action="store_true", help="known-unsafe findings also fail")
+
     sub.add_parser("scenarios", help="list the scenario catalogue")
     return parser
 
@@ -115,7 +122,7 @@ def _soak_plan(args: argparse.Namespace) -> SoakPlan:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigurationError(f"--out {out} exists and is not an empty directory")
     options = RunOptions(seed=seed, workers=args.workers, duration_s=args.duration,
-                         virtual_time=args.virtual_time)
+                         virtual_time=args.virtual_time, strict=args.strict)
     return SoakPlan(tuple(targets), tuple(scenarios), options, args.ttl_ms, out)
 
 
@@ -142,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_soak(_soak_plan(args), console)
         if args.command == "scenarios":
             return _list_scenarios(console)
+        if args.command == "check":
+            from .check import run_check
+
+            return run_check(args.target, strict=args.strict, console=console)
         raise ConfigurationError(f"unknown command {args.command!r}")
     except ConfigurationError as exc:
         err.print(f"lockchaos: error: {exc}", highlight=False, markup=False, soft_wrap=True)

@@ -24,9 +24,9 @@ from .register import FencedRegister
 from .runtime import RealRuntime, Runtime, VirtualRuntime
 from .scenarios import Scenario, fault_kinds, soak_schedule
 from .targets import Target
+from .verdicts import SUMMARY_FILE, Judgement, judge, update_summary
 from .worker import Timing, Worker
 
-SUMMARY_FILE = "summary.json"
 LOCK_KEY = "lockchaos/soak"
 
 
@@ -37,6 +37,7 @@ class RunOptions:
     workers: int | None = None
     duration_s: float | None = None
     virtual_time: bool = False
+    strict: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class RunResult:
     wall_s: float
     simulated_s: float
     observations: Observations | None
+    judgement: Judgement | None = None
 
 
 def _resolve(scenario: Scenario, opts: RunOptions) -> Scenario:
@@ -117,6 +119,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             "virtual_time": opts.virtual_time, "duration_ttls": scenario.duration,
             "capabilities": asdict(caps), "key": LOCK_KEY,
             "schedule": [asdict(s) for s in steps], "refused_faults": refused,
+            "plan": asdict(scenario.plan),
         }))
         register = FencedRegister(LOCK_KEY, fencing=scenario.fencing, now_ns=runtime.now_ns, record=record)
         timing = Timing.of(scenario.plan, opts.ttl_ms)
@@ -144,9 +147,11 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
     if errors:
         raise errors[0]
     obs = observe(run_dir / HISTORY_FILE)
+    judgement = judge(run_dir / HISTORY_FILE, strict=opts.strict)
     _write_summary(run_dir, target, scenario, opts, "ran", "", obs, time.monotonic() - wall0, simulated)
+    update_summary(run_dir, judgement)
     return RunResult(target.label, scenario.name, "ran", "", run_dir, opts.seed,
-                     time.monotonic() - wall0, simulated, obs)
+                     time.monotonic() - wall0, simulated, obs, judgement)
 
 
 def _quiesce(env: Environment, runtime: Runtime, record: Any, ttl_ms: int, lag_ms: int) -> None:

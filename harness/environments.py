@@ -8,6 +8,7 @@ before the run (``unsupported``), so the scenario is skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -204,9 +205,7 @@ class ServerEnvironment:
 
     def close(self) -> None:
         for proxy in self._proxies.values():
-            try:
+            with contextlib.suppress(Exception):
                 proxy.stop()  # type: ignore[attr-defined]
-            except Exception:
-                pass
         self._proxies.clear()
         self.handle.stop()

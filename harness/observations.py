@@ -54,7 +54,7 @@ def observe(path: Path) -> Observations:
                                          "previous_max": granted_max, "at_ns": rec.complete_ns})
                 granted_max = max(granted_max, token)
             elif rec.op == "renew" and rec.outcome == "fail" and any(
-                    0 <= rec.invoke_ns - end for end in restart_ends[-1:]):
+                    rec.invoke_ns - end >= 0 for end in restart_ends[-1:]):
                 renew_after += 1
         elif isinstance(rec, WriteRecord):
             accepted += rec.accepted

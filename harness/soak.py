@@ -16,6 +16,7 @@ from rich.table import Table
 from backends.base import FaultUnsupported, InfrastructureError
 
 from . import exitcodes
+from .check import STYLE, print_findings
 from .driver import RunOptions, RunResult, run_scenario
 from .scenarios import Scenario
 from .targets import Target
@@ -78,23 +79,35 @@ def run_soak(plan: SoakPlan, console: Console) -> int:
     console.print(f"run directory: {plan.out_dir}", soft_wrap=True, highlight=False)
     for line in infra:
         console.print(f"[bold red]infrastructure:[/] {line}", soft_wrap=True, highlight=False)
-    return exitcodes.INFRASTRUCTURE if infra else exitcodes.OK
+    failures = [r for r in results if r.judgement is not None and r.judgement.failed]
+    for r in failures:
+        assert r.judgement is not None
+        console.print(f"[bold red]FAILED[/] {r.backend}/{r.scenario}: {', '.join(r.judgement.failing())} "
+                      f"(seed {r.seed}; details in {r.run_dir / 'summary.json'})", soft_wrap=True, highlight=False)
+        print_findings(console, r.judgement)
+    if infra:
+        return exitcodes.INFRASTRUCTURE
+    return exitcodes.CHECK_FAILED if failures else exitcodes.OK
 
 
 def _table(results: Sequence[RunResult], plan: SoakPlan) -> Table:
     order = {s.name: i for i, s in enumerate(plan.scenarios)}
     table = Table(title="lockchaos soak")
-    for col in ("backend", "scenario", "status", "acquired", "faults", "stale writes (accepted)",
-                "token regressions", "time"):
+    for col in ("backend", "scenario", "verdict", "acquired", "faults", "stale writes (accepted)",
+                "token regressions", "failover p50/max", "time"):
         table.add_column(col)
     for r in sorted(results, key=lambda r: (r.backend, order.get(r.scenario, 0))):
         o = r.observations
-        if o is None:
-            table.add_row(r.backend, r.scenario, f"[yellow]{r.status}[/]", "", "", "", "", "", end_section=False)
-            table.add_row("", f"[dim]{r.reason}[/]", "", "", "", "", "", "")
+        if o is None or r.judgement is None:
+            table.add_row(r.backend, r.scenario, "[dim]skipped[/]", "", "", "", "", "", "")
+            table.add_row("", f"[dim]{r.reason}[/]", "", "", "", "", "", "", "")
             continue
-        table.add_row(r.backend, r.scenario, r.status, str(o.acquisitions), str(sum(o.faults.values())),
-                      f"{o.stale_writes} ({o.stale_writes_accepted})", str(o.token_regressions),
+        j = r.judgement
+        verdict = f"[{STYLE[j.verdict]}]{j.verdict}[/]" + (f" ({', '.join(j.failing())})" if j.failed else "")
+        live = next((x.stats for x in j.results if x.checker == "liveness"), {})
+        failover = f"{live['p50_s']:.2f}/{live['max_s']:.2f}s" if "p50_s" in live else ""
+        table.add_row(r.backend, r.scenario, verdict, str(o.acquisitions), str(sum(o.faults.values())),
+                      f"{o.stale_writes} ({o.stale_writes_accepted})", str(o.token_regressions), failover,
                       f"{r.wall_s:.1f}s" + (f" ({r.simulated_s:.0f}s sim)" if r.simulated_s > r.wall_s * 2 else ""))
     return table
 
@@ -103,8 +116,8 @@ def _write_index(plan: SoakPlan, results: Sequence[RunResult], infra: Sequence[s
     index = {
         "seed": plan.options.seed,
         "runs": [{"backend": r.backend, "scenario": r.scenario, "status": r.status, "reason": r.reason,
-                  "dir": str((r.run_dir if r.status == "ran" else r.run_dir).relative_to(plan.out_dir))
-                  if r.run_dir.is_relative_to(plan.out_dir) else str(r.run_dir)}
+                  "verdict": None if r.judgement is None else r.judgement.verdict,
+                  "dir": str(r.run_dir.relative_to(plan.out_dir))}
                  for r in results],
         "infrastructure_failures": list(infra),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

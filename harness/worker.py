@@ -8,6 +8,7 @@ that point, and recorded when they really happen.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,10 +152,8 @@ class Worker:
 
     def _close(self) -> None:
         if self.client is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken client must not hide results
                 self.client.close()
-            except Exception:  # closing a broken client must not hide the run's results
-                pass
             self.client = None
 
     def _client(self) -> LockBackend:

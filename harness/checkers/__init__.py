@@ -1,0 +1,30 @@
+"""Checkers: turn a recorded history into findings an engineer can trust.
+
+Each checker reads the same loaded ``History`` and returns a ``CheckResult``. ``check_history`` runs
+them all; the run's verdict fails only on violations of the backend's own declared guarantees,
+unless ``strict`` also counts known-unsafe configurations doing what they are known to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..history import Record
+from . import conformance, exclusion, fencing, liveness
+from .findings import CheckResult, Finding
+from .model import History, load_history
+
+CHECKERS = (conformance.check, exclusion.check_grants, exclusion.check_register, fencing.check, liveness.check)
+
+
+def check_history(source: Path | Iterable[Record] | History) -> tuple[History, list[CheckResult]]:
+    h = source if isinstance(source, History) else load_history(source)
+    return h, [checker(h) for checker in CHECKERS]
+
+
+def failed(results: Iterable[CheckResult], strict: bool = False) -> bool:
+    return any(r.verdict(strict) == "fail" for r in results)
+
+
+__all__ = ["CHECKERS", "CheckResult", "Finding", "History", "check_history", "failed", "load_history"]

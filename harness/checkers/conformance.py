@@ -1,0 +1,126 @@
+"""Conformance: every outcome in the history is one the reference semantics allow.
+
+Each call happened at an unknown instant of its window, expiry may land anywhere inside the declared
+lag, and an indeterminate call may or may not have taken effect. An outcome is flagged only when
+no timing allows it: a refusal while no grant can possibly have been in force, a success for an
+owner whose grant cannot possibly still have been in force, a TTL other than the declared rounding.
+"""
+
+from __future__ import annotations
+
+from .findings import CheckResult, Finding
+from .model import Grant, History, Op, possibly_held_within, surely_held_throughout
+
+NAME = "conformance"
+
+
+class _Window:
+    """The grants that can matter at a given time: ops are visited in invoke order."""
+
+    def __init__(self, grants: list[Grant]) -> None:
+        self._grants = sorted(grants, key=lambda g: g.acquire.invoke)
+        self._next = 0
+        self.active: list[Grant] = []
+
+    def at(self, op: Op) -> list[Grant]:
+        while self._next < len(self._grants) and self._grants[self._next].acquire.invoke <= op.complete:
+            self.active.append(self._grants[self._next])
+            self._next += 1
+        self.active = [g for g in self.active if g.latest_end >= op.invoke or g.acquire.invoke > op.invoke]
+        return self.active
+
+
+def check(h: History) -> CheckResult:
+    findings: list[Finding] = []
+    window = _Window(h.grants)
+    counted = 0
+    for op in sorted(h.ops, key=lambda o: o.invoke):
+        active = window.at(op)
+        rec = op.rec
+        if rec.error is not None and rec.error.startswith("unexpected"):
+            findings.append(_finding(op, "unexpected-exception",
+                                     f"{rec.op} raised instead of returning or BackendUnavailable: {rec.error}"))
+            continue
+        if rec.outcome == "indeterminate":
+            continue
+        counted += 1
+        mine = [g for g in active if g.owner == rec.client and g.acquire is not op]
+        if rec.op == "acquire":
+            _acquire(h, op, active, findings)
+        elif rec.op in ("renew", "release"):
+            _owner_op(h, op, mine, findings)
+        elif rec.op == "holder":
+            _holder(h, op, active, findings)
+    return CheckResult(NAME, tuple(findings), {"ops_checked": counted, "grants": len(h.grants)})
+
+
+def _finding(op: Op, kind: str, message: str, *lines: int, tokens: tuple[int, ...] = ()) -> Finding:
+    return Finding(NAME, kind, "violation", message, op.complete, (op.rec.client,), tokens,
+                   (op.line, *lines))
+
+
+def _acquire(h: History, op: Op, active: list[Grant], findings: list[Finding]) -> None:
+    rec = op.rec
+    requested = int(rec.args.get("ttl_ms", h.ttl_ms))
+    if rec.outcome == "ok" and rec.lease is not None:
+        applied = h.caps.applied_ttl(requested)
+        if int(rec.lease["ttl_ms"]) != applied:
+            findings.append(_finding(op, "ttl", f"acquire applied ttl {rec.lease['ttl_ms']} ms; declared "
+                                     f"rounding of {requested} ms gives {applied} ms"))
+        if rec.lease.get("owner") not in (None, rec.client):
+            findings.append(_finding(op, "owner", f"acquire returned a lease for {rec.lease['owner']!r}"))
+        return
+    # A refusal needs a grant that may have been in force at some instant of the call.
+    others = [g for g in active if g.acquire is not op]
+    if not any(possibly_held_within(g, op.invoke, op.complete) for g in others):
+        findings.append(_finding(op, "refused-free-key",
+                                 "acquire refused although no grant can have been in force during the call"))
+
+
+def _owner_op(h: History, op: Op, mine: list[Grant], findings: list[Finding]) -> None:
+    rec = op.rec
+    live = [g for g in mine if possibly_held_within(g, op.invoke, op.complete)]
+    if rec.outcome == "ok":
+        if not live:
+            findings.append(_finding(op, f"{rec.op}-after-end",
+                                     f"{rec.op} succeeded although the owner's lease cannot have been in "
+                                     "force (expired, released or never granted)"))
+            return
+        if rec.op == "renew" and rec.lease is not None:
+            tokens = {g.token for g in live if g.token is not None}
+            token = int(rec.lease["token"])
+            if tokens and token not in tokens and all(g.definite for g in live):
+                findings.append(_finding(op, "renew-token", f"renew returned token {token}, the grant has "
+                                         f"{sorted(tokens)}", *(g.acquire.line for g in live),
+                                         tokens=(token, *sorted(tokens))))
+            applied = h.caps.applied_ttl(int(rec.args.get("ttl_ms", h.ttl_ms)))
+            if int(rec.lease["ttl_ms"]) != applied:
+                findings.append(_finding(op, "ttl", f"renew applied ttl {rec.lease['ttl_ms']} ms, declared "
+                                         f"rounding gives {applied} ms"))
+        return
+    held = [g for g in mine if surely_held_throughout(h, g, op.invoke, op.complete)]
+    if held:
+        g = held[0]
+        findings.append(_finding(op, f"{rec.op}-refused-for-holder",
+                                 f"{rec.op} refused although the owner's lease (token {g.token}) was surely "
+                                 "in force for the whole call", g.acquire.line,
+                                 tokens=() if g.token is None else (g.token,)))
+
+
+def _holder(h: History, op: Op, active: list[Grant], findings: list[Finding]) -> None:
+    lease = op.rec.lease
+    if lease is None:
+        held = [g for g in active if surely_held_throughout(h, g, op.invoke, op.complete)]
+        if held:
+            g = held[0]
+            findings.append(_finding(op, "holder-missed",
+                                     f"holder saw no lease while {g.owner}'s (token {g.token}) was surely in force",
+                                     g.acquire.line, tokens=() if g.token is None else (g.token,)))
+        return
+    owner, token = lease["owner"], int(lease["token"])
+    candidates = [g for g in active if g.owner == owner and g.token in (token, None)
+                  and possibly_held_within(g, op.invoke, op.complete)]
+    if not candidates:
+        findings.append(_finding(op, "holder-phantom",
+                                 f"holder reported {owner} with token {token}, which cannot have been in force "
+                                 "(expired, released or never granted)", tokens=(token,)))

@@ -1,0 +1,81 @@
+"""Mutual exclusion, judged twice: as the lock service granted it, and as the guarded register saw it.
+
+By grants: no acquire may succeed while another owner's grant was surely in force for the whole
+call. By the register: no write may be accepted from a token older than one already accepted
+(fencing on), and two believed holders must not interleave their writes; with fencing off, an
+interleaving by a stale holder is what the scenario demonstrates (known-unsafe), not a lock failure.
+"""
+
+from __future__ import annotations
+
+from .findings import CheckResult, Finding, Severity
+from .model import History, surely_held_throughout
+
+NAME_GRANTS = "exclusion-grants"
+NAME_REGISTER = "exclusion-register"
+
+
+def check_grants(h: History) -> CheckResult:
+    findings: list[Finding] = []
+    definite = sorted((g for g in h.grants if g.definite), key=lambda g: g.acquire.invoke)
+    for i, g2 in enumerate(definite):
+        a = g2.acquire
+        for g1 in reversed(definite[:i]):
+            if g1.latest_end < a.invoke:
+                continue
+            if g1.owner == g2.owner and g1.token == g2.token:
+                continue
+            if surely_held_throughout(h, g1, a.invoke, a.complete):
+                findings.append(Finding(
+                    NAME_GRANTS, "double-grant", "violation",
+                    f"{g2.owner} was granted token {g2.token} while {g1.owner}'s lease (token {g1.token}) was "
+                    "surely in force for the whole acquire",
+                    a.complete, (g1.owner, g2.owner), tuple(t for t in (g1.token, g2.token) if t is not None),
+                    (g1.acquire.line, a.line)))
+                break
+    return CheckResult(NAME_GRANTS, tuple(findings), {"grants": len(definite)})
+
+
+def check_register(h: History) -> CheckResult:
+    findings: list[Finding] = []
+    max_token = 0
+    max_line = 0
+    token_writer: dict[int, tuple[str, int]] = {}
+    stale_rejected = 0
+    interleavings = 0
+    for line, w in h.writes:
+        if not w.accepted:
+            stale_rejected += 1
+            continue
+        if w.token < max_token:
+            severity: Severity = "violation" if w.fencing else "known-unsafe"
+            why = ("the register accepted a stale token although fencing was on" if w.fencing else
+                   "fencing off: a holder whose lease had been superseded wrote anyway")
+            findings.append(Finding(NAME_REGISTER, "stale-write", severity,
+                                    f"{w.client} wrote with token {w.token} after token {max_token} had "
+                                    f"written: {why}", w.time_ns, (w.client,), (w.token, max_token),
+                                    (max_line, line)))
+            interleavings += 1
+        owner = token_writer.setdefault(w.token, (w.client, line))
+        if owner[0] != w.client:
+            findings.append(Finding(NAME_REGISTER, "shared-token", "violation",
+                                    f"{owner[0]} and {w.client} both wrote with token {w.token}: two owners "
+                                    "held the same fencing token", w.time_ns, (owner[0], w.client), (w.token,),
+                                    (owner[1], line)))
+        if w.token >= max_token:
+            max_token, max_line = w.token, line
+    stats = {"writes": len(h.writes), "stale_rejected_by_fencing": stale_rejected,
+             "stale_accepted": interleavings}
+    return CheckResult(NAME_REGISTER, tuple(_first_per_kind(findings)), stats)
+
+
+def _first_per_kind(findings: list[Finding], keep: int = 20) -> list[Finding]:
+    """A stale holder writes many times; the first few per kind prove the point."""
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for f in findings:
+        k = (f.kind, f.severity)
+        seen[k] = seen.get(k, 0) + 1
+        if seen[k] <= keep:
+            out.append(f)
+    return out

@@ -1,0 +1,66 @@
+"""Fencing: tokens strictly increase per key across acquires, restarts and failovers.
+
+A restart of a server that does not declare durability may lose the lock and restart its token
+counter: that is the known hazard of Redis without persistence, reported as known-unsafe. The same
+on a server declaring durability is the backend breaking its word.
+"""
+
+from __future__ import annotations
+
+from .findings import CheckResult, Finding
+from .model import History
+
+NAME = "fencing"
+
+
+def check(h: History) -> CheckResult:
+    findings: list[Finding] = []
+    restarts = h.server_faults("server-kill")
+    definite = sorted((g for g in h.grants if g.definite and g.token is not None), key=lambda g: g.acquire.invoke)
+    best: tuple[int, int, str, int] | None = None  # token, complete, owner, line of the highest earlier grant
+    for g in definite:
+        assert g.token is not None
+        a = g.acquire
+        if best is not None and best[1] < a.invoke and g.token <= best[0]:
+            restarted = [f for f in restarts if best[1] <= f.end and f.start <= a.complete]
+            known = bool(restarted) and not h.caps.durable
+            findings.append(Finding(
+                NAME, "token-regression", "known-unsafe" if known else "violation",
+                f"{g.owner} was granted token {g.token} after {best[2]} had been granted {best[0]}"
+                + (": the non-durable server restarted and forgot its token counter" if known else ""),
+                a.complete, (best[2], g.owner), (best[0], g.token), (best[3], a.line)))
+            if known:
+                best = (g.token, a.complete, g.owner, a.line)  # judge what follows against the new era
+                continue
+        if best is None or g.token > best[0]:
+            best = (g.token, a.complete, g.owner, a.line)
+    lost = _lost_on_restart(h)
+    return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts)})
+
+
+def _lost_on_restart(h: History) -> list[Finding]:
+    """A holder whose renew failed right after a restart, its lease surely not yet expired."""
+    if h.caps.durable:
+        return []  # on a durable server the conformance checker flags a refused renew itself
+    out = []
+    for f in h.server_faults("server-kill"):
+        for g in h.grants:
+            if not g.definite or g.acquire.complete > f.start:
+                continue
+            for r in g.renews:
+                if r.rec.outcome == "fail" and f.end <= r.invoke and r.complete < _earliest(g, f.start):
+                    out.append(Finding(NAME, "lost-on-restart", "known-unsafe",
+                                       f"{g.owner} lost its lease (token {g.token}) to a restart of a server "
+                                       "without durable state", r.complete, (g.owner,),
+                                       () if g.token is None else (g.token,), (g.acquire.line, r.line)))
+                    break
+    return out
+
+
+def _earliest(g: object, at: int) -> int:
+    from .model import NS_PER_MS, Grant
+
+    assert isinstance(g, Grant)
+    ext = [g.acquire.invoke + g.ttl_ms * NS_PER_MS]
+    ext += [r.invoke + g.ttl_ms * NS_PER_MS for r in g.renews if r.rec.outcome == "ok" and r.complete <= at]
+    return max(ext)

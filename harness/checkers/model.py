@@ -1,0 +1,244 @@
+"""What the checkers reason about: a history loaded into grants, observations and fault windows.
+
+Every call took effect (if at all) at an unknown instant inside its window, and an indeterminate
+call possibly later still, when its request sat in a paused server's socket or a slow link. This
+module turns a history into *grants* (one per acquire that may have taken effect) with the bounds
+the checkers need: when a grant was surely in force, and until when it can possibly have lasted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backends.base import Capabilities
+
+from ..history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
+
+NS_PER_MS = 1_000_000
+EPSILON_NS = 5 * NS_PER_MS
+"""Scheduling slack between the client's clock reading and the server acting (same machine)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    line: int
+    rec: OpRecord
+
+    @property
+    def invoke(self) -> int:
+        return self.rec.invoke_ns
+
+    @property
+    def complete(self) -> int:
+        return self.rec.complete_ns
+
+
+@dataclass(frozen=True, slots=True)
+class FaultWindow:
+    fault: str
+    target: str
+    start: int
+    end: int
+    detail: dict[str, Any]
+    lines: tuple[int, ...]
+
+
+@dataclass(eq=False)
+class Grant:
+    """One acquire that may have taken effect, and everything its owner did with it."""
+
+    acquire: Op
+    owner: str
+    token: int | None  # None: an indeterminate acquire whose token nobody saw
+    ttl_ms: int
+    effect_horizon: int  # the latest instant the acquire can have taken effect
+    renews: list[Op] = field(default_factory=list)
+    releases: list[Op] = field(default_factory=list)
+    proven_end: int | None = None  # earliest completion of an observation proving it over
+    latest_end: int = 0  # filled by History.bound: no later than this can it be in force
+
+    @property
+    def definite(self) -> bool:
+        return self.acquire.rec.outcome == "ok"
+
+
+@dataclass
+class History:
+    meta: dict[str, Any]
+    caps: Capabilities
+    ttl_ms: int
+    ops: list[Op]
+    writes: list[tuple[int, WriteRecord]]
+    faults: list[FaultWindow]
+    grants: list[Grant]
+    end_ns: int
+    truncated: bool
+
+    def server_faults(self, *names: str) -> list[FaultWindow]:
+        return [f for f in self.faults if f.fault in names]
+
+    def horizon(self, op: Op) -> int:
+        """Until when an operation's request may still take effect at the server."""
+        if op.rec.outcome != "indeterminate":
+            return op.complete + EPSILON_NS
+        h = op.complete
+        for f in self.faults:
+            if f.start > op.complete or f.end < op.invoke:
+                continue
+            if f.fault == "server-pause":
+                h = max(h, f.end)  # queued in the server's socket, applied on resume
+            elif f.fault == "latency":
+                h = max(h, op.complete + int(f.detail.get("one_way_ms", 0)) * NS_PER_MS)
+        return h + EPSILON_NS
+
+
+def _load(records: Iterable[tuple[int, Record]]) -> tuple[dict[str, Any], list[Op],
+                                                           list[tuple[int, WriteRecord]],
+                                                           list[FaultWindow], int, bool]:
+    meta: dict[str, Any] = {}
+    ops: list[Op] = []
+    writes: list[tuple[int, WriteRecord]] = []
+    open_faults: dict[tuple[str, str], tuple[int, FaultRecord]] = {}
+    faults: list[FaultWindow] = []
+    end_ns = 0
+    ended = False
+    for line, rec in records:
+        if isinstance(rec, OpRecord):
+            ops.append(Op(line, rec))
+            end_ns = max(end_ns, rec.complete_ns)
+        elif isinstance(rec, WriteRecord):
+            writes.append((line, rec))
+            end_ns = max(end_ns, rec.time_ns)
+        elif isinstance(rec, FaultRecord):
+            end_ns = max(end_ns, rec.time_ns)
+            key = (rec.fault, rec.target)
+            if rec.phase == "start":
+                open_faults[key] = (line, rec)
+            elif key in open_faults:
+                sline, start = open_faults.pop(key)
+                faults.append(FaultWindow(rec.fault, rec.target, start.time_ns, rec.time_ns,
+                                          {**start.detail, **rec.detail}, (sline, line)))
+        elif isinstance(rec, NoteRecord):
+            if rec.kind == "meta":
+                meta = rec.data
+            elif rec.kind == "end":
+                ended = True
+            end_ns = max(end_ns, rec.time_ns)
+    for sline, start in open_faults.values():  # a fault still open when the run ended or was killed
+        faults.append(FaultWindow(start.fault, start.target, start.time_ns, end_ns, start.detail, (sline,)))
+    faults.sort(key=lambda f: f.start)
+    return meta, ops, writes, faults, end_ns, not ended
+
+
+def load_history(source: Path | Iterable[Record]) -> History:
+    if isinstance(source, Path):
+        numbered: Iterable[tuple[int, Record]] = enumerate(read_history(source), start=1)
+    else:
+        numbered = enumerate(source, start=1)
+    meta, ops, writes, faults, end_ns, truncated = _load(numbered)
+    if not meta:
+        raise ValueError("history has no meta record: not a lockchaos history")
+    caps = Capabilities(**meta["capabilities"])
+    h = History(meta, caps, int(meta["ttl_ms"]), ops, writes, faults, [], end_ns, truncated)
+    h.grants = _grants(h)
+    _bound(h)
+    return h
+
+
+def _grants(h: History) -> list[Grant]:
+    """One grant per acquire that may have taken effect; renews and releases go to their owner's latest."""
+    grants: list[Grant] = []
+    current: dict[str, Grant] = {}
+    for op in sorted(h.ops, key=lambda o: o.invoke):
+        rec = op.rec
+        if rec.op == "acquire" and rec.outcome in ("ok", "indeterminate"):
+            lease = rec.lease
+            token = None if lease is None else int(lease["token"])
+            ttl = int(lease["ttl_ms"]) if lease else h.caps.applied_ttl(int(rec.args.get("ttl_ms", h.ttl_ms)))
+            g = Grant(op, rec.client, token, ttl, h.horizon(op))
+            grants.append(g)
+            current[rec.client] = g
+        elif rec.op in ("renew", "release") and rec.client in current:
+            g = current[rec.client]
+            (g.renews if rec.op == "renew" else g.releases).append(op)
+    return grants
+
+
+def _bound(h: History) -> None:
+    """For each grant: until when it can possibly have been in force, and when it was proven over."""
+    lag = h.caps.expiry_lag_ms * NS_PER_MS
+    restarts = h.server_faults("server-kill")
+    for g in h.grants:
+        latest = _latest_expiry(h, g, lag, restarts)
+        proofs = [r.complete for r in g.releases if r.rec.outcome == "ok"]
+        proofs += [r.complete for r in g.renews if r.rec.outcome == "fail" and r.invoke >= g.effect_horizon]
+        if not h.caps.durable:
+            proofs += [f.end for f in restarts if f.start >= g.effect_horizon]
+        g.latest_end = min([latest, *proofs])
+        g.proven_end = min(proofs) if proofs else None
+
+
+def _latest_expiry(h: History, g: Grant, lag: int, restarts: list[FaultWindow]) -> int:
+    """The latest instant ``g`` can still be in force, by the extensions that can have reached it.
+
+    A renew extends the lease only if it can have arrived while the lease was still in force, and
+    a durable server's restart or a pause prolongs whatever was in force when it began: iterate
+    to a fixed point (each renew and fault is used at most once, so this ends).
+    """
+    latest = h.horizon(g.acquire) + g.ttl_ms * NS_PER_MS + lag + EPSILON_NS
+    pending = sorted((r for r in g.renews if r.rec.outcome != "fail"), key=lambda r: r.invoke)
+    prolongers = [f for f in restarts if h.caps.durable] + h.server_faults("server-pause")
+    changed = True
+    while changed:
+        changed = False
+        for r in list(pending):
+            if r.invoke <= latest:
+                latest = max(latest, h.horizon(r) + _ttl(r, g) * NS_PER_MS + lag + EPSILON_NS)
+                pending.remove(r)
+                changed = True
+        for f in list(prolongers):
+            if g.acquire.invoke <= f.end and f.start <= latest:
+                extra = g.ttl_ms * NS_PER_MS if f.fault == "server-kill" else 0
+                latest = max(latest, f.end + extra + lag + EPSILON_NS)
+                prolongers.remove(f)
+                changed = True
+    return latest
+
+
+def _ttl(op: Op, g: Grant) -> int:
+    lease = op.rec.lease
+    if lease is not None:
+        return int(lease["ttl_ms"])
+    return max(g.ttl_ms, int(op.rec.args.get("ttl_ms", g.ttl_ms)))
+
+
+def earliest_end(h: History, g: Grant, at: int) -> int:
+    """The earliest instant ``g`` may end, judged from what had surely happened by ``at``.
+
+    Only ok calls that completed by ``at`` count as extensions: their effect is certain by then.
+    """
+    base = max([g.acquire.invoke + g.ttl_ms * NS_PER_MS]
+               + [r.invoke + _ttl(r, g) * NS_PER_MS for r in g.renews
+                  if r.rec.outcome == "ok" and r.complete <= at])
+    cut = base - EPSILON_NS
+    for r in g.releases:  # a release that may have happened ends it as early as its invoke
+        if r.rec.outcome != "fail":
+            cut = min(cut, r.invoke)
+    for f in h.faults:  # faults that can end a lease early
+        lease_ending = f.fault == "clock-jump" or (f.fault == "server-kill" and not h.caps.durable)
+        if lease_ending and f.start >= g.acquire.invoke:
+            cut = min(cut, f.start)
+    return cut
+
+
+def surely_held_throughout(h: History, g: Grant, start: int, end: int) -> bool:
+    """``g`` was in force at every instant of [start, end], whatever the timing."""
+    return g.definite and g.acquire.complete <= start and earliest_end(h, g, start) > end
+
+
+def possibly_held_within(g: Grant, start: int, end: int) -> bool:
+    """``g`` may have been in force at some instant of [start, end]."""
+    return g.acquire.invoke <= end and g.latest_end >= start
