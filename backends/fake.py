@@ -39,7 +39,7 @@ PROFILES: dict[str, Capabilities] = {
     "ideal": Capabilities(durable=True),
     "redis": Capabilities(durable=False),
     "redis-aof": Capabilities(durable=True),
-    "etcd": Capabilities(ttl_granularity_ms=1000, min_ttl_ms=1000, expiry_lag_ms=500, durable=True),
+    "etcd": Capabilities(ttl_granularity_ms=1000, min_ttl_ms=1000, expiry_lag_ms=1000, durable=True),
 }
 
 
@@ -243,6 +243,7 @@ class FakeClient:
         self._paused = False
         self._closed = False
         self.one_way_delay_ms = 0
+        self.reply_delay_ms = 0
         self.max_pause_s = 3600.0
 
     # --- client faults ------------------------------------------------------------------------
@@ -257,6 +258,7 @@ class FakeClient:
             self._partitioned = False
             self._lose_replies = False
             self.one_way_delay_ms = 0
+            self.reply_delay_ms = 0
 
     def lose_replies(self, on: bool = True) -> None:
         """Requests take effect but the connection resets before the reply arrives."""
@@ -273,6 +275,13 @@ class FakeClient:
             raise ValueError("latency must be >= 0")
         with self._lock:
             self.one_way_delay_ms = one_way_delay_ms
+
+    def set_reply_delay(self, ms: int) -> None:
+        """Replies (only) arrive ``ms`` late: the server acts at once, the client learns late."""
+        if ms < 0:
+            raise ValueError("reply delay must be >= 0")
+        with self._lock:
+            self.reply_delay_ms = ms
 
     def pause(self) -> None:
         """Freeze this client, like SIGSTOP on its process: calls block until ``resume``."""
@@ -307,11 +316,12 @@ class FakeClient:
             lost, self._lose_next_reply = self._lose_replies or self._lose_next_reply, False
         if lost:
             raise BackendUnavailable("connection reset before the reply arrived")
+        back_s = delay_s + self.reply_delay_ms / 1000
         spent_s = (clock.now_ns() - start) / 1e9
-        if spent_s + delay_s >= timeout_s:
+        if spent_s + back_s >= timeout_s:
             clock.sleep(max(0.0, timeout_s - spent_s))
             raise BackendTimeout(f"no reply within {self.timeout_ms} ms (request was applied)")
-        clock.sleep(delay_s)
+        clock.sleep(back_s)
         return result
 
     def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:

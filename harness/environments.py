@@ -17,7 +17,9 @@ from backends.base import Capabilities, FaultUnsupported, LockBackend
 from backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 
 from .nemesis import LINK_FAULTS, ServerFaults
+from .proxy import FaultProxy
 from .runtime import Runtime
+from .servers import ServerHandle, provision
 from .targets import Target
 from .worker import LinkFaults
 
@@ -52,6 +54,9 @@ class FakeLink:
 
     def set_latency(self, one_way_ms: int) -> None:
         self.client.set_latency(one_way_ms)
+
+    def delay_replies(self, ms: int) -> None:
+        self.client.set_reply_delay(ms)
 
     def reset(self) -> None:
         self.client.reset_connection()
@@ -105,20 +110,20 @@ class FakeEnvironment:
 class ProcessServerFaults:
     """Server faults by signals to the server process the harness started."""
 
-    def __init__(self, handle: object) -> None:
+    def __init__(self, handle: ServerHandle) -> None:
         self.handle = handle
 
     def kill(self) -> None:
-        self.handle.kill()  # type: ignore[attr-defined]
+        self.handle.kill()
 
     def restart(self) -> None:
-        self.handle.restart()  # type: ignore[attr-defined]
+        self.handle.restart()
 
     def pause(self) -> None:
-        self.handle.pause()  # type: ignore[attr-defined]
+        self.handle.pause()
 
     def resume(self) -> None:
-        self.handle.resume()  # type: ignore[attr-defined]
+        self.handle.resume()
 
     def jump_clock(self, delta_ms: int) -> None:
         raise FaultUnsupported("a clock jump cannot reach a real server process (run it against the fake)")
@@ -127,26 +132,29 @@ class ProcessServerFaults:
 class ProxyLink:
     """Network faults of one worker's own TCP proxy."""
 
-    def __init__(self, proxy: object) -> None:
+    def __init__(self, proxy: FaultProxy) -> None:
         self.proxy = proxy
 
     def partition(self) -> None:
-        self.proxy.blackhole()  # type: ignore[attr-defined]
+        self.proxy.blackhole()
 
     def heal(self) -> None:
-        self.proxy.heal()  # type: ignore[attr-defined]
+        self.proxy.heal()
 
     def set_latency(self, one_way_ms: int) -> None:
-        self.proxy.set_latency(one_way_ms)  # type: ignore[attr-defined]
+        self.proxy.set_latency(one_way_ms)
+
+    def delay_replies(self, ms: int) -> None:
+        self.proxy.delay_replies(ms)
 
     def reset(self) -> None:
-        self.proxy.reset()  # type: ignore[attr-defined]
+        self.proxy.reset()
 
     def drop_replies(self, on: bool) -> None:
         if on:
-            self.proxy.blackhole_replies()  # type: ignore[attr-defined]
+            self.proxy.blackhole_replies()
         else:
-            self.proxy.heal()  # type: ignore[attr-defined]
+            self.proxy.heal()
 
 
 def with_query(url: str, **params: object) -> str:
@@ -159,16 +167,13 @@ def with_query(url: str, **params: object) -> str:
 class ServerEnvironment:
     def __init__(self, target: Target, runtime: Runtime, *, persistence: bool | None,
                  timeout_ms: int | None) -> None:
-        from .proxy import FaultProxy
-        from .servers import provision
 
         self.target = target
         self.runtime = runtime
         self.timeout_ms = timeout_ms
         self.handle = provision(target.server_kind, persistence=bool(persistence))
         self.server: ServerFaults = ProcessServerFaults(self.handle)
-        self._proxy_cls = FaultProxy
-        self._proxies: dict[int, object] = {}
+        self._proxies: dict[int, FaultProxy] = {}
         self._links: dict[int, LinkFaults] = {}
         try:
             probe = self._open(self.handle.url)
@@ -186,11 +191,10 @@ class ServerEnvironment:
     def open_client(self, index: int) -> LockBackend:
         proxy = self._proxies.get(index)
         if proxy is None:
-            proxy = self._proxy_cls(self.handle.host, self.handle.port, name=f"w{index}")
-            proxy.start()  # type: ignore[attr-defined]
+            proxy = FaultProxy(self.handle.host, self.handle.port, name=f"w{index}").start()
             self._proxies[index] = proxy
             self._links[index] = ProxyLink(proxy)
-        return self._open(proxy.url_for(self.handle.url))  # type: ignore[attr-defined]
+        return self._open(proxy.url_for(self.handle.url))
 
     def open_observer(self) -> LockBackend:
         return self._open(self.handle.url)
@@ -206,6 +210,6 @@ class ServerEnvironment:
     def close(self) -> None:
         for proxy in self._proxies.values():
             with contextlib.suppress(Exception):
-                proxy.stop()  # type: ignore[attr-defined]
+                proxy.stop()
         self._proxies.clear()
         self.handle.stop()

@@ -34,7 +34,7 @@ class ServerFaults(Protocol):
 
 
 SERVER_FAULTS = {"server-kill", "server-pause", "clock-jump"}
-LINK_FAULTS = {"partition", "latency", "reset-storm", "lose-release-reply"}
+LINK_FAULTS = {"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply"}
 WORKER_FAULTS = {"holder-crash", "holder-pause", "renewer-death"}
 ALL_FAULTS = SERVER_FAULTS | LINK_FAULTS | WORKER_FAULTS
 
@@ -149,6 +149,16 @@ class Nemesis:
             finally:
                 for link in links:
                     link.set_latency(0)
+        elif step.fault == "reply-delay":
+            delay_ms = round(step.amount * self.ttl_s * 1000)
+            self._edge(step, "start", names, reply_delay_ms=delay_ms)
+            for link in links:
+                link.delay_replies(delay_ms)
+            try:
+                self.rt.sleep(duration)
+            finally:
+                for link in links:
+                    link.delay_replies(0)
         elif step.fault == "reset-storm":
             every = max(step.amount * self.ttl_s, 0.001)
             self._edge(step, "start", names, every_s=every)

@@ -101,8 +101,8 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("slow-acquire-reply",
              "The acquire reply arrives after the lease has already expired; a client that trusts the "
              "reply time works without a lock.",
-             duration=9, client_timeout=4, plan=WorkerPlan(trust_from="completion"), fencing=False,
-             faults=(FaultStep(1.0, "latency", target="all", duration=4, amount=0.7),)),
+             duration=10, client_timeout=4, plan=WorkerPlan(trust_from="completion", hold=0.5), fencing=False,
+             faults=(FaultStep(1.0, "reply-delay", target="random", duration=7, amount=1.3),)),
     Scenario("silent-renewer-death",
              "The renewal thread dies silently while its owner keeps working, trusting it: stale writes "
              "after expiry.",
@@ -137,6 +137,7 @@ _SOAK_MENU: tuple[FaultStep, ...] = (
     FaultStep(0, "partition", duration=2),
     FaultStep(0, "partition", target="random", duration=2),
     FaultStep(0, "latency", target="all", duration=2, amount=0.15),
+    FaultStep(0, "reply-delay", target="random", duration=2, amount=0.5),
     FaultStep(0, "lose-release-reply", duration=2),
     FaultStep(0, "reset-storm", target="all", duration=1, amount=0.1),
     FaultStep(0, "clock-jump", target="server", amount=1.5),
