@@ -5,8 +5,13 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 APT     := DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
 
-.PHONY: contract test lint servers venv clean
+.PHONY: soak contract test lint servers venv clean
+
+## The main job: the whole scenario catalogue against fake, Redis and etcd, servers launched locally.
+soak: venv servers
+	$(BIN)/lockchaos soak $(SOAK_ARGS)
 
 ## Contract suite against every backend we ship.
 contract: venv servers

@@ -126,12 +126,11 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         workers = []
         for i in range(scenario.workers):
             w = Worker(f"w{i}", functools.partial(env.open_client, i), LOCK_KEY, scenario.plan, timing, runtime,
-                       record, register, random.Random(rng.randrange(2**32)))
+                       record, register, random.Random(rng.randrange(2**32)), functools.partial(env.link, i))
             workers.append(w)
             runtime.spawn(w.wid, w.run)
-        for i, w in enumerate(workers):  # links exist once clients are open; open them before the start
-            w.client = env.open_client(i)
-            w.link = env.link(i)
+        for w in workers:  # open every client before the start, so faults find their links
+            w.connect()
         nemesis = Nemesis(steps, ttl_ms=opts.ttl_ms, runtime=runtime, record=record, server=env.server,
                           workers=workers, rng=random.Random(rng.randrange(2**32)))
         runtime.spawn("nemesis", nemesis.run)

@@ -101,7 +101,8 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("slow-acquire-reply",
              "The acquire reply arrives after the lease has already expired; a client that trusts the "
              "reply time works without a lock.",
-             duration=10, client_timeout=4, plan=WorkerPlan(trust_from="completion", hold=0.5), fencing=False,
+             duration=10, workers=2, client_timeout=4, fencing=False,
+             plan=WorkerPlan(trust_from="completion", hold=0.3, retry_every=0.3),
              faults=(FaultStep(1.0, "reply-delay", target="random", duration=7, amount=1.3),)),
     Scenario("silent-renewer-death",
              "The renewal thread dies silently while its owner keeps working, trusting it: stale writes "

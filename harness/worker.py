@@ -73,7 +73,7 @@ class Worker:
         record: Callable[[Record], None],
         register: FencedRegister,
         rng: random.Random,
-        link: LinkFaults | None = None,
+        link_of: Callable[[], LinkFaults | None] = lambda: None,
     ) -> None:
         self.wid = wid
         self._open_client = open_client
@@ -84,7 +84,8 @@ class Worker:
         self._record = record
         self.register = register
         self.rng = rng
-        self.link = link
+        self._link_of = link_of
+        self.link: LinkFaults | None = None  # the network of the client currently open
         self.incarnation = 1
         self.client: LockBackend | None = None
         self.believed: Lease | None = None  # the lease this worker thinks it holds
@@ -158,14 +159,15 @@ class Worker:
                 self.client.close()
             self.client = None
 
-    def _client(self) -> LockBackend:
+    def connect(self) -> LockBackend:
         if self.client is None:
             self.client = self._open_client()
+            self.link = self._link_of()  # a new client may come with a new link to fault
         return self.client
 
     def _cycle(self) -> None:
         try:
-            client = self._client()
+            client = self.connect()
         except BackendUnavailable:
             self.rt.sleep(self.t.retry_every_s)
             return

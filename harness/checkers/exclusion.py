@@ -40,7 +40,8 @@ def check_register(h: History) -> CheckResult:
     findings: list[Finding] = []
     max_token = 0
     max_line = 0
-    token_writer: dict[int, tuple[str, int]] = {}
+    token_writer: dict[int, tuple[str, int, int]] = {}
+    restarts = h.server_faults("server-kill")
     stale_rejected = 0
     interleavings = 0
     for line, w in h.writes:
@@ -56,12 +57,15 @@ def check_register(h: History) -> CheckResult:
                                     f"written: {why}", w.time_ns, (w.client,), (w.token, max_token),
                                     (max_line, line)))
             interleavings += 1
-        owner = token_writer.setdefault(w.token, (w.client, line))
+        owner = token_writer.setdefault(w.token, (w.client, line, w.time_ns))
         if owner[0] != w.client:
-            findings.append(Finding(NAME_REGISTER, "shared-token", "violation",
+            # After a restart that forgot the token counter, tokens are issued again: known, not a lie.
+            amnesia = not h.caps.durable and any(owner[2] <= f.end and f.start <= w.time_ns for f in restarts)
+            findings.append(Finding(NAME_REGISTER, "shared-token", "known-unsafe" if amnesia else "violation",
                                     f"{owner[0]} and {w.client} both wrote with token {w.token}: two owners "
-                                    "held the same fencing token", w.time_ns, (owner[0], w.client), (w.token,),
-                                    (owner[1], line)))
+                                    "held the same fencing token"
+                                    + (" after a non-durable server restarted its counter" if amnesia else ""),
+                                    w.time_ns, (owner[0], w.client), (w.token,), (owner[1], line)))
         if w.token >= max_token:
             max_token, max_line = w.token, line
     stats = {"writes": len(h.writes), "stale_rejected_by_fencing": stale_rejected,
