@@ -17,7 +17,7 @@ from typing import Any, Literal
 from backends.base import ConfigurationError, FaultUnsupported
 
 from .environments import Environment, FakeEnvironment, ServerEnvironment
-from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, lease_dict
+from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, lease_dict, read_history
 from .nemesis import Nemesis
 from .observations import Observations, observe
 from .register import FencedRegister
@@ -145,8 +145,9 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             raise e
     if errors:
         raise errors[0]
-    obs = observe(run_dir / HISTORY_FILE)
-    judgement = judge(run_dir / HISTORY_FILE, strict=opts.strict)
+    records = list(read_history(run_dir / HISTORY_FILE))  # read once, judged twice
+    obs = observe(records)
+    judgement = judge(records, strict=opts.strict)
     _write_summary(run_dir, target, scenario, opts, "ran", "", obs, time.monotonic() - wall0, simulated)
     update_summary(run_dir, judgement)
     return RunResult(target.label, scenario.name, "ran", "", run_dir, opts.seed,

@@ -7,11 +7,11 @@ declared capabilities; this module only says what happened, so a person can read
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .history import FaultRecord, OpRecord, WriteRecord, read_history
+from .history import FaultRecord, OpRecord, Record, WriteRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Observations:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
-def observe(path: Path) -> Observations:
+def observe(records: Iterable[Record]) -> Observations:
     ops: Counter[str] = Counter()
     faults: Counter[str] = Counter()
     acquisitions = accepted = rejected = stale = stale_accepted = regressions = renew_after = 0
@@ -40,7 +40,7 @@ def observe(path: Path) -> Observations:
     restart_ends: list[int] = []
     final: dict[str, Any] | None = None
     examples: list[dict[str, Any]] = []
-    for rec in read_history(path):
+    for rec in records:
         if isinstance(rec, OpRecord):
             ops[f"{rec.op}:{rec.outcome}"] += 1
             if rec.client == "observer":

@@ -7,13 +7,14 @@ also one truncated by a killed harness), so both produce the same verdicts from 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .checkers import check_history
 from .checkers.findings import CheckResult
-from .history import HISTORY_FILE
+from .history import HISTORY_FILE, Record
 
 SUMMARY_FILE = "summary.json"
 EXAMPLES = 5
@@ -48,8 +49,8 @@ class Judgement:
         }
 
 
-def judge(history_path: Path, *, strict: bool = False) -> Judgement:
-    h, results = check_history(history_path)
+def judge(history: Path | Iterable[Record], *, strict: bool = False) -> Judgement:
+    h, results = check_history(history)
     return Judgement(tuple(results), strict, h.truncated)
 
 

@@ -8,6 +8,7 @@ the checkers need: when a grant was surely in force, and until when it can possi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,12 +81,16 @@ class History:
     def server_faults(self, *names: str) -> list[FaultWindow]:
         return [f for f in self.faults if f.fault in names]
 
+    @functools.cached_property
+    def _delaying_faults(self) -> list[FaultWindow]:
+        return [f for f in self.faults if f.fault in ("server-pause", "latency")]
+
     def horizon(self, op: Op) -> int:
         """Until when an operation's request may still take effect at the server."""
         if op.rec.outcome != "indeterminate":
             return op.complete + EPSILON_NS
         h = op.complete
-        for f in self.faults:
+        for f in self._delaying_faults:
             if f.start > op.complete or f.end < op.invoke:
                 continue
             if f.fault == "server-pause":
