@@ -125,7 +125,9 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("soak",
              "The nightly job: a seeded random mix of every fault for the whole duration.",
              duration=30, workers=5, random_faults=True,
-             plan=WorkerPlan(retry_every=0.2, work_every=0.1)),
+             # Contenders poll at under a TTL: fast enough to measure failover, few enough events that
+             # an hour with sixteen workers stays a file of a few MB (the contention scenario hammers).
+             plan=WorkerPlan(retry_every=0.4, work_every=0.1)),
 )
 
 # Faults the soak draws from, with their typical duration/amount in TTLs.
