@@ -18,7 +18,7 @@ from backends.base import ConfigurationError, InfrastructureError
 from . import exitcodes
 from .driver import RunOptions
 from .scenarios import CATALOGUE, find_scenario
-from .targets import BACKENDS, SERVERS, Target, adapter_target, backend_target
+from .targets import BACKENDS, SERVERS, Target, adapter_target, backend_target, external_target
 
 if TYPE_CHECKING:
     from .soak import SoakPlan
@@ -95,15 +95,26 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=[*BACKENDS, "all"], help="one of our backends, or all")
     p.add_argument("--adapter", metavar="PKG.MOD:FACTORY", help="your adapter: factory(url) -> LockBackend")
     p.add_argument("--server", choices=SERVERS, help="server the harness provides to --adapter")
+    p.add_argument("--url", metavar="URL",
+                   help="a redis:// or etcd:// server you run (external mode: never started, stopped or "
+                        "faulted; keys under a per-run prefix that is removed at the end)")
 
 
 def _targets(args: argparse.Namespace, *, persistence: bool = False) -> list[Target]:
+    if args.url is not None:
+        if args.server is not None:
+            raise ConfigurationError("give either --server (the harness starts one) or --url (yours), not both")
+        if args.backend in ("fake", "all"):
+            raise ConfigurationError(f"--url is a real server; --backend {args.backend} cannot use it")
+        if args.adapter is not None and args.backend is not None:
+            raise ConfigurationError("give either --backend or --adapter, not both")
+        return [external_target(args.url, backend=args.backend, adapter=args.adapter)]
     if args.adapter is not None:
         if args.backend is not None:
             raise ConfigurationError("give either --backend or --adapter, not both")
         if args.server is None:
             raise ConfigurationError("--adapter needs --server redis|etcd|none")
-        return [adapter_target(args.adapter, args.server)]
+        return [adapter_target(args.adapter, args.server, persistence=persistence)]
     if args.server is not None:
         raise ConfigurationError("--server goes with --adapter")
     names = BACKENDS if args.backend in (None, "all") else (args.backend,)

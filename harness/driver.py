@@ -6,6 +6,7 @@ because workers, nemesis and the fake all wait through the runtime's clock.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import random
@@ -81,9 +82,13 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
     wall0 = time.monotonic()
     env = _environment(target, scenario, runtime, opts)
     try:
-        return _run_in(env, target, scenario, opts, run_dir, runtime, wall0)
-    finally:
-        env.close()
+        result = _run_in(env, target, scenario, opts, run_dir, runtime, wall0)
+    except BaseException:
+        with contextlib.suppress(Exception):  # a teardown error must not hide the run's own
+            env.close()
+        raise
+    env.close()
+    return result
 
 
 def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path,

@@ -16,10 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 from backends.base import Capabilities, FaultUnsupported, LockBackend
 from backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 
-from .nemesis import LINK_FAULTS, ServerFaults
+from .external import is_loopback, purge_prefix, with_run_prefix
+from .nemesis import LINK_FAULTS, SERVER_FAULTS, ServerFaults
 from .proxy import FaultProxy
 from .runtime import Runtime
-from .servers import ServerHandle, provision
+from .servers import ExternalServer, ServerHandle, provision
 from .targets import Target
 from .worker import LinkFaults
 
@@ -165,13 +166,20 @@ def with_query(url: str, **params: object) -> str:
 
 
 class ServerEnvironment:
+    """A real server: launched here (process mode), or the user's own (``--url``, external mode)."""
+
     def __init__(self, target: Target, runtime: Runtime, *, persistence: bool | None,
                  timeout_ms: int | None) -> None:
-
         self.target = target
         self.runtime = runtime
         self.timeout_ms = timeout_ms
-        self.handle = provision(target.server_kind, persistence=bool(persistence))
+        self._prefix: str | None = None
+        self.handle: ServerHandle
+        if target.external_url is not None:
+            url, self._prefix = with_run_prefix(target.external_url)
+            self.handle = ExternalServer(url)
+        else:
+            self.handle = provision(target.server_kind, persistence=bool(persistence))
         self.server: ServerFaults = ProcessServerFaults(self.handle)
         self._proxies: dict[int, FaultProxy] = {}
         self._links: dict[int, LinkFaults] = {}
@@ -205,6 +213,11 @@ class ServerEnvironment:
     def unsupported(self, fault: str) -> str | None:
         if fault == "clock-jump":
             return "clock-jump: a clock fault cannot reach a real server process (run it against the fake)"
+        if self._prefix is not None:
+            if fault in SERVER_FAULTS:
+                return f"{fault}: refused on a server the harness did not start"
+            if fault in LINK_FAULTS and not is_loopback(self.handle.url):
+                return f"{fault}: the fault proxy only forwards to 127.0.0.1; this server is remote"
         return None
 
     def close(self) -> None:
@@ -213,3 +226,6 @@ class ServerEnvironment:
                 proxy.stop()
         self._proxies.clear()
         self.handle.stop()
+        if self._prefix is not None:
+            prefix, self._prefix = self._prefix, None
+            purge_prefix(self.handle.url, prefix)

@@ -10,6 +10,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from backends import open_backend
 from backends.base import BackendUnavailable, ConfigurationError, InfrastructureError, LockBackend
@@ -30,6 +31,8 @@ class Target:
     factory: AdapterFactory
     adapter_spec: str | None = None
     persistence: bool = False
+    external_url: str | None = None
+    """A server the user runs: never started, stopped or faulted; keys under a per-run prefix."""
 
     def open(self, url: str) -> LockBackend:
         if self.adapter_spec is None:
@@ -43,12 +46,36 @@ def backend_target(name: str, *, persistence: bool = False) -> Target:
     return Target(name, name, open_backend, persistence=persistence)
 
 
-def adapter_target(spec: str, server: str) -> Target:
+def adapter_target(spec: str, server: str, *, persistence: bool = False) -> Target:
     if server not in SERVERS:
         raise ConfigurationError(f"unknown --server {server!r}; choose from {', '.join(SERVERS)}")
     factory = load_factory(spec)
     kind = "fake" if server == "none" else server
-    return Target(f"{spec}@{server}", kind, factory, adapter_spec=spec)
+    return Target(f"{spec}@{server}", kind, factory, adapter_spec=spec, persistence=persistence)
+
+
+def external_target(url: str, *, backend: str | None = None, adapter: str | None = None) -> Target:
+    """A Redis or etcd the user runs, through our adapter or theirs."""
+    from .external import scheme_of
+
+    kind = scheme_of(url)
+    if backend is not None and backend != kind:
+        raise ConfigurationError(f"--backend {backend} does not match --url {url.split('?')[0]}")
+    if adapter is not None:
+        return Target(f"{adapter}@external-{kind}", kind, load_factory(adapter), adapter_spec=adapter,
+                      external_url=url)
+    return Target(f"{kind}@external", kind, open_backend, external_url=url)
+
+
+class Handle(Protocol):
+    """What contract and soak need of any server: fake, launched, or the user's."""
+
+    @property
+    def url(self) -> str: ...
+
+    def kill(self) -> None: ...
+
+    def restart(self) -> None: ...
 
 
 class FakeServerHandle:
@@ -80,7 +107,7 @@ class FakeServerHandle:
 class Provisioned:
     """A target with its server up: clients, and a restart hook for durability rules."""
 
-    def __init__(self, target: Target, url: str, handle: object) -> None:
+    def __init__(self, target: Target, url: str, handle: Handle) -> None:
         self.target = target
         self.url = url
         self.handle = handle
@@ -92,10 +119,12 @@ class Provisioned:
         return self.client
 
     def restart_server(self) -> None:
-        kill = getattr(self.handle, "kill")  # noqa: B009 - every handle shape has kill/restart
-        restart = getattr(self.handle, "restart")  # noqa: B009
-        kill()
-        restart()
+        self.handle.kill()
+        self.handle.restart()
+
+    def server_control(self) -> Provisioned | None:
+        """Whom durability rules may restart: nobody, on a server the harness did not start."""
+        return None if self.target.external_url is not None else self
 
 
 def probe_client(env: Provisioned) -> None:
@@ -127,6 +156,19 @@ def provisioned(target: Target, *, fake_profile: str = "ideal") -> Iterator[Prov
             yield Provisioned(target, handle.url, handle)
         finally:
             handle.stop()
+        return
+    if target.external_url is not None:
+        from .external import purge_prefix, with_run_prefix
+        from .servers import ExternalServer
+
+        url, prefix = with_run_prefix(target.external_url)
+        try:
+            yield Provisioned(target, url, ExternalServer(url))
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one worth reporting
+                purge_prefix(url, prefix)
+            raise
+        purge_prefix(url, prefix)
         return
     from .servers import provision
 

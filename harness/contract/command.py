@@ -20,7 +20,7 @@ def run_contract_command(targets: list[Target], console: Console) -> int:
         # Durability is a real server's promise; give the rule a persistent server to restart.
         with provisioned(target) as env:
             probe_client(env)
-            results = run_contract(env.client_factory(), server=env,
+            results = run_contract(env.client_factory(), server=env.server_control(),
                                    on_result=lambda r: _progress(console, r))
         console.print(_table(target.label, results))
         bad = [r for r in results if r.status == "failed"]

@@ -47,7 +47,7 @@ def _make_test(rule: Rule) -> Callable[..., None]:
         kind = "fake" if server == "none" else server
         target = Target(f"pytest:{rule.name}", kind, lockchaos_factory, adapter_spec=FIXTURE)
         with provisioned(target) as env:
-            result = run_rule(rule, env.client_factory(), server=env)
+            result = run_rule(rule, env.client_factory(), server=env.server_control())
         if result.status == "skipped":
             pytest.skip(result.message)
         if result.status == "failed":
