@@ -131,7 +131,8 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         workers = []
         for i in range(scenario.workers):
             w = Worker(f"w{i}", functools.partial(env.open_client, i), LOCK_KEY, scenario.plan, timing, runtime,
-                       record, register, random.Random(rng.randrange(2**32)), functools.partial(env.link, i))
+                       record, register, random.Random(rng.randrange(2**32)), functools.partial(env.link, i),
+                       owner_id="shared-owner" if i < scenario.shared_owner else None)
             workers.append(w)
             runtime.spawn(w.wid, w.run)
         for w in workers:  # open every client before the start, so faults find their links

@@ -97,7 +97,7 @@ class Nemesis:
         workers = self._pick(step.target)
         if not workers:
             return
-        names = ",".join(w.owner for w in workers)
+        names = ",".join(w.name for w in workers)
         if step.fault == "holder-crash":
             self._edge(step, "start", names)
             for w in workers:

@@ -54,6 +54,8 @@ class Scenario:
     """Client call timeout in TTLs, when the scenario depends on it (else the adapter's default)."""
     random_faults: bool = False
     """``soak``: the fault schedule is drawn from the seed for the whole duration."""
+    shared_owner: int = 0
+    """How many workers are misconfigured to give the lock one and the same owner id."""
 
 
 CATALOGUE: tuple[Scenario, ...] = (
@@ -66,10 +68,12 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("holder-pause",
              "GC pause past the TTL (the classic Redlock critique): the paused holder wakes and writes "
              "with a stale lease; fencing off, so the register accepts it.",
-             duration=8, fencing=False, faults=(FaultStep(1.5, "holder-pause", amount=2.5),)),
+             duration=8, fencing=False, plan=WorkerPlan(hold=5),
+             faults=(FaultStep(1.5, "holder-pause", amount=2.5),)),
     Scenario("holder-pause-fenced",
              "The same GC pause with fencing tokens checked by the register: the stale write is refused.",
-             duration=8, fencing=True, faults=(FaultStep(1.5, "holder-pause", amount=2.5),)),
+             duration=8, fencing=True, plan=WorkerPlan(hold=5),
+             faults=(FaultStep(1.5, "holder-pause", amount=2.5),)),
     Scenario("renew-races-expiry",
              "Renewals sent just before expiry on a slow link arrive after it: the holder loses the lock "
              "while it thinks it renewed in time.",
@@ -78,6 +82,10 @@ CATALOGUE: tuple[Scenario, ...] = (
     Scenario("contention",
              "Sixteen workers hammer one key with short holds: exclusion and token order under contention.",
              duration=6, workers=16, plan=WorkerPlan(hold=0.3, retry_every=0.02)),
+    Scenario("duplicate-owner",
+             "Two processes give the lock the same owner id (hostname as owner, a copied config): only a "
+             "lock that is not re-entrant keeps the second one out.",
+             duration=6, shared_owner=2),
     Scenario("server-restart",
              "The lock server is killed (-9) and restarted with its default durability: Redis without "
              "persistence forgets the lock and restarts its token counter.",

@@ -74,6 +74,7 @@ class Worker:
         register: FencedRegister,
         rng: random.Random,
         link_of: Callable[[], LinkFaults | None] = lambda: None,
+        owner_id: str | None = None,
     ) -> None:
         self.wid = wid
         self._open_client = open_client
@@ -85,6 +86,7 @@ class Worker:
         self.register = register
         self.rng = rng
         self._link_of = link_of
+        self._owner_id = owner_id
         self.link: LinkFaults | None = None  # the network of the client currently open
         self.incarnation = 1
         self.client: LockBackend | None = None
@@ -96,8 +98,14 @@ class Worker:
         self.lose_release_reply = False
 
     @property
-    def owner(self) -> str:
+    def name(self) -> str:
+        """This worker process: who calls, who writes, whom faults hit."""
         return f"{self.wid}#{self.incarnation}"
+
+    @property
+    def owner(self) -> str:
+        """The owner id it gives the lock: its own name, unless misconfigured to share one."""
+        return self._owner_id or self.name
 
     # --- nemesis hooks --------------------------------------------------------------------------
 
@@ -127,13 +135,13 @@ class Worker:
         except Exception as exc:  # an adapter bug is still an unknown outcome, and the error is kept
             outcome, error = "indeterminate", f"unexpected {type(exc).__name__}: {exc}"
         lease = value if isinstance(value, Lease) else None
-        self._record(OpRecord(client=self.owner, op=op, key=self.key, args=args, invoke_ns=invoke,
+        self._record(OpRecord(client=self.name, op=op, key=self.key, args=args, invoke_ns=invoke,
                               complete_ns=self.rt.now_ns(), outcome=outcome, lease=lease_dict(lease),
                               error=error))
         return outcome, value
 
     def _fault(self, fault: str, phase: str, **detail: Any) -> None:
-        self._record(FaultRecord(fault=fault, phase=phase, target=self.owner,  # type: ignore[arg-type]
+        self._record(FaultRecord(fault=fault, phase=phase, target=self.name,  # type: ignore[arg-type]
                                  time_ns=self.rt.now_ns(), detail=detail))
 
     # --- the loop -------------------------------------------------------------------------------
@@ -203,14 +211,21 @@ class Worker:
                     next_renew = invoke + round(self.t.renew_every_s * 1e9)
                 else:
                     next_renew = self.rt.now_ns() + round(self.t.retry_every_s * 1e9)
-            # A careful client stops at its validity deadline; one that trusts a (dead) renewer does not.
+            # A careful client stops at its validity deadline (after one last renew, as clients do to
+            # ask "am I still the holder?"); one that trusts a (dead) renewer does not.
             if not self.renewer_dead and self.rt.now_ns() >= valid_until:
-                self.believed = None
-                return
+                invoke = self.rt.now_ns()
+                outcome, value = self._call("renew", {"owner": self.owner, "ttl_ms": self.t.ttl_ms},
+                                            lambda: client.renew(self.key, self.owner, self.t.ttl_ms))
+                if outcome != "ok" or not isinstance(value, Lease):
+                    self.believed = None
+                    return
+                valid_until = invoke + value.ttl_ms * NS_PER_MS
+                next_renew = invoke + round(self.t.renew_every_s * 1e9)
             self._pause_point()
             if self.crashed:
                 raise _Crashed
-            self.register.write(self.owner, lease.token)
+            self.register.write(self.name, lease.token)
             self.rt.sleep(self.t.work_every_s)
         self._release(client)
 

@@ -44,7 +44,8 @@ def check(h: History) -> CheckResult:
         if rec.outcome == "indeterminate":
             continue
         counted += 1
-        mine = [g for g in active if g.owner == rec.client and g.acquire is not op]
+        owner = str(rec.args.get("owner", rec.client))
+        mine = [g for g in active if g.owner == owner and g.acquire is not op]
         if rec.op == "acquire":
             _acquire(h, op, active, findings)
         elif rec.op in ("renew", "release"):
@@ -67,8 +68,16 @@ def _acquire(h: History, op: Op, active: list[Grant], findings: list[Finding]) -
         if int(rec.lease["ttl_ms"]) != applied:
             findings.append(_finding(op, "ttl", f"acquire applied ttl {rec.lease['ttl_ms']} ms; declared "
                                      f"rounding of {requested} ms gives {applied} ms"))
-        if rec.lease.get("owner") not in (None, rec.client):
+        owner = rec.args.get("owner", rec.client)
+        if rec.lease.get("owner") not in (None, owner):
             findings.append(_finding(op, "owner", f"acquire returned a lease for {rec.lease['owner']!r}"))
+        # Not re-entrant: a grant to an owner whose own earlier grant was surely still in force.
+        for g in active:
+            if g.acquire is not op and g.owner == owner and surely_held_throughout(h, g, op.invoke, op.complete):
+                findings.append(_finding(op, "reentrant-grant",
+                                         f"acquire by {owner} succeeded while its own lease (token {g.token}) was "
+                                         "surely in force: the lock is re-entrant", g.acquire.line))
+                break
         return
     # A refusal needs a grant that may have been in force at some instant of the call.
     others = [g for g in active if g.acquire is not op]

@@ -34,7 +34,7 @@ def check(h: History) -> CheckResult:
         if f.fault not in TRIGGERS:
             continue
         victims = set(f.target.split(","))
-        held = [g for g in h.grants if g.owner in victims and g.acquire.complete <= f.start <= g.latest_end]
+        held = [g for g in h.grants if g.client in victims and g.acquire.complete <= f.start <= g.latest_end]
         if not held:
             continue  # the victim did not hold the lock: nothing to fail over
         start = f.start

@@ -52,7 +52,8 @@ class Grant:
     """One acquire that may have taken effect, and everything its owner did with it."""
 
     acquire: Op
-    owner: str
+    owner: str  # the owner id given to the lock
+    client: str  # the worker that holds it (two workers may share an owner id)
     token: int | None  # None: an indeterminate acquire whose token nobody saw
     ttl_ms: int
     effect_horizon: int  # the latest instant the acquire can have taken effect
@@ -163,7 +164,7 @@ def _grants(h: History) -> list[Grant]:
             lease = rec.lease
             token = None if lease is None else int(lease["token"])
             ttl = int(lease["ttl_ms"]) if lease else h.caps.applied_ttl(int(rec.args.get("ttl_ms", h.ttl_ms)))
-            g = Grant(op, rec.client, token, ttl, h.horizon(op))
+            g = Grant(op, str(rec.args.get("owner", rec.client)), rec.client, token, ttl, h.horizon(op))
             grants.append(g)
             current[rec.client] = g
         elif rec.op in ("renew", "release") and rec.client in current:
