@@ -6,6 +6,7 @@ import argparse
 import math
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.console import Console
 
 from backends.base import ConfigurationError, InfrastructureError
 
-from . import exitcodes
+from . import exitcodes, interrupts
 from .driver import RunOptions
 from .scenarios import CATALOGUE, find_scenario
 from .targets import BACKENDS, SERVERS, Target, adapter_target, backend_target, external_target
@@ -56,6 +57,9 @@ def _build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="re-run the checkers on a recorded run or history")
     check.add_argument("target", type=Path, metavar="RUN_DIR_OR_HISTORY")
     check.add_argument("--strict", action="store_true", help="known-unsafe findings also fail")
+
+    report = sub.add_parser("report", help="(re)build report.html, index.html and junit.xml of a recorded run")
+    report.add_argument("target", type=Path, metavar="RUN_DIR_OR_HISTORY")
 
     sub.add_parser("scenarios", help="list the scenario catalogue")
     return parser
@@ -147,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Piped output (CI logs) gets a wide console so tables stay readable.
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True)
+    if threading.current_thread() is threading.main_thread():
+        interrupts.install()
     try:
         args = _build_parser().parse_args(argv)
         if args.command == "contract":
@@ -160,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_soak(_soak_plan(args), console)
         if args.command == "scenarios":
             return _list_scenarios(console)
+        if args.command == "report":
+            from .report.command import report_command
+
+            return report_command(args.target, console)
         if args.command == "check":
             from .check import run_check
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from backends.base import ConfigurationError, FaultUnsupported
 
+from . import interrupts
 from .environments import Environment, FakeEnvironment, ServerEnvironment
 from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, lease_dict, read_history
 from .nemesis import Nemesis
@@ -45,7 +46,7 @@ class RunOptions:
 class RunResult:
     backend: str
     scenario: str
-    status: Literal["ran", "skipped"]
+    status: Literal["ran", "skipped", "interrupted"]
     reason: str
     run_dir: Path
     seed: int
@@ -80,7 +81,11 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
     run_dir.mkdir(parents=True, exist_ok=True)
     runtime: Runtime = VirtualRuntime() if opts.virtual_time else RealRuntime()
     wall0 = time.monotonic()
-    env = _environment(target, scenario, runtime, opts)
+    try:
+        env = _environment(target, scenario, runtime, opts)
+    except Exception as exc:  # say so in the run directory: an empty one would look like a result
+        _write_summary(run_dir, target, scenario, opts, "error", f"{type(exc).__name__}: {exc}", None, 0.0, 0.0)
+        raise
     try:
         result = _run_in(env, target, scenario, opts, run_dir, runtime, wall0)
     except BaseException:
@@ -141,7 +146,11 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
                           workers=workers, rng=random.Random(rng.randrange(2**32)))
         runtime.spawn("nemesis", nemesis.run)
         errors = runtime.run(scenario.duration * opts.ttl_ms / 1000)
-        _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms)
+        interrupted = interrupts.STOP.is_set()
+        if interrupted:  # Ctrl-C or SIGTERM: keep what was recorded, tear down without waiting
+            record(NoteRecord("interrupted", runtime.now_ns(), {}))
+        else:
+            _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms)
         simulated = (runtime.now_ns() - t0) / 1e9
         record(NoteRecord("end", runtime.now_ns(), {"errors": [f"{type(e).__name__}: {e}" for e in errors]}))
     finally:
@@ -154,9 +163,10 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
     records = list(read_history(run_dir / HISTORY_FILE))  # read once, judged twice
     obs = observe(records)
     judgement = judge(records, strict=opts.strict)
-    _write_summary(run_dir, target, scenario, opts, "ran", "", obs, time.monotonic() - wall0, simulated)
+    status: Literal["ran", "interrupted"] = "interrupted" if interrupted else "ran"
+    _write_summary(run_dir, target, scenario, opts, status, "", obs, time.monotonic() - wall0, simulated)
     update_summary(run_dir, judgement)
-    return RunResult(target.label, scenario.name, "ran", "", run_dir, opts.seed,
+    return RunResult(target.label, scenario.name, status, "", run_dir, opts.seed,
                      time.monotonic() - wall0, simulated, obs, judgement)
 
 

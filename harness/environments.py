@@ -21,7 +21,7 @@ from .nemesis import LINK_FAULTS, SERVER_FAULTS, ServerFaults
 from .proxy import FaultProxy
 from .runtime import Runtime
 from .servers import ExternalServer, ServerHandle, provision
-from .targets import Target
+from .targets import Target, guarded_open
 from .worker import LinkFaults
 
 
@@ -79,6 +79,12 @@ class FakeEnvironment:
         self.capabilities = caps
         self._links: dict[int, LinkFaults] = {}
         self._ours = target.adapter_spec is None
+        if not self._ours:
+            try:
+                guarded_open(target, f"fake://{self.name}").close()
+            except BaseException:
+                self.close()
+                raise
 
     def open_client(self, index: int) -> LockBackend:
         if self._ours:
@@ -184,17 +190,20 @@ class ServerEnvironment:
         self._proxies: dict[int, FaultProxy] = {}
         self._links: dict[int, LinkFaults] = {}
         try:
-            probe = self._open(self.handle.url)
+            probe = guarded_open(target, self._url(self.handle.url))
             self.capabilities = probe.capabilities
             probe.close()
         except BaseException:
             self.close()
             raise
 
-    def _open(self, url: str) -> LockBackend:
+    def _url(self, url: str) -> str:
         if self.timeout_ms is not None and self.target.adapter_spec is None:
             url = with_query(url, timeout_ms=self.timeout_ms)
-        return self.target.open(url)
+        return url
+
+    def _open(self, url: str) -> LockBackend:
+        return self.target.open(self._url(url))
 
     def open_client(self, index: int) -> LockBackend:
         proxy = self._proxies.get(index)

@@ -20,6 +20,8 @@ import greenlet
 
 from backends.base import LockChaosError
 
+from . import interrupts
+
 NS = 1_000_000_000
 
 
@@ -87,7 +89,11 @@ class RealRuntime:
         self._pending.clear()
         for t in threads:
             t.start()
-        self._stop.wait(duration_s)
+        deadline = time.monotonic() + duration_s
+        while not interrupts.STOP.is_set():  # wake up now and then to notice an interrupt
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.wait(min(0.2, remaining)):
+                break
         self._stop.set()
         deadline = time.monotonic() + self.join_timeout_s
         stuck = []
@@ -176,6 +182,8 @@ class VirtualRuntime:
                 wake, _, task = heapq.heappop(self._heap)
                 self._now = wake
                 self.steps += 1
+                if self.steps % 4096 == 0 and interrupts.STOP.is_set():
+                    break
                 if self.steps > self.max_steps:
                     self._errors.append(LockChaosError(f"simulation exceeded {self.max_steps} steps"))
                     break

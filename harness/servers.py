@@ -41,10 +41,12 @@ from redis.retry import Retry
 
 from backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
 
+from . import watchdog
+
 LOOPBACK = "127.0.0.1"
 _PORT_ATTEMPTS = 5
 _LOG_NAME = "server.log"
-_MARKER_NAME = "lockchaos-owner.json"
+_MARKER_NAME = watchdog.MARKER
 _POLL_S = 0.01
 
 
@@ -284,6 +286,7 @@ class _ProcessServer:
             raise InfrastructureError(f"{self!r} is already started; restart() brings it back after a fault")
         self._binary = self._resolve_binary()
         _sweep_orphans()
+        watchdog.ensure_started()  # cleans up even if this harness is SIGKILLed
         self._dir = Path(tempfile.mkdtemp(prefix="lockchaos-"))
         _write_marker(self._dir, None)
         with _LIVE_LOCK:

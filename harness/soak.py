@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from backends.base import FaultUnsupported, InfrastructureError
+from backends.base import FaultUnsupported
 
-from . import exitcodes
+from . import exitcodes, interrupts
 from .check import STYLE, print_findings
 from .driver import RunOptions, RunResult, run_scenario
 from .scenarios import Scenario
-from .targets import Target
+from .targets import Target, probe_client, provisioned
 
 DEFAULT_TTL_MS = {"fake": 1000, "redis": 1000, "etcd": 2000}
 """etcd leases are whole seconds and expire up to ~0.5 s late: it needs a few seconds of TTL."""
@@ -40,6 +40,10 @@ def _options_for(plan: SoakPlan, target: Target) -> RunOptions:
 
 
 def run_soak(plan: SoakPlan, console: Console) -> int:
+    for target in plan.targets:  # a user's factory is checked before anything runs (exit 2 if broken)
+        if target.adapter_spec is not None:
+            with provisioned(target) as env:
+                probe_client(env)
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     results: list[RunResult] = []
     infra: list[str] = []
@@ -52,15 +56,17 @@ def run_soak(plan: SoakPlan, console: Console) -> int:
             task = progress.add_task(target.label, total=len(plan.scenarios), now="")
             opts = _options_for(plan, target)
             for scenario in plan.scenarios:
+                if interrupts.STOP.is_set():
+                    break
                 progress.update(task, now=scenario.name)
                 try:
                     result = run_scenario(target, scenario, opts, plan.out_dir)
                 except FaultUnsupported as exc:
                     result = RunResult(target.label, scenario.name, "skipped", str(exc),
                                        plan.out_dir, opts.seed, 0.0, 0.0, None)
-                except InfrastructureError as exc:
+                except Exception as exc:  # a server that would not start, an adapter that blew up
                     with lock:
-                        infra.append(f"{target.label}/{scenario.name}: {exc}")
+                        infra.append(f"{target.label}/{scenario.name}: {type(exc).__name__}: {exc}")
                     progress.advance(task)
                     continue
                 with lock:
@@ -70,15 +76,21 @@ def run_soak(plan: SoakPlan, console: Console) -> int:
 
         threads = [threading.Thread(target=drive, args=(t,), name=f"soak-{t.label}", daemon=True)
                    for t in plan.targets]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with interrupts.deferred():  # Ctrl-C / SIGTERM set STOP; the drivers wind down and return
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+    interrupted = interrupts.STOP.is_set()
     _write_index(plan, results, infra)
     console.print(_table(results, plan))
     console.print(f"run directory: {plan.out_dir}", soft_wrap=True, highlight=False)
     for line in infra:
         console.print(f"[bold red]infrastructure:[/] {line}", soft_wrap=True, highlight=False)
+    if interrupted:
+        console.print(f"interrupted: partial histories in {plan.out_dir}", soft_wrap=True, highlight=False)
+        return interrupts.exit_status()
     failures = [r for r in results if r.judgement is not None and r.judgement.failed]
     for r in failures:
         assert r.judgement is not None

@@ -7,6 +7,7 @@ client factory, and guarantees the server is stopped again.
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -127,20 +128,43 @@ class Provisioned:
         return None if self.target.external_url is not None else self
 
 
-def probe_client(env: Provisioned) -> None:
-    """Open and close one client before anything runs, so a broken factory or an unreachable
-    server is one clear error (usage: exit 2; infrastructure: exit 3), not a wall of failed rules."""
-    try:
-        client = env.client()
-    except (ConfigurationError, InfrastructureError):
-        raise
-    except BackendUnavailable as exc:
-        raise InfrastructureError(f"{env.target.label}: cannot reach {env.url}: {exc}") from None
-    except Exception as exc:
+FACTORY_TIMEOUT_S = 15.0
+"""How long opening the first client may take: an adapter factory that hangs is a usage error."""
+
+
+def guarded_open(target: Target, url: str, timeout_s: float | None = None) -> LockBackend:
+    """Open the first client of a run, so that a broken factory or an unreachable server is one clear
+    error before anything runs (usage: exit 2; infrastructure: exit 3), never a hang or a wall of
+    failed rules."""
+    timeout_s = FACTORY_TIMEOUT_S if timeout_s is None else timeout_s
+    box: list[LockBackend | BaseException] = []
+    opener = threading.Thread(target=lambda: box.append(_try_open(target, url)), name="lockchaos-open",
+                              daemon=True)  # a hung factory is abandoned, never waited for at exit
+    opener.start()
+    opener.join(timeout_s)
+    if not box:
+        raise ConfigurationError(f"{target.label}: opening a client of {url} did not return within "
+                                 f"{timeout_s:g} s (a hanging adapter factory?)")
+    outcome = box[0]
+    if isinstance(outcome, (ConfigurationError, InfrastructureError)):
+        raise outcome
+    if isinstance(outcome, BackendUnavailable):
+        raise InfrastructureError(f"{target.label}: cannot reach {url}: {outcome}")
+    if isinstance(outcome, BaseException):
         raise ConfigurationError(
-            f"{env.target.label}: opening a client of {env.url} raised {type(exc).__name__}: {exc}"
-        ) from None
-    client.close()
+            f"{target.label}: opening a client of {url} raised {type(outcome).__name__}: {outcome}")
+    return outcome
+
+
+def _try_open(target: Target, url: str) -> LockBackend | BaseException:
+    try:
+        return target.open(url)
+    except BaseException as exc:
+        return exc
+
+
+def probe_client(env: Provisioned) -> None:
+    guarded_open(env.target, env.url).close()
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,13 @@ BAD_USAGE = [
     (["soak", "--backend", "fake", "--out", "pyproject.toml"], "is not an empty directory"),
     (["soak", "--adapter", "nope:x", "--server", "none"], "cannot import adapter module"),
     (["scenarios", "--extra"], "unrecognized arguments: --extra"),
+    (["soak", "--adapter", "tests.kill_helpers:raises", "--server", "none"],
+     "raised RuntimeError: factory cannot connect to anything"),
+    (["soak", "--adapter", "tests.kill_helpers:returns_none", "--server", "none"], "is not a LockBackend"),
+    (["contract", "--adapter", "tests.kill_helpers:raises", "--server", "redis"], "raised RuntimeError"),
+    (["report"], "the following arguments are required"),
+    (["check"], "the following arguments are required"),
+    (["soak", "--backend", "all", "--server", "none"], "--server goes with --adapter"),
 ]
 
 
@@ -50,6 +58,45 @@ def test_bad_usage_exits_2_with_one_line(argv: list[str], message: str,
     assert lines[0].startswith("lockchaos: error: ")
     assert message in lines[0]
     assert captured.out == ""
+
+
+def test_hanging_factory_is_a_usage_error_within_the_bound(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from harness import targets
+
+    monkeypatch.setattr(targets, "FACTORY_TIMEOUT_S", 1.0)
+    start = time.monotonic()
+    assert main(["soak", "--adapter", "tests.kill_helpers:hangs", "--server", "none"]) == 2
+    assert time.monotonic() - start < 5
+    assert "did not return within 1 s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env, value, message", [
+    ("LOCKCHAOS_REDIS_SERVER", "/nonexistent/redis-server", "redis-server"),
+    ("LOCKCHAOS_ETCD", "/nonexistent/etcd", "etcd"),
+])
+def test_missing_server_binary_exits_3_naming_it(env: str, value: str, message: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(env, value)
+    backend = "redis" if "REDIS" in env else "etcd"
+    assert main(["contract", "--backend", backend]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_wrong_protocol_url_exits_3_within_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from harness.servers import EtcdServer
+
+    with EtcdServer() as etcd:
+        start = time.monotonic()
+        assert main(["contract", "--url", f"redis://127.0.0.1:{etcd.port}/0"]) == 3
+        assert time.monotonic() - start < 10
+    assert "cannot reach" in capsys.readouterr().err
 
 
 def test_factory_returning_a_non_backend_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 import uuid
@@ -20,7 +19,6 @@ from harness.servers import EtcdServer
 
 pytestmark = [
     pytest.mark.etcd,
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed"),
 ]
 
 

@@ -5,7 +5,6 @@ Every server here is started by the test on a free loopback port and stopped aft
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -36,7 +35,6 @@ from tests.broken_redis_adapters import BROKEN
 
 pytestmark = [
     pytest.mark.redis,
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed"),
 ]
 
 

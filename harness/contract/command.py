@@ -16,10 +16,9 @@ _STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
 def run_contract_command(targets: list[Target], console: Console) -> int:
     failed = False
     for target in targets:
-        console.print(f"[bold]contract[/] {target.label}")
-        # Durability is a real server's promise; give the rule a persistent server to restart.
         with provisioned(target) as env:
             probe_client(env)
+            console.print(f"[bold]contract[/] {target.label}")
             results = run_contract(env.client_factory(), server=env.server_control(),
                                    on_result=lambda r: _progress(console, r))
         console.print(_table(target.label, results))
