@@ -51,6 +51,9 @@ def _build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--virtual-time", action="store_true", help="simulate time (fake backend only)")
     soak.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: ./lockchaos-runs/TIME)")
 
+    mode = soak.add_mutually_exclusive_group()
+    mode.add_argument("--quiet", action="store_true", help="no progress or table: one summary line")
+    mode.add_argument("--json", action="store_true", help="print the run index as JSON, nothing else")
     soak.add_argument("--strict", action="store_true",
                       help="known-unsafe configurations doing what they are known to do also fail the run")
 
@@ -138,7 +141,8 @@ def _soak_plan(args: argparse.Namespace) -> SoakPlan:
         raise ConfigurationError(f"--out {out} exists and is not an empty directory")
     options = RunOptions(seed=seed, workers=args.workers, duration_s=args.duration,
                          virtual_time=args.virtual_time, strict=args.strict)
-    return SoakPlan(tuple(targets), tuple(scenarios), options, args.ttl_ms, out)
+    output = "json" if args.json else "quiet" if args.quiet else "rich"
+    return SoakPlan(tuple(targets), tuple(scenarios), options, args.ttl_ms, out, output)
 
 
 def _list_scenarios(console: Console) -> int:

@@ -11,6 +11,7 @@ import functools
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from backends.base import ConfigurationError, FaultUnsupported
 
 from . import interrupts
 from .environments import Environment, FakeEnvironment, ServerEnvironment
-from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, lease_dict, read_history
+from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, lease_dict, read_history
 from .nemesis import Nemesis
 from .observations import Observations, observe
 from .register import FencedRegister
@@ -75,7 +76,9 @@ def _environment(target: Target, scenario: Scenario, runtime: Runtime, opts: Run
     return ServerEnvironment(target, runtime, persistence=scenario.persistence, timeout_ms=timeout_ms)
 
 
-def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: Path) -> RunResult:
+def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: Path,
+                 on_record: Callable[[Record], None] | None = None) -> RunResult:
+    """Run one scenario against one target; ``on_record`` sees every history record (progress)."""
     scenario = _resolve(scenario, opts)
     run_dir = out_dir / _slug(target.label) / scenario.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +90,7 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
         _write_summary(run_dir, target, scenario, opts, "error", f"{type(exc).__name__}: {exc}", None, 0.0, 0.0)
         raise
     try:
-        result = _run_in(env, target, scenario, opts, run_dir, runtime, wall0)
+        result = _run_in(env, target, scenario, opts, run_dir, runtime, wall0, on_record)
     except BaseException:
         with contextlib.suppress(Exception):  # a teardown error must not hide the run's own
             env.close()
@@ -97,7 +100,7 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
 
 
 def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path,
-            runtime: Runtime, wall0: float) -> RunResult:
+            runtime: Runtime, wall0: float, on_record: Callable[[Record], None] | None) -> RunResult:
     rng = random.Random(opts.seed)
     kinds = fault_kinds(scenario)
     refused = {k: why for k in sorted(kinds) if (why := env.unsupported(k)) is not None}
@@ -119,7 +122,13 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
 
     t0 = runtime.now_ns()
     history = HistoryWriter(run_dir / HISTORY_FILE, t0)
-    record = history.append
+    record: Callable[[Record], None] = history.append
+    if on_record is not None:
+        callback = on_record
+
+        def record(rec: Record) -> None:
+            history.append(rec)
+            callback(rec)
 
     try:
         caps = env.capabilities

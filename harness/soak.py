@@ -8,9 +8,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from backends.base import FaultUnsupported
@@ -18,6 +26,7 @@ from backends.base import FaultUnsupported
 from . import exitcodes, interrupts
 from .check import STYLE, print_findings
 from .driver import RunOptions, RunResult, run_scenario
+from .history import FaultRecord, OpRecord, Record
 from .scenarios import Scenario
 from .targets import Target, probe_client, provisioned
 
@@ -32,6 +41,7 @@ class SoakPlan:
     options: RunOptions
     ttl_ms: int | None
     out_dir: Path
+    output: str = "rich"  # rich (progress and table), quiet (one line), json (the index on stdout)
 
 
 def _options_for(plan: SoakPlan, target: Target) -> RunOptions:
@@ -48,19 +58,32 @@ def run_soak(plan: SoakPlan, console: Console) -> int:
     results: list[RunResult] = []
     infra: list[str] = []
     lock = threading.Lock()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("{task.fields[now]}"), console=console,
-                  transient=False, disable=not console.is_terminal) as progress:
+    with Progress(TextColumn("{task.description:8}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                  TextColumn("{task.fields[now]:24} ops {task.fields[ops]:>7} faults {task.fields[faults]:>4}"),
+                  console=console, transient=False, disable=not console.is_terminal or plan.output != "rich"
+                  ) as progress:
 
         def drive(target: Target) -> None:
-            task = progress.add_task(target.label, total=len(plan.scenarios), now="")
+            task = progress.add_task(target.label, total=len(plan.scenarios), now="", ops=0, faults=0)
             opts = _options_for(plan, target)
+            counts = {"ops": 0, "faults": 0, "records": 0}
+
+            def count(rec: Record) -> None:
+                counts["records"] += 1
+                if isinstance(rec, OpRecord):
+                    counts["ops"] += 1
+                elif isinstance(rec, FaultRecord) and rec.phase == "start":
+                    counts["faults"] += 1
+                if counts["records"] % 256 == 0:
+                    progress.update(task, ops=counts["ops"], faults=counts["faults"])
+
             for scenario in plan.scenarios:
                 if interrupts.STOP.is_set():
                     break
                 progress.update(task, now=scenario.name)
                 try:
-                    result = run_scenario(target, scenario, opts, plan.out_dir)
+                    result = run_scenario(target, scenario, opts, plan.out_dir, on_record=count)
                 except FaultUnsupported as exc:
                     result = RunResult(target.label, scenario.name, "skipped", str(exc),
                                        plan.out_dir, opts.seed, 0.0, 0.0, None)
@@ -83,20 +106,30 @@ def run_soak(plan: SoakPlan, console: Console) -> int:
                 while t.is_alive():
                     t.join(0.2)
     interrupted = interrupts.STOP.is_set()
-    _write_index(plan, results, infra)
-    console.print(_table(results, plan))
-    console.print(f"run directory: {plan.out_dir}", soft_wrap=True, highlight=False)
+    index = _write_index(plan, results, infra)
+    failures = [r for r in results if r.judgement is not None and r.judgement.failed]
+    if plan.output == "json":
+        console.print_json(data=index)
+    elif plan.output == "quiet":
+        counts = {v: sum(1 for r in index["runs"] if r["verdict"] == v) for v in ("pass", "known-unsafe", "fail")}
+        console.print(f"{len(results)} runs: {counts['pass']} pass, {counts['known-unsafe']} known-unsafe, "
+                      f"{counts['fail']} fail, {sum(r.status == 'skipped' for r in results)} skipped; "
+                      f"{len(infra)} infrastructure failures; {plan.out_dir}", soft_wrap=True, highlight=False)
+    else:
+        console.print(_table(results, plan))
+        console.print(f"run directory: {plan.out_dir}", soft_wrap=True, highlight=False)
     for line in infra:
-        console.print(f"[bold red]infrastructure:[/] {line}", soft_wrap=True, highlight=False)
+        if plan.output != "json":
+            console.print(f"[bold red]infrastructure:[/] {line}", soft_wrap=True, highlight=False)
     if interrupted:
         console.print(f"interrupted: partial histories in {plan.out_dir}", soft_wrap=True, highlight=False)
         return interrupts.exit_status()
-    failures = [r for r in results if r.judgement is not None and r.judgement.failed]
-    for r in failures:
+    for r in failures if plan.output != "json" else []:
         assert r.judgement is not None
         console.print(f"[bold red]FAILED[/] {r.backend}/{r.scenario}: {', '.join(r.judgement.failing())} "
                       f"(seed {r.seed}; details in {r.run_dir / 'summary.json'})", soft_wrap=True, highlight=False)
-        print_findings(console, r.judgement)
+        if plan.output == "rich":
+            print_findings(console, r.judgement)
     if infra:
         return exitcodes.INFRASTRUCTURE
     return exitcodes.CHECK_FAILED if failures else exitcodes.OK
@@ -124,8 +157,8 @@ def _table(results: Sequence[RunResult], plan: SoakPlan) -> Table:
     return table
 
 
-def _write_index(plan: SoakPlan, results: Sequence[RunResult], infra: Sequence[str]) -> None:
-    index = {
+def _write_index(plan: SoakPlan, results: Sequence[RunResult], infra: Sequence[str]) -> dict[str, Any]:
+    index: dict[str, Any] = {
         "seed": plan.options.seed,
         "runs": [{"backend": r.backend, "scenario": r.scenario, "status": r.status, "reason": r.reason,
                   "verdict": None if r.judgement is None else r.judgement.verdict,
@@ -135,3 +168,4 @@ def _write_index(plan: SoakPlan, results: Sequence[RunResult], infra: Sequence[s
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (plan.out_dir / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return index
