@@ -7,7 +7,7 @@ APT     := DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: soak contract test lint servers venv clean
+.PHONY: soak contract test lint servers browser venv clean
 
 ## The main job: the whole scenario catalogue against fake, Redis and etcd, servers launched locally.
 soak: venv servers
@@ -18,7 +18,7 @@ contract: venv servers
 	$(BIN)/lockchaos contract --backend all
 
 ## Lint, type-check and run the tests (real redis-server and etcd included).
-test: venv servers lint
+test: venv servers browser lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
@@ -40,6 +40,10 @@ servers:
 	@command -v redis-server >/dev/null && command -v etcd >/dev/null \
 		|| { $(APT) update -qq && $(APT) install -y -qq redis-server etcd-server; }
 	@redis-server --version && etcd --version | head -1
+
+## Debian's Chromium for the report's browser test (driven by Playwright; no browser download).
+browser:
+	@command -v chromium >/dev/null || { $(APT) update -qq && $(APT) install -y -qq chromium; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -24,6 +24,7 @@ from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, 
 from .nemesis import Nemesis
 from .observations import Observations, observe
 from .register import FencedRegister
+from .report import write_report
 from .runtime import RealRuntime, Runtime, VirtualRuntime
 from .scenarios import Scenario, fault_kinds, soak_schedule
 from .targets import Target
@@ -80,7 +81,7 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
                  on_record: Callable[[Record], None] | None = None) -> RunResult:
     """Run one scenario against one target; ``on_record`` sees every history record (progress)."""
     scenario = _resolve(scenario, opts)
-    run_dir = out_dir / _slug(target.label) / scenario.name
+    run_dir = run_dir_of(out_dir, target, scenario)
     run_dir.mkdir(parents=True, exist_ok=True)
     runtime: Runtime = VirtualRuntime() if opts.virtual_time else RealRuntime()
     wall0 = time.monotonic()
@@ -175,6 +176,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
     status: Literal["ran", "interrupted"] = "interrupted" if interrupted else "ran"
     _write_summary(run_dir, target, scenario, opts, status, "", obs, time.monotonic() - wall0, simulated)
     update_summary(run_dir, judgement)
+    write_report(run_dir)
     return RunResult(target.label, scenario.name, status, "", run_dir, opts.seed,
                      time.monotonic() - wall0, simulated, obs, judgement)
 
@@ -197,6 +199,11 @@ def _quiesce(env: Environment, runtime: Runtime, record: Any, ttl_ms: int, lag_m
         observer.close()
 
 
+def run_dir_of(out_dir: Path, target: Target, scenario: Scenario) -> Path:
+    """Where a backend x scenario run keeps its history, summary and report."""
+    return out_dir / _slug(target.label) / scenario.name
+
+
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
@@ -209,7 +216,30 @@ def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunO
         "virtual_time": opts.virtual_time, "wall_seconds": round(wall_s, 3),
         "simulated_seconds": round(simulated_s, 3),
         "observations": None if obs is None else asdict(obs),
-        "reproduce": f"lockchaos soak --backend {target.label} --scenario {scenario.name} "
-                     f"--seed {opts.seed} --ttl-ms {opts.ttl_ms}" + (" --virtual-time" if opts.virtual_time else ""),
+        "reproduce": _reproduce(target, scenario, opts),
     }
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if status == "skipped":
+        write_report(run_dir)
+
+
+def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
+    """The command line that runs this scenario again, the same way, with the same seed."""
+    if target.external_url is not None:
+        what = f"--url {target.external_url.split('?')[0]}" + (
+            f" --adapter {target.adapter_spec}" if target.adapter_spec else "")
+    elif target.adapter_spec is not None:
+        server = "none" if target.server_kind == "fake" else target.server_kind
+        what = f"--adapter {target.adapter_spec} --server {server}"
+    else:
+        what = f"--backend {target.label}"
+    flags = [what, f"--scenario {scenario.name}", f"--seed {opts.seed}", f"--ttl-ms {opts.ttl_ms}"]
+    if opts.workers is not None:
+        flags.append(f"--workers {opts.workers}")
+    if opts.duration_s is not None:
+        flags.append(f"--duration {opts.duration_s:g}")
+    if opts.virtual_time:
+        flags.append("--virtual-time")
+    if opts.strict:
+        flags.append("--strict")
+    return "lockchaos soak " + " ".join(flags)

@@ -25,8 +25,9 @@ from backends.base import FaultUnsupported
 
 from . import exitcodes, interrupts
 from .check import STYLE, print_findings
-from .driver import RunOptions, RunResult, run_scenario
+from .driver import RunOptions, RunResult, run_dir_of, run_scenario
 from .history import FaultRecord, OpRecord, Record
+from .report import write_index, write_junit
 from .scenarios import Scenario
 from .targets import Target, probe_client, provisioned
 
@@ -84,9 +85,9 @@ def run_soak(plan: SoakPlan, console: Console) -> int:
                 progress.update(task, now=scenario.name)
                 try:
                     result = run_scenario(target, scenario, opts, plan.out_dir, on_record=count)
-                except FaultUnsupported as exc:
+                except FaultUnsupported as exc:  # found mid-run: the driver wrote no summary of its own
                     result = RunResult(target.label, scenario.name, "skipped", str(exc),
-                                       plan.out_dir, opts.seed, 0.0, 0.0, None)
+                                       run_dir_of(plan.out_dir, target, scenario), opts.seed, 0.0, 0.0, None)
                 except Exception as exc:  # a server that would not start, an adapter that blew up
                     with lock:
                         infra.append(f"{target.label}/{scenario.name}: {type(exc).__name__}: {exc}")
@@ -107,6 +108,8 @@ def run_soak(plan: SoakPlan, console: Console) -> int:
                     t.join(0.2)
     interrupted = interrupts.STOP.is_set()
     index = _write_index(plan, results, infra)
+    write_index(plan.out_dir)
+    write_junit(plan.out_dir)
     failures = [r for r in results if r.judgement is not None and r.judgement.failed]
     if plan.output == "json":
         console.print_json(data=index)

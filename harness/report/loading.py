@@ -1,0 +1,131 @@
+"""A recorded run as the report needs it: summary, loaded history, verdicts and every finding.
+
+Verdicts come from ``summary.json`` when the run was judged (they may be strict); a history that was
+never judged is judged here. The summary keeps only the first findings per checker, so when it has
+fewer than the counts it reports, the checkers are re-run on the already loaded history to list all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.base import ConfigurationError
+
+from ..checkers import check_history
+from ..checkers.findings import CheckResult
+from ..checkers.model import History, load_history
+from ..verdicts import SUMMARY_FILE, Judgement
+
+MAX_FINDINGS_SHOWN = 300
+"""Findings marked on the timeline and listed in the table; violations are kept first."""
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRow:
+    number: int  # 1-based: the anchor ``finding-N``
+    checker: str
+    kind: str
+    severity: str  # violation | known-unsafe
+    message: str
+    time_s: float
+    clients: tuple[str, ...]
+    tokens: tuple[int, ...]
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckerRow:
+    name: str
+    verdict: str
+    violations: int
+    known_unsafe: int
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRun:
+    history_path: Path
+    summary: dict[str, Any]
+    history: History
+    verdict: str
+    strict: bool
+    checkers: tuple[CheckerRow, ...]
+    findings: tuple[FindingRow, ...]  # the shown ones, by time, numbered
+    findings_total: int
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """``summary.json`` as a dict; ``{}`` when absent, a ConfigurationError when unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"{path}: not a readable summary: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: not a readable summary: not a JSON object")
+    return data
+
+
+def summary_beside(history_path: Path) -> dict[str, Any]:
+    """The summary that belongs to a history: only a run directory's own ``history.jsonl`` has one."""
+    if history_path.name != "history.jsonl":
+        return {}
+    return read_summary(history_path.parent / SUMMARY_FILE)
+
+
+def load_history_or_explain(path: Path) -> History:
+    if not path.is_file():
+        raise ConfigurationError(f"{path}: no such history file")
+    try:
+        return load_history(path)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(f"{path}: not a readable lockchaos history: {exc}") from None
+
+
+def load_run(history_path: Path, summary: dict[str, Any]) -> LoadedRun:
+    h = load_history_or_explain(history_path)
+    checks = summary.get("checks")
+    results: list[CheckResult] | None = None
+    if not _well_formed(checks):
+        # What ``verdicts.judge`` does, on the history already loaded instead of loading it again.
+        results = check_history(h)[1]
+        checks = Judgement(tuple(results), strict=False, truncated=h.truncated).to_dict()
+    assert isinstance(checks, dict)
+    rows = tuple(CheckerRow(name, str(c["verdict"]), int(c["violations"]), int(c["known_unsafe"]),
+                            dict(c.get("stats") or {}))
+                 for name, c in checks["checkers"].items())
+    if results is not None:
+        raw = [f.to_dict() for r in results for f in r.findings]
+    elif all(len(c.get("first") or []) >= int(c["violations"]) + int(c["known_unsafe"])
+             for c in checks["checkers"].values()):
+        raw = [f for c in checks["checkers"].values() for f in (c.get("first") or [])]
+    else:  # the summary lists only the first few: the checkers list them all
+        raw = [f.to_dict() for r in check_history(h)[1] for f in r.findings]
+    shown, total = _numbered(raw)
+    return LoadedRun(history_path, summary, h, str(checks["verdict"]), bool(checks.get("strict", False)),
+                     rows, shown, total)
+
+
+def _well_formed(checks: object) -> bool:
+    if not isinstance(checks, dict) or not isinstance(checks.get("checkers"), dict) or "verdict" not in checks:
+        return False
+    return all(isinstance(c, dict) and {"verdict", "violations", "known_unsafe"} <= c.keys()
+               for c in checks["checkers"].values())
+
+
+def _numbered(raw: list[dict[str, Any]]) -> tuple[tuple[FindingRow, ...], int]:
+    violations = [f for f in raw if f.get("severity") == "violation"]
+    others = [f for f in raw if f.get("severity") != "violation"]
+    kept = (violations + others)[:MAX_FINDINGS_SHOWN]
+    kept.sort(key=lambda f: (float(f.get("time_s", 0.0)), str(f.get("checker", ""))))
+    rows = tuple(FindingRow(i, str(f.get("checker", "")), str(f.get("kind", "")),
+                            "violation" if f.get("severity") == "violation" else "known-unsafe",
+                            str(f.get("message", "")), float(f.get("time_s", 0.0)),
+                            tuple(str(c) for c in f.get("clients", ())), tuple(int(t) for t in f.get("tokens", ())),
+                            tuple(int(n) for n in f.get("lines", ())))
+                 for i, f in enumerate(kept, start=1))
+    return rows, len(raw)
