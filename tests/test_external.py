@@ -30,14 +30,16 @@ def _snapshot(client: redis.Redis) -> dict[bytes, object]:
     return {k: client.dump(k) for k in client.scan_iter()}
 
 
-def test_soak_on_their_redis_leaves_their_keys_and_none_of_ours(their_redis: tuple[str, redis.Redis],
+def test_full_soak_on_their_redis_leaves_their_keys_and_none_of_ours(their_redis: tuple[str, redis.Redis],
                                                                tmp_path: Path) -> None:
     url, client = their_redis
     before = _snapshot(client)
-    status = main(["soak", "--url", url, "--scenario", "holder-crash", "--ttl-ms", "300", "--seed", "1",
+    status = main(["soak", "--url", url, "--scenario", "all", "--ttl-ms", "200", "--seed", "1", "--quiet",
                    "--out", str(tmp_path / "run")])
     assert status == 0
     assert _snapshot(client) == before
+    assert client.info("commandstats").get("cmdstat_flushdb") is None
+    assert client.info("commandstats").get("cmdstat_flushall") is None
 
 
 def test_server_faults_on_their_server_are_skipped_with_the_reason(their_redis: tuple[str, redis.Redis],
