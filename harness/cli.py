@@ -121,7 +121,8 @@ def _targets(args: argparse.Namespace, *, persistence: bool = False) -> list[Tar
             raise ConfigurationError("give either --backend or --adapter, not both")
         if args.server is None:
             raise ConfigurationError("--adapter needs --server redis|etcd|none")
-        return [adapter_target(args.adapter, args.server, persistence=persistence)]
+        # A user's adapter gets the server's default configuration: what its declaration must match.
+        return [adapter_target(args.adapter, args.server)]
     if args.server is not None:
         raise ConfigurationError("--server goes with --adapter")
     names = BACKENDS if args.backend in (None, "all") else (args.backend,)

@@ -14,20 +14,21 @@ import pytest
 from harness.cli import main
 from tests.broken_adapters import BROKEN
 
-CAUGHT_BY = {
-    "check_then_set_acquire": ("contention", "exclusion-grants"),
-    "constant_token": ("clean-handover", "fencing"),
-    "lying_release": ("silent-renewer-death", "conformance"),
-    "no_expiry": ("contention", "conformance"),
-    "no_input_validation": ("clean-handover", "conformance"),
-    "raises_for_not_yours": ("silent-renewer-death", "conformance"),
-    "reentrant": ("duplicate-owner", "conformance"),
-    "release_without_owner_check": ("silent-renewer-death", "exclusion-grants"),
-    "renew_does_not_extend": ("clean-handover", "exclusion-grants"),
-    "renew_without_owner_check": ("holder-pause", "conformance"),
-    "rounds_to_seconds_but_declares_ms": ("clean-handover", "conformance"),
-    "secretly_rounds_to_seconds": ("contention", "conformance"),
-    "undeclared_expiry_lag": ("contention", "conformance"),
+# adapter -> (scenario that exercises the bug, checkers any of which may catch it first)
+CAUGHT_BY: dict[str, tuple[str, set[str]]] = {
+    "check_then_set_acquire": ("contention", {"exclusion-grants", "conformance"}),
+    "constant_token": ("clean-handover", {"fencing"}),
+    "lying_release": ("silent-renewer-death", {"conformance"}),
+    "no_expiry": ("contention", {"conformance"}),
+    "no_input_validation": ("clean-handover", {"conformance"}),
+    "raises_for_not_yours": ("silent-renewer-death", {"conformance"}),
+    "reentrant": ("duplicate-owner", {"conformance"}),
+    "release_without_owner_check": ("silent-renewer-death", {"exclusion-grants", "conformance"}),
+    "renew_does_not_extend": ("clean-handover", {"exclusion-grants", "conformance"}),
+    "renew_without_owner_check": ("holder-pause", {"conformance", "exclusion-grants"}),
+    "rounds_to_seconds_but_declares_ms": ("clean-handover", {"conformance"}),
+    "secretly_rounds_to_seconds": ("contention", {"conformance"}),
+    "undeclared_expiry_lag": ("contention", {"conformance"}),
 }
 
 
@@ -45,12 +46,13 @@ def test_every_broken_adapter_has_a_scenario() -> None:
 
 @pytest.mark.parametrize("adapter", sorted(CAUGHT_BY))
 def test_soak_catches_broken_adapter(adapter: str, tmp_path: Path) -> None:
-    scenario, checker = CAUGHT_BY[adapter]
+    scenario, checkers = CAUGHT_BY[adapter]
     status, summary = _soak(adapter, scenario, tmp_path)
     checks = summary["checks"]
     assert isinstance(checks, dict)
     assert status == 1
-    assert checks["checkers"][checker]["verdict"] == "fail", checks
+    failing = {name for name, c in checks["checkers"].items() if c["verdict"] == "fail"}
+    assert failing & checkers, checks
 
 
 @pytest.mark.parametrize("scenario", sorted({s for s, _ in CAUGHT_BY.values()}))
