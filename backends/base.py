@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,21 @@ class LockBackend(Protocol):
     def holder(self, key: str) -> Lease | None: ...
 
     def close(self) -> None: ...
+
+
+class Closing:
+    """``with open_backend(url) as lock:`` for any backend that defines ``close``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 # --- the one exception hierarchy -------------------------------------------------------------

@@ -47,7 +47,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -64,6 +63,7 @@ from .base import (
     BackendTimeout,
     BackendUnavailable,
     Capabilities,
+    Closing,
     ConfigurationError,
     Lease,
     LockChaosError,
@@ -232,7 +232,7 @@ def _decode(raw: bytes) -> tuple[str, int] | None:
 # --- the adapter ------------------------------------------------------------------------------------
 
 
-class EtcdLock:
+class EtcdLock(Closing):
     """One client of an etcd lock service: one gRPC channel per endpoint, thread-safe.
 
     ``open_etcd(url)`` is the usual way to make one: it connects (with a bounded retry) and measures
@@ -406,14 +406,6 @@ class EtcdLock:
         self._closed = True
         with contextlib.suppress(Exception):
             self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<EtcdLock {self.config.url} prefix={self.prefix!r}>"

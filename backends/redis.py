@@ -26,7 +26,6 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -49,6 +48,7 @@ from .base import (
     BackendTimeout,
     BackendUnavailable,
     Capabilities,
+    Closing,
     ConfigurationError,
     Lease,
     LockChaosError,
@@ -225,7 +225,7 @@ def _escape(key: str) -> str:
 # --- the adapter ------------------------------------------------------------------------------------
 
 
-class RedisLock:
+class RedisLock(Closing):
     """One client of a Redis lock service: a redis-py connection pool, thread-safe.
 
     ``open_redis(url)`` is the usual way to make one; it connects (with a bounded retry) and reads
@@ -387,14 +387,6 @@ class RedisLock:
         self._closed = True
         with contextlib.suppress(Exception):
             self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<RedisLock {self.config.display_url} prefix={self.prefix!r}>"
