@@ -7,7 +7,10 @@ APT     := DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: soak contract test lint servers browser venv clean
+CONTAINER_HOST := scripts/container-host.sh
+ENGINE_ENV = eval "$$($(CONTAINER_HOST))"
+
+.PHONY: soak contract test lint servers browser venv clean engine engine-stop soak-containers compose-nightly
 
 ## The main job: the whole scenario catalogue against fake, Redis and etcd, servers launched locally.
 soak: venv servers
@@ -17,9 +20,38 @@ soak: venv servers
 contract: venv servers
 	$(BIN)/lockchaos contract --backend all
 
-## Lint, type-check and run the tests (real redis-server and etcd included).
+## Lint, type-check and run the tests: real redis-server and etcd, real containers on a private
+## Docker engine (started for the tests and stopped after them, however they end), headless Chromium.
 test: venv servers browser lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@rc=0; $(ENGINE_ENV) && $(BIN)/python -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
+		$(CONTAINER_HOST) stop; exit $$rc
+
+## Container mode's private engine (Debian's docker.io on its own socket) and local images; idempotent.
+engine: servers
+	@$(CONTAINER_HOST) >/dev/null
+engine-stop:
+	@$(CONTAINER_HOST) stop
+
+## Container mode end to end: the contract, then a short soak of the whole catalogue, on Redis and
+## etcd containers (and the fake beside them); the engine is stopped afterwards.
+soak-containers: venv servers
+	@rc=0; $(ENGINE_ENV) && \
+	$(BIN)/lockchaos contract --provision container --backend redis && \
+	$(BIN)/lockchaos contract --provision container --backend etcd && \
+	$(BIN)/lockchaos soak --provision container --backend all --ttl-ms 1000 --quiet \
+		--out runs/containers-$$(date +%Y%m%d-%H%M%S) || rc=$$?; \
+	$(CONTAINER_HOST) stop; exit $$rc
+
+## docker-compose.yml's nightly on the local images (one short scenario, free ports).
+compose-nightly: venv servers
+	@command -v docker-compose >/dev/null || { $(APT) update -qq && $(APT) install -y -qq --no-install-recommends docker-compose; }
+	@rc=0; eval "$$($(CONTAINER_HOST) --harness-image)" && \
+	set -- $$($(BIN)/python -c 'import socket; s=[socket.socket() for _ in range(4)]; [x.bind(("127.0.0.1", 0)) for x in s]; print(*[x.getsockname()[1] for x in s])') && \
+	export LOCKCHAOS_REDIS_PORT=$$1 LOCKCHAOS_REDIS_AOF_PORT=$$2 LOCKCHAOS_ETCD_PORT=$$3 LOCKCHAOS_ETCD_PEER_PORT=$$4 \
+	       LOCKCHAOS_RUNS_DIR=$(CURDIR)/runs/compose LOCKCHAOS_SOAK_ARGS="--scenario holder-crash" && \
+	{ docker-compose -p lockchaos-ci up --no-build --abort-on-container-exit --exit-code-from harness || rc=$$?; \
+	  docker-compose -p lockchaos-ci down -v; }; \
+	$(CONTAINER_HOST) stop; exit $$rc
 
 lint: venv
 	$(BIN)/ruff check backends harness tests bench

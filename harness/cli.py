@@ -102,12 +102,29 @@ def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=[*BACKENDS, "all"], help="one of our backends, or all")
     p.add_argument("--adapter", metavar="PKG.MOD:FACTORY", help="your adapter: factory(url) -> LockBackend")
     p.add_argument("--server", choices=SERVERS, help="server the harness provides to --adapter")
+    p.add_argument("--provision", choices=("process", "container"), default="process",
+                   help="how the harness runs the servers it starts: local binaries (default) or containers "
+                        "on a Docker engine (see scripts/container-host.sh)")
     p.add_argument("--url", metavar="URL",
                    help="a redis:// or etcd:// server you run (external mode: never started, stopped or "
                         "faulted; keys under a per-run prefix that is removed at the end)")
 
 
 def _targets(args: argparse.Namespace, *, persistence: bool = False) -> list[Target]:
+    targets = _choose_targets(args, persistence=persistence)
+    if args.provision == "container":
+        if args.url is not None:
+            raise ConfigurationError("--provision container starts servers; --url is a server you run: pick one")
+        if any(t.server_kind != "fake" for t in targets):
+            from .containers import container_engine_available
+
+            why = container_engine_available()
+            if why is not None:
+                raise InfrastructureError(why)
+    return targets
+
+
+def _choose_targets(args: argparse.Namespace, *, persistence: bool = False) -> list[Target]:
     if args.url is not None:
         if args.server is not None:
             raise ConfigurationError("give either --server (the harness starts one) or --url (yours), not both")
@@ -122,11 +139,11 @@ def _targets(args: argparse.Namespace, *, persistence: bool = False) -> list[Tar
         if args.server is None:
             raise ConfigurationError("--adapter needs --server redis|etcd|none")
         # A user's adapter gets the server's default configuration: what its declaration must match.
-        return [adapter_target(args.adapter, args.server)]
+        return [adapter_target(args.adapter, args.server, provision=args.provision)]
     if args.server is not None:
         raise ConfigurationError("--server goes with --adapter")
     names = BACKENDS if args.backend in (None, "all") else (args.backend,)
-    return [backend_target(n, persistence=persistence) for n in names]
+    return [backend_target(n, persistence=persistence, provision=args.provision) for n in names]
 
 
 def _soak_plan(args: argparse.Namespace) -> SoakPlan:

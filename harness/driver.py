@@ -238,6 +238,8 @@ def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
         flags.append(f"--workers {opts.workers}")
     if opts.duration_s is not None:
         flags.append(f"--duration {opts.duration_s:g}")
+    if target.provision != "process":
+        flags.append(f"--provision {target.provision}")
     if opts.virtual_time:
         flags.append("--virtual-time")
     if opts.strict:

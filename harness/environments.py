@@ -20,8 +20,8 @@ from .external import is_loopback, purge_prefix, with_run_prefix
 from .nemesis import LINK_FAULTS, SERVER_FAULTS, ServerFaults
 from .proxy import FaultProxy
 from .runtime import Runtime
-from .servers import ExternalServer, ServerHandle, provision
-from .targets import Target, guarded_open
+from .servers import ExternalServer, ServerHandle
+from .targets import Target, guarded_open, start_server
 from .worker import LinkFaults
 
 
@@ -185,7 +185,7 @@ class ServerEnvironment:
             url, self._prefix = with_run_prefix(target.external_url)
             self.handle = ExternalServer(url)
         else:
-            self.handle = provision(target.server_kind, persistence=bool(persistence))
+            self.handle = start_server(target, bool(persistence))
         self.server: ServerFaults = ProcessServerFaults(self.handle)
         self._proxies: dict[int, FaultProxy] = {}
         self._links: dict[int, LinkFaults] = {}

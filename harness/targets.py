@@ -18,6 +18,7 @@ from backends.base import BackendUnavailable, ConfigurationError, Infrastructure
 from backends.fake import FakeKVLock, drop_fake_server, fake_server
 
 from .adapters import AdapterFactory, checked_backend, load_factory
+from .servers import ServerHandle
 
 BACKENDS = ("fake", "redis", "etcd")
 SERVERS = ("redis", "etcd", "none")
@@ -34,6 +35,8 @@ class Target:
     persistence: bool = False
     external_url: str | None = None
     """A server the user runs: never started, stopped or faulted; keys under a per-run prefix."""
+    provision: str = "process"
+    """How the harness runs the servers it starts: ``process`` (binaries) or ``container`` (an engine)."""
 
     def open(self, url: str) -> LockBackend:
         if self.adapter_spec is None:
@@ -41,18 +44,30 @@ class Target:
         return checked_backend(self.factory, url, self.adapter_spec)
 
 
-def backend_target(name: str, *, persistence: bool = False) -> Target:
+def backend_target(name: str, *, persistence: bool = False, provision: str = "process") -> Target:
     if name not in BACKENDS:
         raise ConfigurationError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-    return Target(name, name, open_backend, persistence=persistence)
+    return Target(name, name, open_backend, persistence=persistence, provision=provision)
 
 
-def adapter_target(spec: str, server: str, *, persistence: bool = False) -> Target:
+def adapter_target(spec: str, server: str, *, persistence: bool = False, provision: str = "process") -> Target:
     if server not in SERVERS:
         raise ConfigurationError(f"unknown --server {server!r}; choose from {', '.join(SERVERS)}")
     factory = load_factory(spec)
     kind = "fake" if server == "none" else server
-    return Target(f"{spec}@{server}", kind, factory, adapter_spec=spec, persistence=persistence)
+    return Target(f"{spec}@{server}", kind, factory, adapter_spec=spec, persistence=persistence,
+                  provision=provision)
+
+
+def start_server(target: Target, persistence: bool) -> ServerHandle:
+    """A started server of the target's kind, as a process or in a container."""
+    if target.provision == "container":
+        from .containers import provision_container
+
+        return provision_container(target.server_kind, persistence=persistence)
+    from .servers import provision
+
+    return provision(target.server_kind, persistence=persistence)
 
 
 def external_target(url: str, *, backend: str | None = None, adapter: str | None = None) -> Target:
@@ -194,9 +209,7 @@ def provisioned(target: Target, *, fake_profile: str = "ideal") -> Iterator[Prov
             raise
         purge_prefix(url, prefix)
         return
-    from .servers import provision
-
-    real = provision(target.server_kind, persistence=target.persistence)
+    real = start_server(target, target.persistence)
     try:
         yield Provisioned(target, real.url, real)
     finally:

@@ -1,0 +1,376 @@
+"""Container mode against a real Docker engine: lifecycle, faults through the engine, certain teardown.
+
+These tests need the engine that ``scripts/container-host.sh`` starts (CI runs it first and exports
+what it prints). Without an engine they FAIL, loudly, rather than skip: a container path that is
+silently not tested is the failure this file exists to prevent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+
+from backends import open_backend
+from backends.base import ConfigurationError, InfrastructureError
+from harness import containers
+from harness.containers import (
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    LABEL_OWNER_STARTED,
+    LABEL_RUN,
+    OWNER_HOST,
+    ContainerServer,
+    EtcdContainer,
+    RedisContainer,
+    container_engine_available,
+    provision_container,
+    run_id,
+    sweep_orphans,
+)
+from harness.contract import run_contract
+from harness.servers import ServerHandle
+
+ROOT = Path(__file__).resolve().parents[1]
+PREP = "eval \"$(scripts/container-host.sh)\" (as root) before running these tests"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """The docker SDK client of the engine under test; fails (never skips) when there is none."""
+    if not os.environ.get("DOCKER_HOST"):
+        pytest.fail(f"DOCKER_HOST is not set: container tests need a Docker engine; {PREP}", pytrace=False)
+    reason = container_engine_available()
+    if reason is not None:
+        pytest.fail(f"{reason}; {PREP}", pytrace=False)
+    import docker  # type: ignore[import-untyped]
+
+    client = docker.from_env(timeout=30)
+    yield client
+    leftovers = client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id()}"})
+    volumes = client.volumes.list(filters={"label": f"{LABEL_RUN}={run_id()}"})
+    client.close()
+    assert not leftovers and not volumes, f"the tests left {leftovers} {volumes}"
+
+
+@pytest.fixture(autouse=True)
+def _needs_engine(engine: Any) -> None:
+    """Every test here needs the engine, including those that do not use the client themselves."""
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def redis_client(server: ServerHandle, timeout: float = 1.0) -> redis.Redis:
+    return redis.Redis.from_url(server.url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def etcd_client(server: ServerHandle, timeout: float = 1.0) -> Any:
+    import etcd3
+
+    return etcd3.client(server.host, server.port, timeout=timeout)
+
+
+def ours(engine: Any, server: ContainerServer) -> list[Any]:
+    return list(engine.containers.list(all=True, filters={"name": server.container_name}))
+
+
+def tcp_listeners(pid: int) -> set[tuple[str, int]]:
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN}
+
+
+both_kinds = pytest.mark.parametrize("make", [RedisContainer, EtcdContainer], ids=["redis", "etcd"])
+
+
+# --- start, answer, identity --------------------------------------------------------------------
+
+
+def test_redis_container_starts_on_loopback_and_answers(engine: Any) -> None:
+    with RedisContainer() as server:
+        assert isinstance(server, ServerHandle)
+        assert server.kind == "redis" and server.host == "127.0.0.1"
+        assert server.url == f"redis://127.0.0.1:{server.port}/0"
+        assert redis_client(server).ping()
+        assert server.pid is not None and "redis-server" in " ".join(psutil.Process(server.pid).cmdline())
+        (container,) = ours(engine, server)
+        assert container.attrs["HostConfig"]["NetworkMode"] == "host"
+        assert container.labels[LABEL_RUN] == run_id()
+        assert container.labels[LABEL_OWNER_PID] == str(os.getpid())
+
+
+def test_etcd_container_starts_on_loopback_and_answers(engine: Any) -> None:
+    with EtcdContainer() as server:
+        assert isinstance(server, ServerHandle)
+        assert server.url == f"etcd://127.0.0.1:{server.port}"
+        client = etcd_client(server)
+        client.put("k", "v")
+        assert client.get("k")[0] == b"v"
+        assert server.pid is not None and "etcd" in " ".join(psutil.Process(server.pid).cmdline())
+        (container,) = ours(engine, server)
+        assert container.attrs["HostConfig"]["NetworkMode"] == "host"
+
+
+@both_kinds
+def test_container_listens_on_127_0_0_1_only(make: type[ContainerServer]) -> None:
+    """Host networking: the server's sockets are the host's, so a wildcard bind would be exposed."""
+    with make() as server:
+        assert server.pid is not None
+        listeners = tcp_listeners(server.pid)
+        assert (server.host, server.port) in listeners
+        assert {ip for ip, _ in listeners} == {"127.0.0.1"}, listeners
+
+
+def test_provision_container_mirrors_provision() -> None:
+    handle = provision_container("redis", persistence=True)
+    try:
+        assert isinstance(handle, RedisContainer) and handle.persistence
+        assert handle.is_running()
+    finally:
+        handle.stop()
+    with pytest.raises(ConfigurationError, match="unknown server kind"):
+        provision_container("zookeeper")
+
+
+# --- faults through the engine --------------------------------------------------------------------
+
+
+def test_kill_and_restart_keep_aof_data(engine: Any) -> None:
+    with RedisContainer(persistence=True) as server:
+        port, first_pid, container_id = server.port, server.pid, server.container_id
+        redis_client(server).set("lock", "held")
+        server.kill()
+        assert not server.is_running()
+        with pytest.raises(redis.ConnectionError):
+            redis_client(server).ping()
+        server.restart()
+        assert server.is_running() and server.port == port and server.container_id == container_id
+        assert server.pid != first_pid
+        assert redis_client(server).get("lock") == b"held"
+
+
+def test_kill_and_restart_without_persistence_lose_data() -> None:
+    """The known-unsafe configuration behaves as it is known to: the soak relies on it."""
+    with RedisContainer(persistence=False) as server:
+        redis_client(server).set("lock", "held")
+        server.kill()
+        server.restart()
+        assert redis_client(server).get("lock") is None
+
+
+def test_kill_and_restart_keep_etcd_data() -> None:
+    with EtcdContainer() as server:
+        etcd_client(server).put("lock", "held")
+        server.kill()
+        assert not server.is_running()
+        server.restart()
+        assert etcd_client(server, timeout=2).get("lock")[0] == b"held"
+
+
+def test_pause_makes_redis_calls_time_out_and_resume_recovers() -> None:
+    with RedisContainer() as server:
+        client = redis_client(server, timeout=0.3)
+        client.set("k", "v")
+        server.pause()
+        server.pause()  # twice is no error, as SIGSTOP twice is none in process mode
+        assert server.paused and server.is_running()
+        with pytest.raises(redis.TimeoutError):
+            client.get("k")
+        server.resume()
+        server.resume()
+        assert not server.paused
+        assert redis_client(server).get("k") == b"v"
+
+
+def test_pause_makes_etcd_calls_time_out_and_resume_recovers() -> None:
+    import etcd3.exceptions
+
+    with EtcdContainer() as server:
+        etcd_client(server).put("k", "v")
+        server.pause()
+        with pytest.raises(etcd3.exceptions.ConnectionTimeoutError):
+            etcd_client(server, timeout=0.5).get("k")
+        server.resume()
+        assert etcd_client(server, timeout=2).get("k")[0] == b"v"
+
+
+def test_kill_of_a_paused_container_then_restart() -> None:
+    with RedisContainer(persistence=True) as server:
+        redis_client(server).set("k", "v")
+        server.pause()
+        server.kill()
+        assert not server.is_running() and not server.paused
+        server.restart()
+        assert redis_client(server).get("k") == b"v"
+
+
+def test_restart_fails_clearly_when_the_port_was_taken_meanwhile() -> None:
+    with RedisContainer() as server:
+        server.kill()
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", server.port))
+            squatter.listen()
+            with pytest.raises(InfrastructureError, match="took port"):
+                server.restart()
+
+
+def test_faults_on_a_stopped_container_are_refused() -> None:
+    server = RedisContainer()
+    with pytest.raises(InfrastructureError, match="not running"):
+        server.kill()
+    with server:
+        pass
+    with pytest.raises(InfrastructureError, match="not started"):
+        server.restart()
+
+
+# --- teardown with certainty ------------------------------------------------------------------------
+
+
+def test_stop_removes_the_container_and_its_volume(engine: Any) -> None:
+    server = RedisContainer(persistence=True).start()
+    name, volume = server.container_name, server.volume_name
+    assert ours(engine, server) and engine.volumes.list(filters={"name": volume})
+    server.pause()  # a paused container is removed too
+    server.stop()
+    assert not server.is_running()
+    assert not engine.containers.list(all=True, filters={"name": name})
+    assert not engine.volumes.list(filters={"name": volume})
+    server.stop()  # safe to call again
+
+
+def test_an_exception_inside_the_context_removes_the_container(engine: Any) -> None:
+    with pytest.raises(RuntimeError), RedisContainer() as server:
+        name = server.container_name
+        raise RuntimeError("scenario blew up")
+    assert not engine.containers.list(all=True, filters={"name": name})
+
+
+def _labels(pid: int, started: str) -> dict[str, str]:
+    return {LABEL_RUN: f"test-{uuid.uuid4().hex[:8]}", LABEL_OWNER_PID: str(pid),
+            LABEL_OWNER_STARTED: started, LABEL_OWNER_HOST: OWNER_HOST}
+
+
+def test_sweep_removes_labelled_leftovers_of_a_dead_owner_only(engine: Any) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = psutil.Process()
+    image = os.environ.get(containers.REDIS_IMAGE_ENV, containers.DEFAULT_REDIS_IMAGE)
+    orphan_labels = _labels(dead.pid, "1.0")
+    live_labels = _labels(alive.pid, repr(alive.create_time()))
+    made = []
+    try:
+        for labels in (orphan_labels, live_labels):
+            made.append(engine.containers.create(image, ["redis-server", "--port", "1", "--bind", "127.0.0.1"],
+                                                 network_mode="host", labels=labels))
+            made.append(engine.volumes.create(labels=labels))
+        removed = sweep_orphans()
+        orphans = {"label": f"{LABEL_RUN}={orphan_labels[LABEL_RUN]}"}
+        live = {"label": f"{LABEL_RUN}={live_labels[LABEL_RUN]}"}
+        assert not engine.containers.list(all=True, filters=orphans)
+        assert not engine.volumes.list(filters=orphans)
+        assert len(engine.containers.list(all=True, filters=live)) == 1
+        assert len(engine.volumes.list(filters=live)) == 1
+        assert len(removed) == 2
+    finally:
+        for thing in made:
+            with contextlib.suppress(Exception):
+                thing.remove(force=True)
+
+
+def test_a_harness_that_forgets_stop_removes_its_containers_at_exit(engine: Any, tmp_path: Path) -> None:
+    script = tmp_path / "forgetful_harness.py"
+    script.write_text(textwrap.dedent("""
+        from harness.containers import EtcdContainer, RedisContainer
+        print(RedisContainer().start().container_name, EtcdContainer().start().container_name, flush=True)
+    """))
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    # Checked at once: the reaper acts only after the owner is dead, atexit before.
+    for name in out.stdout.split():
+        assert not engine.containers.list(all=True, filters={"name": name}), name
+
+
+def test_a_sigkilled_harness_leaves_no_container_behind(engine: Any, tmp_path: Path) -> None:
+    """atexit never runs on SIGKILL: the reaper process must remove the dead harness's containers."""
+    script = tmp_path / "doomed_harness.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from harness.containers import RedisContainer
+        server = RedisContainer(persistence=True).start()
+        print(server.container_name, server.volume_name, flush=True)
+        time.sleep(600)
+    """))
+    child = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        ready, _, _ = select.select([child.stdout], [], [], 30)
+        assert ready, "the child harness did not start its container within 30 s"
+        name, volume = child.stdout.readline().split()
+        assert engine.containers.list(all=True, filters={"name": name})
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert wait_until(lambda: not engine.containers.list(all=True, filters={"name": name}), 15)
+    assert wait_until(lambda: not engine.volumes.list(filters={"name": volume}), 5)
+
+
+def test_no_engine_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    reason = container_engine_available()
+    assert reason is not None and "scripts/container-host.sh" in reason and "\n" not in reason
+    with pytest.raises(InfrastructureError) as caught:
+        RedisContainer().start()
+    assert "scripts/container-host.sh" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_image_that_cannot_be_had_names_its_variable(engine: Any) -> None:
+    server = RedisContainer(image="lockchaos/no-such-image:none")
+    with pytest.raises(InfrastructureError, match=containers.REDIS_IMAGE_ENV):
+        server.start()
+    assert not engine.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id()}"})
+    assert not engine.volumes.list(filters={"label": f"{LABEL_RUN}={run_id()}"})
+
+
+# --- the lock contract against a containerised server ---------------------------------------------
+
+
+class _Restart:
+    """What the durability rule needs: a kill -9 and a restart of the server under test."""
+
+    def __init__(self, server: ServerHandle) -> None:
+        self.server = server
+
+    def restart_server(self) -> None:
+        self.server.kill()
+        self.server.restart()
+
+
+def test_lock_contract_passes_against_containerised_redis() -> None:
+    with RedisContainer(persistence=True) as handle:
+        results = run_contract(lambda: open_backend(handle.url), server=_Restart(handle))
+    failed = [f"{r.rule}: {r.message}" for r in results if r.status == "failed"]
+    assert not failed, failed
+    durability = [r for r in results if "restart" in r.rule or "durab" in r.rule]
+    assert durability and all(r.status == "passed" for r in durability), durability
