@@ -45,27 +45,32 @@ import atexit
 import contextlib
 import importlib
 import itertools
-import json
-import math
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from types import TracebackType
 from typing import Any, Self
 
 import psutil
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from backends.base import ConfigurationError, InfrastructureError
 
-from .servers import LOOPBACK, ServerHandle
+from .serverflags import (
+    LOOPBACK,
+    PortTaken,
+    etcd_election_timeout_ms,
+    etcd_flags,
+    etcd_min_lease_ttl_ms,
+    etcd_ready,
+    free_ports,
+    redis_flags,
+    redis_ready,
+)
+from .servers import ServerHandle
 
 __all__ = [
     "DEFAULT_ETCD_IMAGE",
@@ -322,42 +327,6 @@ def _reap(owner: int, started: str) -> int:
 # --- readiness ----------------------------------------------------------------------------------
 
 # urllib would send even loopback requests through an http_proxy from the environment.
-_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _redis_ready(host: str, port: int) -> bool:
-    # No retries: the deadline loop is the retry, and a retrying client would overshoot it.
-    client = redis.Redis(host=host, port=port, socket_timeout=0.25, socket_connect_timeout=0.25,
-                         retry=Retry(NoBackoff(), 0))
-    try:
-        return bool(client.ping())  # a server still loading its AOF answers LOADING: not ready
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
-def _etcd_ready(host: str, port: int) -> bool:
-    try:
-        with _HTTP.open(f"http://{host}:{port}/health", timeout=0.5) as resp:
-            return bool(json.loads(resp.read()).get("health") == "true")
-    except (OSError, ValueError):  # refused, 503 before a leader exists, a half-written reply
-        return False
-
-
-def _free_ports(count: int) -> tuple[int, ...]:
-    """Distinct ports the kernel calls free now; a race with another process is retried by start()."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind((LOOPBACK, 0))
-        return tuple(int(sock.getsockname()[1]) for sock in socks)
-
-
-class _PortTaken(Exception):
-    """Another process bound the port between our pick and the server's bind."""
-
-
 # --- container-mode servers ---------------------------------------------------------------------
 
 _SEQ = itertools.count(1)
@@ -466,12 +435,12 @@ class ContainerServer:
             self._ensure_image()
             self._name = f"lockchaos-{run_id()}-{self.kind}-{next(_SEQ)}"
             for _ in range(_PORT_ATTEMPTS):
-                self._ports = _free_ports(self._port_count)
+                self._ports = free_ports(self._port_count)
                 self._volume = self._docker.volumes.create(name=self._name, labels=_owner_labels(self.kind))
                 try:
                     self._create_and_start()
                     return self
-                except _PortTaken:
+                except PortTaken:
                     self._remove_container_and_volume()  # the next port gets a fresh data dir
             raise InfrastructureError(
                 f"{self.kind} container: every loopback port picked was taken before it could bind "
@@ -522,7 +491,7 @@ class ContainerServer:
             self._kill_and_wait()
         try:
             self._launch()
-        except _PortTaken:
+        except PortTaken:
             raise InfrastructureError(
                 f"cannot restart {self!r}: another process took port {self.port} while it was down; "
                 f"last log lines:\n{self._log_tail()}"
@@ -591,7 +560,7 @@ class ContainerServer:
             if status in ("exited", "dead"):
                 tail = self._log_tail()
                 if "address already in use" in tail.lower():
-                    raise _PortTaken
+                    raise PortTaken
                 code = self._container.attrs["State"].get("ExitCode")
                 raise InfrastructureError(
                     f"{self.kind} container {self._name} exited with status {code} while starting on "
@@ -710,18 +679,10 @@ class RedisContainer(ContainerServer):
         return f"redis://{self.host}:{self.port}/0"
 
     def _command(self) -> list[str]:
-        # The same flags as process mode: no RDB snapshots, the log to stdout (the container's log),
-        # AOF with fsync always when durable, since that is the durability the adapter declares.
-        args = [
-            "redis-server", "--port", str(self.port), "--bind", self.host, "--protected-mode", "yes",
-            "--daemonize", "no", "--dir", _DATA, "--logfile", "", "--save", "",
-        ]
-        if self.persistence:
-            return [*args, "--appendonly", "yes", "--appendfsync", "always"]
-        return [*args, "--appendonly", "no"]
+        return ["redis-server", *redis_flags(self.host, self.port, _DATA, self.persistence)]
 
     def _ready(self) -> bool:
-        return _redis_ready(self.host, self.port)
+        return redis_ready(self.host, self.port)
 
 
 class EtcdContainer(ContainerServer):
@@ -742,7 +703,7 @@ class EtcdContainer(ContainerServer):
     ) -> None:
         super().__init__(image=image, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.fast = fast
-        self.election_timeout_ms = 100 if fast else 1000
+        self.election_timeout_ms = etcd_election_timeout_ms(fast)
 
     @property
     def url(self) -> str:
@@ -754,23 +715,13 @@ class EtcdContainer(ContainerServer):
 
     @property
     def min_lease_ttl_ms(self) -> int:
-        return math.ceil(self.election_timeout_ms * 1.5 / 1000) * 1000
+        return etcd_min_lease_ttl_ms(self.election_timeout_ms)
 
     def _command(self) -> list[str]:
-        client = f"http://{self.host}:{self.port}"
-        peer = f"http://{self.host}:{self.peer_port}"
-        args = [
-            "etcd", "--name", "default", "--data-dir", f"{_DATA}/etcd",
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"default={peer}",
-        ]
-        if self.fast:
-            return [*args, "--heartbeat-interval", "10", "--election-timeout", "100"]
-        return args
+        return ["etcd", *etcd_flags(self.host, self.port, self.peer_port, f"{_DATA}/etcd", self.fast)]
 
     def _ready(self) -> bool:
-        return _etcd_ready(self.host, self.port)
+        return etcd_ready(self.host, self.port)
 
 
 def provision_container(kind: str, *, persistence: bool = False) -> ServerHandle:

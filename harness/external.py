@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from backends.base import ConfigurationError, InfrastructureError
 
-from .servers import LOOPBACK
+from .serverflags import LOOPBACK
 
 SEPARATOR = {"redis": ":", "etcd": "/"}
 DEFAULT_PREFIX = {"redis": "lockchaos:", "etcd": "lockchaos/"}

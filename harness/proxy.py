@@ -29,7 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from backends.base import ConfigurationError, InfrastructureError
 
-LOOPBACK = "127.0.0.1"
+from .serverflags import LOOPBACK
+
 _DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
 _CHUNK = 65536
 _MAX_QUEUED = 1 << 20  # per direction; beyond it the proxy stops reading, as a full TCP window would

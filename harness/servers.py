@@ -15,7 +15,6 @@ import atexit
 import contextlib
 import ctypes
 import json
-import math
 import os
 import queue
 import shutil
@@ -26,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -35,15 +33,22 @@ from typing import Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit
 
 import psutil
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
 
 from . import watchdog
+from .serverflags import (
+    LOOPBACK,
+    PortTaken,
+    etcd_election_timeout_ms,
+    etcd_flags,
+    etcd_min_lease_ttl_ms,
+    etcd_ready,
+    free_ports,
+    redis_flags,
+    redis_ready,
+)
 
-LOOPBACK = "127.0.0.1"
 _PORT_ATTEMPTS = 5
 _LOG_NAME = "server.log"
 _MARKER_NAME = watchdog.MARKER
@@ -191,19 +196,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _free_ports(count: int) -> tuple[int, ...]:
-    """Distinct ports the kernel calls free now; a race with another process is retried by start()."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind((LOOPBACK, 0))
-        return tuple(int(sock.getsockname()[1]) for sock in socks)
-
-
-class _PortTaken(Exception):
-    """Another process bound the port between our pick and the server's bind."""
-
-
 # --- process-mode servers -----------------------------------------------------------------------
 
 
@@ -293,11 +285,11 @@ class _ProcessServer:
             _LIVE.add(self)
         try:
             for _ in range(_PORT_ATTEMPTS):
-                self._ports = _free_ports(self._port_count)
+                self._ports = free_ports(self._port_count)
                 try:
                     self._launch()
                     return self
-                except _PortTaken:
+                except PortTaken:
                     self._discard_partial_state(self._dir)
             raise InfrastructureError(
                 f"{self.binary_name}: every loopback port picked was taken before it could bind "
@@ -352,7 +344,7 @@ class _ProcessServer:
             self._kill_and_reap()
         try:
             self._launch()
-        except _PortTaken:
+        except PortTaken:
             raise InfrastructureError(
                 f"cannot restart {self!r}: another process took port {self.port} while it was down; "
                 f"last log lines:\n{self._log_tail()}"
@@ -394,7 +386,7 @@ class _ProcessServer:
             if code is not None:
                 tail = self._log_tail()
                 if "address already in use" in tail.lower():
-                    raise _PortTaken
+                    raise PortTaken
                 raise InfrastructureError(
                     f"{self.binary_name} exited with status {code} while starting on "
                     f"{self.host}:{self.port}; last log lines:\n{tail}"
@@ -472,33 +464,10 @@ class RedisServer(_ProcessServer):
         return f"redis://{self.host}:{self.port}/0"
 
     def _args(self, workdir: Path) -> list[str]:
-        # No config file, so no system default leaks in; the log goes to stdout, i.e. server.log,
-        # which also catches errors Redis prints before it would open a logfile. RDB snapshots are
-        # off in both modes: AOF is the durability under test, and a fork mid-soak is latency noise.
-        args = [
-            "--port", str(self.port), "--bind", self.host, "--protected-mode", "yes",
-            "--daemonize", "no", "--dir", str(workdir), "--logfile", "", "--save", "",
-        ]
-        if self.persistence:
-            return [*args, "--appendonly", "yes", "--appendfsync", "always"]
-        return [*args, "--appendonly", "no"]
+        return redis_flags(self.host, self.port, str(workdir), self.persistence)
 
     def _ready(self) -> bool:
-        # No retries: the deadline loop is the retry, and a retrying client would overshoot it.
-        client = redis.Redis(
-            host=self.host, port=self.port, socket_timeout=0.25, socket_connect_timeout=0.25,
-            retry=Retry(NoBackoff(), 0),
-        )
-        try:
-            return bool(client.ping())  # a server still loading its AOF answers LOADING: not ready
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-
-# urllib would send even loopback requests through an http_proxy from the environment.
-_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        return redis_ready(self.host, self.port)
 
 
 class EtcdServer(_ProcessServer):
@@ -521,7 +490,7 @@ class EtcdServer(_ProcessServer):
     ) -> None:
         super().__init__(binary=binary, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.fast = fast
-        self.election_timeout_ms = 100 if fast else 1000
+        self.election_timeout_ms = etcd_election_timeout_ms(fast)
 
     @property
     def url(self) -> str:
@@ -533,20 +502,10 @@ class EtcdServer(_ProcessServer):
 
     @property
     def min_lease_ttl_ms(self) -> int:
-        return math.ceil(self.election_timeout_ms * 1.5 / 1000) * 1000
+        return etcd_min_lease_ttl_ms(self.election_timeout_ms)
 
     def _args(self, workdir: Path) -> list[str]:
-        client = f"http://{self.host}:{self.port}"
-        peer = f"http://{self.host}:{self.peer_port}"
-        args = [
-            "--name", "default", "--data-dir", str(workdir / "data"),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"default={peer}",
-        ]
-        if self.fast:
-            return [*args, "--heartbeat-interval", "10", "--election-timeout", "100"]
-        return args
+        return etcd_flags(self.host, self.port, self.peer_port, str(workdir / "data"), self.fast)
 
     def _env(self) -> dict[str, str]:
         # etcd reads ETCD_* variables as flags: an inherited ETCD_LISTEN_METRICS_URLS could bind
@@ -557,13 +516,7 @@ class EtcdServer(_ProcessServer):
         shutil.rmtree(workdir / "data", ignore_errors=True)
 
     def _ready(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=0.25):
-                pass  # gRPC and HTTP share the client port in etcd 3.4
-            with _HTTP.open(f"http://{self.host}:{self.port}/health", timeout=0.5) as resp:
-                return bool(json.loads(resp.read()).get("health") == "true")
-        except (OSError, ValueError):  # URLError and HTTPError (503: no leader yet) are OSErrors
-            return False
+        return etcd_ready(self.host, self.port)
 
 
 # --- servers the harness did not start ---------------------------------------------------------
