@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 # The harness forks server processes while gRPC threads run; its fork handlers only log noise
 # then, since every child execs at once. Set before grpc is imported; a user's setting wins.
@@ -69,6 +69,7 @@ from .base import (
     LockChaosError,
     validate_call,
 )
+from .urlopts import ms_option, prefix_option, url_options
 
 T = TypeVar("T")
 
@@ -76,7 +77,6 @@ DEFAULT_PORT = 2379
 DEFAULT_PREFIX = "lockchaos/"
 DEFAULT_TIMEOUT_MS = 2000
 DEFAULT_CONNECT_TIMEOUT_MS = 3000
-MAX_TIMEOUT_MS = 600_000
 MAX_LEASE_TTL_S = 9_000_000_000
 """etcd's MaxLeaseTTL: a longer lease is refused with OUT_OF_RANGE, so it is a ValueError here."""
 TTL_GRANULARITY_MS = 1000
@@ -148,25 +148,14 @@ def parse_etcd_url(url: str) -> EtcdConfig:
             raise ConfigurationError(f"etcd URL {url!r} names endpoint {item!r} twice")
         endpoints.append(endpoint)
 
-    query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = sorted(set(query) - set(_OPTIONS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown etcd URL option(s) {unknown} in {url!r}; supported: {', '.join(_OPTIONS)}"
-        )
-    repeated = sorted(k for k, v in query.items() if len(v) > 1)
-    if repeated:
-        raise ConfigurationError(f"etcd URL option(s) {repeated} given more than once in {url!r}")
-    opts = {k: v[0] for k, v in query.items()}
-    prefix = opts.get("prefix", DEFAULT_PREFIX)
-    if not prefix:
-        raise ConfigurationError(f"prefix must not be empty in {url!r}: it keeps lockchaos keys apart")
+    opts = url_options(parts.query, _OPTIONS, "etcd", url)
+    prefix = prefix_option(opts, DEFAULT_PREFIX, url)
     return EtcdConfig(
         url=url,
         endpoints=tuple(endpoints),
         prefix=prefix,
-        timeout_ms=_ms_option(opts, "timeout_ms", DEFAULT_TIMEOUT_MS, url),
-        connect_timeout_ms=_ms_option(opts, "connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS, url),
+        timeout_ms=ms_option(opts, "timeout_ms", DEFAULT_TIMEOUT_MS, url),
+        connect_timeout_ms=ms_option(opts, "connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS, url),
     )
 
 
@@ -183,18 +172,6 @@ def _parse_endpoint(item: str, url: str) -> tuple[str, int]:
     if port == 0:
         raise ConfigurationError(f"endpoint {item!r} in etcd URL {url!r} has port 0")
     return (f"[{host}]" if ":" in host else host), (port or DEFAULT_PORT)
-
-
-def _ms_option(opts: dict[str, str], name: str, default: int, url: str) -> int:
-    if name not in opts:
-        return default
-    raw = opts[name]
-    if not (raw.isascii() and raw.isdigit()):
-        raise ConfigurationError(f"{name} must be a whole number of ms, got {raw!r} in {url!r}")
-    value = int(raw)
-    if not 1 <= value <= MAX_TIMEOUT_MS:
-        raise ConfigurationError(f"{name} must be between 1 and {MAX_TIMEOUT_MS}, got {value} in {url!r}")
-    return value
 
 
 # --- what a key holds -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from .base import (
     BackendTimeout,
@@ -28,6 +28,7 @@ from .base import (
     validate_call,
 )
 from .clock import REAL_CLOCK, Clock
+from .urlopts import ms_option, url_options
 
 T = TypeVar("T")
 
@@ -376,21 +377,11 @@ def open_fake(url: str) -> FakeClient:
     name = parts.netloc + parts.path
     if not name:
         raise ConfigurationError(f"fake URL needs a server name: {url!r} (try fake://default)")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"profile", "timeout_ms"}
-    if unknown:
-        raise ConfigurationError(f"unknown fake URL option(s) {sorted(unknown)} in {url!r}")
+    query = url_options(parts.query, ("profile", "timeout_ms"), "fake", url)
     profile = query.get("profile")
     if profile is not None and profile not in PROFILES:
         raise ConfigurationError(f"unknown fake profile {profile!r}; choose from {sorted(PROFILES)}")
-    timeout: int | None = None
-    if "timeout_ms" in query:
-        try:
-            timeout = int(query["timeout_ms"])
-        except ValueError:
-            raise ConfigurationError(f"timeout_ms must be an int in {url!r}") from None
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout_ms must be > 0 in {url!r}")
+    timeout = ms_option(query, "timeout_ms", 0, url) or None
     server = fake_server(name, capabilities=PROFILES[profile or "ideal"])
     if profile is not None and server.capabilities != PROFILES[profile]:
         raise ConfigurationError(f"fake server {name!r} already exists with other capabilities")

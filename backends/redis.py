@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.exceptions as rex
@@ -54,12 +54,12 @@ from .base import (
     LockChaosError,
     validate_call,
 )
+from .urlopts import ms_option, prefix_option, url_options
 
 T = TypeVar("T")
 
 DEFAULT_PREFIX = "lockchaos:"
 DEFAULT_TIMEOUT_MS = 1000
-MAX_TIMEOUT_MS = 600_000
 OPEN_BUDGET_S = 2.0
 """How long opening a client keeps retrying its first round trip before giving up."""
 HOLDER_ATTEMPTS = 3
@@ -172,35 +172,13 @@ def parse_redis_url(url: str) -> RedisConfig:
     else:
         raise ConfigurationError(f"redis database must be a number >= 0, got {db_text!r} in {shown!r}")
 
-    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-    unknown = sorted(set(query) - set(_OPTIONS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown redis URL option(s) {unknown} in {shown!r}; supported: {', '.join(_OPTIONS)}"
-        )
-    repeated = sorted(k for k, v in query.items() if len(v) > 1)
-    if repeated:
-        raise ConfigurationError(f"redis URL option(s) {repeated} given more than once in {shown!r}")
-    opts = {k: v[0] for k, v in query.items()}
-
-    prefix = opts.get("prefix", DEFAULT_PREFIX)
-    if not prefix:
-        raise ConfigurationError(f"prefix must not be empty in {shown!r}: it keeps lockchaos keys apart")
+    opts = url_options(parts.query, _OPTIONS, "redis", shown)
+    prefix = prefix_option(opts, DEFAULT_PREFIX, shown)
     if "{" in prefix or "}" in prefix:
         raise ConfigurationError(
             f"prefix {prefix!r} must not contain '{{' or '}}' (they would change the keys' hash slot)"
         )
-
-    timeout_ms = DEFAULT_TIMEOUT_MS
-    if "timeout_ms" in opts:
-        raw = opts["timeout_ms"]
-        if not (raw.isascii() and raw.isdigit()):
-            raise ConfigurationError(f"timeout_ms must be a whole number of ms, got {raw!r} in {shown!r}")
-        timeout_ms = int(raw)
-        if not 1 <= timeout_ms <= MAX_TIMEOUT_MS:
-            raise ConfigurationError(
-                f"timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, got {timeout_ms} in {shown!r}"
-            )
+    timeout_ms = ms_option(opts, "timeout_ms", DEFAULT_TIMEOUT_MS, shown)
 
     durable: bool | None = None
     if "durable" in opts:

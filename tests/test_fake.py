@@ -259,7 +259,7 @@ def test_concurrent_acquires_have_exactly_one_winner() -> None:
     [
         ("fake://", "needs a server name"),
         ("fake://x?profile=nope", "unknown fake profile"),
-        ("fake://x?timeout_ms=abc", "timeout_ms must be an int"),
+        ("fake://x?timeout_ms=abc", "timeout_ms must be a whole number of ms"),
         ("fake://x?colour=red", "unknown fake URL option"),
         ("mongo://localhost", "unknown backend scheme"),
         ("localhost:6379", "not a backend URL"),
