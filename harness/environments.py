@@ -18,7 +18,7 @@ from backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fa
 
 from .external import is_loopback, purge_prefix, with_run_prefix
 from .nemesis import LINK_FAULTS, SERVER_FAULTS, ServerFaults
-from .proxy import FaultProxy
+from .proxy import FaultProxy, ProxyPool
 from .runtime import Runtime
 from .servers import ExternalServer, ServerHandle
 from .targets import Target, guarded_open, start_server
@@ -187,7 +187,8 @@ class ServerEnvironment:
         else:
             self.handle = start_server(target, bool(persistence))
         self.server: ServerFaults = ProcessServerFaults(self.handle)
-        self._proxies: dict[int, FaultProxy] = {}
+        # One proxy per worker, for per-client network faults; none to a remote server of the user's.
+        self._proxies = ProxyPool(self.handle.host, self.handle.port) if is_loopback(self.handle.url) else None
         self._links: dict[int, LinkFaults] = {}
         try:
             probe = guarded_open(target, self._url(self.handle.url))
@@ -206,11 +207,10 @@ class ServerEnvironment:
         return self.target.open(self._url(url))
 
     def open_client(self, index: int) -> LockBackend:
-        proxy = self._proxies.get(index)
-        if proxy is None:
-            proxy = FaultProxy(self.handle.host, self.handle.port, name=f"w{index}").start()
-            self._proxies[index] = proxy
-            self._links[index] = ProxyLink(proxy)
+        if self._proxies is None:
+            return self._open(self.handle.url)
+        proxy = self._proxies.proxy_for(f"w{index}")
+        self._links.setdefault(index, ProxyLink(proxy))
         return self._open(proxy.url_for(self.handle.url))
 
     def open_observer(self) -> LockBackend:
@@ -230,10 +230,9 @@ class ServerEnvironment:
         return None
 
     def close(self) -> None:
-        for proxy in self._proxies.values():
+        if self._proxies is not None:
             with contextlib.suppress(Exception):
-                proxy.stop()
-        self._proxies.clear()
+                self._proxies.stop()
         self.handle.stop()
         if self._prefix is not None:
             prefix, self._prefix = self._prefix, None

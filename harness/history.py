@@ -128,21 +128,6 @@ class HistoryWriter:
                 self._file = None
 
 
-class MemoryHistory:
-    """A history kept in memory only: tests and checkers that need no file."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self._lock = threading.Lock()
-
-    def append(self, record: Record) -> None:
-        with self._lock:
-            self.records.append(record)
-
-    def close(self) -> None:
-        pass
-
-
 _TYPES: dict[str, type[Any]] = {
     "op": OpRecord,
     "write": WriteRecord,

@@ -36,7 +36,6 @@ class ServerFaults(Protocol):
 SERVER_FAULTS = {"server-kill", "server-pause", "clock-jump"}
 LINK_FAULTS = {"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply"}
 WORKER_FAULTS = {"holder-crash", "holder-pause", "renewer-death"}
-ALL_FAULTS = SERVER_FAULTS | LINK_FAULTS | WORKER_FAULTS
 
 
 class Nemesis:

@@ -24,7 +24,6 @@ class FencedRegister:
         self._lock = threading.Lock()
         self._max_token = 0
         self._seq = itertools.count(1)
-        self.last_writer: str | None = None
         self.accepted = 0
         self.rejected = 0
 
@@ -33,7 +32,6 @@ class FencedRegister:
             accepted = not self.fencing or token >= self._max_token
             if accepted:
                 self._max_token = max(self._max_token, token)
-                self.last_writer = client
                 self.accepted += 1
             else:
                 self.rejected += 1

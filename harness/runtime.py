@@ -37,9 +37,6 @@ class Runtime(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
-    @property
-    def stopping(self) -> bool: ...
-
     def spawn(self, name: str, fn: Callable[[], None]) -> None: ...
 
     def run(self, duration_s: float) -> list[BaseException]: ...
@@ -63,10 +60,6 @@ class RealRuntime:
             raise RunStopped
         if seconds > 0 and self._stop.wait(seconds):
             raise RunStopped
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def spawn(self, name: str, fn: Callable[[], None]) -> None:
         self._pending.append((name, fn))
@@ -127,10 +120,6 @@ class VirtualRuntime:
 
     def now_ns(self) -> int:
         return self._now
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
 
     def _push(self, wake_ns: int, task: greenlet.greenlet) -> None:
         self._seq += 1

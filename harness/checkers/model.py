@@ -59,7 +59,6 @@ class Grant:
     effect_horizon: int  # the latest instant the acquire can have taken effect
     renews: list[Op] = field(default_factory=list)
     releases: list[Op] = field(default_factory=list)
-    proven_end: int | None = None  # earliest completion of an observation proving it over
     latest_end: int = 0  # filled by History.bound: no later than this can it be in force
 
     @property
@@ -184,7 +183,6 @@ def _bound(h: History) -> None:
         if not h.caps.durable:
             proofs += [f.end for f in restarts if f.start >= g.effect_horizon]
         g.latest_end = min([latest, *proofs])
-        g.proven_end = min(proofs) if proofs else None
 
 
 def _latest_expiry(h: History, g: Grant, lag: int, restarts: list[FaultWindow]) -> int:

@@ -21,10 +21,6 @@ def fault_colour(fault: str) -> str:
     return _SPARE[sum(map(ord, fault)) % len(_SPARE)]
 
 
-def verdict_colour(verdict: str) -> str:
-    return VERDICT_COLOURS.get(verdict, VERDICT_COLOURS["unknown"])
-
-
 CSS = """
 :root { color-scheme: light; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
