@@ -67,6 +67,7 @@ class FakeKVLock:
         expiry_lag_ms: int | None = None,
         name: str = "fake",
         timeout_ms: int = 2000,
+        rearm_on_restart: bool = False,
     ) -> None:
         self.name = name
         self.clock = clock
@@ -76,6 +77,7 @@ class FakeKVLock:
             raise ValueError("the fake may not lag more than it declares")
         self._lag_ns = lag * NS_PER_MS
         self.timeout_ms = timeout_ms
+        self.rearm_on_restart = rearm_on_restart
         self._lock = threading.RLock()
         self._entries: dict[str, _Entry] = {}
         self._counters: dict[str, int] = {}
@@ -188,6 +190,9 @@ class FakeKVLock:
     def kill(self) -> None:
         """Stop answering, like ``kill -9``: every call fails until ``restart``."""
         with self._lock:
+            now = self.server_now_ns()
+            for key in list(self._entries):
+                self._live(key, now)  # what had expired is gone; the rest waits for the restart
             self._up = False
             self._paused = False
 
@@ -202,6 +207,13 @@ class FakeKVLock:
             if not durable:
                 self._entries.clear()
                 self._counters.clear()
+            elif self.rearm_on_restart:
+                # etcd does this when a restarted member becomes leader: every lease that was live
+                # when it went down gets a fresh TTL from now, so it may outlive its old deadline.
+                now = self.server_now_ns()
+                for key, entry in list(self._entries.items()):
+                    self._entries[key] = _Entry(entry.owner, entry.token, entry.ttl_ms,
+                                                now + entry.ttl_ms * NS_PER_MS)
             self._up = True
 
     def crash(self, *, keep_state: bool | None = None) -> None:
@@ -382,7 +394,7 @@ def open_fake(url: str) -> FakeClient:
     if profile is not None and profile not in PROFILES:
         raise ConfigurationError(f"unknown fake profile {profile!r}; choose from {sorted(PROFILES)}")
     timeout = ms_option(query, "timeout_ms", 0, url) or None
-    server = fake_server(name, capabilities=PROFILES[profile or "ideal"])
+    server = fake_server(name, capabilities=PROFILES[profile or "ideal"], rearm_on_restart=profile == "etcd")
     if profile is not None and server.capabilities != PROFILES[profile]:
         raise ConfigurationError(f"fake server {name!r} already exists with other capabilities")
     return FakeClient(server, timeout_ms=timeout)

@@ -157,6 +157,20 @@ def test_restart_without_durable_state_forgets_holder_and_tokens(clock: ManualCl
     assert lock.acquire("k", "b", 10_000).token == 1  # type: ignore[union-attr]
 
 
+def test_etcd_profile_rearms_live_leases_on_restart(clock: ManualClock) -> None:
+    lock = FakeKVLock(clock, PROFILES["etcd"], expiry_lag_ms=0, rearm_on_restart=True)
+    lock.acquire("k", "a", 2000)
+    clock.advance(1.5)
+    lock.kill()
+    clock.advance(1.0)  # the original deadline passes while the server is down
+    lock.restart()
+    assert lock.holder("k") is not None  # re-armed: 2 s from the restart
+    clock.advance(1.9)
+    assert lock.holder("k") is not None
+    clock.advance(0.1)
+    assert lock.holder("k") is None
+
+
 def test_crash_can_override_durability(lock: FakeKVLock) -> None:
     lock.acquire("k", "a", 10_000)
     lock.crash(keep_state=False)
