@@ -28,7 +28,7 @@ from .report import write_report
 from .runtime import RealRuntime, Runtime, VirtualRuntime
 from .scenarios import Scenario, fault_kinds, soak_schedule
 from .targets import Target
-from .verdicts import SUMMARY_FILE, Judgement, judge, update_summary
+from .verdicts import SUMMARY_FILE, Judgement, judge
 from .worker import Timing, Worker
 
 LOCK_KEY = "lockchaos/soak"
@@ -174,8 +174,8 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
     obs = observe(records)
     judgement = judge(records, strict=opts.strict)
     status: Literal["ran", "interrupted"] = "interrupted" if interrupted else "ran"
-    _write_summary(run_dir, target, scenario, opts, status, "", obs, time.monotonic() - wall0, simulated)
-    update_summary(run_dir, judgement)
+    _write_summary(run_dir, target, scenario, opts, status, "", obs, time.monotonic() - wall0, simulated,
+                   judgement)
     write_report(run_dir)
     return RunResult(target.label, scenario.name, status, "", run_dir, opts.seed,
                      time.monotonic() - wall0, simulated, obs, judgement)
@@ -209,8 +209,10 @@ def _slug(label: str) -> str:
 
 
 def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunOptions, status: str,
-                   reason: str, obs: Observations | None, wall_s: float, simulated_s: float) -> None:
-    summary = {
+                   reason: str, obs: Observations | None, wall_s: float, simulated_s: float,
+                   judgement: Judgement | None = None) -> None:
+    """One write of the run's summary, verdicts included (``lockchaos check`` updates them later)."""
+    summary: dict[str, object] = {
         "backend": target.label, "scenario": scenario.name, "description": scenario.description,
         "status": status, "reason": reason, "seed": opts.seed, "ttl_ms": opts.ttl_ms,
         "virtual_time": opts.virtual_time, "wall_seconds": round(wall_s, 3),
@@ -218,6 +220,8 @@ def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunO
         "observations": None if obs is None else asdict(obs),
         "reproduce": _reproduce(target, scenario, opts),
     }
+    if judgement is not None:
+        summary["checks"] = judgement.to_dict()
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     if status == "skipped":
         write_report(run_dir)
