@@ -54,8 +54,8 @@ compose-nightly: venv servers
 	$(CONTAINER_HOST) stop; exit $$rc
 
 lint: venv
-	$(BIN)/ruff check backends harness tests bench
-	$(BIN)/mypy --strict backends harness
+	$(BIN)/ruff check lockchaos backends harness tests bench
+	$(BIN)/mypy --strict -p lockchaos.backends -p lockchaos.harness
 
 venv: $(STAMP)
 

@@ -21,9 +21,9 @@ from .base import (
 # scheme -> "module:function"; imported lazily so a missing optional client library only
 # matters to the URLs that need it.
 _OPENERS = {
-    "fake": "backends.fake:open_fake",
-    "redis": "backends.redis:open_redis",
-    "etcd": "backends.etcd:open_etcd",
+    "fake": "lockchaos.backends.fake:open_fake",
+    "redis": "lockchaos.backends.redis:open_redis",
+    "etcd": "lockchaos.backends.etcd:open_etcd",
 }
 
 

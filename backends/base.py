@@ -9,7 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Literal, Protocol, Self, runtime_checkable
+
+HolderInfo = Literal["lease", "owner", "presence", "none"]
+"""What ``holder()`` can tell, from most to least: see ``Capabilities.holder_info``."""
+TtlRounding = Literal["up", "down"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,14 +21,17 @@ class Lease:
     """A grant as the lock service reported it.
 
     ``token`` is the fencing token: strictly increasing per key across successful acquires, so a
-    guarded resource can refuse a writer whose lease has been superseded.
+    guarded resource can refuse a writer whose lease has been superseded. It is ``None`` for a lock
+    that issues none (``capabilities.fencing_tokens=False``: most lock libraries), and such a lock is
+    judged by lease identity instead: its stale writes are its declared hazard, never token findings.
     ``ttl_ms`` is the TTL the backend really applied, after its own rounding, because checkers must
-    judge expiry by what the service did, not by what the client asked for.
+    judge expiry by what the service did, not by what the client asked for. In a lease returned by
+    ``holder()`` it is 0 when ``capabilities.holder_info`` says the TTL cannot be told.
     """
 
     key: str
     owner: str
-    token: int
+    token: int | None
     ttl_ms: int
 
 
@@ -36,24 +43,44 @@ class Capabilities:
     """
 
     ttl_granularity_ms: int = 1
-    """Applied TTLs are rounded *up* to a multiple of this (etcd: 1000)."""
+    """Applied TTLs are rounded to a multiple of this (etcd: 1000), in the ``ttl_rounding`` direction."""
+    ttl_rounding: TtlRounding = "up"
+    """``"up"`` (etcd rounds a 1.2 s lease to 2 s) or ``"down"`` (a library that truncates with
+    ``int(seconds)`` grants 1 s for 1.9 s: shorter than asked, which its users must know)."""
     min_ttl_ms: int = 1
     """Applied TTLs are never below this (etcd: 1.5 election timeouts, rounded up to seconds)."""
+    refuses_below_min: bool = False
+    """A TTL below ``min_ttl_ms`` is refused with ``ValueError`` before any I/O, instead of being
+    raised to the minimum."""
     expiry_lag_ms: int = 0
     """How long after its TTL an expired lease may still be visible (held) at the server."""
     durable: bool = False
     """Holders and token counters survive a server crash and restart."""
     fencing_tokens: bool = True
-    """Tokens strictly increase per key (while the server keeps its state)."""
+    """Tokens strictly increase per key (while the server keeps its state). ``False``: every lease's
+    token is ``None``, and no checker may rely on tokens."""
+    holder_info: HolderInfo = "lease"
+    """What ``holder()`` tells: ``"lease"`` the owner, token and applied TTL; ``"owner"`` the owner
+    (token as for acquire, ``ttl_ms`` 0); ``"presence"`` only that someone holds the key (owner ``""``,
+    token ``None``, ``ttl_ms`` 0); ``"none"`` nothing (``holder()`` raises ``NotImplementedError``).
+    Lock libraries tie ownership to a random value inside one lock object, so most cannot name an
+    owner they did not create; checkers and the contract use only what is declared."""
 
     def __post_init__(self) -> None:
         if self.ttl_granularity_ms < 1 or self.min_ttl_ms < 1 or self.expiry_lag_ms < 0:
             raise ValueError(f"impossible capabilities: {self}")
+        if self.ttl_rounding not in ("up", "down") or self.holder_info not in ("lease", "owner", "presence", "none"):
+            raise ValueError(f"impossible capabilities: {self}")
 
     def applied_ttl(self, ttl_ms: int) -> int:
-        """The TTL a conforming backend grants for a requested ``ttl_ms``."""
+        """The TTL a conforming backend grants for a requested ``ttl_ms`` (refusals aside)."""
         gran = self.ttl_granularity_ms
-        return max(self.min_ttl_ms, math.ceil(ttl_ms / gran) * gran)
+        steps = math.ceil(ttl_ms / gran) if self.ttl_rounding == "up" else ttl_ms // gran
+        return max(self.min_ttl_ms, steps * gran)
+
+    def refuses_ttl(self, ttl_ms: int) -> bool:
+        """Whether a conforming backend answers this TTL with ``ValueError`` (declared refusal)."""
+        return self.refuses_below_min and ttl_ms < self.min_ttl_ms
 
 
 @runtime_checkable

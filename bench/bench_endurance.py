@@ -19,9 +19,9 @@ from pathlib import Path
 
 import psutil
 
-from harness.driver import RunOptions, run_scenario
-from harness.scenarios import find_scenario
-from harness.targets import backend_target
+from lockchaos.harness.driver import RunOptions, run_scenario
+from lockchaos.harness.scenarios import find_scenario
+from lockchaos.harness.targets import backend_target
 
 TTL_MS = {"redis": 500, "etcd": 1000, "fake": 500}
 

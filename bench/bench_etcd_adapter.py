@@ -117,7 +117,7 @@ def run_raw_client(
 
 
 def adapter_vs_raw(url: str, n: int) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
-    from backends.etcd import _encode, open_etcd
+    from lockchaos.backends.etcd import _encode, open_etcd
 
     prefix = f"bench/{uuid.uuid4().hex[:8]}/"
     lock = open_etcd(f"{url}?prefix={prefix}")
@@ -188,7 +188,7 @@ def adapter_vs_raw(url: str, n: int) -> dict[str, tuple[dict[str, float], dict[s
 
 
 def ttl_rounding(url: str) -> dict[int, int]:
-    from backends.etcd import open_etcd
+    from lockchaos.backends.etcd import open_etcd
 
     lock = open_etcd(f"{url}?prefix=bench-round/{uuid.uuid4().hex[:8]}/")
     granted = {}
@@ -203,7 +203,7 @@ def ttl_rounding(url: str) -> dict[int, int]:
 
 def expiry_lag(url: str, count: int, ttl_ms: int) -> dict[str, Any]:
     """Grant ``count`` leases at random moments over ~1.5 s; poll until each key is gone."""
-    from backends.etcd import open_etcd
+    from lockchaos.backends.etcd import open_etcd
 
     prefix = f"bench-lag/{uuid.uuid4().hex[:8]}/"
     lock = open_etcd(f"{url}?prefix={prefix}")
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from harness.servers import EtcdServer
+    from lockchaos.harness.servers import EtcdServer
 
     with EtcdServer() as fast, EtcdServer(fast=False) as slow:
         print(f"etcd {fast.url} (fast flags: --heartbeat-interval 10 --election-timeout 100); "
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         # 3. TTL rounding and minimum.
         print("\n== TTL: requested ms -> granted ms")
         for server, name in ((fast, "fast flags"), (slow, "default flags")):
-            from backends.etcd import open_etcd
+            from lockchaos.backends.etcd import open_etcd
 
             with open_etcd(server.url) as probe:
                 minimum = probe.capabilities.min_ttl_ms
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:13} TTL {ttl} ms: min {lag['min_ms']:.0f} ms  p50 {lag['p50_ms']:.0f} ms  "
                   f"p99 {lag['p99_ms']:.0f} ms  max {lag['max_ms']:.0f} ms  (missing {lag['missing']}, "
                   f"grant RTT p50 {lag['grant_rtt_p50_ms']:.2f} ms)")
-        from backends.etcd import EXPIRY_LAG_MS
+        from lockchaos.backends.etcd import EXPIRY_LAG_MS
 
         print(f"  declared expiry_lag_ms = {EXPIRY_LAG_MS}")
     return 0

@@ -13,8 +13,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from harness.proxy import FaultProxy
-from harness.servers import RedisServer
+from lockchaos.harness.proxy import FaultProxy
+from lockchaos.harness.servers import RedisServer
 
 
 def _sample(client: redis.Redis, n: int) -> list[float]:

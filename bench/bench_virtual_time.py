@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.driver import RunOptions, run_scenario
-from harness.scenarios import find_scenario
-from harness.targets import backend_target
-from harness.verdicts import judge
+from lockchaos.harness.driver import RunOptions, run_scenario
+from lockchaos.harness.scenarios import find_scenario
+from lockchaos.harness.targets import backend_target
+from lockchaos.harness.verdicts import judge
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 # Built by scripts/container-host.sh --harness-image: rootfs/ holds Debian's /usr/bin/python3.11, its
 # standard library, the libraries `ldd` lists for the interpreter and every extension module, the
 # runtime dependencies from pyproject.toml (pip install --target, from PyPI) and the repository's
-# backends/ and harness/ packages. It runs external-mode soaks against the compose servers.
+# backends/ and harness/ packages, as lockchaos.backends and lockchaos.harness. It runs external-mode soaks against the compose servers.
 FROM scratch
 COPY rootfs/ /
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -13,6 +13,7 @@ WORKDIR /opt/lockchaos/src
 COPY pyproject.toml README.md ./
 COPY backends backends
 COPY harness harness
+COPY lockchaos/__init__.py lockchaos/__main__.py lockchaos/
 RUN pip install --no-cache-dir --root-user-action=ignore . && rm -rf build *.egg-info
 COPY docker/nightly.py /opt/lockchaos/nightly.py
 WORKDIR /runs

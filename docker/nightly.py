@@ -72,7 +72,7 @@ def main() -> int:
                 worst = max(worst, 3)
                 continue
         out = root / name
-        argv = [sys.executable, "-m", "harness", "soak", *target, *soak_args, "--out", str(out)]
+        argv = [sys.executable, "-m", "lockchaos", "soak", *target, *soak_args, "--out", str(out)]
         print(f"nightly: {shlex.join(argv[1:])}", flush=True)
         status = subprocess.call(argv)
         print(f"nightly: {name}: exit status {status}", flush=True)

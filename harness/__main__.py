@@ -1,3 +1,3 @@
-from harness.cli import entry
+from lockchaos.harness.cli import entry
 
 entry()

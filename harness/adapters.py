@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from backends.base import ConfigurationError, LockBackend
+from lockchaos.backends.base import ConfigurationError, LockBackend
 
 AdapterFactory = Callable[[str], LockBackend]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from backends.base import ConfigurationError
+from lockchaos.backends.base import ConfigurationError
 
 from . import exitcodes
 from .verdicts import Judgement, history_paths, judge, update_summary

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 
-from backends.base import ConfigurationError, InfrastructureError
+from lockchaos.backends.base import ConfigurationError, InfrastructureError
 
 from . import exitcodes, interrupts
 from .driver import RunOptions

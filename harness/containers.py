@@ -35,8 +35,8 @@ elsewhere). testcontainers' own
 reaper (Ryuk) is disabled unless the user sets ``TESTCONTAINERS_RYUK_DISABLED`` explicitly: its
 image must be pulled, which fails where no registry is reachable, and the layers above do its job.
 
-    python -m harness.containers reap OWNER_PID OWNER_STARTED    # the reaper (started by the harness)
-    python -m harness.containers sweep                           # remove leftovers of dead harnesses
+    python -m lockchaos.containers reap OWNER_PID OWNER_STARTED    # the reaper (started by the harness)
+    python -m lockchaos.containers sweep                           # remove leftovers of dead harnesses
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from typing import Any, Self
 
 import psutil
 
-from backends.base import ConfigurationError, InfrastructureError
+from lockchaos.backends.base import ConfigurationError, InfrastructureError
 
 from .serverflags import (
     LOOPBACK,
@@ -299,7 +299,7 @@ def _ensure_reaper() -> None:
             return
         started = _started(os.getpid()) or ""
         subprocess.Popen(
-            [sys.executable, "-m", "harness.containers", "reap", str(os.getpid()), started],
+            [sys.executable, "-m", "lockchaos.harness.containers", "reap", str(os.getpid()), started],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,  # a Ctrl-C at the terminal must not reach it
         )
@@ -748,7 +748,7 @@ def _main(argv: list[str]) -> int:
             print(f"lockchaos: infrastructure: {exc}", file=sys.stderr)
             return 3
         return 0
-    print("usage: python -m harness.containers reap OWNER_PID OWNER_STARTED | sweep", file=sys.stderr)
+    print("usage: python -m lockchaos.containers reap OWNER_PID OWNER_STARTED | sweep", file=sys.stderr)
     return 2
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from backends.base import ConfigurationError, FaultUnsupported
+from lockchaos.backends.base import ConfigurationError, FaultUnsupported
 
 from . import interrupts
 from .environments import Environment, FakeEnvironment, ServerEnvironment

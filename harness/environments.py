@@ -13,8 +13,8 @@ import uuid
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from backends.base import Capabilities, FaultUnsupported, LockBackend
-from backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
+from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
+from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 
 from .external import is_loopback, purge_prefix, with_run_prefix
 from .nemesis import LINK_FAULTS, SERVER_FAULTS, ServerFaults

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from backends.base import ConfigurationError, InfrastructureError
+from lockchaos.backends.base import ConfigurationError, InfrastructureError
 
 from .serverflags import LOOPBACK
 

@@ -16,7 +16,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from backends.base import Lease
+from lockchaos.backends.base import Lease
 
 Outcome = Literal["ok", "fail", "indeterminate"]
 OpName = Literal["acquire", "renew", "release", "holder"]
@@ -46,7 +46,7 @@ class WriteRecord:
 
     client: str
     key: str
-    token: int
+    token: int | None
     time_ns: int
     accepted: bool
     fencing: bool

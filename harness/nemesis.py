@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from backends.base import FaultUnsupported
+from lockchaos.backends.base import FaultUnsupported
 
 from .history import FaultRecord, Record
 from .runtime import Runtime

@@ -65,7 +65,7 @@ def observe(records: Iterable[Record]) -> Observations:
         elif isinstance(rec, WriteRecord):
             accepted += rec.accepted
             rejected += not rec.accepted
-            if rec.token < granted_max:
+            if rec.token is not None and rec.token < granted_max:
                 stale += 1
                 stale_accepted += rec.accepted
                 if len(examples) < 5:

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
-from backends.base import ConfigurationError, InfrastructureError
+from lockchaos.backends.base import ConfigurationError, InfrastructureError
 
 from .serverflags import LOOPBACK
 

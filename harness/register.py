@@ -27,10 +27,12 @@ class FencedRegister:
         self.accepted = 0
         self.rejected = 0
 
-    def write(self, client: str, token: int) -> bool:
+    def write(self, client: str, token: int | None) -> bool:
+        # A lock without tokens cannot be fenced: the register takes the write, and the checkers judge
+        # it by lease identity (a write after the writer's grant surely ended is a stale write).
         with self._lock:
-            accepted = not self.fencing or token >= self._max_token
-            if accepted:
+            accepted = not self.fencing or token is None or token >= self._max_token
+            if accepted and token is not None:
                 self._max_token = max(self._max_token, token)
                 self.accepted += 1
             else:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import greenlet
 
-from backends.base import LockChaosError
+from lockchaos.backends.base import LockChaosError
 
 from . import interrupts
 

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from backends.base import ConfigurationError
+from lockchaos.backends.base import ConfigurationError
 
 Target = Literal["holder", "server", "all", "random"]
 

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
+from lockchaos.backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
 
 from . import watchdog
 from .serverflags import (

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from backends.base import FaultUnsupported
+from lockchaos.backends.base import FaultUnsupported
 
 from . import exitcodes, interrupts
 from .check import STYLE, print_findings

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from backends import open_backend
-from backends.base import BackendUnavailable, ConfigurationError, InfrastructureError, LockBackend
-from backends.fake import FakeKVLock, drop_fake_server, fake_server
+from lockchaos.backends import open_backend
+from lockchaos.backends.base import BackendUnavailable, ConfigurationError, InfrastructureError, LockBackend
+from lockchaos.backends.fake import FakeKVLock, drop_fake_server, fake_server
 
 from .adapters import AdapterFactory, checked_backend, load_factory
 from .servers import ServerHandle
@@ -186,7 +186,7 @@ def probe_client(env: Provisioned) -> None:
 def provisioned(target: Target, *, fake_profile: str = "ideal") -> Iterator[Provisioned]:
     """Start the target's server (process mode), yield it, and always stop it."""
     if target.server_kind == "fake":
-        from backends.fake import PROFILES
+        from lockchaos.backends.fake import PROFILES
 
         name = f"lockchaos-{uuid.uuid4().hex[:12]}"
         server = fake_server(name, capabilities=PROFILES[fake_profile])

@@ -56,7 +56,7 @@ def judge(history: Path | Iterable[Record], *, strict: bool = False) -> Judgemen
 
 def history_paths(target: Path) -> list[Path]:
     """A history file, a run directory, or a soak's top directory holding many runs."""
-    from backends.base import ConfigurationError
+    from lockchaos.backends.base import ConfigurationError
 
     if target.is_file():
         return [target]

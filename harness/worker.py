@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from backends.base import BackendUnavailable, Lease, LockBackend
+from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
 
 from .history import FaultRecord, OpName, OpRecord, Outcome, Record, lease_dict
 from .register import FencedRegister

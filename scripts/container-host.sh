@@ -309,7 +309,7 @@ build_harness_image() {
     "$pip_py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
         || die "$pip_py is not Python 3.11: its wheels would not load in Debian's python3.11"
     sum=$( (sha256sum "$py" "$REPO/pyproject.toml" "$REPO/docker/nightly.py" "$REPO/docker/harness-debian.Dockerfile"
-            find "$REPO/backends" "$REPO/harness" -name '*.py' -print0 | sort -z | xargs -0 sha256sum) \
+            find "$REPO/lockchaos" "$REPO/backends" "$REPO/harness" -name '*.py' -print0 | sort -z | xargs -0 sha256sum) \
           | sha256sum | cut -c1-64)
     have=$("$cli" image inspect "$HARNESS_IMAGE" --format '{{index .Config.Labels "lockchaos.inputs-sha256"}}' 2>/dev/null || true)
     if [ "$have" = "$sum" ]; then say "image $HARNESS_IMAGE is up to date"; return; fi
@@ -329,7 +329,9 @@ build_harness_image() {
     "$pip_py" -m pip --python "$py" install --quiet --disable-pip-version-check --no-compile --target "$site" \
         "${reqs[@]}" >&2 || die "pip install of the harness's dependencies failed"
     mkdir -p "$root/opt/lockchaos/src" "$root/runs"
-    cp -r "$REPO/backends" "$REPO/harness" "$root/opt/lockchaos/src/"
+    mkdir -p "$root/opt/lockchaos/src/lockchaos"
+    cp "$REPO"/lockchaos/*.py "$root/opt/lockchaos/src/lockchaos/"
+    cp -r "$REPO/backends" "$REPO/harness" "$root/opt/lockchaos/src/lockchaos/"
     find "$root/opt/lockchaos/src" -name '__pycache__' -prune -exec rm -rf {} +
     cp "$REPO/docker/nightly.py" "$root/opt/lockchaos/nightly.py"
     local elf=()
@@ -340,7 +342,7 @@ build_harness_image() {
     DOCKER_BUILDKIT=0 "$cli" build -q -t "$HARNESS_IMAGE" --label "lockchaos.inputs-sha256=$sum" "$ctx" >/dev/null \
         || die "docker build of $HARNESS_IMAGE failed"
     "$cli" run --rm --network host --entrypoint python3 "$HARNESS_IMAGE" \
-        -c 'import harness.soak, harness.cli, backends.etcd, backends.redis' \
+        -c 'import lockchaos.harness.soak, lockchaos.harness.cli, lockchaos.backends.etcd, lockchaos.backends.redis' \
         || { "$cli" rmi -f "$HARNESS_IMAGE" >/dev/null 2>&1; die "image $HARNESS_IMAGE was built but cannot import the harness (removed)"; }
     say "built $HARNESS_IMAGE in $((SECONDS - t0)) s"
 }

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from backends.base import Capabilities, Lease, validate_call
+from lockchaos.backends.base import Capabilities, Lease, validate_call
 
 RTT_S = 0.0002
 

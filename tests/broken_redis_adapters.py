@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from backends.base import Lease, validate_call
-from backends.redis import RedisLock, parse_redis_url
+from lockchaos.backends.base import Lease, validate_call
+from lockchaos.backends.redis import RedisLock, parse_redis_url
 
 
 class ReleaseWithoutOwnerCheck(RedisLock):

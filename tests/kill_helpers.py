@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import time
 
-from backends import open_backend
-from backends.base import LockBackend
+from lockchaos.backends import open_backend
+from lockchaos.backends.base import LockBackend
 
 _opened = itertools.count()
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.checkers import check_history
-from harness.checkers.findings import CheckResult
-from harness.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord
+from lockchaos.harness.checkers import check_history
+from lockchaos.harness.checkers.findings import CheckResult
+from lockchaos.harness.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord
 
 MS = 1_000_000
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from lockchaos.harness.cli import main
 
 BAD_USAGE = [
     (["contract", "--backend", "mongo"], "invalid choice: 'mongo'"),
@@ -64,7 +64,7 @@ def test_hanging_factory_is_a_usage_error_within_the_bound(monkeypatch: pytest.M
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
-    from harness import targets
+    from lockchaos.harness import targets
 
     monkeypatch.setattr(targets, "FACTORY_TIMEOUT_S", 1.0)
     start = time.monotonic()
@@ -90,7 +90,7 @@ def test_missing_server_binary_exits_3_naming_it(env: str, value: str, message: 
 def test_wrong_protocol_url_exits_3_within_seconds(capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
-    from harness.servers import EtcdServer
+    from lockchaos.harness.servers import EtcdServer
 
     with EtcdServer() as etcd:
         start = time.monotonic()
@@ -105,7 +105,7 @@ def test_factory_returning_a_non_backend_is_a_usage_error(capsys: pytest.Capture
 
 
 def test_console_script_and_module_entry_point_agree() -> None:
-    proc = subprocess.run([sys.executable, "-m", "harness", "contract", "--backend", "nope"],
+    proc = subprocess.run([sys.executable, "-m", "lockchaos", "contract", "--backend", "nope"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("lockchaos: error:")

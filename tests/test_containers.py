@@ -25,10 +25,10 @@ import psutil
 import pytest
 import redis
 
-from backends import open_backend
-from backends.base import ConfigurationError, InfrastructureError
-from harness import containers
-from harness.containers import (
+from lockchaos.backends import open_backend
+from lockchaos.backends.base import ConfigurationError, InfrastructureError
+from lockchaos.harness import containers
+from lockchaos.harness.containers import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     LABEL_OWNER_STARTED,
@@ -42,8 +42,8 @@ from harness.containers import (
     run_id,
     sweep_orphans,
 )
-from harness.contract import run_contract
-from harness.servers import ServerHandle
+from lockchaos.harness.contract import run_contract
+from lockchaos.harness.servers import ServerHandle
 
 ROOT = Path(__file__).resolve().parents[1]
 PREP = "eval \"$(scripts/container-host.sh)\" (as root) before running these tests"
@@ -302,7 +302,7 @@ def test_sweep_removes_labelled_leftovers_of_a_dead_owner_only(engine: Any) -> N
 def test_a_harness_that_forgets_stop_removes_its_containers_at_exit(engine: Any, tmp_path: Path) -> None:
     script = tmp_path / "forgetful_harness.py"
     script.write_text(textwrap.dedent("""
-        from harness.containers import EtcdContainer, RedisContainer
+        from lockchaos.harness.containers import EtcdContainer, RedisContainer
         print(RedisContainer().start().container_name, EtcdContainer().start().container_name, flush=True)
     """))
     out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -317,7 +317,7 @@ def test_a_sigkilled_harness_leaves_no_container_behind(engine: Any, tmp_path: P
     script = tmp_path / "doomed_harness.py"
     script.write_text(textwrap.dedent("""
         import sys, time
-        from harness.containers import RedisContainer
+        from lockchaos.harness.containers import RedisContainer
         server = RedisContainer(persistence=True).start()
         print(server.container_name, server.volume_name, flush=True)
         time.sleep(600)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli import main
+from lockchaos.harness.cli import main
 from tests.broken_adapters import BROKEN
 
 # The rule each broken adapter must at least fail (it may fail others too).

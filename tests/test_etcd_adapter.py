@@ -11,11 +11,11 @@ from typing import Any
 import etcd3
 import pytest
 
-from backends import open_backend
-from backends.base import BackendTimeout, BackendUnavailable, ConfigurationError, Lease, LockBackend
-from backends.etcd import EtcdLock, open_etcd, parse_etcd_url
-from harness.cli import main
-from harness.servers import EtcdServer
+from lockchaos.backends import open_backend
+from lockchaos.backends.base import BackendTimeout, BackendUnavailable, ConfigurationError, Lease, LockBackend
+from lockchaos.backends.etcd import EtcdLock, open_etcd, parse_etcd_url
+from lockchaos.harness.cli import main
+from lockchaos.harness.servers import EtcdServer
 
 pytestmark = [
     pytest.mark.etcd,

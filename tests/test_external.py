@@ -10,8 +10,8 @@ import etcd3
 import pytest
 import redis
 
-from harness.cli import main
-from harness.servers import EtcdServer, RedisServer
+from lockchaos.harness.cli import main
+from lockchaos.harness.servers import EtcdServer, RedisServer
 
 
 @pytest.fixture

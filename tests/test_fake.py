@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from backends import open_backend
-from backends.base import BackendTimeout, BackendUnavailable, Capabilities, ConfigurationError, Lease
-from backends.clock import ManualClock
-from backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
+from lockchaos.backends import open_backend
+from lockchaos.backends.base import BackendTimeout, BackendUnavailable, Capabilities, ConfigurationError, Lease
+from lockchaos.backends.clock import ManualClock
+from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 
 
 @pytest.fixture

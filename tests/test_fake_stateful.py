@@ -6,9 +6,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from backends.base import Lease
-from backends.clock import ManualClock
-from backends.fake import PROFILES, FakeKVLock
+from lockchaos.backends.base import Lease
+from lockchaos.backends.clock import ManualClock
+from lockchaos.backends.fake import PROFILES, FakeKVLock
 
 KEYS = st.sampled_from(["a", "b"])
 OWNERS = st.sampled_from(["o1", "o2", "o3"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.cli import main
+from lockchaos.harness.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ("redis-server", "etcd")
@@ -37,7 +37,7 @@ def wait_until(cond: Callable[[], bool], timeout: float) -> bool:
 
 def start_soak(out: Path, *args: str) -> subprocess.Popen[bytes]:
     """The CLI in its own process; its output goes to a file so that no pipe can fill up and block it."""
-    argv = [sys.executable, "-m", "harness", "soak", "--out", str(out), "--seed", "1", *args]
+    argv = [sys.executable, "-m", "lockchaos", "soak", "--out", str(out), "--seed", "1", *args]
     log = (out.parent / "harness.log").open("wb")
     return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -16,9 +16,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from backends.base import ConfigurationError, InfrastructureError
-from harness.proxy import FaultProxy, ProxyPool
-from harness.servers import EtcdServer, RedisServer
+from lockchaos.backends.base import ConfigurationError, InfrastructureError
+from lockchaos.harness.proxy import FaultProxy, ProxyPool
+from lockchaos.harness.servers import EtcdServer, RedisServer
 
 PING = b"PING\r\n"
 PONG = b"+PONG\r\n"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.contract import rule_names
+from lockchaos.harness.contract import rule_names
 
 CONFTEST = """
 import pytest
-from backends import open_backend
+from lockchaos.backends import open_backend
 
 @pytest.fixture
 def lockchaos_factory():

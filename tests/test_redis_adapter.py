@@ -15,8 +15,8 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from backends import open_backend
-from backends.base import (
+from lockchaos.backends import open_backend
+from lockchaos.backends.base import (
     BackendTimeout,
     BackendUnavailable,
     ConfigurationError,
@@ -25,12 +25,12 @@ from backends.base import (
     LockBackend,
     LockChaosError,
 )
-from backends.redis import EXPIRY_LAG_MS, RedisLock, open_redis
-from harness.cli import main
-from harness.contract.rules import find_rule
-from harness.contract.runner import run_contract
-from harness.servers import RedisServer
-from harness.targets import Provisioned, backend_target, probe_client, provisioned
+from lockchaos.backends.redis import EXPIRY_LAG_MS, RedisLock, open_redis
+from lockchaos.harness.cli import main
+from lockchaos.harness.contract.rules import find_rule
+from lockchaos.harness.contract.runner import run_contract
+from lockchaos.harness.servers import RedisServer
+from lockchaos.harness.targets import Provisioned, backend_target, probe_client, provisioned
 from tests.broken_redis_adapters import BROKEN
 
 pytestmark = [

@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from backends.base import ConfigurationError
-from harness.checkers.model import load_history
-from harness.driver import RunOptions, RunResult, run_scenario
-from harness.history import FaultRecord, HistoryWriter, NoteRecord, OpRecord, WriteRecord
-from harness.report import report_command, write_index, write_junit, write_report
-from harness.report.svg import MAX_ELEMENTS, render_timeline
-from harness.report.timeline import extract
-from harness.scenarios import CATALOGUE, find_scenario
-from harness.soak import SoakPlan, run_soak
-from harness.targets import adapter_target, backend_target
-from harness.verdicts import judge, update_summary
+from lockchaos.backends.base import ConfigurationError
+from lockchaos.harness.checkers.model import load_history
+from lockchaos.harness.driver import RunOptions, RunResult, run_scenario
+from lockchaos.harness.history import FaultRecord, HistoryWriter, NoteRecord, OpRecord, WriteRecord
+from lockchaos.harness.report import report_command, write_index, write_junit, write_report
+from lockchaos.harness.report.svg import MAX_ELEMENTS, render_timeline
+from lockchaos.harness.report.timeline import extract
+from lockchaos.harness.scenarios import CATALOGUE, find_scenario
+from lockchaos.harness.soak import SoakPlan, run_soak
+from lockchaos.harness.targets import adapter_target, backend_target
+from lockchaos.harness.verdicts import judge, update_summary
 
 FAKE = backend_target("fake")
 MS = 1_000_000

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from harness.driver import RunOptions, run_scenario
-from harness.report import write_report
-from harness.scenarios import find_scenario
-from harness.targets import backend_target
+from lockchaos.harness.driver import RunOptions, run_scenario
+from lockchaos.harness.report import write_report
+from lockchaos.harness.scenarios import find_scenario
+from lockchaos.harness.targets import backend_target
 from tests.test_check_cli import _planted
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from lockchaos.harness.cli import main
 from tests.broken_adapters import BROKEN
 
 # adapter -> (scenario that exercises the bug, checkers any of which may catch it first)

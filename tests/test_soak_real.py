@@ -12,10 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.driver import RunOptions, RunResult, run_scenario
-from harness.history import OpRecord, WriteRecord, read_history
-from harness.scenarios import find_scenario
-from harness.targets import backend_target
+from lockchaos.harness.driver import RunOptions, RunResult, run_scenario
+from lockchaos.harness.history import OpRecord, WriteRecord, read_history
+from lockchaos.harness.scenarios import find_scenario
+from lockchaos.harness.targets import backend_target
 
 TTL = {"redis": 300, "etcd": 1000}
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.base import Capabilities
+from lockchaos.backends.base import Capabilities
 
 from ..history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
 

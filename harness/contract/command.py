@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from harness import exitcodes
-from harness.targets import Target, probe_client, provisioned
+from lockchaos.harness import exitcodes
+from lockchaos.harness.targets import Target, probe_client, provisioned
 
 from .runner import RuleResult, run_contract
 

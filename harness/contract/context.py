@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from backends.base import Capabilities, Lease, LockBackend
-from backends.clock import REAL_CLOCK, Clock
+from lockchaos.backends.base import Capabilities, Lease, LockBackend
+from lockchaos.backends.clock import REAL_CLOCK, Clock
 
 NS_PER_MS = 1_000_000
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from harness.adapters import AdapterFactory, load_factory
-from harness.targets import SERVERS, Target, provisioned
+from lockchaos.harness.adapters import AdapterFactory, load_factory
+from lockchaos.harness.targets import SERVERS, Target, provisioned
 
 from .rules import RULES, Rule
 from .runner import run_rule

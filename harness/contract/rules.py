@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from backends.base import Lease, LockBackend
+from lockchaos.backends.base import Lease, LockBackend
 
 from .context import NS_PER_MS, ContractContext, ContractFailure, Inconclusive, RuleSkipped, Timed, expect
 
@@ -46,6 +46,14 @@ def _granted(ctx: ContractContext, backend: LockBackend, key: str, owner: str, t
 def _lease(timed: Timed) -> Lease:
     assert isinstance(timed.value, Lease)
     return timed.value
+
+
+def _token(lease: Lease | None) -> int:
+    """The fencing token of a lease from a lock that declared fencing tokens (None is a violation)."""
+    expect(lease is not None and lease.token is not None,
+           f"{lease!r} carries no token, yet the backend declared fencing_tokens=True")
+    assert lease is not None and lease.token is not None
+    return lease.token
 
 
 def _require_fencing(ctx: ContractContext) -> None:
@@ -290,7 +298,7 @@ def tokens_increase_across_release(ctx: ContractContext) -> None:
     tokens = []
     for i in range(6):
         c, owner = (a, ctx.owner("a")) if i % 2 == 0 else (b, ctx.owner("b"))
-        tokens.append(_lease(_granted(ctx, c, key, owner, ctx.ttl_with_room(2000))).token)
+        tokens.append(_token(_lease(_granted(ctx, c, key, owner, ctx.ttl_with_room(2000)))))
         expect(c.release(key, owner), "release by the holder failed")
     expect(all(x < y for x, y in itertools.pairwise(tokens)),
            f"tokens not strictly increasing: {tokens}")
@@ -305,7 +313,7 @@ def tokens_increase_across_expiry(ctx: ContractContext) -> None:
     granted = _granted(ctx, a, key, ctx.owner("a"), ctx.ttl_ms)
     expect(ctx.probe_gone(b, key, granted, ctx.ttl_ms) is None, "lease outlived TTL + declared lag")
     second = _lease(_granted(ctx, b, key, ctx.owner("b"), ctx.ttl_ms))
-    expect(second.token > _lease(granted).token,
+    expect(_token(second) > _token(_lease(granted)),
            f"token after expiry {second.token} is not above {_lease(granted).token}")
 
 
@@ -409,13 +417,13 @@ def declared_durability_holds_across_restart(ctx: ContractContext) -> None:
     expect(seen == lease, f"after a restart the holder is {seen!r}, expected {lease!r}")
     expect(b.release(key, ctx.owner("a")) is True, "release after restart failed")
     after = b.acquire(key, ctx.owner("b"), ctx.ttl_ms)
-    expect(after is not None and after.token > lease.token,
+    expect(after is not None and _token(after) > _token(lease),
            f"token after restart {after!r} is not above {lease.token}")
 
 
 def _retry_unavailable(ctx: ContractContext, call: Callable[[], Lease | None]) -> Lease | None:
     """A freshly restarted server may refuse for a moment; give it a bounded while."""
-    from backends.base import BackendUnavailable
+    from lockchaos.backends.base import BackendUnavailable
 
     deadline = ctx.now_ns() + 10_000 * NS_PER_MS
     while True:

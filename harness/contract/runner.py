@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from backends.base import LockBackend
-from backends.clock import REAL_CLOCK, Clock
+from lockchaos.backends.base import LockBackend
+from lockchaos.backends.clock import REAL_CLOCK, Clock
 
 from .context import ContractContext, ContractFailure, Inconclusive, RuleSkipped, ServerControl
 from .rules import RULES, Rule

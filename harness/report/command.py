@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from backends.base import ConfigurationError
+from lockchaos.backends.base import ConfigurationError
 
 from .. import exitcodes
 from ..history import HISTORY_FILE

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from backends.base import ConfigurationError
+from lockchaos.backends.base import ConfigurationError
 
 from ..history import HISTORY_FILE
 from ..scenarios import find_scenario

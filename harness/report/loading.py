@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import ConfigurationError
+from lockchaos.backends.base import ConfigurationError
 
 from ..checkers import check_history
 from ..checkers.findings import CheckResult

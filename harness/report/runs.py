@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.base import ConfigurationError
+from lockchaos.backends.base import ConfigurationError
 
 from ..history import HISTORY_FILE, parse_record
 from ..verdicts import SUMMARY_FILE, judge

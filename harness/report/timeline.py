@@ -92,7 +92,7 @@ def extract(h: History, findings: Iterable[FindingRow]) -> TimelineData:
     for op in h.ops:
         if op.rec.op != "holder":  # the end-of-run observer only looks
             lane(op.rec.client)
-    written: dict[tuple[str, int], tuple[float, float]] = {}
+    written: dict[tuple[str, int | None], tuple[float, float]] = {}
     for _, w in h.writes:
         t = w.time_ns / NS
         ln = lane(w.client)
@@ -118,7 +118,7 @@ def _client_order(client: str) -> tuple[str, int]:
     return (base, int(inc) if inc.isdigit() else 0)
 
 
-def _grant_spans(h: History, g: Grant, ln: Lane, written: dict[tuple[str, int], tuple[float, float]]) -> None:
+def _grant_spans(h: History, g: Grant, ln: Lane, written: dict[tuple[str, int | None], tuple[float, float]]) -> None:
     acq = g.acquire
     start_ns = acq.complete if g.definite else acq.invoke
     proofs = [r.complete for r in g.releases if r.rec.outcome == "ok"]
