@@ -20,6 +20,8 @@ from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.harness.proxy import FaultProxy, ProxyPool
 from lockchaos.harness.servers import EtcdServer, RedisServer
 
+pytestmark = [pytest.mark.redis, pytest.mark.etcd]
+
 PING = b"PING\r\n"
 PONG = b"+PONG\r\n"
 
