@@ -5,6 +5,15 @@ and the gRPC stack of the etcd client as a network would deliver it: as timeouts
 ``ECONNREFUSED``, not through mocks. One selector thread per proxy owns every socket; fault commands
 run *on* that thread and return once in effect, so that the fault window a history records is the
 window the clients saw.
+
+While no fault needs to see the bytes (no blackhole, no latency: ``refuse`` only touches the
+listener), each connection is relayed by the kernel: one thread per direction moves bytes with
+``splice(2)`` through a pipe, and blocks in ``poll(2)``, so that it holds the GIL for a few
+microseconds per chunk instead of the whole per-chunk Python path. A fault command first stops those
+threads (an eventfd wakes them; they never block anywhere else), takes the bytes still in their
+pipes into the Python queues, and only then applies: it is in effect when the call returns, exactly
+as on the Python path. When the proxy is healthy again, connections whose queues have drained go
+back to the kernel path. Without ``os.splice`` (not Linux) every byte takes the Python path.
 """
 
 from __future__ import annotations
@@ -14,7 +23,9 @@ import dataclasses
 import errno
 import ipaddress
 import math
+import os
 import queue
+import select
 import selectors
 import socket
 import struct
@@ -40,11 +51,16 @@ _MAX_TICK_S = 0.5
 _PORT_ATTEMPTS = 5
 _RST_LINGER = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+SPLICE_AVAILABLE = hasattr(os, "splice") and hasattr(os, "eventfd")
+_SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if SPLICE_AVAILABLE else 0
+_POLL_MS = 1000  # a relay thread re-checks its stop flag at least this often (the eventfd wakes it first)
+_JOIN_S = 5.0  # a relay thread only ever blocks in poll(), which the eventfd ends; this is a safety bound
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProxyStats:
-    """Counters since start; always a consistent snapshot (the loop swaps in a new one per change)."""
+    """Counters since start. A snapshot never counts a byte twice; bytes a relay thread has just
+    passed on may show a moment later (it counts after each chunk, without a lock)."""
 
     accepted: int = 0  # connections accepted from clients
     rejected: int = 0  # accepted, then reset at once (refuse() off Linux, or over the connection cap)
@@ -53,6 +69,7 @@ class ProxyStats:
     bytes_up: int = 0  # client -> server, delivered
     bytes_down: int = 0  # server -> client, delivered
     bytes_dropped: int = 0  # read by the proxy and never delivered (blackhole, reset, stop)
+    spliced: int = 0  # open connections currently relayed by the kernel (no fault needs their bytes)
 
 
 def _resolve(host: str, port: int, allow_non_loopback: bool) -> tuple[int, tuple[str, int]]:
@@ -113,20 +130,33 @@ class _Pipe:
 
     src: socket.socket
     dst: socket.socket
+    upward: bool  # client -> server
     chunks: deque[tuple[float, bytes]] = dataclasses.field(default_factory=deque)
     queued: int = 0
     eof: bool = False  # src sent FIN: shut dst for writing once the queue is drained
     shut: bool = False
     blocked: bool = False  # dst's send buffer is full: wait for EVENT_WRITE
+    # the kernel path: a pipe (read end, write end), the bytes spliced into it and not yet out of
+    # it, the bytes delivered by the relay thread (its own counter, folded into the proxy's totals
+    # once the thread has stopped), and the thread itself
+    kernel: tuple[int, int] | None = None
+    in_pipe: int = 0
+    delivered: int = 0
+    relay: threading.Thread | None = None
 
 
 class _Conn:
-    __slots__ = ("client", "closed", "connecting", "down", "events", "up", "upstream")
+    __slots__ = ("client", "closed", "connecting", "down", "events", "failed", "halt", "spliced", "stop_fd",
+                 "up", "upstream")
 
     def __init__(self, client: socket.socket, upstream: socket.socket, connecting: bool) -> None:
         self.client, self.upstream, self.connecting, self.closed = client, upstream, connecting, False
-        self.up, self.down = _Pipe(client, upstream), _Pipe(upstream, client)
+        self.up, self.down = _Pipe(client, upstream, True), _Pipe(upstream, client, False)
         self.events = {client: 0, upstream: 0}  # as registered with the selector
+        self.spliced = False  # relayed by the kernel: the selector does not watch its sockets
+        self.halt = False  # tells the relay threads to stop (with a write to stop_fd to wake them)
+        self.failed = False  # a relay thread hit a socket error: the loop aborts the connection
+        self.stop_fd = -1
 
 
 class FaultProxy:
@@ -137,9 +167,12 @@ class FaultProxy:
     """
 
     def __init__(
-        self, upstream_host: str, upstream_port: int, *, name: str = "", allow_non_loopback: bool = False
+        self, upstream_host: str, upstream_port: int, *, name: str = "", allow_non_loopback: bool = False,
+        splice: bool = True,
     ) -> None:
+        """``splice=False`` keeps every byte on the Python path (to measure or test that path)."""
         self.upstream_host, self.upstream_port, self.name = upstream_host, upstream_port, name
+        self._splice = splice and SPLICE_AVAILABLE
         self._family, self._upstream = _resolve(upstream_host, upstream_port, allow_non_loopback)
         self._port = 0
         self._listener: socket.socket | None = None
@@ -149,7 +182,13 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._commands: queue.SimpleQueue[tuple[Callable[[], object], Future[None]]] = queue.SimpleQueue()
         self._conns: set[_Conn] = set()
-        self._stats = ProxyStats()
+        # Counters, written by the loop thread only; multi-field changes and the hand-over of a relay
+        # thread's byte count take _stats_lock, so that stats() never counts a byte twice.
+        self._stats_lock = threading.Lock()
+        self._accepted = self._rejected = self._resets = self._open = 0
+        self._up = self._down = self._dropped = 0
+        self._relaying: set[_Pipe] = set()  # pipes whose relay thread runs
+        self._spliced = 0
         # once started, written by the loop thread only
         self._running = self._refusing = False
         # Each fault has a direction: "up" is client -> server (requests), "down" the replies.
@@ -171,7 +210,18 @@ class FaultProxy:
         return LOOPBACK, self.port
 
     def stats(self) -> ProxyStats:
-        return self._stats
+        """A snapshot of the counters; relay threads' bytes are read as far as they have got."""
+        with self._stats_lock:
+            up, down = self._up, self._down
+            for pipe in self._relaying:
+                if pipe.upward:
+                    up += pipe.delivered
+                else:
+                    down += pipe.delivered
+            return ProxyStats(
+                accepted=self._accepted, rejected=self._rejected, reset=self._resets, open=self._open,
+                bytes_up=up, bytes_down=down, bytes_dropped=self._dropped, spliced=self._spliced,
+            )
 
     def url_for(self, url: str) -> str:
         """``url`` aimed at this proxy. A URL naming another server is refused: proxying it to this
@@ -250,13 +300,13 @@ class FaultProxy:
         """Forward every chunk ``ms`` later in each direction, in order, the queued ones included."""
         if isinstance(ms, bool) or not isinstance(ms, int | float) or not math.isfinite(ms) or ms < 0:
             raise ConfigurationError(f"latency must be a finite number of ms >= 0, got {ms!r}")
-        self._call(lambda: self._delay_s.update(up=ms / 1000, down=ms / 1000))
+        self._call(lambda: self._do_delay(up=ms / 1000, down=ms / 1000))
 
     def delay_replies(self, ms: float) -> None:
         """Forward server -> client bytes ``ms`` later, requests at once: a reply that arrives late."""
         if isinstance(ms, bool) or not isinstance(ms, int | float) or not math.isfinite(ms) or ms < 0:
             raise ConfigurationError(f"reply delay must be a finite number of ms >= 0, got {ms!r}")
-        self._call(lambda: self._delay_s.update(down=ms / 1000))
+        self._call(lambda: self._do_delay(down=ms / 1000))
 
     def blackhole_replies(self) -> None:
         """Requests still reach the server, but its replies vanish: the call took effect, the client
@@ -286,13 +336,19 @@ class FaultProxy:
             raise InfrastructureError(f"{self!r}: its thread did not answer within {timeout:g} s") from None
 
     def _do_blackhole(self, up: bool = True, down: bool = True) -> None:
+        self._unsplice_all()
         self._dropping["up"] |= up
         self._dropping["down"] |= down
         for conn in self._conns:
             for pipe in (conn.up,) * up + (conn.down,) * down:
-                self._bump(bytes_dropped=pipe.queued)
+                self._dropped += pipe.queued
                 pipe.chunks.clear()
                 pipe.queued = 0
+
+    def _do_delay(self, **delay_s: float) -> None:
+        if any(delay_s.values()):
+            self._unsplice_all()
+        self._delay_s.update(delay_s)
 
     def _do_reset(self) -> None:
         for conn in list(self._conns):
@@ -328,7 +384,8 @@ class FaultProxy:
         finally:
             self._running = False
             for conn in list(self._conns):
-                self._drop(conn, abort=True)
+                with contextlib.suppress(InfrastructureError):
+                    self._drop(conn, abort=True)
             while not self._commands.empty():  # nobody will run these: fail them, don't hang callers
                 self._commands.get_nowait()[1].set_exception(InfrastructureError(f"{self!r} stopped"))
 
@@ -350,10 +407,15 @@ class FaultProxy:
             except Exception as exc:
                 fut.set_exception(exc)
         now = time.monotonic()
+        healthy = self._healthy()
         for conn in list(self._conns):
+            if conn.spliced:
+                continue
             self._flush(conn, conn.up, now)
             self._flush(conn, conn.down, now)
-            if not conn.closed:
+            if conn.closed:
+                continue
+            if not (healthy and self._may_splice(conn) and self._start_splicing(conn)):
                 self._update_interest(conn)
 
     def _timeout(self, now: float) -> float:
@@ -371,10 +433,10 @@ class FaultProxy:
                 client, _ = self._listener.accept()
             except OSError:  # backlog empty, or out of fds: the rest waits for the next tick
                 return
-            self._bump(accepted=1)
+            self._accepted += 1
             if self._refusing or len(self._conns) >= _MAX_CONNECTIONS:
                 _abort(client)
-                self._bump(rejected=1)
+                self._rejected += 1
                 continue
             upstream = socket.socket(self._family, socket.SOCK_STREAM)
             for sock in (client, upstream):
@@ -383,7 +445,7 @@ class FaultProxy:
             err = upstream.connect_ex(self._upstream)
             conn = _Conn(client, upstream, connecting=err == errno.EINPROGRESS)
             self._conns.add(conn)
-            self._bump(open=1)
+            self._open += 1
             if err not in (0, errno.EINPROGRESS):
                 self._drop(conn, abort=True)  # upstream refused: the client sees a reset
 
@@ -411,7 +473,7 @@ class FaultProxy:
         elif not data:
             pipe.eof = True
         elif dropping:
-            self._bump(bytes_dropped=len(data))
+            self._dropped += len(data)
         else:
             pipe.chunks.append((time.monotonic(), data))
             pipe.queued += len(data)
@@ -431,7 +493,10 @@ class FaultProxy:
                 self._drop(conn, abort=True)
                 return
             pipe.queued -= sent
-            self._bump(**{"bytes_up" if pipe is conn.up else "bytes_down": sent})
+            if pipe.upward:
+                self._up += sent
+            else:
+                self._down += sent
             if sent < len(data):
                 pipe.chunks[0], pipe.blocked = (arrival, data[sent:]), True
                 return
@@ -469,17 +534,165 @@ class FaultProxy:
     def _drop(self, conn: _Conn, *, abort: bool) -> None:
         if conn.closed:
             return
-        conn.closed = True
-        self._conns.discard(conn)
-        for sock in (conn.client, conn.upstream):
-            if conn.events[sock] and self._sel is not None:
-                self._sel.unregister(sock)
-            _abort(sock) if abort else sock.close()
-        self._bump(open=-1, reset=int(abort), bytes_dropped=conn.up.queued + conn.down.queued)
+        try:
+            self._unsplice(conn)
+        finally:
+            conn.closed = True
+            self._conns.discard(conn)
+            for sock in (conn.client, conn.upstream):
+                if conn.events[sock] and self._sel is not None:
+                    self._sel.unregister(sock)
+                _abort(sock) if abort else sock.close()
+            for fd in (*(conn.up.kernel or ()), *(conn.down.kernel or ()), conn.stop_fd):
+                if fd >= 0:
+                    os.close(fd)
+            conn.up.kernel = conn.down.kernel = None
+            conn.stop_fd = -1
+            with self._stats_lock:
+                self._open -= 1
+                self._resets += abort
+                self._dropped += conn.up.queued + conn.down.queued
 
-    def _bump(self, **delta: int) -> None:
-        stats = self._stats
-        self._stats = dataclasses.replace(stats, **{k: getattr(stats, k) + v for k, v in delta.items()})
+    # -- the kernel path
+    def _healthy(self) -> bool:
+        """No fault needs to see the bytes (refusing new connections does not)."""
+        return self._splice and not (self._dropping["up"] or self._dropping["down"]
+                                     or self._delay_s["up"] or self._delay_s["down"])
+
+    @staticmethod
+    def _may_splice(conn: _Conn) -> bool:
+        return not conn.connecting and not any(p.chunks or p.blocked for p in (conn.up, conn.down))
+
+    def _start_splicing(self, conn: _Conn) -> bool:
+        """Hand the connection to one relay thread per open direction (the queues are empty).
+        False if the kernel path cannot be set up (out of fds or threads): it stays on the Python path."""
+        assert self._sel is not None
+        if conn.stop_fd < 0:
+            try:
+                conn.stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+                for pipe in (conn.up, conn.down):
+                    pipe.kernel = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                for fd in (*(conn.up.kernel or ()), *(conn.down.kernel or ()), conn.stop_fd):
+                    if fd >= 0:
+                        os.close(fd)
+                conn.up.kernel = conn.down.kernel = None
+                conn.stop_fd = -1
+                return False
+        for sock in (conn.client, conn.upstream):
+            if conn.events[sock]:
+                self._sel.unregister(sock)
+                conn.events[sock] = 0
+        conn.spliced, conn.halt, conn.failed = True, False, False
+        with self._stats_lock:
+            self._spliced += 1
+            for pipe in (conn.up, conn.down):
+                if not pipe.eof:
+                    pipe.relay = threading.Thread(
+                        target=self._relay, args=(conn, pipe), daemon=True,
+                        name=f"fault-proxy-{self.name}-{'up' if pipe.upward else 'down'}",
+                    )
+                    self._relaying.add(pipe)
+        for pipe in (conn.up, conn.down):
+            if pipe.relay is not None:
+                try:
+                    pipe.relay.start()
+                except RuntimeError:  # can't start a new thread: back to the Python path
+                    pipe.relay = None  # never started: nothing to join; nor is down's, if up failed
+                    if pipe is conn.up:
+                        conn.down.relay = None
+                    self._unsplice(conn)
+                    return False
+        return True
+
+    def _unsplice_all(self) -> None:
+        for conn in list(self._conns):
+            self._unsplice(conn)
+
+    def _unsplice(self, conn: _Conn) -> None:
+        """Stop the relay threads and queue what is still in their pipes (it arrived just now), so
+        that a fault applied next sees every byte not yet delivered."""
+        if not conn.spliced:
+            return
+        conn.halt = True
+        os.eventfd_write(conn.stop_fd, 1)
+        for pipe in (conn.up, conn.down):
+            if pipe.relay is not None:
+                pipe.relay.join(_JOIN_S)
+                if pipe.relay.is_alive():
+                    raise InfrastructureError(f"{self!r}: a relay thread did not stop within {_JOIN_S:g} s")
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(conn.stop_fd)
+        now = time.monotonic()
+        with self._stats_lock:
+            conn.spliced = False
+            self._spliced -= 1
+            for pipe in (conn.up, conn.down):
+                self._relaying.discard(pipe)
+                pipe.relay = None
+                if pipe.upward:
+                    self._up += pipe.delivered
+                else:
+                    self._down += pipe.delivered
+                pipe.delivered = 0
+        for pipe in (conn.up, conn.down):
+            while pipe.in_pipe and pipe.kernel is not None:  # bounded: the pipe holds in_pipe bytes
+                data = os.read(pipe.kernel[0], pipe.in_pipe)
+                pipe.chunks.append((now, data))
+                pipe.queued += len(data)
+                pipe.in_pipe -= len(data)
+
+    def _relay(self, conn: _Conn, pipe: _Pipe) -> None:
+        """One direction on the kernel path: poll, splice src -> pipe, splice pipe -> dst. Every
+        splice is non-blocking; the only wait is poll(), which conn.stop_fd ends."""
+        assert pipe.kernel is not None
+        src, dst, (pipe_r, pipe_w), stop = pipe.src.fileno(), pipe.dst.fileno(), pipe.kernel, conn.stop_fd
+        readable, writable = select.poll(), select.poll()
+        readable.register(src, select.POLLIN)
+        readable.register(stop, select.POLLIN)
+        writable.register(dst, select.POLLOUT)
+        writable.register(stop, select.POLLIN)
+        splice, flags = os.splice, _SPLICE_FLAGS
+        try:
+            while not conn.halt:
+                if not pipe.in_pipe:
+                    readable.poll(_POLL_MS)
+                    if conn.halt:
+                        return
+                    try:
+                        got = splice(src, pipe_w, _CHUNK, flags=flags)
+                    except BlockingIOError:
+                        continue
+                    if not got:  # FIN from src: pass it on, as the Python path does
+                        with contextlib.suppress(OSError):
+                            pipe.dst.shutdown(socket.SHUT_WR)
+                        pipe.eof = pipe.shut = True
+                        self._post(conn)
+                        return
+                    pipe.in_pipe = got
+                try:
+                    sent = splice(pipe_r, dst, pipe.in_pipe, flags=flags)
+                except BlockingIOError:
+                    writable.poll(_POLL_MS)
+                    continue
+                pipe.in_pipe -= sent
+                pipe.delivered += sent
+        except OSError:  # a reset on one side becomes a reset on the other
+            conn.failed = True
+            self._post(conn)
+
+    def _post(self, conn: _Conn) -> None:
+        """From a relay thread: ask the loop to close the connection if it is done or failed."""
+        self._commands.put((lambda: self._settle(conn), Future()))
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"\0")
+
+    def _settle(self, conn: _Conn) -> None:
+        if conn.failed:
+            self._drop(conn, abort=True)
+        elif conn.up.shut and conn.down.shut:
+            self._drop(conn, abort=False)
 
     def _close_own_sockets(self) -> None:
         if self._sel is not None:
