@@ -7,13 +7,15 @@ run *on* that thread and return once in effect, so that the fault window a histo
 window the clients saw.
 
 While no fault needs to see the bytes (no blackhole, no latency: ``refuse`` only touches the
-listener), each connection is relayed by the kernel: one thread per direction moves bytes with
-``splice(2)`` through a pipe, and blocks in ``poll(2)``, so that it holds the GIL for a few
-microseconds per chunk instead of the whole per-chunk Python path. A fault command first stops those
-threads (an eventfd wakes them; they never block anywhere else), takes the bytes still in their
-pipes into the Python queues, and only then applies: it is in effect when the call returns, exactly
-as on the Python path. When the proxy is healthy again, connections whose queues have drained go
-back to the kernel path. Without ``os.splice`` (not Linux) every byte takes the Python path.
+listener), each connection is relayed by the kernel: a second thread per proxy waits in
+``epoll(7)`` on every such connection and moves bytes with ``splice(2)`` through a pipe per
+direction, so that a chunk costs a few microseconds of GIL instead of the whole per-chunk Python
+path (allocation, queue, timers, selector bookkeeping), and one wake-up serves every connection
+that is ready. A fault command first has that thread let go of every connection (it waits for
+nothing else, so this takes one wake-up), takes the bytes still in the pipes into the Python
+queues, and only then applies: it is in effect when the call returns, exactly as on the Python
+path. When the proxy is healthy again, connections whose queues have drained go back to the kernel
+path. Without ``os.splice`` (not Linux) every byte takes the Python path.
 """
 
 from __future__ import annotations
@@ -53,13 +55,13 @@ _RST_LINGER = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST in
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 SPLICE_AVAILABLE = hasattr(os, "splice") and hasattr(os, "eventfd")
 _SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if SPLICE_AVAILABLE else 0
-_POLL_MS = 1000  # a relay thread re-checks its stop flag at least this often (the eventfd wakes it first)
-_JOIN_S = 5.0  # a relay thread only ever blocks in poll(), which the eventfd ends; this is a safety bound
+_RELAY_POLL_S = 1.0  # the relay thread's longest sleep; requests wake it at once through an eventfd
+_RELAY_ANSWER_S = 5.0  # it only ever waits in epoll_wait(), which a request ends: a safety bound
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProxyStats:
-    """Counters since start. A snapshot never counts a byte twice; bytes a relay thread has just
+    """Counters since start. A snapshot never counts a byte twice; bytes the relay thread has just
     passed on may show a moment later (it counts after each chunk, without a lock)."""
 
     accepted: int = 0  # connections accepted from clients
@@ -137,26 +139,180 @@ class _Pipe:
     shut: bool = False
     blocked: bool = False  # dst's send buffer is full: wait for EVENT_WRITE
     # the kernel path: a pipe (read end, write end), the bytes spliced into it and not yet out of
-    # it, the bytes delivered by the relay thread (its own counter, folded into the proxy's totals
-    # once the thread has stopped), and the thread itself
+    # it, and the bytes delivered by the relay thread (its own counter, folded into the proxy's
+    # totals once the relay has let go of the connection)
     kernel: tuple[int, int] | None = None
     in_pipe: int = 0
     delivered: int = 0
-    relay: threading.Thread | None = None
 
 
 class _Conn:
-    __slots__ = ("client", "closed", "connecting", "down", "events", "failed", "halt", "spliced", "stop_fd",
-                 "up", "upstream")
+    __slots__ = ("client", "closed", "connecting", "down", "events", "failed", "spliced", "up", "upstream")
 
     def __init__(self, client: socket.socket, upstream: socket.socket, connecting: bool) -> None:
         self.client, self.upstream, self.connecting, self.closed = client, upstream, connecting, False
         self.up, self.down = _Pipe(client, upstream, True), _Pipe(upstream, client, False)
         self.events = {client: 0, upstream: 0}  # as registered with the selector
-        self.spliced = False  # relayed by the kernel: the selector does not watch its sockets
-        self.halt = False  # tells the relay threads to stop (with a write to stop_fd to wake them)
-        self.failed = False  # a relay thread hit a socket error: the loop aborts the connection
-        self.stop_fd = -1
+        self.spliced = False  # handed to the relay: the selector does not watch its sockets
+        self.failed = False  # the relay hit a socket error: the loop aborts the connection
+
+
+class _KernelRelay:
+    """The kernel path of one proxy: a thread that waits in epoll on the sockets of every healthy
+    connection and moves their bytes with splice(2), never into Python objects.
+
+    It owns a connection's sockets and pipes from ``add`` until ``remove`` returns (or until it
+    reports the connection done or failed through ``on_done``, run on the relay thread). It waits
+    only in epoll_wait, which a request ends through an eventfd, so ``remove`` takes one wake-up.
+    """
+
+    def __init__(self, name: str, on_done: Callable[[_Conn], None]) -> None:
+        self._name, self._on_done = name, on_done
+        self._requests: queue.SimpleQueue[tuple[Callable[[], object], Future[None]]] = queue.SimpleQueue()
+        self._ep = select.epoll()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._ep.register(self._wake, select.EPOLLIN)
+        # fd -> (connection, the pipe that reads from fd, the pipe that writes to fd), and the
+        # events each fd is registered for; touched by the relay thread only
+        self._fds: dict[int, tuple[_Conn, _Pipe, _Pipe]] = {}
+        self._masks: dict[int, int] = {}
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def add(self, conn: _Conn) -> None:
+        self._request(lambda: self._do_add(conn), wait=False)
+
+    def remove(self, conns: tuple[_Conn, ...]) -> None:
+        """Let go of these connections; when this returns, the caller owns them again."""
+        self._request(lambda: self._do_remove(conns), wait=True)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            with contextlib.suppress(InfrastructureError):
+                self._request(lambda: setattr(self, "_running", False), wait=True)
+            self._thread.join(_RELAY_ANSWER_S)
+        if not self._thread.is_alive():
+            self._ep.close()
+            with contextlib.suppress(OSError):
+                os.close(self._wake)
+
+    def _request(self, fn: Callable[[], object], *, wait: bool) -> None:
+        if not self._thread.is_alive():
+            raise InfrastructureError(f"{self._name} is not running")
+        fut: Future[None] = Future()
+        self._requests.put((fn, fut))
+        os.eventfd_write(self._wake, 1)
+        if wait:
+            try:
+                fut.result(_RELAY_ANSWER_S)
+            except TimeoutError:
+                raise InfrastructureError(f"{self._name} did not answer within {_RELAY_ANSWER_S:g} s") from None
+
+    def _run(self) -> None:
+        try:
+            while self._running:
+                for fd, events in self._ep.poll(_RELAY_POLL_S):
+                    if fd == self._wake:
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(self._wake)
+                        continue
+                    entry = self._fds.get(fd)
+                    if entry is None:  # let go of earlier in this batch
+                        continue
+                    conn, reading, writing = entry
+                    try:
+                        if events & select.EPOLLERR:  # a reset: the loop aborts both sides
+                            raise ConnectionResetError
+                        if events & (select.EPOLLIN | select.EPOLLHUP):
+                            self._pump(conn, reading)
+                        if events & (select.EPOLLOUT | select.EPOLLHUP) and fd in self._fds:
+                            self._pump(conn, writing)
+                    except OSError:  # a reset on one side becomes a reset on the other
+                        self._fail(conn)
+                while not self._requests.empty():
+                    fn, fut = self._requests.get_nowait()
+                    try:
+                        fn()
+                        fut.set_result(None)
+                    except Exception as exc:
+                        fut.set_exception(exc)
+        finally:
+            self._running = False
+            while not self._requests.empty():
+                self._requests.get_nowait()[1].set_exception(InfrastructureError(f"{self._name} stopped"))
+
+    def _do_add(self, conn: _Conn) -> None:
+        for sock, reading, writing in ((conn.client, conn.up, conn.down), (conn.upstream, conn.down, conn.up)):
+            fd = sock.fileno()
+            self._fds[fd] = (conn, reading, writing)
+            self._masks[fd] = mask = self._mask(reading, writing)
+            self._ep.register(fd, mask)
+
+    def _do_remove(self, conns: tuple[_Conn, ...]) -> None:
+        for conn in conns:
+            self._forget(conn)
+
+    def _forget(self, conn: _Conn) -> None:
+        for sock in (conn.client, conn.upstream):
+            fd = sock.fileno()
+            if self._fds.pop(fd, None) is not None:
+                del self._masks[fd]
+                with contextlib.suppress(OSError):
+                    self._ep.unregister(fd)
+
+    def _fail(self, conn: _Conn) -> None:
+        conn.failed = True
+        self._forget(conn)
+        self._on_done(conn)
+
+    @staticmethod
+    def _mask(reading: _Pipe, writing: _Pipe) -> int:
+        """Read while the pipe out of this socket is empty; wait to write while the pipe into it is not."""
+        return (select.EPOLLIN * (not reading.eof and not reading.in_pipe)) | (select.EPOLLOUT * bool(writing.in_pipe))
+
+    def _pump(self, conn: _Conn, pipe: _Pipe) -> None:
+        """Move what one direction can move now: drain its pipe, read one chunk, push it on.
+        An OSError (a reset) propagates: the caller fails the connection."""
+        if pipe.eof or pipe.kernel is None:
+            return
+        pipe_r, pipe_w = pipe.kernel
+        read = False
+        while True:  # at most: drain, read once, push that
+            if pipe.in_pipe:
+                try:
+                    sent = os.splice(pipe_r, pipe.dst.fileno(), pipe.in_pipe, flags=_SPLICE_FLAGS)
+                except BlockingIOError:
+                    break
+                pipe.in_pipe -= sent
+                pipe.delivered += sent
+                if pipe.in_pipe:
+                    break
+            if read:
+                break
+            read = True
+            try:
+                got = os.splice(pipe.src.fileno(), pipe_w, _CHUNK, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                break
+            if not got:  # FIN from src: pass it on, as the Python path does
+                with contextlib.suppress(OSError):
+                    pipe.dst.shutdown(socket.SHUT_WR)
+                pipe.eof = pipe.shut = True
+                break
+            pipe.in_pipe = got
+        if conn.up.shut and conn.down.shut:
+            self._forget(conn)
+            self._on_done(conn)
+            return
+        for sock, reading, writing in ((conn.client, conn.up, conn.down), (conn.upstream, conn.down, conn.up)):
+            fd, mask = sock.fileno(), self._mask(reading, writing)
+            if self._masks[fd] != mask:
+                self._masks[fd] = mask
+                self._ep.modify(fd, mask)
 
 
 class FaultProxy:
@@ -187,8 +343,9 @@ class FaultProxy:
         self._stats_lock = threading.Lock()
         self._accepted = self._rejected = self._resets = self._open = 0
         self._up = self._down = self._dropped = 0
-        self._relaying: set[_Pipe] = set()  # pipes whose relay thread runs
+        self._relaying: set[_Pipe] = set()  # pipes of connections handed to the relay
         self._spliced = 0
+        self._relay: _KernelRelay | None = None
         # once started, written by the loop thread only
         self._running = self._refusing = False
         # Each fault has a direction: "up" is client -> server (requests), "down" the replies.
@@ -253,11 +410,16 @@ class FaultProxy:
             self._sel = selectors.DefaultSelector()
             self._sel.register(self._listener, _READ, "accept")
             self._sel.register(self._wake_r, _READ, "wake")
+            if self._splice:
+                self._relay = _KernelRelay(f"fault-proxy-{self.name}-relay", self._post).start()
             self._running = True
             self._thread = threading.Thread(target=self._run, name=f"fault-proxy-{self.name}", daemon=True)
             self._thread.start()
         except (OSError, RuntimeError) as exc:
             self._running = False
+            if self._relay is not None:
+                self._relay.stop()
+                self._relay = None
             self._close_own_sockets()
             raise InfrastructureError(f"cannot start {self!r}: {exc}") from exc
         return self
@@ -351,6 +513,7 @@ class FaultProxy:
         self._delay_s.update(delay_s)
 
     def _do_reset(self) -> None:
+        self._unsplice_all()
         for conn in list(self._conns):
             self._drop(conn, abort=True)
 
@@ -383,9 +546,13 @@ class FaultProxy:
                 self._tick()
         finally:
             self._running = False
+            with contextlib.suppress(InfrastructureError):
+                self._unsplice_all()
             for conn in list(self._conns):
                 with contextlib.suppress(InfrastructureError):
                     self._drop(conn, abort=True)
+            if self._relay is not None:
+                self._relay.stop()
             while not self._commands.empty():  # nobody will run these: fail them, don't hang callers
                 self._commands.get_nowait()[1].set_exception(InfrastructureError(f"{self!r} stopped"))
 
@@ -543,11 +710,9 @@ class FaultProxy:
                 if conn.events[sock] and self._sel is not None:
                     self._sel.unregister(sock)
                 _abort(sock) if abort else sock.close()
-            for fd in (*(conn.up.kernel or ()), *(conn.down.kernel or ()), conn.stop_fd):
-                if fd >= 0:
-                    os.close(fd)
+            for fd in (*(conn.up.kernel or ()), *(conn.down.kernel or ())):
+                os.close(fd)
             conn.up.kernel = conn.down.kernel = None
-            conn.stop_fd = -1
             with self._stats_lock:
                 self._open -= 1
                 self._resets += abort
@@ -564,125 +729,61 @@ class FaultProxy:
         return not conn.connecting and not any(p.chunks or p.blocked for p in (conn.up, conn.down))
 
     def _start_splicing(self, conn: _Conn) -> bool:
-        """Hand the connection to one relay thread per open direction (the queues are empty).
-        False if the kernel path cannot be set up (out of fds or threads): it stays on the Python path."""
+        """Hand the connection to the relay thread (its queues are empty). False if the kernel path
+        cannot be set up (out of fds): the connection stays on the Python path."""
         assert self._sel is not None
-        if conn.stop_fd < 0:
+        if self._relay is None:
+            return False
+        if conn.up.kernel is None or conn.down.kernel is None:
             try:
-                conn.stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
                 for pipe in (conn.up, conn.down):
-                    pipe.kernel = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                    pipe.kernel = pipe.kernel or os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError:
-                for fd in (*(conn.up.kernel or ()), *(conn.down.kernel or ()), conn.stop_fd):
-                    if fd >= 0:
-                        os.close(fd)
-                conn.up.kernel = conn.down.kernel = None
-                conn.stop_fd = -1
-                return False
+                return False  # _drop closes whichever pipe was made
         for sock in (conn.client, conn.upstream):
             if conn.events[sock]:
                 self._sel.unregister(sock)
                 conn.events[sock] = 0
-        conn.spliced, conn.halt, conn.failed = True, False, False
+        conn.spliced = True
         with self._stats_lock:
             self._spliced += 1
-            for pipe in (conn.up, conn.down):
-                if not pipe.eof:
-                    pipe.relay = threading.Thread(
-                        target=self._relay, args=(conn, pipe), daemon=True,
-                        name=f"fault-proxy-{self.name}-{'up' if pipe.upward else 'down'}",
-                    )
-                    self._relaying.add(pipe)
-        for pipe in (conn.up, conn.down):
-            if pipe.relay is not None:
-                try:
-                    pipe.relay.start()
-                except RuntimeError:  # can't start a new thread: back to the Python path
-                    pipe.relay = None  # never started: nothing to join; nor is down's, if up failed
-                    if pipe is conn.up:
-                        conn.down.relay = None
-                    self._unsplice(conn)
-                    return False
+            self._relaying.update((conn.up, conn.down))
+        self._relay.add(conn)
         return True
 
     def _unsplice_all(self) -> None:
-        for conn in list(self._conns):
-            self._unsplice(conn)
+        self._unsplice(*[conn for conn in self._conns if conn.spliced])
 
-    def _unsplice(self, conn: _Conn) -> None:
-        """Stop the relay threads and queue what is still in their pipes (it arrived just now), so
-        that a fault applied next sees every byte not yet delivered."""
-        if not conn.spliced:
+    def _unsplice(self, *conns: _Conn) -> None:
+        """Take the connections back from the relay and queue what is still in their pipes (it
+        arrived just now), so that a fault applied next sees every byte not yet delivered."""
+        conns = tuple(conn for conn in conns if conn.spliced)
+        if not conns:
             return
-        conn.halt = True
-        os.eventfd_write(conn.stop_fd, 1)
-        for pipe in (conn.up, conn.down):
-            if pipe.relay is not None:
-                pipe.relay.join(_JOIN_S)
-                if pipe.relay.is_alive():
-                    raise InfrastructureError(f"{self!r}: a relay thread did not stop within {_JOIN_S:g} s")
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(conn.stop_fd)
+        assert self._relay is not None
+        self._relay.remove(conns)
         now = time.monotonic()
         with self._stats_lock:
-            conn.spliced = False
-            self._spliced -= 1
+            for conn in conns:
+                conn.spliced = False
+                self._spliced -= 1
+                for pipe in (conn.up, conn.down):
+                    self._relaying.discard(pipe)
+                    if pipe.upward:
+                        self._up += pipe.delivered
+                    else:
+                        self._down += pipe.delivered
+                    pipe.delivered = 0
+        for conn in conns:
             for pipe in (conn.up, conn.down):
-                self._relaying.discard(pipe)
-                pipe.relay = None
-                if pipe.upward:
-                    self._up += pipe.delivered
-                else:
-                    self._down += pipe.delivered
-                pipe.delivered = 0
-        for pipe in (conn.up, conn.down):
-            while pipe.in_pipe and pipe.kernel is not None:  # bounded: the pipe holds in_pipe bytes
-                data = os.read(pipe.kernel[0], pipe.in_pipe)
-                pipe.chunks.append((now, data))
-                pipe.queued += len(data)
-                pipe.in_pipe -= len(data)
-
-    def _relay(self, conn: _Conn, pipe: _Pipe) -> None:
-        """One direction on the kernel path: poll, splice src -> pipe, splice pipe -> dst. Every
-        splice is non-blocking; the only wait is poll(), which conn.stop_fd ends."""
-        assert pipe.kernel is not None
-        src, dst, (pipe_r, pipe_w), stop = pipe.src.fileno(), pipe.dst.fileno(), pipe.kernel, conn.stop_fd
-        readable, writable = select.poll(), select.poll()
-        readable.register(src, select.POLLIN)
-        readable.register(stop, select.POLLIN)
-        writable.register(dst, select.POLLOUT)
-        writable.register(stop, select.POLLIN)
-        splice, flags = os.splice, _SPLICE_FLAGS
-        try:
-            while not conn.halt:
-                if not pipe.in_pipe:
-                    readable.poll(_POLL_MS)
-                    if conn.halt:
-                        return
-                    try:
-                        got = splice(src, pipe_w, _CHUNK, flags=flags)
-                    except BlockingIOError:
-                        continue
-                    if not got:  # FIN from src: pass it on, as the Python path does
-                        with contextlib.suppress(OSError):
-                            pipe.dst.shutdown(socket.SHUT_WR)
-                        pipe.eof = pipe.shut = True
-                        self._post(conn)
-                        return
-                    pipe.in_pipe = got
-                try:
-                    sent = splice(pipe_r, dst, pipe.in_pipe, flags=flags)
-                except BlockingIOError:
-                    writable.poll(_POLL_MS)
-                    continue
-                pipe.in_pipe -= sent
-                pipe.delivered += sent
-        except OSError:  # a reset on one side becomes a reset on the other
-            conn.failed = True
-            self._post(conn)
+                while pipe.in_pipe and pipe.kernel is not None:  # bounded: the pipe holds in_pipe bytes
+                    data = os.read(pipe.kernel[0], pipe.in_pipe)
+                    pipe.chunks.append((now, data))
+                    pipe.queued += len(data)
+                    pipe.in_pipe -= len(data)
 
     def _post(self, conn: _Conn) -> None:
-        """From a relay thread: ask the loop to close the connection if it is done or failed."""
+        """From the relay thread: ask the loop to close a connection that is done or failed."""
         self._commands.put((lambda: self._settle(conn), Future()))
         if self._wake_w is not None:
             with contextlib.suppress(OSError):
