@@ -445,7 +445,7 @@ def test_delay_replies_slows_only_the_answer() -> None:
 
 # --- the kernel path: healthy connections are spliced, faults switch them back to the Python path
 
-FAULT_CALL_BOUND_S = 1.0  # a fault call stops the relay threads (woken by an eventfd) before returning
+FAULT_CALL_BOUND_S = 1.0  # a fault call takes every connection back from the relay thread first
 
 
 def spliced_ping(proxy: FaultProxy, sock: socket.socket, expect_spliced: int = 1) -> None:
