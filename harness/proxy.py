@@ -280,6 +280,7 @@ class _KernelRelay:
         if pipe.eof or pipe.kernel is None:
             return
         pipe_r, pipe_w = pipe.kernel
+        was_empty = not pipe.in_pipe
         read = False
         while True:  # at most: drain, read once, push that
             if pipe.in_pipe:
@@ -304,10 +305,12 @@ class _KernelRelay:
                 pipe.eof = pipe.shut = True
                 break
             pipe.in_pipe = got
-        if conn.up.shut and conn.down.shut:
+        if pipe.eof and conn.up.shut and conn.down.shut:
             self._forget(conn)
             self._on_done(conn)
             return
+        if was_empty and not pipe.in_pipe and not pipe.eof:
+            return  # the usual case: a chunk went straight through, the interest is unchanged
         for sock, reading, writing in ((conn.client, conn.up, conn.down), (conn.upstream, conn.down, conn.up)):
             fd, mask = sock.fileno(), self._mask(reading, writing)
             if self._masks[fd] != mask:
