@@ -7,15 +7,15 @@ run *on* that thread and return once in effect, so that the fault window a histo
 window the clients saw.
 
 While no fault needs to see the bytes (no blackhole, no latency: ``refuse`` only touches the
-listener), each connection is relayed by the kernel: a second thread per proxy waits in
-``epoll(7)`` on every such connection and moves bytes with ``splice(2)`` through a pipe per
-direction, so that a chunk costs a few microseconds of GIL instead of the whole per-chunk Python
-path (allocation, queue, timers, selector bookkeeping), and one wake-up serves every connection
-that is ready. A fault command first has that thread let go of every connection (it waits for
-nothing else, so this takes one wake-up), takes the bytes still in the pipes into the Python
-queues, and only then applies: it is in effect when the call returns, exactly as on the Python
-path. When the proxy is healthy again, connections whose queues have drained go back to the kernel
-path. Without ``os.splice`` (not Linux) every byte takes the Python path.
+listener), each connection is relayed by the kernel (``proxylink.KernelRelay``: a second thread per
+proxy waits in ``epoll(7)`` and moves bytes with ``splice(2)``), so that a chunk costs a few
+microseconds of GIL instead of the whole per-chunk Python path (allocation, queue, timers, selector
+bookkeeping), and one wake-up serves every connection that is ready. A fault command first has
+that thread let go of every connection (it waits for nothing else, so this takes one wake-up),
+takes the bytes still in the pipes into the Python queues, and only then applies: it is in effect
+when the call returns, exactly as on the Python path. When the proxy is healthy again, connections
+whose queues have drained go back to the kernel path. Without ``os.splice`` and ``epoll`` (not
+Linux) every byte takes the Python path.
 """
 
 from __future__ import annotations
@@ -27,13 +27,11 @@ import ipaddress
 import math
 import os
 import queue
-import select
 import selectors
 import socket
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from types import TracebackType
@@ -42,10 +40,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
 
+from .proxylink import CHUNK, SPLICE_AVAILABLE, Conn, KernelRelay, Pipe
 from .serverflags import LOOPBACK
 
 _DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
-_CHUNK = 65536
 _MAX_QUEUED = 1 << 20  # per direction; beyond it the proxy stops reading, as a full TCP window would
 _MAX_CONNECTIONS = 256  # bounds the fds that a client reconnecting in a loop can make us hold
 _ACCEPTS_PER_TICK = 64
@@ -53,10 +51,6 @@ _MAX_TICK_S = 0.5
 _PORT_ATTEMPTS = 5
 _RST_LINGER = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST instead of FIN
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
-SPLICE_AVAILABLE = hasattr(os, "splice") and hasattr(os, "eventfd")
-_SPLICE_FLAGS = (os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK) if SPLICE_AVAILABLE else 0
-_RELAY_POLL_S = 1.0  # the relay thread's longest sleep; requests wake it at once through an eventfd
-_RELAY_ANSWER_S = 5.0  # it only ever waits in epoll_wait(), which a request ends: a safety bound
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,200 +118,6 @@ def _abort(sock: socket.socket) -> None:
     sock.close()
 
 
-@dataclasses.dataclass(slots=True, eq=False)
-class _Pipe:
-    """One direction of one connection: a FIFO of (arrival time, bytes). Latency is applied when
-    sending (due = arrival + current latency), so a change of latency retimes queued bytes and the
-    FIFO keeps them in order; each direction waits on its own queue, never on the other's."""
-
-    src: socket.socket
-    dst: socket.socket
-    upward: bool  # client -> server
-    chunks: deque[tuple[float, bytes]] = dataclasses.field(default_factory=deque)
-    queued: int = 0
-    eof: bool = False  # src sent FIN: shut dst for writing once the queue is drained
-    shut: bool = False
-    blocked: bool = False  # dst's send buffer is full: wait for EVENT_WRITE
-    # the kernel path: a pipe (read end, write end), the bytes spliced into it and not yet out of
-    # it, and the bytes delivered by the relay thread (its own counter, folded into the proxy's
-    # totals once the relay has let go of the connection)
-    kernel: tuple[int, int] | None = None
-    in_pipe: int = 0
-    delivered: int = 0
-
-
-class _Conn:
-    __slots__ = ("client", "closed", "connecting", "down", "events", "failed", "spliced", "up", "upstream")
-
-    def __init__(self, client: socket.socket, upstream: socket.socket, connecting: bool) -> None:
-        self.client, self.upstream, self.connecting, self.closed = client, upstream, connecting, False
-        self.up, self.down = _Pipe(client, upstream, True), _Pipe(upstream, client, False)
-        self.events = {client: 0, upstream: 0}  # as registered with the selector
-        self.spliced = False  # handed to the relay: the selector does not watch its sockets
-        self.failed = False  # the relay hit a socket error: the loop aborts the connection
-
-
-class _KernelRelay:
-    """The kernel path of one proxy: a thread that waits in epoll on the sockets of every healthy
-    connection and moves their bytes with splice(2), never into Python objects.
-
-    It owns a connection's sockets and pipes from ``add`` until ``remove`` returns (or until it
-    reports the connection done or failed through ``on_done``, run on the relay thread). It waits
-    only in epoll_wait, which a request ends through an eventfd, so ``remove`` takes one wake-up.
-    """
-
-    def __init__(self, name: str, on_done: Callable[[_Conn], None]) -> None:
-        self._name, self._on_done = name, on_done
-        self._requests: queue.SimpleQueue[tuple[Callable[[], object], Future[None]]] = queue.SimpleQueue()
-        self._ep = select.epoll()
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._ep.register(self._wake, select.EPOLLIN)
-        # fd -> (connection, the pipe that reads from fd, the pipe that writes to fd), and the
-        # events each fd is registered for; touched by the relay thread only
-        self._fds: dict[int, tuple[_Conn, _Pipe, _Pipe]] = {}
-        self._masks: dict[int, int] = {}
-        self._running = True
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def add(self, conn: _Conn) -> None:
-        self._request(lambda: self._do_add(conn), wait=False)
-
-    def remove(self, conns: tuple[_Conn, ...]) -> None:
-        """Let go of these connections; when this returns, the caller owns them again."""
-        self._request(lambda: self._do_remove(conns), wait=True)
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            with contextlib.suppress(InfrastructureError):
-                self._request(lambda: setattr(self, "_running", False), wait=True)
-            self._thread.join(_RELAY_ANSWER_S)
-        if not self._thread.is_alive():
-            self._ep.close()
-            with contextlib.suppress(OSError):
-                os.close(self._wake)
-
-    def _request(self, fn: Callable[[], object], *, wait: bool) -> None:
-        if not self._thread.is_alive():
-            raise InfrastructureError(f"{self._name} is not running")
-        fut: Future[None] = Future()
-        self._requests.put((fn, fut))
-        os.eventfd_write(self._wake, 1)
-        if wait:
-            try:
-                fut.result(_RELAY_ANSWER_S)
-            except TimeoutError:
-                raise InfrastructureError(f"{self._name} did not answer within {_RELAY_ANSWER_S:g} s") from None
-
-    def _run(self) -> None:
-        try:
-            while self._running:
-                for fd, events in self._ep.poll(_RELAY_POLL_S):
-                    if fd == self._wake:
-                        with contextlib.suppress(BlockingIOError):
-                            os.eventfd_read(self._wake)
-                        continue
-                    entry = self._fds.get(fd)
-                    if entry is None:  # let go of earlier in this batch
-                        continue
-                    conn, reading, writing = entry
-                    try:
-                        if events & select.EPOLLERR:  # a reset: the loop aborts both sides
-                            raise ConnectionResetError
-                        if events & (select.EPOLLIN | select.EPOLLHUP):
-                            self._pump(conn, reading)
-                        if events & (select.EPOLLOUT | select.EPOLLHUP) and fd in self._fds:
-                            self._pump(conn, writing)
-                    except OSError:  # a reset on one side becomes a reset on the other
-                        self._fail(conn)
-                while not self._requests.empty():
-                    fn, fut = self._requests.get_nowait()
-                    try:
-                        fn()
-                        fut.set_result(None)
-                    except Exception as exc:
-                        fut.set_exception(exc)
-        finally:
-            self._running = False
-            while not self._requests.empty():
-                self._requests.get_nowait()[1].set_exception(InfrastructureError(f"{self._name} stopped"))
-
-    def _do_add(self, conn: _Conn) -> None:
-        for sock, reading, writing in ((conn.client, conn.up, conn.down), (conn.upstream, conn.down, conn.up)):
-            fd = sock.fileno()
-            self._fds[fd] = (conn, reading, writing)
-            self._masks[fd] = mask = self._mask(reading, writing)
-            self._ep.register(fd, mask)
-
-    def _do_remove(self, conns: tuple[_Conn, ...]) -> None:
-        for conn in conns:
-            self._forget(conn)
-
-    def _forget(self, conn: _Conn) -> None:
-        for sock in (conn.client, conn.upstream):
-            fd = sock.fileno()
-            if self._fds.pop(fd, None) is not None:
-                del self._masks[fd]
-                with contextlib.suppress(OSError):
-                    self._ep.unregister(fd)
-
-    def _fail(self, conn: _Conn) -> None:
-        conn.failed = True
-        self._forget(conn)
-        self._on_done(conn)
-
-    @staticmethod
-    def _mask(reading: _Pipe, writing: _Pipe) -> int:
-        """Read while the pipe out of this socket is empty; wait to write while the pipe into it is not."""
-        return (select.EPOLLIN * (not reading.eof and not reading.in_pipe)) | (select.EPOLLOUT * bool(writing.in_pipe))
-
-    def _pump(self, conn: _Conn, pipe: _Pipe) -> None:
-        """Move what one direction can move now: drain its pipe, read one chunk, push it on.
-        An OSError (a reset) propagates: the caller fails the connection."""
-        if pipe.eof or pipe.kernel is None:
-            return
-        pipe_r, pipe_w = pipe.kernel
-        was_empty = not pipe.in_pipe
-        read = False
-        while True:  # at most: drain, read once, push that
-            if pipe.in_pipe:
-                try:
-                    sent = os.splice(pipe_r, pipe.dst.fileno(), pipe.in_pipe, flags=_SPLICE_FLAGS)
-                except BlockingIOError:
-                    break
-                pipe.in_pipe -= sent
-                pipe.delivered += sent
-                if pipe.in_pipe:
-                    break
-            if read:
-                break
-            read = True
-            try:
-                got = os.splice(pipe.src.fileno(), pipe_w, _CHUNK, flags=_SPLICE_FLAGS)
-            except BlockingIOError:
-                break
-            if not got:  # FIN from src: pass it on, as the Python path does
-                with contextlib.suppress(OSError):
-                    pipe.dst.shutdown(socket.SHUT_WR)
-                pipe.eof = pipe.shut = True
-                break
-            pipe.in_pipe = got
-        if pipe.eof and conn.up.shut and conn.down.shut:
-            self._forget(conn)
-            self._on_done(conn)
-            return
-        if was_empty and not pipe.in_pipe and not pipe.eof:
-            return  # the usual case: a chunk went straight through, the interest is unchanged
-        for sock, reading, writing in ((conn.client, conn.up, conn.down), (conn.upstream, conn.down, conn.up)):
-            fd, mask = sock.fileno(), self._mask(reading, writing)
-            if self._masks[fd] != mask:
-                self._masks[fd] = mask
-                self._ep.modify(fd, mask)
-
-
 class FaultProxy:
     """Forwards 127.0.0.1:<port> to one upstream and injects network faults on command.
 
@@ -340,15 +140,15 @@ class FaultProxy:
         self._sel: selectors.BaseSelector | None = None
         self._thread: threading.Thread | None = None
         self._commands: queue.SimpleQueue[tuple[Callable[[], object], Future[None]]] = queue.SimpleQueue()
-        self._conns: set[_Conn] = set()
+        self._conns: set[Conn] = set()
         # Counters, written by the loop thread only; multi-field changes and the hand-over of a relay
         # thread's byte count take _stats_lock, so that stats() never counts a byte twice.
         self._stats_lock = threading.Lock()
         self._accepted = self._rejected = self._resets = self._open = 0
         self._up = self._down = self._dropped = 0
-        self._relaying: set[_Pipe] = set()  # pipes of connections handed to the relay
+        self._relaying: set[Pipe] = set()  # pipes of connections handed to the relay
         self._spliced = 0
-        self._relay: _KernelRelay | None = None
+        self._relay: KernelRelay | None = None
         # once started, written by the loop thread only
         self._running = self._refusing = False
         # Each fault has a direction: "up" is client -> server (requests), "down" the replies.
@@ -414,7 +214,7 @@ class FaultProxy:
             self._sel.register(self._listener, _READ, "accept")
             self._sel.register(self._wake_r, _READ, "wake")
             if self._splice:
-                self._relay = _KernelRelay(f"fault-proxy-{self.name}-relay", self._post).start()
+                self._relay = KernelRelay(f"fault-proxy-{self.name}-relay", self._post).start()
             self._running = True
             self._thread = threading.Thread(target=self._run, name=f"fault-proxy-{self.name}", daemon=True)
             self._thread.start()
@@ -613,13 +413,13 @@ class FaultProxy:
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # Nagle would add latency
             err = upstream.connect_ex(self._upstream)
-            conn = _Conn(client, upstream, connecting=err == errno.EINPROGRESS)
+            conn = Conn(client, upstream, connecting=err == errno.EINPROGRESS)
             self._conns.add(conn)
             self._open += 1
             if err not in (0, errno.EINPROGRESS):
                 self._drop(conn, abort=True)  # upstream refused: the client sees a reset
 
-    def _on_event(self, conn: _Conn, sock: object, mask: int) -> None:
+    def _on_event(self, conn: Conn, sock: object, mask: int) -> None:
         if mask & _WRITE and conn.connecting and sock is conn.upstream:
             if conn.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                 self._drop(conn, abort=True)  # upstream refused: the client sees a reset
@@ -631,7 +431,7 @@ class FaultProxy:
             return
         pipe = conn.up if sock is conn.client else conn.down
         try:
-            data = pipe.src.recv(_CHUNK)
+            data = pipe.src.recv(CHUNK)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:  # a reset on one side becomes a reset on the other
@@ -648,7 +448,7 @@ class FaultProxy:
             pipe.chunks.append((time.monotonic(), data))
             pipe.queued += len(data)
 
-    def _flush(self, conn: _Conn, pipe: _Pipe, now: float) -> None:
+    def _flush(self, conn: Conn, pipe: Pipe, now: float) -> None:
         """Send what is due, in order, until the queue is empty or the socket's buffer is full."""
         if conn.closed or (pipe is conn.up and conn.connecting):
             return
@@ -678,10 +478,10 @@ class FaultProxy:
             if conn.up.shut and conn.down.shut:
                 self._drop(conn, abort=False)
 
-    def _delay(self, conn: _Conn, pipe: _Pipe) -> float:
+    def _delay(self, conn: Conn, pipe: Pipe) -> float:
         return self._delay_s["up" if pipe is conn.up else "down"]
 
-    def _update_interest(self, conn: _Conn) -> None:
+    def _update_interest(self, conn: Conn) -> None:
         """Read only what there is room to queue (back-pressure); wait for writability only when
         a send could not complete, or the upstream connect is under way."""
         assert self._sel is not None
@@ -701,7 +501,7 @@ class FaultProxy:
             else:
                 self._sel.modify(sock, events, conn)
 
-    def _drop(self, conn: _Conn, *, abort: bool) -> None:
+    def _drop(self, conn: Conn, *, abort: bool) -> None:
         if conn.closed:
             return
         try:
@@ -728,10 +528,10 @@ class FaultProxy:
                                      or self._delay_s["up"] or self._delay_s["down"])
 
     @staticmethod
-    def _may_splice(conn: _Conn) -> bool:
+    def _may_splice(conn: Conn) -> bool:
         return not conn.connecting and not any(p.chunks or p.blocked for p in (conn.up, conn.down))
 
-    def _start_splicing(self, conn: _Conn) -> bool:
+    def _start_splicing(self, conn: Conn) -> bool:
         """Hand the connection to the relay thread (its queues are empty). False if the kernel path
         cannot be set up (out of fds): the connection stays on the Python path."""
         assert self._sel is not None
@@ -757,7 +557,7 @@ class FaultProxy:
     def _unsplice_all(self) -> None:
         self._unsplice(*[conn for conn in self._conns if conn.spliced])
 
-    def _unsplice(self, *conns: _Conn) -> None:
+    def _unsplice(self, *conns: Conn) -> None:
         """Take the connections back from the relay and queue what is still in their pipes (it
         arrived just now), so that a fault applied next sees every byte not yet delivered."""
         conns = tuple(conn for conn in conns if conn.spliced)
@@ -785,14 +585,14 @@ class FaultProxy:
                     pipe.queued += len(data)
                     pipe.in_pipe -= len(data)
 
-    def _post(self, conn: _Conn) -> None:
+    def _post(self, conn: Conn) -> None:
         """From the relay thread: ask the loop to close a connection that is done or failed."""
         self._commands.put((lambda: self._settle(conn), Future()))
         if self._wake_w is not None:
             with contextlib.suppress(OSError):
                 self._wake_w.send(b"\0")
 
-    def _settle(self, conn: _Conn) -> None:
+    def _settle(self, conn: Conn) -> None:
         if conn.failed:
             self._drop(conn, abort=True)
         elif conn.up.shut and conn.down.shut:
