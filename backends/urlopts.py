@@ -32,6 +32,13 @@ def split_url(url: str, scheme: str) -> SplitResult:
         raise ConfigurationError(f"malformed {scheme} URL {redact_url(url)!r}: {exc}") from None
 
 
+def scheme_of_url(url: str) -> str:
+    """The scheme (lowercase), or ``""``; never raises, so that even a malformed URL is judged by the
+    parser of its own scheme."""
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep and scheme.isascii() and scheme.replace("+", "").isalnum() else ""
+
+
 def parse_endpoint(item: str, scheme: str, url: str, default_port: int) -> tuple[str, int]:
     """One ``host[:port]`` of a URL's authority, checked: a host, and a port in 1-65535."""
     shown = redact_url(url)
@@ -56,7 +63,7 @@ def check_server_url(url: str, *, options: bool = True) -> None:
     options). ``options=False``, for a user's adapter that reads its own options: only what every
     server URL must have (a parseable authority with valid host:port endpoints, no #fragment).
     """
-    scheme = split_url(url, "server").scheme
+    scheme = scheme_of_url(url)
     if scheme not in _PARSERS:
         raise ConfigurationError(f"--url must be a redis:// or etcd:// URL, got {redact_url(url)!r}")
     if options:

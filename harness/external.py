@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_text, redact_url
-from lockchaos.backends.urlopts import split_url
+from lockchaos.backends.urlopts import scheme_of_url, split_url
 
 from .serverflags import LOOPBACK
 
@@ -21,7 +21,7 @@ DEFAULT_PREFIX = {"redis": "lockchaos:", "etcd": "lockchaos/"}
 
 
 def scheme_of(url: str) -> str:
-    scheme = split_url(url, "server").scheme
+    scheme = scheme_of_url(url)
     if scheme not in SEPARATOR:
         raise ConfigurationError(f"--url must be a redis:// or etcd:// URL, got {redact_url(url)!r}")
     return scheme
