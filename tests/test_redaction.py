@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from lockchaos.backends.base import Lease
 from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.harness.cli import _build_parser
 from lockchaos.harness.report.html import reproduce_command
 from lockchaos.harness.servers import RedisServer
+from tests.broken_adapters import CorrectAdapter
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = f"pw-{uuid.uuid4().hex}"
@@ -54,6 +56,20 @@ def server() -> Iterator[PasswordRedis]:
 def quotes_its_url(url: str) -> object:
     """An adapter factory whose error quotes the URL it was given, as many client libraries do."""
     raise ConnectionError(f"could not connect to {url}")
+
+
+class _QuotesItsUrlOnAcquire(CorrectAdapter):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        raise ConnectionError(f"lost the connection to {self.url}")
+
+
+def quotes_its_url_on_acquire(url: str) -> CorrectAdapter:
+    """An adapter that opens fine and then fails every acquire with its URL in the message."""
+    return _QuotesItsUrlOnAcquire(url)
 
 
 def lockchaos(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -148,6 +164,17 @@ def test_a_failing_adapter_run_with_a_password_writes_it_nowhere(server: Passwor
                      "--scenario", "holder-crash", "--seed", "3", "--out", str(run), cwd=tmp_path)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     assert (run / "index.json").is_file() and list(run.rglob("report.html"))
+    assert_no_secret(proc, run)
+
+
+def test_an_adapter_error_quoting_its_url_is_recorded_redacted(server: PasswordRedis, tmp_path: Path) -> None:
+    url = f"redis://:{SECRET}@{server.host}:{server.port}/0"
+    run = tmp_path / "run"
+    proc = lockchaos("soak", "--url", url, "--adapter", "tests.test_redaction:quotes_its_url_on_acquire",
+                     "--scenario", "clean-handover", "--out", str(run), cwd=tmp_path)
+    assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
+    histories = list(run.rglob("history.jsonl"))
+    assert histories and "lost the connection to redis://:***@" in histories[0].read_text()
     assert_no_secret(proc, run)
 
 
