@@ -309,12 +309,17 @@ BROKEN: dict[str, type[CorrectAdapter]] = {
     "raises_for_not_yours": RaisesForNotYours,
     "no_input_validation": NoInputValidation,
     "undeclared_expiry_lag": DeclaresExpiryLagItDoesNotHave,
-    "validates_without_name_limits": ValidatesWithoutNameLimits,
 }
+"""Adapters each soak scenario and the contract must catch (tests/test_soak_catches_broken.py)."""
 
 
 def correct(url: str) -> CorrectAdapter:
     return CorrectAdapter(url)
+
+
+def validates_without_name_limits(url: str) -> CorrectAdapter:
+    """Not in BROKEN: it is correct on every name a soak uses, so only the contract can catch it."""
+    return ValidatesWithoutNameLimits(url)
 
 
 def _factory(cls: type[CorrectAdapter]):  # type: ignore[no-untyped-def]

@@ -22,7 +22,6 @@ EXPECTED_RULE = {
     "raises_for_not_yours": "release_by_other_owner_fails",
     "no_input_validation": "bad_input_raises_value_error",
     "undeclared_expiry_lag": "expired_lease_frees_key",
-    "validates_without_name_limits": "names_beyond_the_shared_limits_raise_value_error",
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import MAX_KEY_BYTES, MAX_OWNER_BYTES, LockBackend, validate_call
+from lockchaos.harness.cli import main
 from lockchaos.harness.contract.rules import find_rule
 from lockchaos.harness.contract.runner import run_rule
 from lockchaos.harness.servers import EtcdServer, RedisServer
@@ -86,6 +87,16 @@ def test_contract_rule_on_name_limits_fails_an_adapter_that_skips_them() -> None
     result = run_rule(find_rule(RULE), lambda: ValidatesWithoutNameLimits("fake://unchecked-names"))
     assert result.status == "failed"
     assert "instead of raising ValueError" in result.message
+
+
+def test_contract_command_names_the_rule_an_adapter_without_name_limits_fails(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["contract", "--adapter", "tests.broken_adapters:validates_without_name_limits",
+                   "--server", "none"])
+    out = capsys.readouterr().out
+    assert status == 1
+    failed_line = next(line for line in out.splitlines() if "rule(s) failed" in line)
+    assert failed_line.rstrip().endswith(RULE)  # that rule, and no other
 
 
 def test_validate_call_measures_names_in_bytes_of_utf8() -> None:
