@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from .base import (
     BackendTimeout,
@@ -28,7 +27,8 @@ from .base import (
     validate_call,
 )
 from .clock import REAL_CLOCK, Clock
-from .urlopts import ms_option, url_options
+from .redaction import redact_url
+from .urlopts import ms_option, split_url, url_options
 
 T = TypeVar("T")
 
@@ -385,10 +385,10 @@ def drop_fake_server(name: str) -> None:
 
 def open_fake(url: str) -> FakeClient:
     """``fake://NAME[?profile=etcd&timeout_ms=500]``: a new client of the server called NAME."""
-    parts = urlsplit(url)
+    parts = split_url(url, "fake")
     name = parts.netloc + parts.path
     if not name:
-        raise ConfigurationError(f"fake URL needs a server name: {url!r} (try fake://default)")
+        raise ConfigurationError(f"fake URL needs a server name: {redact_url(url)!r} (try fake://default)")
     query = url_options(parts.query, ("profile", "timeout_ms"), "fake", url)
     profile = query.get("profile")
     if profile is not None and profile not in PROFILES:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import redis
 import redis.exceptions as rex
@@ -54,7 +54,8 @@ from .base import (
     LockChaosError,
     validate_call,
 )
-from .urlopts import ms_option, prefix_option, url_options
+from .redaction import redact_url
+from .urlopts import ms_option, prefix_option, split_url, url_options
 
 T = TypeVar("T")
 
@@ -151,36 +152,30 @@ class RedisConfig:
     @property
     def display_url(self) -> str:
         """The URL without its password, for messages."""
-        return _redact(self.url)
+        return redact_url(self.url)
 
 
 _OPTIONS = ("prefix", "timeout_ms", "durable")
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{netloc[2]}").geturl()
 
 
 def parse_redis_url(url: str) -> RedisConfig:
     """Parse and check a ``redis://`` URL; any problem is one ConfigurationError line."""
     if not isinstance(url, str):
         raise ConfigurationError(f"redis URL must be a str, got {type(url).__name__}")
-    shown = _redact(url)
-    parts = urlsplit(url)
+    shown = redact_url(url)
+    parts = split_url(url, "redis")
     if parts.scheme != "redis":
         raise ConfigurationError(f"not a redis URL: {shown!r} (expected redis://host:port/db)")
     if parts.fragment:
         raise ConfigurationError(f"redis URL {shown!r} has a #fragment; options go in ?query")
     try:
         host = parts.hostname or "localhost"
-        port = parts.port or 6379
+        port = parts.port
     except ValueError as exc:
         raise ConfigurationError(f"bad host:port in redis URL {shown!r}: {exc}") from None
+    if port == 0:
+        raise ConfigurationError(f"redis URL {shown!r} has port 0")
+    port = port or 6379
     db_text = parts.path.lstrip("/")
     if db_text == "":
         db = 0

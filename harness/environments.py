@@ -195,7 +195,8 @@ class ServerEnvironment:
             self.capabilities = probe.capabilities
             probe.close()
         except BaseException:
-            self.close()
+            with contextlib.suppress(Exception):  # "cannot reach" is the news, not the failed cleanup
+                self.close()
             raise
 
     def _url(self, url: str) -> str:

@@ -39,6 +39,7 @@ from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
+from lockchaos.backends.redaction import redact_url
 
 from .proxylink import CHUNK, SPLICE_AVAILABLE, Conn, KernelRelay, Pipe
 from .serverflags import LOOPBACK
@@ -189,15 +190,15 @@ class FaultProxy:
         parts = urlsplit(url)
         userinfo, at, hosts = parts.netloc.rpartition("@")
         if parts.scheme not in _DEFAULT_PORTS or "," in hosts:
-            raise ConfigurationError(f"cannot proxy {url!r}: expected redis://... or etcd:// with one host")
+            raise ConfigurationError(f"cannot proxy {redact_url(url)!r}: expected redis://... or etcd:// with one host")
         try:
             endpoint = urlsplit(f"//{hosts}")
             host, port = endpoint.hostname or "", endpoint.port or _DEFAULT_PORTS[parts.scheme]
         except ValueError as exc:
-            raise ConfigurationError(f"bad URL {url!r}: {exc}") from None
+            raise ConfigurationError(f"bad URL {redact_url(url)!r}: {exc}") from None
         loopbacks = _is_loopback_name(host) and _is_loopback_name(self.upstream_host)
         if port != self.upstream_port or not (loopbacks or host.lower() == self.upstream_host.lower()):
-            raise ConfigurationError(f"{url!r} does not name the upstream of {self!r}")
+            raise ConfigurationError(f"{redact_url(url)!r} does not name the upstream of {self!r}")
         return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{LOOPBACK}:{self.port}"))
 
     # -- lifecycle

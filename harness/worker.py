@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
+from lockchaos.backends.redaction import redact_text
 
 from .history import FaultRecord, OpName, OpRecord, Outcome, Record, lease_dict
 from .register import FencedRegister
@@ -130,10 +131,10 @@ class Worker:
                 outcome: Outcome = "ok"
             else:
                 outcome = "ok" if value not in (None, False) else "fail"
-        except BackendUnavailable as exc:
-            outcome, error = "indeterminate", f"{type(exc).__name__}: {exc}"
+        except BackendUnavailable as exc:  # an adapter's message may quote its URL: redacted
+            outcome, error = "indeterminate", f"{type(exc).__name__}: {redact_text(str(exc))}"
         except Exception as exc:  # an adapter bug is still an unknown outcome, and the error is kept
-            outcome, error = "indeterminate", f"unexpected {type(exc).__name__}: {exc}"
+            outcome, error = "indeterminate", f"unexpected {type(exc).__name__}: {redact_text(str(exc))}"
         lease = value if isinstance(value, Lease) else None
         self._record(OpRecord(client=self.name, op=op, key=self.key, args=args, invoke_ns=invoke,
                               complete_ns=self.rt.now_ns(), outcome=outcome, lease=lease_dict(lease),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lockchaos.backends.base import Lease, LockBackend
+from lockchaos.backends.base import MAX_KEY_BYTES, MAX_OWNER_BYTES, Lease, LockBackend
 
 from .context import NS_PER_MS, ContractContext, ContractFailure, Inconclusive, RuleSkipped, Timed, expect
 
@@ -347,6 +347,55 @@ def bad_input_raises_value_error(ctx: ContractContext) -> None:
             raise ContractFailure(f"{label} raised {type(exc).__name__}, not ValueError: {exc}") from None
         raise ContractFailure(f"{label} returned {result!r} instead of raising ValueError")
     expect(c.holder(key) is None, "a rejected call changed the key's state")
+
+
+def _padded(base: str, size: int, fill: str = "\u00e9") -> str:
+    """``base`` padded to exactly ``size`` bytes of UTF-8 with two-byte characters (then one ASCII
+    byte if needed), so that an adapter counting characters instead of bytes shows up."""
+    room = size - len(base.encode())
+    return base + fill * (room // 2) + "x" * (room % 2)
+
+
+@rule
+def names_beyond_the_shared_limits_raise_value_error(ctx: ContractContext) -> None:
+    """A key or owner that is not valid UTF-8, or longer than 1024 / 256 bytes of UTF-8, raises
+    ValueError before any I/O; a key and an owner exactly at the limits work."""
+    c: Any = ctx.client()
+    key, owner, ttl = ctx.key("limits"), ctx.owner("a"), ctx.ttl_ms
+    bad_keys = [key + "\ud800", "\udcff" + key, _padded(key, MAX_KEY_BYTES + 1)]
+    bad_owners = [owner + "\ud800", _padded(owner, MAX_OWNER_BYTES + 1)]
+    calls: list[tuple[str, tuple[object, ...]]] = []
+    for bad in bad_keys:
+        calls += [("acquire", (bad, owner, ttl)), ("renew", (bad, owner, ttl)),
+                  ("release", (bad, owner)), ("holder", (bad,))]
+    for bad in bad_owners:
+        calls += [("acquire", (key, bad, ttl)), ("renew", (key, bad, ttl)), ("release", (key, bad))]
+    for op, args in calls:
+        label = f"{op}({', '.join(_shown(a) for a in args)})"
+        try:
+            result = getattr(c, op)(*args)
+        except ValueError:
+            continue
+        except Exception as exc:
+            raise ContractFailure(f"{label} raised {type(exc).__name__}, not ValueError: {exc}") from None
+        raise ContractFailure(f"{label} returned {result!r} instead of raising ValueError")
+    longest_key, longest_owner = _padded(key, MAX_KEY_BYTES), _padded(owner, MAX_OWNER_BYTES)
+    lease = _lease(_granted(ctx, c, longest_key, longest_owner, ctx.ttl_with_room(2000)))
+    expect(lease.key == longest_key and lease.owner == longest_owner,
+           f"the lease of a {MAX_KEY_BYTES}-byte key and a {MAX_OWNER_BYTES}-byte owner names another "
+           f"key or owner ({len(lease.key.encode())} and {len(lease.owner.encode())} bytes)")
+    if ctx.caps.holder_info in ("lease", "owner"):
+        seen = c.holder(longest_key)
+        expect(seen is not None and seen.owner == longest_owner,
+               f"holder of a {MAX_KEY_BYTES}-byte key does not name its {MAX_OWNER_BYTES}-byte owner")
+    expect(c.release(longest_key, longest_owner) is True, "release of a key at the length limit failed")
+
+
+def _shown(arg: object) -> str:
+    """An argument for a failure message: long names by their size, not 1 KiB of text."""
+    if isinstance(arg, str) and len(arg) > 40:
+        return f"<{len(arg)} chars, {len(arg.encode('utf-8', 'surrogatepass'))} bytes>"
+    return repr(arg)
 
 
 # --- declared capabilities ------------------------------------------------------------------------
