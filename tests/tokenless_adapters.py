@@ -20,7 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lockchaos.backends import open_backend
-from lockchaos.backends.base import BackendUnavailable, Capabilities, LockBackend, Lease, validate_call
+from lockchaos.backends.base import BackendUnavailable, Capabilities, Lease, LockBackend, validate_call
 
 T = TypeVar("T")
 
