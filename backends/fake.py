@@ -42,7 +42,16 @@ PROFILES: dict[str, Capabilities] = {
     "redis": Capabilities(durable=False),
     "redis-aof": Capabilities(durable=True),
     "etcd": Capabilities(ttl_granularity_ms=1000, min_ttl_ms=1000, expiry_lag_ms=1000, durable=True),
+    # A lock library that truncates TTLs to whole seconds and refuses what truncates to 0 (``SET EX``).
+    "truncating": Capabilities(ttl_granularity_ms=1000, ttl_rounding="down", min_ttl_ms=1000,
+                               refuses_below_min=True, durable=False),
 }
+
+
+def _check_refusal(caps: Capabilities, ttl_ms: int) -> None:
+    """A declared refusal, decided before any I/O like every other bad-input check."""
+    if caps.refuses_ttl(ttl_ms):
+        raise ValueError(f"ttl_ms must be >= {caps.min_ttl_ms} for this backend, got {ttl_ms}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +170,12 @@ class FakeKVLock:
 
     def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
+        _check_refusal(self.capabilities, ttl_ms)
         return self.serve(lambda: self._do_acquire(key, owner, ttl_ms), self.timeout_ms)
 
     def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
+        _check_refusal(self.capabilities, ttl_ms)
         return self.serve(lambda: self._do_renew(key, owner, ttl_ms), self.timeout_ms)
 
     def release(self, key: str, owner: str) -> bool:
@@ -351,10 +362,12 @@ class FakeClient:
 
     def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
+        _check_refusal(self.capabilities, ttl_ms)
         return self._shown(self._call(lambda: self.server._do_acquire(key, owner, ttl_ms)))
 
     def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
+        _check_refusal(self.capabilities, ttl_ms)
         return self._shown(self._call(lambda: self.server._do_renew(key, owner, ttl_ms)))
 
     def release(self, key: str, owner: str) -> bool:

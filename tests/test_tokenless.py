@@ -17,6 +17,7 @@ from lockchaos.backends.base import ConfigurationError
 from lockchaos.backends.fake import drop_fake_server
 from lockchaos.harness.checkers import check_history
 from lockchaos.harness.checkers.findings import CheckResult
+from lockchaos.harness.cli import main
 from lockchaos.harness.driver import RunOptions, run_scenario
 from lockchaos.harness.history import NoteRecord, OpRecord, Record, WriteRecord
 from lockchaos.harness.scenarios import CATALOGUE, find_scenario
@@ -150,3 +151,38 @@ def test_tokenless_fake_passes_every_scenario(scenario: str, seed: int, tmp_path
     assert r.status == "ran", r.reason
     assert r.judgement is not None and not r.judgement.failed, r.judgement.to_dict()
     assert not any(f.kind in ("token-regression", "shared-token") for x in r.judgement.results for f in x.findings)
+
+
+# --- the contract honours what a library-style lock declares ---------------------------------------
+
+
+@pytest.mark.parametrize("adapter", ["fake_tokenless", "fake_presence_only", "fake_truncating", "fake_no_holder"])
+def test_correct_library_style_lock_passes_the_contract(adapter: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["contract", "--adapter", f"tests.tokenless_adapters:{adapter}", "--server", "none"])
+    assert status == 0, capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("adapter", "rule"), [
+    ("truncation_declared_but_rounds_up", "declared_truncation_expires_at_the_truncated_ttl"),
+    ("refusal_declared_but_raised_to_minimum", "declared_refusal_below_minimum"),
+    ("refusal_declared_but_raised_to_minimum", "declared_refusal_happens_before_io"),
+])
+def test_false_ttl_declaration_fails_the_contract(adapter: str, rule: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["contract", "--adapter", f"tests.tokenless_adapters:{adapter}", "--server", "none"])
+    out = capsys.readouterr().out
+    assert status == 1
+    failed_line = next(line for line in out.splitlines() if "rule(s) failed" in line)
+    assert rule in failed_line
+
+
+def test_tokenless_lock_on_real_redis_passes_the_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["contract", "--adapter", "tests.tokenless_adapters:redis_tokenless", "--server", "redis"])
+    assert status == 0, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("scenario", ["holder-pause", "server-restart", "latency"])
+def test_tokenless_lock_on_real_redis_passes_soak_scenarios(scenario: str, tmp_path: Path) -> None:
+    status = main(["soak", "--adapter", "tests.tokenless_adapters:redis_tokenless", "--server", "redis",
+                   "--scenario", scenario, "--ttl-ms", "300", "--seed", "1", "--out", str(tmp_path / "runs"),
+                   "--quiet"])
+    assert status == 0

@@ -11,6 +11,7 @@ scenario (pass or known-unsafe only): lockchaos must not call a correct tokenles
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -21,6 +22,7 @@ from redis.retry import Retry
 
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import BackendUnavailable, Capabilities, Lease, LockBackend, validate_call
+from lockchaos.backends.fake import PROFILES, FakeClient, fake_server
 
 T = TypeVar("T")
 
@@ -105,3 +107,55 @@ class RedisTokenlessLock:
 
 def redis_tokenless(url: str) -> RedisTokenlessLock:
     return RedisTokenlessLock(url)
+
+
+def _own_server(url: str, profile: str, extra: str = "") -> LockBackend:
+    """A fake server of its own next to the one the harness made (which has other capabilities)."""
+    parts = urlsplit(url)
+    name = f"{parts.netloc}{parts.path}-{profile}"
+    return open_backend(f"fake://{name}?profile={profile}{extra}")
+
+
+def fake_truncating(url: str) -> LockBackend:
+    """A library-style lock that truncates TTLs to whole seconds and refuses sub-second ones."""
+    return _own_server(url, "truncating", "&tokens=none&holder=owner")
+
+
+def fake_no_holder(url: str) -> LockBackend:
+    """A tokenless lock whose ``holder()`` tells nothing at all."""
+    return _own_server(url, "redis", "&tokens=none&holder=none")
+
+
+class _SecretlyRoundsUp(FakeClient):
+    """Declares truncation and reports the truncated TTL, but its server rounds up: leases outlive it."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        lease = super().acquire(key, owner, ttl_ms)
+        return None if lease is None else replace(lease, ttl_ms=TRUNCATING.applied_ttl(ttl_ms))
+
+
+class _DoesNotRefuse(FakeClient):
+    """Declares it refuses sub-minimum TTLs, but sends them to the server, which raises them."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        return self._call(lambda: self.server._do_acquire(key, owner, ttl_ms))
+
+
+TRUNCATING = PROFILES["truncating"]
+
+
+def _lying(url: str, cls: type[FakeClient], server_caps: Capabilities) -> FakeClient:
+    parts = urlsplit(url)
+    server = fake_server(f"{parts.netloc}{parts.path}-{cls.__name__}", capabilities=server_caps)
+    client = cls(server)
+    client.capabilities = TRUNCATING
+    return client
+
+
+def truncation_declared_but_rounds_up(url: str) -> FakeClient:
+    return _lying(url, _SecretlyRoundsUp, Capabilities(ttl_granularity_ms=1000, min_ttl_ms=1000))
+
+
+def refusal_declared_but_raised_to_minimum(url: str) -> FakeClient:
+    return _lying(url, _DoesNotRefuse, Capabilities(ttl_granularity_ms=1000, min_ttl_ms=1000, ttl_rounding="down"))

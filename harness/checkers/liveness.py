@@ -118,10 +118,9 @@ def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]
             continue
         if not any(o.invoke >= free_from for o in worker_ops if o.rec.op == "acquire"):
             continue  # nobody asked
-        nxt = next((o for o in acquires if o.complete > free_from), None)
-        took = (nxt.complete if nxt is not None else workers_end) - back
+        nxt = next((o for o in acquires if o.complete > back), None)  # any grant since the server came back
         if nxt is not None:
-            recoveries.append(took / 1e9)
+            recoveries.append(max(0, nxt.complete - free_from) / 1e9)
         if nxt is None or nxt.complete > free_from + bound:
             findings.append(Finding(
                 NAME, "no-recovery", "violation",
@@ -132,7 +131,7 @@ def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]
                 free_from + bound, (), (), f.lines + (() if nxt is None else (nxt.line,))))
     stats: dict[str, object] = {"server_recoveries_judged": judged, "recovery_bound_s": round(bound / 1e9, 3)}
     if recoveries:
-        stats["recovery_max_s"] = round(max(recoveries), 4)
+        stats["recovery_max_s"] = round(max(recoveries), 4)  # from when the lock was free again
     return stats
 
 
