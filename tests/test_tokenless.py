@@ -186,3 +186,21 @@ def test_tokenless_lock_on_real_redis_passes_soak_scenarios(scenario: str, tmp_p
                    "--scenario", scenario, "--ttl-ms", "300", "--seed", "1", "--out", str(tmp_path / "runs"),
                    "--quiet"])
     assert status == 0
+
+
+def test_ttl_the_lock_refuses_skips_the_scenario_with_the_reason(tmp_path: Path) -> None:
+    target = adapter_target("tests.tokenless_adapters:fake_truncating", "none")
+    r = run_scenario(target, find_scenario("clean-handover"), RunOptions(seed=1, ttl_ms=500, virtual_time=True),
+                     tmp_path)
+    assert r.status == "skipped" and "--ttl-ms 1000" in r.reason
+
+
+def test_register_takes_and_counts_tokenless_writes_even_with_fencing_on() -> None:
+    from lockchaos.harness.register import FencedRegister
+
+    seen: list[Record] = []
+    reg = FencedRegister("k", fencing=True, now_ns=lambda: 0, record=seen.append)
+    assert reg.write("a", 5) and not reg.write("b", 4)
+    assert reg.write("c", None)  # nothing to fence a tokenless write with
+    assert (reg.accepted, reg.rejected) == (2, 1)
+    assert [w.accepted for w in seen if isinstance(w, WriteRecord)] == [True, False, True]

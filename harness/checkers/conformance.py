@@ -51,6 +51,10 @@ def check(h: History) -> CheckResult:
     return CheckResult(NAME, tuple(findings), {"ops_checked": counted, "grants": len(h.grants)})
 
 
+def _tok(token: int | None) -> str:
+    return "" if token is None else f" (token {token})"
+
+
 def _finding(op: Op, kind: str, message: str, *lines: int, tokens: tuple[int, ...] = ()) -> Finding:
     return Finding(NAME, kind, "violation", message, op.complete, (op.rec.client,), tokens,
                    (op.line, *lines))
@@ -71,7 +75,7 @@ def _acquire(h: History, op: Op, active: list[Grant], findings: list[Finding]) -
         for g in active:
             if g.acquire is not op and g.owner == owner and surely_held_throughout(h, g, op.invoke, op.complete):
                 findings.append(_finding(op, "reentrant-grant",
-                                         f"acquire by {owner} succeeded while its own lease (token {g.token}) was "
+                                         f"acquire by {owner} succeeded while its own lease{_tok(g.token)} was "
                                          "surely in force: the lock is re-entrant", g.acquire.line))
                 break
         return
@@ -108,7 +112,7 @@ def _owner_op(h: History, op: Op, mine: list[Grant], findings: list[Finding]) ->
     if held:
         g = held[0]
         findings.append(_finding(op, f"{rec.op}-refused-for-holder",
-                                 f"{rec.op} refused although the owner's lease (token {g.token}) was surely "
+                                 f"{rec.op} refused although the owner's lease{_tok(g.token)} was surely "
                                  "in force for the whole call", g.acquire.line,
                                  tokens=() if g.token is None else (g.token,)))
 
@@ -124,7 +128,7 @@ def _holder(h: History, op: Op, active: list[Grant], findings: list[Finding]) ->
         if held:
             g = held[0]
             findings.append(_finding(op, "holder-missed",
-                                     f"holder saw no lease while {g.owner}'s (token {g.token}) was surely in force",
+                                     f"holder saw no lease while {g.owner}'s{_tok(g.token)} was surely in force",
                                      g.acquire.line, tokens=() if g.token is None else (g.token,)))
         return
     owner = str(lease["owner"])
