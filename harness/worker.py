@@ -18,7 +18,7 @@ from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
 
 from .history import FaultRecord, NoteRecord, OpName, OpRecord, Outcome, Record, lease_dict
 from .register import FencedRegister
-from .runtime import Runtime
+from .runtime import RunStopped, Runtime
 from .scenarios import WorkerPlan
 
 NS_PER_MS = 1_000_000
@@ -143,6 +143,13 @@ class Worker:
             # valid input: the worker only ever passes valid input). Its outcome is unknown all the
             # same, so the safety checks treat it as indeterminate; the error-handling checker reports it.
             outcome, error, error_type = "indeterminate", f"unexpected {type(exc).__name__}: {exc}", _qualname(exc)
+        except RunStopped:
+            # The run ended while the call was in flight: it may have taken effect (a release whose reply
+            # was late), so it is recorded as indeterminate, never dropped from the history.
+            self._record(OpRecord(client=self.name, op=op, key=self.key, args=args, invoke_ns=invoke,
+                                  complete_ns=self.rt.now_ns(), outcome="indeterminate",
+                                  error="RunStopped: the run ended during the call", error_type=None))
+            raise
         lease = value if isinstance(value, Lease) else None
         self._record(OpRecord(client=self.name, op=op, key=self.key, args=args, invoke_ns=invoke,
                               complete_ns=self.rt.now_ns(), outcome=outcome, lease=lease_dict(lease),

@@ -123,3 +123,20 @@ def test_unmapped_exception_is_an_error_handling_finding_not_a_semantics_one(tmp
     assert r.judgement is not None and r.judgement.failing() == ["error-handling"]
     f = next(x for x in r.judgement.results if x.checker == "error-handling").findings[0]
     assert f.kind == "unmapped-exception" and "ConnectionError" in f.message
+
+
+@pytest.mark.parametrize("seed", [132, 135, 163])
+def test_soak_seeds_that_once_false_alarmed_pass_on_the_fake(seed: int, tmp_path: Path) -> None:
+    # 132, 135: a partition just before the workers stopped was judged against the quiesce after them;
+    # 163: a release in flight when the run ended was never recorded, so its lease looked held.
+    r = run_scenario(FAKE, find_scenario("soak"), RunOptions(seed=seed, virtual_time=True), tmp_path)
+    assert r.judgement is not None and not r.judgement.failed, r.judgement.to_dict()
+
+
+def test_call_interrupted_by_the_end_of_the_run_is_recorded_indeterminate(tmp_path: Path) -> None:
+    r = run_scenario(FAKE, find_scenario("soak"), RunOptions(seed=163, virtual_time=True), tmp_path)
+    from lockchaos.harness.history import read_history
+
+    cut = [x for x in read_history(r.run_dir / "history.jsonl")
+           if isinstance(x, OpRecord) and x.error is not None and x.error.startswith("RunStopped")]
+    assert cut and all(x.outcome == "indeterminate" for x in cut)

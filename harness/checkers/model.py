@@ -79,6 +79,8 @@ class History:
     truncated: bool
     client_timeouts: dict[str, int | None] = field(default_factory=dict)
     """Each worker client's declared call timeout (``timeout_ms``), when the client tells it."""
+    stopped_ns: int = 0
+    """When the workers were stopped (quiesce or interrupt): nothing they did not do by then is late."""
 
     def server_faults(self, *names: str) -> list[FaultWindow]:
         return [f for f in self.faults if f.fault in names]
@@ -102,8 +104,16 @@ class History:
         return h + EPSILON_NS
 
 
+@dataclass
+class _Notes:
+    """Run-level facts from note records, besides the meta."""
+
+    timeouts: dict[str, int | None] = field(default_factory=dict)
+    stopped_ns: int = 0
+
+
 def _load(records: Iterable[tuple[int, Record]],
-          timeouts: dict[str, int | None]) -> tuple[dict[str, Any], list[Op], list[tuple[int, WriteRecord]],
+          notes: _Notes) -> tuple[dict[str, Any], list[Op], list[tuple[int, WriteRecord]],
                                                     list[FaultWindow], int, bool]:
     meta: dict[str, Any] = {}
     ops: list[Op] = []
@@ -132,7 +142,9 @@ def _load(records: Iterable[tuple[int, Record]],
             if rec.kind == "meta":
                 meta = rec.data
             elif rec.kind == "client":
-                timeouts[str(rec.data.get("client"))] = rec.data.get("timeout_ms")
+                notes.timeouts[str(rec.data.get("client"))] = rec.data.get("timeout_ms")
+            elif rec.kind in ("quiesce", "interrupted") and not notes.stopped_ns:
+                notes.stopped_ns = rec.time_ns
             elif rec.kind == "end":
                 ended = True
             end_ns = max(end_ns, rec.time_ns)
@@ -147,12 +159,13 @@ def load_history(source: Path | Iterable[Record]) -> History:
         numbered: Iterable[tuple[int, Record]] = enumerate(read_history(source), start=1)
     else:
         numbered = enumerate(source, start=1)
-    timeouts: dict[str, int | None] = {}
-    meta, ops, writes, faults, end_ns, truncated = _load(numbered, timeouts)
+    notes = _Notes()
+    meta, ops, writes, faults, end_ns, truncated = _load(numbered, notes)
     if not meta:
         raise ValueError("history has no meta record: not a lockchaos history")
     caps = Capabilities(**meta["capabilities"])
-    h = History(meta, caps, int(meta["ttl_ms"]), ops, writes, faults, [], end_ns, truncated, timeouts)
+    h = History(meta, caps, int(meta["ttl_ms"]), ops, writes, faults, [], end_ns, truncated, notes.timeouts,
+                notes.stopped_ns or end_ns)
     h.grants = _grants(h)
     _bound(h)
     return h
