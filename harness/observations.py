@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .history import FaultRecord, OpRecord, Record, WriteRecord
+from .history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,11 @@ def observe(records: Iterable[Record]) -> Observations:
     restart_ends: list[int] = []
     final: dict[str, Any] | None = None
     examples: list[dict[str, Any]] = []
+    tokens = True  # a lock declaring no fencing tokens is observed by lease identity only
     for rec in records:
-        if isinstance(rec, OpRecord):
+        if isinstance(rec, NoteRecord) and rec.kind == "meta":
+            tokens = bool(rec.data.get("capabilities", {}).get("fencing_tokens", True))
+        elif isinstance(rec, OpRecord):
             ops[f"{rec.op}:{rec.outcome}"] += 1
             if rec.client == "observer":
                 final = rec.lease
@@ -52,7 +55,7 @@ def observe(records: Iterable[Record]) -> Observations:
                 acquisitions += 1
                 grant_seq += 1
                 client_seq[rec.client] = grant_seq
-                if rec.lease.get("token") is None:
+                if rec.lease.get("token") is None or not tokens:
                     continue  # a tokenless lock: no token order to observe
                 token = int(rec.lease["token"])
                 # Only grants that completed before this one was sent count: overlapping calls may finish
@@ -72,8 +75,9 @@ def observe(records: Iterable[Record]) -> Observations:
         elif isinstance(rec, WriteRecord):
             accepted += rec.accepted
             rejected += not rec.accepted
-            superseded = rec.token is None and client_seq.get(rec.client, grant_seq) < grant_seq
-            if superseded or (rec.token is not None and rec.token < granted_max):
+            wtoken = rec.token if tokens else None
+            superseded = wtoken is None and client_seq.get(rec.client, grant_seq) < grant_seq
+            if superseded or (wtoken is not None and wtoken < granted_max):
                 stale += 1
                 stale_accepted += rec.accepted
                 if len(examples) < 5:

@@ -204,3 +204,17 @@ def test_register_takes_and_counts_tokenless_writes_even_with_fencing_on() -> No
     assert reg.write("c", None)  # nothing to fence a tokenless write with
     assert (reg.accepted, reg.rejected) == (2, 1)
     assert [w.accepted for w in seen if isinstance(w, WriteRecord)] == [True, False, True]
+
+
+def test_numbers_from_a_lock_declaring_no_fencing_tokens_are_never_judged_as_tokens() -> None:
+    # A lock that declares fencing_tokens=False yet hands out a constant "token": no token rule may fire.
+    def acq(client: str, t0: int) -> OpRecord:
+        return OpRecord(client, "acquire", "k", {"owner": client, "ttl_ms": 1000}, t0 * MS, (t0 + 5) * MS, "ok",
+                        {"owner": client, "token": 1, "ttl_ms": 1000})
+
+    def rel(client: str, t0: int) -> OpRecord:
+        return OpRecord(client, "release", "k", {"owner": client}, t0 * MS, (t0 + 5) * MS, "ok")
+
+    res = results(meta(), acq("a", 0), WriteRecord("a", "k", 1, 10 * MS, True, True, 1), rel("a", 20),
+                  acq("b", 30), WriteRecord("b", "k", 1, 40 * MS, True, True, 2), rel("b", 50))
+    assert not findings(res, "violation") and not findings(res, "known-unsafe")

@@ -98,7 +98,7 @@ def _owner_op(h: History, op: Op, mine: list[Grant], findings: list[Finding]) ->
         if rec.op == "renew" and rec.lease is not None:
             tokens = {g.token for g in live if g.token is not None}
             raw = rec.lease.get("token")
-            token = None if raw is None else int(raw)
+            token = None if raw is None or not h.caps.fencing_tokens else int(raw)
             if token is not None and tokens and token not in tokens and all(g.definite for g in live):
                 findings.append(_finding(op, "renew-token", f"renew returned token {token}, the grant has "
                                          f"{sorted(tokens)}", *(g.acquire.line for g in live),

@@ -55,7 +55,7 @@ def check_register(h: History) -> CheckResult:
         if not w.accepted:
             stale_rejected += 1
             continue
-        if w.token is None:
+        if w.token is None or not h.caps.fencing_tokens:
             continue  # a tokenless lock's writes are judged by lease identity, never by tokens
         if w.token < max_token:
             severity: Severity = "violation" if w.fencing else "known-unsafe"
@@ -107,7 +107,7 @@ def _stale_by_lease(h: History, findings: list[Finding]) -> int:
             if g.client not in newest or g.acquire.invoke > newest[g.client].acquire.invoke:
                 newest[g.client] = g
             nxt += 1
-        if w.token is not None or not w.accepted or w.client not in by_client:
+        if (w.token is not None and h.caps.fencing_tokens) or not w.accepted or w.client not in by_client:
             continue
         i = bisect.bisect_right(completes[w.client], w.time_ns) - 1
         if i < 0:

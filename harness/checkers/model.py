@@ -179,7 +179,9 @@ def _grants(h: History) -> list[Grant]:
         rec = op.rec
         if rec.op == "acquire" and rec.outcome in ("ok", "indeterminate"):
             lease = rec.lease
-            token = None if lease is None or lease.get("token") is None else int(lease["token"])
+            # A lock declaring no fencing tokens is never judged by one, even if it hands out numbers.
+            token = (None if lease is None or lease.get("token") is None or not h.caps.fencing_tokens
+                     else int(lease["token"]))
             ttl = int(lease["ttl_ms"]) if lease else h.caps.applied_ttl(int(rec.args.get("ttl_ms", h.ttl_ms)))
             g = Grant(op, str(rec.args.get("owner", rec.client)), rec.client, token, ttl, h.horizon(op))
             grants.append(g)
