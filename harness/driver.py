@@ -116,6 +116,12 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             _write_summary(run_dir, target, scenario, opts, "skipped", reason, None, 0.0, 0.0)
             return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
                              time.monotonic() - wall0, 0.0, None)
+    if env.capabilities.refuses_ttl(opts.ttl_ms):
+        reason = (f"{target.label} declares it refuses TTLs below {env.capabilities.min_ttl_ms} ms; "
+                  f"run with --ttl-ms {env.capabilities.min_ttl_ms} or more")
+        _write_summary(run_dir, target, scenario, opts, "skipped", reason, None, 0.0, 0.0)
+        return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
+                         time.monotonic() - wall0, 0.0, None)
     if scenario.persistence is not None and scenario.persistence != env.capabilities.durable:
         reason = (f"needs a {'durable' if scenario.persistence else 'non-durable'} server; "
                   f"{target.label} declares durable={env.capabilities.durable}")

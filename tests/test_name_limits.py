@@ -17,6 +17,8 @@ from lockchaos.harness.contract.runner import run_rule
 from lockchaos.harness.servers import EtcdServer, RedisServer
 from tests.broken_adapters import ValidatesWithoutNameLimits
 
+pytestmark = [pytest.mark.redis, pytest.mark.etcd]
+
 RULE = "names_beyond_the_shared_limits_raise_value_error"
 
 

@@ -25,6 +25,8 @@ from lockchaos.harness.report.html import reproduce_command
 from lockchaos.harness.servers import RedisServer
 from tests.broken_adapters import CorrectAdapter
 
+pytestmark = [pytest.mark.redis, pytest.mark.etcd]
+
 REPO = Path(__file__).resolve().parent.parent
 SECRET = f"pw-{uuid.uuid4().hex}"
 """Unique per test session, so that finding it anywhere can only mean a leak."""

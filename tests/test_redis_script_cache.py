@@ -10,6 +10,8 @@ import pytest
 from lockchaos.backends.redis import ACQUIRE_LUA, RELEASE_LUA, RENEW_LUA, RedisLock, open_redis
 from lockchaos.harness.servers import RedisServer
 
+pytestmark = [pytest.mark.redis]
+
 
 @pytest.fixture(scope="module")
 def lock() -> Iterator[RedisLock]:
