@@ -162,9 +162,16 @@ def test_a_failing_adapter_run_with_a_password_writes_it_nowhere(server: Passwor
     run = tmp_path / "run"
     proc = lockchaos("soak", "--url", url, "--adapter", "tests.broken_adapters:no_expiry",
                      "--scenario", "holder-crash", "--seed", "3", "--out", str(run), cwd=tmp_path)
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert (run / "index.json").is_file() and list(run.rglob("report.html"))
     assert_no_secret(proc, run)
+    for command in (["check", str(run)], ["report", str(run)]):  # re-judging and re-reporting a failure
+        again = lockchaos(*command, cwd=tmp_path)
+        assert again.returncode in (0, 1), again.stdout + again.stderr
+        assert_no_secret(again, run)
+    missing = lockchaos("check", str(run / "no-such-run"), cwd=tmp_path)  # and an error path of check
+    assert missing.returncode == 2
+    assert_no_secret(missing, run)
 
 
 def test_an_adapter_error_quoting_its_url_is_recorded_redacted(server: PasswordRedis, tmp_path: Path) -> None:
