@@ -170,7 +170,9 @@ def guarded_open(target: Target, url: str, timeout_s: float | None = None) -> Lo
     if isinstance(outcome, (ConfigurationError, InfrastructureError)):
         raise type(outcome)(redact_text(str(outcome)))  # a user's adapter may quote the URL it got
     if isinstance(outcome, BackendUnavailable):
-        raise InfrastructureError(f"{target.label}: cannot reach {shown}: {redact_text(str(outcome))}")
+        why = redact_text(str(outcome))  # our backends already say "cannot reach <url>": once is enough
+        raise InfrastructureError(f"{target.label}: {why}" if why.startswith("cannot reach ") else
+                                  f"{target.label}: cannot reach {shown}: {why}")
     if isinstance(outcome, BaseException):
         raise ConfigurationError(f"{target.label}: opening a client of {shown} raised "
                                  f"{type(outcome).__name__}: {redact_text(str(outcome))}")

@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 RULE = "names_beyond_the_shared_limits_raise_value_error"
 
 
-@pytest.fixture(scope="module", params=["fake", "redis", "etcd"])
+@pytest.fixture(scope="module", params=["fake", pytest.param("redis", marks=pytest.mark.redis),
+                                        pytest.param("etcd", marks=pytest.mark.etcd)])
 def backend_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A URL of each backend; Redis and etcd are real servers of this module's own."""
     if request.param == "fake":

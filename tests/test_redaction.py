@@ -126,6 +126,7 @@ def test_report_redacts_a_reproduce_line_recorded_with_a_password() -> None:
 # --- every command, success and error paths ------------------------------------------------------------------
 
 
+@pytest.mark.redis
 def test_soak_check_and_report_with_a_password_write_it_nowhere(server: PasswordRedis, tmp_path: Path) -> None:
     url = f"redis://:{SECRET}@{server.host}:{server.port}/0?prefix=myapp:"
     run = tmp_path / "run"
@@ -152,23 +153,33 @@ def test_soak_check_and_report_with_a_password_write_it_nowhere(server: Password
     assert_no_secret(json_soak, tmp_path / "run-json")
 
 
+@pytest.mark.redis
 def test_contract_with_a_password_shows_it_nowhere(server: PasswordRedis, tmp_path: Path) -> None:
     proc = lockchaos("contract", "--url", f"redis://:{SECRET}@{server.host}:{server.port}/0", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert_no_secret(proc, tmp_path)
 
 
+@pytest.mark.redis
 def test_a_failing_adapter_run_with_a_password_writes_it_nowhere(server: PasswordRedis, tmp_path: Path) -> None:
     """Findings, junit failures and the index of a failed run: every file a failure writes."""
     url = f"redis://:{SECRET}@{server.host}:{server.port}/0"
     run = tmp_path / "run"
     proc = lockchaos("soak", "--url", url, "--adapter", "tests.broken_adapters:no_expiry",
                      "--scenario", "holder-crash", "--seed", "3", "--out", str(run), cwd=tmp_path)
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert (run / "index.json").is_file() and list(run.rglob("report.html"))
     assert_no_secret(proc, run)
+    for command in (["check", str(run)], ["report", str(run)]):  # re-judging and re-reporting a failure
+        again = lockchaos(*command, cwd=tmp_path)
+        assert again.returncode in (0, 1), again.stdout + again.stderr
+        assert_no_secret(again, run)
+    missing = lockchaos("check", str(run / "no-such-run"), cwd=tmp_path)  # and an error path of check
+    assert missing.returncode == 2
+    assert_no_secret(missing, run)
 
 
+@pytest.mark.redis
 def test_an_adapter_error_quoting_its_url_is_recorded_redacted(server: PasswordRedis, tmp_path: Path) -> None:
     url = f"redis://:{SECRET}@{server.host}:{server.port}/0"
     run = tmp_path / "run"
@@ -180,6 +191,7 @@ def test_an_adapter_error_quoting_its_url_is_recorded_redacted(server: PasswordR
     assert_no_secret(proc, run)
 
 
+@pytest.mark.redis
 @pytest.mark.parametrize("command", ["soak", "contract"])
 @pytest.mark.parametrize("case, status", [
     ("wrong password", 2),
