@@ -7,7 +7,9 @@ through a FaultProxy forced onto its Python path (``splice=False``, what every f
 - latency: redis-py PING round trips, in alternating blocks (p50 / p99, and what the proxy adds),
   once with this process otherwise idle and once with a thread spinning in Python beside it (as the
   harness's own threads do under load: the relay, like every client here, then waits for the GIL);
-- throughput: ``redis-benchmark -t set -c C -n N`` against one proxy, for C in 1, 16, 64;
+- throughput: ``redis-benchmark -t set -c C -n N`` against one proxy, for C in 1, 16, 64, and the
+  CPU this process (that is, the proxy: nothing else here runs meanwhile) spent per request, user
+  (mostly Python) and system (mostly the kernel's TCP and splice work);
 - aggregate: P ``redis-benchmark -t set -c 1`` processes at once, each through its own proxy (all P
   proxies in this one process), for P in 16, 64: total SET/s over the wall time of the batch.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
 import shutil
 import statistics
 import subprocess
@@ -68,10 +71,14 @@ def _rps(csv: str) -> float:
     raise RuntimeError(f"no SET line in redis-benchmark output: {csv!r}")
 
 
-def set_per_s(port: int, conns: int, requests: int) -> float:
+def set_per_s(port: int, conns: int, requests: int) -> tuple[float, float, float]:
+    """SET/s, and this process's user and system CPU per request (µs) meanwhile."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
     done = subprocess.run(_benchmark_cmd(port, conns, requests), capture_output=True, text=True,
                           timeout=BENCH_TIMEOUT_S, check=True)
-    return _rps(done.stdout)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return (_rps(done.stdout), (after.ru_utime - before.ru_utime) / requests * 1e6,
+            (after.ru_stime - before.ru_stime) / requests * 1e6)
 
 
 def aggregate_set_per_s(ports: list[int], requests: int) -> float:
@@ -164,11 +171,14 @@ def main() -> None:
             client.close()
 
         print(f"\nSET/s through one proxy: redis-benchmark -t set -c C -n {args.requests}")
-        print(f"{'C':>3}{'direct':>10}{'kernel':>10}{'python':>10}{'kernel/direct':>15}{'python/direct':>15}")
+        print(f"{'C':>3}{'direct':>10}{'kernel':>10}{'python':>10}{'kernel/direct':>15}{'python/direct':>15}"
+              f"   proxy CPU µs/req user+sys: kernel, python")
         for conns in (1, 16, 64):
-            rps = {name: set_per_s(ports[name], conns, args.requests) for name in PATHS}
+            got = {name: set_per_s(ports[name], conns, args.requests) for name in PATHS}
+            rps = {name: got[name][0] for name in PATHS}
             print(f"{conns:>3}{rps['direct']:>10.0f}{rps['kernel']:>10.0f}{rps['python']:>10.0f}"
-                  f"{rps['kernel'] / rps['direct']:>15.2f}{rps['python'] / rps['direct']:>15.2f}")
+                  f"{rps['kernel'] / rps['direct']:>15.2f}{rps['python'] / rps['direct']:>15.2f}"
+                  f"   {got['kernel'][1]:.1f}+{got['kernel'][2]:.1f}, {got['python'][1]:.1f}+{got['python'][2]:.1f}")
 
         print(f"\naggregate SET/s, P redis-benchmark -c 1 at once, each through its own proxy in this process"
               f" ({args.agg_requests} SETs per batch)")
