@@ -503,7 +503,7 @@ def test_blackhole_on_a_spliced_connection_is_in_effect_when_the_call_returns_bo
     with pytest.raises(TimeoutError):  # the reply vanished...
         sock.recv(100)
     assert wait_until(lambda: client(redis_server.port).get("down-dropped") == b"1")  # ...the request did not
-    assert proxy.stats().bytes_dropped >= len(b"+OK\r\n")
+    assert wait_until(lambda: proxy.stats().bytes_dropped >= len(b"+OK\r\n")), proxy.stats()
 
 
 def test_latency_on_a_spliced_connection_delays_the_next_bytes_each_way(
@@ -526,7 +526,7 @@ def test_latency_on_a_spliced_connection_delays_the_next_bytes_each_way(
     assert round_trip_s() >= 0.15
     proxy.heal()
     spliced_ping(proxy, sock)
-    assert round_trip_s() < 0.1
+    assert statistics.median(round_trip_s() for _ in range(5)) < 0.1
 
 
 def test_reset_and_close_on_spliced_connections(
@@ -553,12 +553,11 @@ def test_many_spliced_connections_switch_to_a_fault_within_a_bound(
     assert timed(proxy.blackhole) < FAULT_CALL_BOUND_S
     for sock in socks:
         sock.sendall(PING)
-    time.sleep(0.2)
+    assert wait_until(lambda: proxy.stats().bytes_dropped == 32 * len(PING)), proxy.stats()
     for sock in socks:
         sock.settimeout(0.01)
         with pytest.raises(TimeoutError):
             sock.recv(100)
-    assert proxy.stats().bytes_dropped == 32 * len(PING)
     proxy.heal()
     assert wait_until(lambda: proxy.stats().spliced == 32)
 
@@ -566,19 +565,28 @@ def test_many_spliced_connections_switch_to_a_fault_within_a_bound(
 def test_bytes_in_flight_on_the_kernel_path_survive_switching_paths(
     proxy: FaultProxy, client: Callable[..., redis.Redis]
 ) -> None:
-    """Bytes the relay threads hold in their pipes when a fault arrives are queued, not lost, and
-    keep their order: a 6 MiB value read while the proxy flips between the two paths is intact."""
+    """Bytes the relay holds in its pipes when a fault arrives are queued, not lost, and keep their
+    order: a 6 MiB reply read slowly through a small receive buffer (so that the relay works against
+    back-pressure) while the proxy flips from the kernel path to the Python path and back arrives
+    intact."""
     big = os.urandom(6 << 20)
-    c = client(proxy.port, timeout=10.0)
-    assert c.set("flip", big)
-    got: list[bytes | None] = []
-    reader = threading.Thread(target=lambda: got.extend(c.get("flip") for _ in range(3)))
-    reader.start()
-    flips = 0
-    while reader.is_alive() and flips < 200:
-        proxy.set_latency(1)
-        proxy.heal()
-        flips += 1
-    reader.join(30)
-    assert got == [big] * 3 and flips > 3
+    assert client(proxy.port, timeout=10.0).set("flip", big)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", proxy.port))
+        sock.sendall(b"GET flip\r\n")
+        expected = b"$%d\r\n%s\r\n" % (len(big), big)
+        got = bytearray()
+        reads = flips = 0
+        while len(got) < len(expected) and reads < 1_000_000:
+            chunk = sock.recv(16384)
+            assert chunk, "the proxy closed the connection"
+            got += chunk
+            reads += 1
+            if proxy.stats().spliced:  # on the kernel path now: take it off mid-transfer
+                proxy.set_latency(1)
+                proxy.heal()
+                flips += 1
+    assert bytes(got) == expected and flips >= 5, flips
     assert proxy.stats().bytes_dropped == 0
