@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from typing import Any, Literal
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported
 
 from . import interrupts
+from .atomicfile import write_atomic
 from .environments import Environment, FakeEnvironment, ServerEnvironment
 from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, lease_dict, read_history
 from .nemesis import Nemesis
@@ -26,12 +28,14 @@ from .observations import Observations, observe
 from .register import FencedRegister
 from .report import write_report
 from .runtime import RealRuntime, Runtime, VirtualRuntime
-from .scenarios import Scenario, fault_kinds, soak_schedule
+from .scenarios import FaultStep, Scenario, fault_kinds, soak_schedule
 from .targets import Target
 from .verdicts import SUMMARY_FILE, Judgement, judge
 from .worker import Timing, Worker
 
 LOCK_KEY = "lockchaos/soak"
+SCHEDULE_LISTED = 1000
+"""The meta record lists at most this many faults: a month-long soak's schedule is drawn as it runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +109,12 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
     rng = random.Random(opts.seed)
     kinds = fault_kinds(scenario)
     refused = {k: why for k in sorted(kinds) if (why := env.unsupported(k)) is not None}
+    steps: Iterable[FaultStep]
     if scenario.random_faults:
-        steps = soak_schedule(scenario.duration, rng.randrange(2**32), kinds - set(refused))
+        schedule_seed, drawable = rng.randrange(2**32), kinds - set(refused)
+        steps = soak_schedule(scenario.duration, schedule_seed, drawable)
+        listed = list(itertools.islice(soak_schedule(scenario.duration, schedule_seed, drawable),
+                                       SCHEDULE_LISTED + 1))
     else:
         steps = scenario.faults
         if refused:
@@ -114,6 +122,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             _write_summary(run_dir, target, scenario, opts, "skipped", reason, None, 0.0, 0.0)
             return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
                              time.monotonic() - wall0, 0.0, None)
+        listed = list(steps)
     if scenario.persistence is not None and scenario.persistence != env.capabilities.durable:
         reason = (f"needs a {'durable' if scenario.persistence else 'non-durable'} server; "
                   f"{target.label} declares durable={env.capabilities.durable}")
@@ -138,8 +147,10 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             "ttl_ms": opts.ttl_ms, "workers": scenario.workers, "fencing": scenario.fencing,
             "virtual_time": opts.virtual_time, "duration_ttls": scenario.duration,
             "capabilities": asdict(caps), "key": LOCK_KEY,
-            "schedule": [asdict(s) for s in steps], "refused_faults": refused,
+            "schedule": [asdict(s) for s in listed[:SCHEDULE_LISTED]], "refused_faults": refused,
             "plan": asdict(scenario.plan),
+            **({"schedule_listed": f"the first {SCHEDULE_LISTED} faults of a longer schedule"}
+               if len(listed) > SCHEDULE_LISTED else {}),
         }))
         register = FencedRegister(LOCK_KEY, fencing=scenario.fencing, now_ns=runtime.now_ns, record=record)
         timing = Timing.of(scenario.plan, opts.ttl_ms)
@@ -222,7 +233,7 @@ def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunO
     }
     if judgement is not None:
         summary["checks"] = judgement.to_dict()
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     if status == "skipped":
         write_report(run_dir)
 

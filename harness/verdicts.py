@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomicfile import write_atomic
 from .checkers import check_history
 from .checkers.findings import CheckResult
 from .history import HISTORY_FILE, Record
@@ -72,5 +73,5 @@ def update_summary(run_dir: Path, judgement: Judgement) -> dict[str, Any]:
     path = run_dir / SUMMARY_FILE
     summary: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     summary["checks"] = judgement.to_dict()
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(path, json.dumps(summary, indent=2) + "\n")
     return summary
