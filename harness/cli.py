@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.INFRASTRUCTURE
     except KeyboardInterrupt:
         err.print("lockchaos: interrupted", highlight=False, markup=False, soft_wrap=True)
-        return 130
+        return interrupts.exit_status()
 
 
 def entry() -> NoReturn:

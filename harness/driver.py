@@ -95,17 +95,22 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
         _write_summary(run_dir, target, scenario, opts, "error", f"{type(exc).__name__}: {exc}", None, 0.0, 0.0)
         raise
     try:
-        result = _run_in(env, target, scenario, opts, run_dir, runtime, wall0, on_record)
+        recorded = _run_in(env, target, scenario, opts, run_dir, runtime, wall0, on_record)
     except BaseException:
         with contextlib.suppress(Exception):  # a teardown error must not hide the run's own
             env.close()
         raise
-    env.close()
-    return result
+    env.close()  # before the checks: they need the history only, and a stop must not wait on servers
+    if isinstance(recorded, RunResult):
+        return recorded
+    interrupted, simulated = recorded
+    return _conclude(target, scenario, opts, run_dir, wall0, interrupted, simulated)
 
 
 def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path,
-            runtime: Runtime, wall0: float, on_record: Callable[[Record], None] | None) -> RunResult:
+            runtime: Runtime, wall0: float,
+            on_record: Callable[[Record], None] | None) -> RunResult | tuple[bool, float]:
+    """Record the run's history: a RunResult if it was skipped, else (interrupted, simulated seconds)."""
     rng = random.Random(opts.seed)
     kinds = fault_kinds(scenario)
     refused = {k: why for k in sorted(kinds) if (why := env.unsupported(k)) is not None}
@@ -181,13 +186,31 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             raise e
     if errors:
         raise errors[0]
-    records = list(read_history(run_dir / HISTORY_FILE))  # read once, judged twice
-    obs = observe(records)
-    judgement = judge(records, strict=opts.strict)
+    return interrupted, simulated
+
+
+def _judged(history: Path, strict: bool) -> tuple[Observations, Judgement]:
+    records = list(read_history(history))  # read once, judged twice
+    return observe(records), judge(records, strict=strict)
+
+
+def _conclude(target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path, wall0: float,
+              interrupted: bool, simulated: float) -> RunResult:
+    """Judge the recorded history, write the summary and the report; a stop cuts this short (Overdue)."""
     status: Literal["ran", "interrupted"] = "interrupted" if interrupted else "ran"
+    try:
+        obs, judgement = interrupts.within_grace(
+            functools.partial(_judged, run_dir / HISTORY_FILE, opts.strict), "checks")
+    except interrupts.Overdue:
+        reason = f"stopped before the checks were done: `lockchaos check {run_dir}` judges the history"
+        _write_summary(run_dir, target, scenario, opts, "interrupted", reason, None, time.monotonic() - wall0,
+                       simulated)
+        return RunResult(target.label, scenario.name, "interrupted", reason, run_dir, opts.seed,
+                         time.monotonic() - wall0, simulated, None)
     _write_summary(run_dir, target, scenario, opts, status, "", obs, time.monotonic() - wall0, simulated,
                    judgement)
-    write_report(run_dir)
+    with contextlib.suppress(interrupts.Overdue):  # the summary holds the verdicts; `lockchaos report` the page
+        interrupts.within_grace(functools.partial(write_report, run_dir), "report")
     return RunResult(target.label, scenario.name, status, "", run_dir, opts.seed,
                      time.monotonic() - wall0, simulated, obs, judgement)
 

@@ -151,7 +151,7 @@ def _table(results: Sequence[RunResult], plan: SoakPlan) -> Table:
     for r in sorted(results, key=lambda r: (r.backend, order.get(r.scenario, 0))):
         o = r.observations
         if o is None or r.judgement is None:
-            table.add_row(r.backend, r.scenario, "[dim]skipped[/]", "", "", "", "", "", "")
+            table.add_row(r.backend, r.scenario, f"[dim]{r.status}[/]", "", "", "", "", "", "")
             table.add_row("", f"[dim]{r.reason}[/]", "", "", "", "", "", "", "")
             continue
         j = r.judgement

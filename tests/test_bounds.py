@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import orjson
+import psutil
 import pytest
 
 from lockchaos.harness.cli import main
@@ -39,3 +45,59 @@ def test_the_lazy_schedule_is_the_one_the_seed_always_drew() -> None:
     assert list(soak_schedule(30, seed=3)) == list(soak_schedule(30, seed=3))
     assert [s.fault for s in soak_schedule(30, seed=3)] == [
         s.fault for s in itertools.islice(soak_schedule(10**6, seed=3), len(list(soak_schedule(30, seed=3))))]
+
+
+RSS_CEILING = 1_500_000_000
+"""Bytes: a month-long soak that stopped after seconds needs a fraction of this; before, it needed 18 GB."""
+
+
+def _long_soak(out: Path) -> tuple[subprocess.Popen[bytes], psutil.Process]:
+    argv = [sys.executable, "-m", "lockchaos", "soak", "--backend", "fake", "--virtual-time", "--scenario", "soak",
+            "--duration", "2000000", "--seed", "5", "--quiet", "--out", str(out)]
+    log = (out.parent / "soak.log").open("wb")
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return proc, psutil.Process(proc.pid)
+
+
+def _stop(proc: subprocess.Popen[bytes], ps: psutil.Process, sig: int) -> tuple[int, float, int]:
+    """Signal the harness; (exit status, seconds it took, its peak RSS seen) — SIGKILL after 60 s."""
+    peak = 0
+    proc.send_signal(sig)
+    sent = time.monotonic()
+    while proc.poll() is None and time.monotonic() - sent < 60:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    return proc.wait(10), time.monotonic() - sent, peak
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_long_virtual_soak_stops_within_seconds_of_a_signal_with_a_usable_history(
+        sig: int, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc, ps = _long_soak(out)
+    history = out / "fake" / "soak" / "history.jsonl"
+    try:
+        deadline = time.monotonic() + 30
+        peak = 0
+        while time.monotonic() < deadline and not (history.is_file() and history.stat().st_size > 2_000_000):
+            peak = max(peak, ps.memory_info().rss)
+            time.sleep(0.05)
+        assert history.is_file() and history.stat().st_size > 2_000_000, "the soak never got going"
+        time.sleep(1.0)  # well into the run: a big history that would take a long while to judge
+        status, took, after = _stop(proc, ps, sig)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert status == 128 + sig, (out.parent / "soak.log").read_text()
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert max(peak, after) < RSS_CEILING
+    summary = orjson.loads((history.parent / "summary.json").read_bytes())
+    assert summary["status"] == "interrupted"
+    assert main(["check", str(history)]) in (0, 1)  # the history is whole up to its last line, and judged

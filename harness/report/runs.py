@@ -9,6 +9,7 @@ from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
 
+from .. import interrupts
 from ..history import HISTORY_FILE, parse_record
 from ..verdicts import SUMMARY_FILE, judge
 from .loading import read_summary
@@ -122,6 +123,8 @@ def checks_of(run: RunEntry) -> dict[str, Any] | None:
     if not run.history.is_file():
         return None
     try:
-        return judge(run.history).to_dict()
+        return interrupts.within_grace(lambda: judge(run.history).to_dict(), "checks")
+    except interrupts.Overdue:  # a stopped soak's index: this run's verdict stays unknown
+        return None
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError(f"{run.history}: not a readable lockchaos history: {exc}") from None
