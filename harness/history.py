@@ -136,20 +136,55 @@ _TYPES: dict[str, type[Any]] = {
 }
 
 
-def parse_record(line: str) -> Record:
+MAX_LINE_BYTES = 1 << 20
+"""A record is a few hundred bytes; a longer line than this is not one, and is never read whole."""
+MAX_TIME_NS = 366 * 24 * 3600 * 1_000_000_000
+"""Times are since the run's start and a run lasts at most 30 days: a later time cannot be true."""
+
+
+def parse_record(line: str | bytes) -> Record:
     raw = orjson.loads(line)
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
     kind = raw.pop("type")
     return _TYPES[kind](**raw)  # type: ignore[no-any-return]
 
 
+def impossibility(rec: Record) -> str | None:
+    """Why ``rec`` cannot have been recorded by any run (bad input, not a backend's fault), or None."""
+    for name in _TIME_FIELDS:
+        if name not in rec.__dataclass_fields__:
+            continue
+        t = getattr(rec, name)
+        if not isinstance(t, int) or isinstance(t, bool):
+            return f"{name} is not an integer number of nanoseconds: {t!r}"
+        if not 0 <= t <= MAX_TIME_NS:
+            return f"{name} {t} is outside the run (0 to {MAX_TIME_NS} ns)"
+    if isinstance(rec, OpRecord) and rec.complete_ns < rec.invoke_ns:
+        return f"the {rec.op} completes ({rec.complete_ns}) before it is invoked ({rec.invoke_ns})"
+    return None
+
+
 def read_history(path: Path) -> Iterator[Record]:
-    """Every complete record; a torn final line (killed run) is skipped, corruption elsewhere raises."""
-    with path.open(encoding="utf-8") as f:
-        lines = f.readlines()
-    for i, line in enumerate(lines):
-        try:
-            yield parse_record(line)
-        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError):
-            if i == len(lines) - 1 and not line.endswith("\n"):
-                return
-            raise ValueError(f"{path}:{i + 1}: not a history record") from None
+    """Every complete record; a torn final line (killed run) is skipped, corruption elsewhere raises.
+
+    Lines are read in bounded pieces: an over-long line is refused without being loaded whole, and
+    a record no run can have written (an op completing before its invocation, a time outside the
+    run) is refused with its line number: ``ValueError`` for both, which ``check`` reports as bad input.
+    """
+    with path.open("rb") as f:
+        number = 0
+        while line := f.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                raise ValueError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes: not a history record")
+            try:
+                rec = parse_record(line)
+            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError):
+                if not line.endswith(b"\n"):  # only the last line can lack its newline: torn by a kill
+                    return
+                raise ValueError(f"{path}:{number}: not a history record") from None
+            why = impossibility(rec)
+            if why is not None:
+                raise ValueError(f"{path}:{number}: impossible record: {why}")
+            yield rec

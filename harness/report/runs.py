@@ -10,7 +10,7 @@ from typing import Any
 from lockchaos.backends.base import ConfigurationError
 
 from .. import interrupts
-from ..history import HISTORY_FILE, parse_record
+from ..history import HISTORY_FILE, MAX_LINE_BYTES, parse_record
 from ..verdicts import SUMMARY_FILE, judge
 from .loading import read_summary
 
@@ -107,8 +107,8 @@ def _meta(history: Path) -> dict[str, Any]:
     if not history.is_file():
         return {}
     try:
-        with history.open(encoding="utf-8") as fh:
-            rec = parse_record(fh.readline())
+        with history.open("rb") as fh:
+            rec = parse_record(fh.readline(MAX_LINE_BYTES + 1))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         return {}
     data = getattr(rec, "data", None)
