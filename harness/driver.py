@@ -20,7 +20,7 @@ from typing import Any, Literal
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported
 
 from . import interrupts
-from .atomicfile import write_atomic
+from .atomicfile import disk_error, is_disk_error, write_atomic
 from .environments import Environment, FakeEnvironment, ServerEnvironment
 from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, lease_dict, read_history
 from .nemesis import Nemesis
@@ -86,7 +86,12 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
     """Run one scenario against one target; ``on_record`` sees every history record (progress)."""
     scenario = _resolve(scenario, opts)
     run_dir = run_dir_of(out_dir, target, scenario)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_disk_error(exc):
+            raise disk_error(run_dir, exc) from None
+        raise
     runtime: Runtime = VirtualRuntime() if opts.virtual_time else RealRuntime()
     wall0 = time.monotonic()
     try:

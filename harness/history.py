@@ -8,6 +8,7 @@ the same seed produces the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from lockchaos.backends.base import Lease
+from lockchaos.backends.base import InfrastructureError, Lease
 
 Outcome = Literal["ok", "fail", "indeterminate"]
 OpName = Literal["acquire", "renew", "release", "holder"]
@@ -109,22 +110,49 @@ class HistoryWriter:
         self.path = path
         self.t0 = t0
         self._lock = threading.Lock()
-        self._file: IO[str] | None = path.open("w", encoding="utf-8")
+        self.failure: str | None = None
+        """Why the history could not be written (full or read-only disk): every later append raises it."""
+        try:
+            self._file: IO[str] | None = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise InfrastructureError(f"cannot write {path}: {exc.strerror or exc}") from None
         self.count = 0
 
     def append(self, record: Record) -> None:
+        """Write and flush one line; a write error ends the run as an infrastructure failure."""
         line = to_json(record, self.t0) + "\n"
         with self._lock:
+            if self.failure is not None:
+                raise InfrastructureError(self.failure)
             if self._file is None:
                 return  # a straggler after close: the run is over, its verdict is sealed
-            self._file.write(line)
-            self._file.flush()
+            try:
+                self._file.write(line)
+                self._file.flush()
+            except OSError as exc:
+                self.failure = f"cannot write {self.path}: {exc.strerror or exc}"
+                self._abandon()
+                raise InfrastructureError(self.failure) from None
             self.count += 1
+
+    def _abandon(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):  # its buffer cannot be flushed either; the fd is closed
+                file.close()
+        if self.count == 0:  # not one line: an empty file would only look like a broken history
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError as exc:
+                    self.failure = f"cannot write {self.path}: {exc.strerror or exc}"
+                    self._file = None
+                    raise InfrastructureError(self.failure) from None
                 self._file = None
 
 

@@ -6,6 +6,7 @@ also one truncated by a killed harness), so both produce the same verdicts from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,8 +71,14 @@ def history_paths(target: Path) -> list[Path]:
 
 
 def update_summary(run_dir: Path, judgement: Judgement) -> dict[str, Any]:
+    """Put the verdicts into the run's summary.json; an unreadable one (a 0-byte file an older version
+    left on a full disk) is replaced. A full or read-only directory raises InfrastructureError."""
     path = run_dir / SUMMARY_FILE
-    summary: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    summary: dict[str, Any] = {}
+    if path.is_file():
+        with contextlib.suppress(ValueError):  # JSONDecodeError, UnicodeDecodeError
+            loaded = json.loads(path.read_bytes())
+            summary = loaded if isinstance(loaded, dict) else {}
     summary["checks"] = judgement.to_dict()
     write_atomic(path, json.dumps(summary, indent=2) + "\n")
     return summary
