@@ -101,3 +101,39 @@ def test_a_long_virtual_soak_stops_within_seconds_of_a_signal_with_a_usable_hist
     summary = orjson.loads((history.parent / "summary.json").read_bytes())
     assert summary["status"] == "interrupted"
     assert main(["check", str(history)]) in (0, 1)  # the history is whole up to its last line, and judged
+
+
+def _big_history(path: Path, cycles: int) -> Path:
+    """A valid history of ``cycles`` acquire/release pairs: minutes of checking, written in a second."""
+    caps = {"ttl_granularity_ms": 1, "min_ttl_ms": 1, "expiry_lag_ms": 0, "durable": True, "fencing_tokens": True}
+    ms = 1_000_000
+    with path.open("w", encoding="utf-8") as f:
+        f.write(orjson.dumps({"type": "note", "kind": "meta", "time_ns": 0,
+                              "data": {"ttl_ms": 1000, "capabilities": caps}}).decode() + "\n")
+        for i in range(cycles):
+            t = i * 10 * ms
+            f.write(f'{{"type":"op","client":"w{i % 3}","op":"acquire","key":"k","args":{{"owner":"w{i % 3}",'
+                    f'"ttl_ms":1000}},"invoke_ns":{t},"complete_ns":{t + ms},"outcome":"ok","lease":{{"owner":'
+                    f'"w{i % 3}","token":{i + 1},"ttl_ms":1000}},"error":null}}\n'
+                    f'{{"type":"op","client":"w{i % 3}","op":"release","key":"k","args":{{"owner":"w{i % 3}"}},'
+                    f'"invoke_ns":{t + 5 * ms},"complete_ns":{t + 6 * ms},"outcome":"ok","lease":null,"error":null}}\n')
+    return path
+
+
+@pytest.mark.parametrize("command", ["check", "report"])
+def test_check_and_report_of_a_long_history_stop_within_seconds_of_sigterm(command: str, tmp_path: Path) -> None:
+    history = _big_history(tmp_path / "history.jsonl", 150_000)
+    proc = subprocess.Popen([sys.executable, "-m", "lockchaos", command, str(history)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        time.sleep(2.0)  # python started, the history is being read or judged
+        assert proc.poll() is None, "finished before the signal: make the history longer"
+        status, took, _ = _stop(proc, psutil.Process(proc.pid), signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert status == 143
+    assert took < 5, f"took {took:.1f} s to stop"
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
