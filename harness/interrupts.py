@@ -76,6 +76,8 @@ def within_grace(fn: Callable[[], T], what: str) -> T:
     thread that is abandoned (it only computes; a file it writes is written atomically) when the
     grace runs out: the harness then ends within seconds of the signal in every phase.
     """
+    if overdue():  # nothing more is started once the grace is over
+        raise Overdue(f"stopped before the {what} was done")
     box: list[tuple[bool, object]] = []
 
     def body() -> None:
