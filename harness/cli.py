@@ -19,6 +19,7 @@ from lockchaos.backends.redaction import redact_text
 
 from . import exitcodes, interrupts
 from .driver import RunOptions
+from .rundir import DEFAULT_PARENT
 from .scenarios import CATALOGUE, find_scenario
 from .targets import (
     BACKENDS,
@@ -52,7 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
     soak = sub.add_parser("soak", help="run failover scenarios with faults and record histories")
     _add_target_args(soak)
     soak.add_argument("--scenario", default="all", help="scenario name, or all (default)")
-    soak.add_argument("--duration", type=_positive(float, "--duration"), metavar="S",
+    soak.add_argument("--duration", type=_positive(float, "--duration", MAX_DURATION_S), metavar="S",
                       help="seconds each scenario runs (default: the scenario's own length)")
     soak.add_argument("--seed", type=_non_negative_int("--seed"), help="seed (default: random, recorded)")
     soak.add_argument("--workers", type=_bounded_int("--workers", 1, 256), help="worker clients (1-256)")
@@ -78,7 +79,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(kind: Callable[[str], float], flag: str) -> Callable[[str], float]:
+MAX_DURATION_S = 30 * 24 * 3600
+"""A month of (simulated) time per scenario: anything longer is a typo, not a soak."""
+
+
+def _positive(kind: Callable[[str], float], flag: str, high: float = math.inf) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = kind(text)
@@ -86,6 +91,8 @@ def _positive(kind: Callable[[str], float], flag: str) -> Callable[[str], float]
             raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
         if not math.isfinite(value) or value <= 0:
             raise argparse.ArgumentTypeError(f"{flag} must be > 0, got {text!r}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{flag} must be at most {high:g} seconds (30 days), got {text!r}")
         return value
 
     return parse
@@ -164,13 +171,14 @@ def _soak_plan(args: argparse.Namespace) -> SoakPlan:
         raise ConfigurationError("--virtual-time runs the fake only: use --backend fake (or --server none)")
     scenarios = CATALOGUE if args.scenario == "all" else (find_scenario(args.scenario),)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    out = args.out if args.out is not None else Path("lockchaos-runs") / time.strftime("%Y%m%d-%H%M%S")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    out = args.out if args.out is not None else DEFAULT_PARENT / time.strftime("%Y%m%d-%H%M%S")
+    if args.out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigurationError(f"--out {out} exists and is not an empty directory")
     options = RunOptions(seed=seed, workers=args.workers, duration_s=args.duration,
                          virtual_time=args.virtual_time, strict=args.strict)
     output = "json" if args.json else "quiet" if args.quiet else "rich"
-    return SoakPlan(tuple(targets), tuple(scenarios), options, args.ttl_ms, out, output)
+    return SoakPlan(tuple(targets), tuple(scenarios), options, args.ttl_ms, out, output,
+                    default_out=args.out is None)
 
 
 def _probe_external(targets: Sequence[Target]) -> None:
@@ -228,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.INFRASTRUCTURE
     except KeyboardInterrupt:
         err.print("lockchaos: interrupted", highlight=False, markup=False, soft_wrap=True)
-        return 130
+        return interrupts.exit_status()
 
 
 def entry() -> NoReturn:

@@ -14,6 +14,7 @@ from typing import Any
 from lockchaos.backends.base import ConfigurationError
 from lockchaos.backends.redaction import redact_text
 
+from ..atomicfile import write_atomic
 from ..history import HISTORY_FILE
 from ..scenarios import find_scenario
 from ..verdicts import SUMMARY_FILE
@@ -35,7 +36,7 @@ def write_report(run_dir: Path) -> Path:
     if not history.is_file():
         if summary.get("status") != "skipped":
             raise ConfigurationError(f"{run_dir}: no {HISTORY_FILE} here (give a run directory or a history file)")
-        out.write_text(skipped_page(summary), encoding="utf-8")
+        write_atomic(out, skipped_page(summary))
         return out
     return write_report_for(history, out, summary)
 
@@ -43,7 +44,7 @@ def write_report(run_dir: Path) -> Path:
 def write_report_for(history: Path, out: Path, summary: dict[str, Any] | None = None) -> Path:
     """Write a report of any history file (``summary`` defaults to the one beside a run's history)."""
     run = load_run(history, summary_beside(history) if summary is None else summary)
-    out.write_text(page(run), encoding="utf-8")
+    write_atomic(out, page(run))
     return out
 
 

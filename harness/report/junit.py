@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from ..atomicfile import write_atomic
 from .markup import clean
 from .runs import RunEntry, checks_of, discover, split_infrastructure
 
@@ -45,7 +46,7 @@ def write_junit(out_dir: Path) -> Path:
     root.set("time", f"{total_time:.3f}")
     ET.indent(root)
     out = out_dir / JUNIT_FILE
-    ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
+    write_atomic(out, ET.tostring(root, encoding="utf-8", xml_declaration=True))
     return out
 
 
