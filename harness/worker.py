@@ -203,6 +203,12 @@ class Worker:
         except BackendUnavailable:
             self.rt.sleep(self.t.retry_every_s)
             return
+        except Exception as exc:  # the factory let an unmapped error through: reported, then retried
+            self._record(NoteRecord("open-error", self.rt.now_ns(), {
+                "client": self.name, "error": f"unexpected {type(exc).__name__}: {redact_text(str(exc))}",
+                "error_type": _qualname(exc)}))
+            self.rt.sleep(self.t.retry_every_s)
+            return
         ttl = self.t.ttl_ms
         invoke = self.rt.now_ns()
         outcome, value = self._call("acquire", {"owner": self.owner, "ttl_ms": ttl},

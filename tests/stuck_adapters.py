@@ -69,3 +69,15 @@ def failed_node(url: str) -> FailedNodeClient:
 def unmapped_errors(url: str) -> UnmappedErrorsClient:
     base = open_fake(url)
     return UnmappedErrorsClient(base.server, timeout_ms=base.timeout_ms)
+
+
+_opens: dict[str, int] = {}
+
+
+def reopen_fails_once(url: str) -> FakeClient:
+    """Its factory raises a raw ``ConnectionError`` once, when a crashed worker reopens its client
+    (the fifth open of a three-worker run: probe, three workers, then the reopen)."""
+    _opens[url] = _opens.get(url, 0) + 1
+    if _opens[url] == 5:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    return open_fake(url)

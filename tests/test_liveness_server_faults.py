@@ -140,3 +140,11 @@ def test_call_interrupted_by_the_end_of_the_run_is_recorded_indeterminate(tmp_pa
     cut = [x for x in read_history(r.run_dir / "history.jsonl")
            if isinstance(x, OpRecord) and x.error is not None and x.error.startswith("RunStopped")]
     assert cut and all(x.outcome == "indeterminate" for x in cut)
+
+
+def test_factory_raising_unmapped_error_on_reopen_is_an_error_handling_finding(tmp_path: Path) -> None:
+    target = adapter_target("tests.stuck_adapters:reopen_fails_once", "none")
+    r = run_scenario(target, find_scenario("holder-crash"), RunOptions(seed=1, virtual_time=True), tmp_path)
+    assert r.status == "ran" and r.judgement is not None and r.judgement.failing() == ["error-handling"]
+    f = next(x for x in r.judgement.results if x.checker == "error-handling").findings[0]
+    assert "opening a client raised unexpected ConnectionError" in f.message

@@ -41,5 +41,14 @@ def check(h: History) -> CheckResult:
             f"{rec.op} raised {rec.error} instead of returning or raising BackendUnavailable: the outcome is "
             "unknown to the caller (judged as indeterminate by the safety checks)",
             op.complete, (rec.client,), (), (op.line,)))
+    for line, note in h.open_errors:
+        name = str(note.data.get("error_type") or "?")
+        by_type[f"open:{name}"] += 1
+        if by_type[f"open:{name}"] <= 3 and len(findings) < KEEP:
+            client = str(note.data.get("client", "?"))
+            findings.append(Finding(
+                NAME, "unmapped-exception", "violation",
+                f"opening a client raised {note.data.get('error')} instead of BackendUnavailable: a caller "
+                "cannot tell a server that is down from a bug", note.time_ns, (client,), (), (line,)))
     return CheckResult(NAME, tuple(findings), {"unmapped": sum(by_type.values()),
                                                 **({"by_type": dict(sorted(by_type.items()))} if by_type else {})})

@@ -81,6 +81,8 @@ class History:
     """Each worker client's declared call timeout (``timeout_ms``), when the client tells it."""
     stopped_ns: int = 0
     """When the workers were stopped (quiesce or interrupt): nothing they did not do by then is late."""
+    open_errors: list[tuple[int, NoteRecord]] = field(default_factory=list)
+    """Opening a client raised an exception the factory did not map (line, note)."""
 
     def server_faults(self, *names: str) -> list[FaultWindow]:
         return [f for f in self.faults if f.fault in names]
@@ -110,6 +112,7 @@ class _Notes:
 
     timeouts: dict[str, int | None] = field(default_factory=dict)
     stopped_ns: int = 0
+    open_errors: list[tuple[int, NoteRecord]] = field(default_factory=list)
 
 
 def _load(records: Iterable[tuple[int, Record]],
@@ -143,6 +146,8 @@ def _load(records: Iterable[tuple[int, Record]],
                 meta = rec.data
             elif rec.kind == "client":
                 notes.timeouts[str(rec.data.get("client"))] = rec.data.get("timeout_ms")
+            elif rec.kind == "open-error":
+                notes.open_errors.append((line, rec))
             elif rec.kind in ("quiesce", "interrupted") and not notes.stopped_ns:
                 notes.stopped_ns = rec.time_ns
             elif rec.kind == "end":
@@ -165,7 +170,7 @@ def load_history(source: Path | Iterable[Record]) -> History:
         raise ValueError("history has no meta record: not a lockchaos history")
     caps = Capabilities(**meta["capabilities"])
     h = History(meta, caps, int(meta["ttl_ms"]), ops, writes, faults, [], end_ns, truncated, notes.timeouts,
-                notes.stopped_ns or end_ns)
+                notes.stopped_ns or end_ns, notes.open_errors)
     h.grants = _grants(h)
     _bound(h)
     return h
