@@ -137,7 +137,7 @@ def _choose_targets(args: argparse.Namespace, *, persistence: bool = False) -> l
         if args.backend is not None:
             raise ConfigurationError("give either --backend or --adapter, not both")
         if args.server is None:
-            raise ConfigurationError("--adapter needs --server redis|etcd|none")
+            raise ConfigurationError("--adapter needs --server redis|redis-aof|etcd|none")
         # A user's adapter gets the server's default configuration: what its declaration must match.
         return [adapter_target(args.adapter, args.server, provision=args.provision)]
     if args.server is not None:

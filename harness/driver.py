@@ -233,7 +233,7 @@ def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
         what = f"--url {target.external_url.split('?')[0]}" + (
             f" --adapter {target.adapter_spec}" if target.adapter_spec else "")
     elif target.adapter_spec is not None:
-        server = "none" if target.server_kind == "fake" else target.server_kind
+        server = target.label.rpartition("@")[2]  # what --server said (redis-aof runs a "redis")
         what = f"--adapter {target.adapter_spec} --server {server}"
     else:
         what = f"--backend {target.label}"

@@ -79,9 +79,11 @@ class FakeEnvironment:
         self.capabilities = caps
         self._links: dict[int, LinkFaults] = {}
         self._ours = target.adapter_spec is None
+        # A user's adapter opens the fake by URL: the scenario's client timeout rides along.
+        self.url = f"fake://{self.name}" if timeout_ms is None else f"fake://{self.name}?timeout_ms={timeout_ms}"
         if not self._ours:
             try:
-                guarded_open(target, f"fake://{self.name}").close()
+                guarded_open(target, self.url).close()
             except BaseException:
                 self.close()
                 raise
@@ -90,7 +92,7 @@ class FakeEnvironment:
         if self._ours:
             client = FakeClient(self.fake)
         else:
-            opened = self.target.open(f"fake://{self.name}")
+            opened = self.target.open(self.url)
             if not isinstance(opened, FakeClient):
                 return opened
             client = opened
@@ -99,7 +101,7 @@ class FakeEnvironment:
 
     def open_observer(self) -> LockBackend:
         """A client off the workers' links, for checks that must not be faulted."""
-        return FakeClient(self.fake) if self._ours else self.target.open(f"fake://{self.name}")
+        return FakeClient(self.fake) if self._ours else self.target.open(self.url)
 
     def link(self, index: int) -> LinkFaults | None:
         return self._links.get(index)
@@ -184,8 +186,8 @@ class ServerEnvironment:
         if target.external_url is not None:
             url, self._prefix = with_run_prefix(target.external_url)
             self.handle = ExternalServer(url)
-        else:
-            self.handle = start_server(target, bool(persistence))
+        else:  # the scenario's insistence wins, else the target's own (``--server redis-aof``)
+            self.handle = start_server(target, target.persistence if persistence is None else persistence)
         self.server: ServerFaults = ProcessServerFaults(self.handle)
         # One proxy per worker, for per-client network faults; none to a remote server of the user's.
         self._proxies = ProxyPool(self.handle.host, self.handle.port) if is_loopback(self.handle.url) else None
@@ -199,7 +201,9 @@ class ServerEnvironment:
             raise
 
     def _url(self, url: str) -> str:
-        if self.timeout_ms is not None and self.target.adapter_spec is None:
+        """A client URL: a scenario's client timeout reaches every factory, a user's included, as the
+        ``?timeout_ms=`` option (``lockchaos.backends.urlopts`` reads it)."""
+        if self.timeout_ms is not None:
             url = with_query(url, timeout_ms=self.timeout_ms)
         return url
 
