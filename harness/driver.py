@@ -23,6 +23,7 @@ from .environments import Environment, FakeEnvironment, ServerEnvironment
 from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, lease_dict, read_history
 from .nemesis import Nemesis
 from .observations import Observations, observe
+from .procworker import ProcessWorker, process_worker
 from .register import FencedRegister
 from .report import write_report
 from .runtime import RealRuntime, Runtime, VirtualRuntime
@@ -42,6 +43,9 @@ class RunOptions:
     duration_s: float | None = None
     virtual_time: bool = False
     strict: bool = False
+    workers_mode: Literal["process", "thread"] = "thread"
+    """Real time: each worker in its own OS process, or a thread of the driver (virtual time: always
+    in-process greenlets)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             history.append(rec)
             callback(rec)
 
+    workers: list[Worker | ProcessWorker] = []
     try:
         caps = env.capabilities
         record(NoteRecord("meta", runtime.now_ns(), {
@@ -143,11 +148,18 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         }))
         register = FencedRegister(LOCK_KEY, fencing=scenario.fencing, now_ns=runtime.now_ns, record=record)
         timing = Timing.of(scenario.plan, opts.ttl_ms)
-        workers = []
+        processes = opts.workers_mode == "process" and not opts.virtual_time
         for i in range(scenario.workers):
-            w = Worker(f"w{i}", functools.partial(env.open_client, i), LOCK_KEY, scenario.plan, timing, runtime,
-                       record, register, random.Random(rng.randrange(2**32)), functools.partial(env.link, i),
-                       owner_id="shared-owner" if i < scenario.shared_owner else None)
+            owner_id = "shared-owner" if i < scenario.shared_owner else None
+            w: Worker | ProcessWorker
+            if processes:
+                w = process_worker(i, f"w{i}", target=target, env=env, key=LOCK_KEY, plan=scenario.plan,
+                                   timing=timing, runtime=runtime, record=record, register=register,
+                                   rng=random.Random(rng.randrange(2**32)), owner_id=owner_id)
+            else:
+                w = Worker(f"w{i}", functools.partial(env.open_client, i), LOCK_KEY, scenario.plan, timing,
+                           runtime, record, register, random.Random(rng.randrange(2**32)),
+                           functools.partial(env.link, i), owner_id=owner_id)
             workers.append(w)
             runtime.spawn(w.wid, w.run)
         for w in workers:  # open every client before the start, so faults find their links
@@ -164,6 +176,9 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         simulated = (runtime.now_ns() - t0) / 1e9
         record(NoteRecord("end", runtime.now_ns(), {"errors": [f"{type(e).__name__}: {e}" for e in errors]}))
     finally:
+        for w in workers:  # no worker process outlives its run
+            if isinstance(w, ProcessWorker):
+                w.terminate()
         history.close()
     for e in errors:
         if isinstance(e, FaultUnsupported):
@@ -246,6 +261,8 @@ def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
         flags.append(f"--provision {target.provision}")
     if opts.virtual_time:
         flags.append("--virtual-time")
+    elif opts.workers_mode != "thread":
+        flags.append(f"--workers-mode {opts.workers_mode}")
     if opts.strict:
         flags.append("--strict")
     return "lockchaos soak " + " ".join(flags)

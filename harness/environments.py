@@ -32,6 +32,10 @@ class Environment(Protocol):
 
     def open_client(self, index: int) -> LockBackend: ...
 
+    def client_url(self, index: int) -> str | None:
+        """The URL worker ``index`` opens from a process of its own (None: only in-process clients)."""
+        ...
+
     def open_observer(self) -> LockBackend: ...
 
     def link(self, index: int) -> LinkFaults | None: ...
@@ -98,6 +102,9 @@ class FakeEnvironment:
             client = opened
         self._links[index] = FakeLink(client)
         return client
+
+    def client_url(self, index: int) -> str | None:
+        return None  # the fake lives in this process: a worker process calls a client kept here
 
     def open_observer(self) -> LockBackend:
         """A client off the workers' links, for checks that must not be faulted."""
@@ -211,11 +218,15 @@ class ServerEnvironment:
         return self.target.open(self._url(url))
 
     def open_client(self, index: int) -> LockBackend:
+        return self.target.open(self.client_url(index))
+
+    def client_url(self, index: int) -> str:
+        """Worker ``index``'s URL: through its own fault proxy when the server is on this machine."""
         if self._proxies is None:
-            return self._open(self.handle.url)
+            return self._url(self.handle.url)
         proxy = self._proxies.proxy_for(f"w{index}")
         self._links.setdefault(index, ProxyLink(proxy))
-        return self._open(proxy.url_for(self.handle.url))
+        return self._url(proxy.url_for(self.handle.url))
 
     def open_observer(self) -> LockBackend:
         return self._open(self.handle.url)
