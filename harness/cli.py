@@ -49,6 +49,10 @@ def _build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--ttl-ms", type=_bounded_int("--ttl-ms", 1, 3_600_000), dest="ttl_ms",
                       help="lease TTL in ms (default: 1000, 2000 for etcd)")
     soak.add_argument("--virtual-time", action="store_true", help="simulate time (fake backend only)")
+    soak.add_argument("--workers-mode", choices=("auto", "process", "thread"), default="auto", dest="workers_mode",
+                      help="real time: each worker in its own OS process (a crash is kill -9, a pause SIGSTOPs "
+                           "the library's threads too) or a thread of the harness; auto (default): processes "
+                           "against a real server, threads on the in-process fake")
     soak.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: ./lockchaos-runs/TIME)")
 
     mode = soak.add_mutually_exclusive_group()
@@ -158,7 +162,7 @@ def _soak_plan(args: argparse.Namespace) -> SoakPlan:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigurationError(f"--out {out} exists and is not an empty directory")
     options = RunOptions(seed=seed, workers=args.workers, duration_s=args.duration,
-                         virtual_time=args.virtual_time, strict=args.strict)
+                         virtual_time=args.virtual_time, strict=args.strict, workers_mode=args.workers_mode)
     output = "json" if args.json else "quiet" if args.quiet else "rich"
     return SoakPlan(tuple(targets), tuple(scenarios), options, args.ttl_ms, out, output)
 

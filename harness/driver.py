@@ -43,9 +43,10 @@ class RunOptions:
     duration_s: float | None = None
     virtual_time: bool = False
     strict: bool = False
-    workers_mode: Literal["process", "thread"] = "thread"
-    """Real time: each worker in its own OS process, or a thread of the driver (virtual time: always
-    in-process greenlets)."""
+    workers_mode: Literal["auto", "process", "thread"] = "auto"
+    """Real time: each worker in its own OS process, or a thread of the driver; ``auto`` is processes
+    against a real server and threads on the in-process fake, whose clients cannot leave the driver's
+    memory anyway (virtual time: always in-process greenlets)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,8 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         }))
         register = FencedRegister(LOCK_KEY, fencing=scenario.fencing, now_ns=runtime.now_ns, record=record)
         timing = Timing.of(scenario.plan, opts.ttl_ms)
-        processes = opts.workers_mode == "process" and not opts.virtual_time
+        processes = not opts.virtual_time and (
+            opts.workers_mode == "process" or (opts.workers_mode == "auto" and target.server_kind != "fake"))
         for i in range(scenario.workers):
             owner_id = "shared-owner" if i < scenario.shared_owner else None
             w: Worker | ProcessWorker
@@ -172,7 +174,9 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         if interrupted:  # Ctrl-C or SIGTERM: keep what was recorded, tear down without waiting
             record(NoteRecord("interrupted", runtime.now_ns(), {}))
         else:
+            at_stop = env.residue()  # leases a lock leaks expire on their own: look before waiting
             _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms)
+            record(NoteRecord("residue", runtime.now_ns(), {"at_stop": at_stop, "at_end": env.residue()}))
         simulated = (runtime.now_ns() - t0) / 1e9
         record(NoteRecord("end", runtime.now_ns(), {"errors": [f"{type(e).__name__}: {e}" for e in errors]}))
     finally:
@@ -261,7 +265,7 @@ def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
         flags.append(f"--provision {target.provision}")
     if opts.virtual_time:
         flags.append("--virtual-time")
-    elif opts.workers_mode != "thread":
+    elif opts.workers_mode != "auto":
         flags.append(f"--workers-mode {opts.workers_mode}")
     if opts.strict:
         flags.append("--strict")

@@ -19,6 +19,7 @@ from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_
 from .external import is_loopback, purge_prefix, with_run_prefix
 from .nemesis import LINK_FAULTS, SERVER_FAULTS, ServerFaults
 from .proxy import FaultProxy, ProxyPool
+from .residue import Snapshot, fake_snapshot, server_snapshot
 from .runtime import Runtime
 from .servers import ExternalServer, ServerHandle
 from .targets import Target, guarded_open, start_server
@@ -41,6 +42,10 @@ class Environment(Protocol):
     def link(self, index: int) -> LinkFaults | None: ...
 
     def unsupported(self, fault: str) -> str | None: ...
+
+    def residue(self) -> Snapshot:
+        """What the server holds now, read-only (``harness/residue.py``)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -118,6 +123,9 @@ class FakeEnvironment:
             return (f"{fault}: the adapter talks to the in-process fake without a network; "
                     "use --server redis|etcd for network faults")
         return None
+
+    def residue(self) -> Snapshot:
+        return fake_snapshot(self.fake)
 
     def close(self) -> None:
         drop_fake_server(self.name)
@@ -243,6 +251,10 @@ class ServerEnvironment:
             if fault in LINK_FAULTS and not is_loopback(self.handle.url):
                 return f"{fault}: the fault proxy only forwards to 127.0.0.1; this server is remote"
         return None
+
+    def residue(self) -> Snapshot:
+        """Every key of a server we started; only the run's prefix on the user's own."""
+        return server_snapshot(self.handle.url, self._prefix)
 
     def close(self) -> None:
         if self._proxies is not None:

@@ -1,10 +1,11 @@
 """Workers as real OS processes: a holder crash is a kill -9, a holder pause a SIGSTOP.
 
 Each worker (its lock client, the library under test and that library's own threads) runs the same
-``Worker`` loop in a process of its own, started with the ``spawn`` method (gRPC does not survive a
-fork). So a crash is the kernel closing the client's sockets, a GC-style pause freezes every thread
-of the process (a library's renewal thread included), and per-process client state lives as it does
-in production.
+``Worker`` loop in a process of its own: a fresh interpreter (fork + exec, as multiprocessing's
+``spawn``: gRPC does not survive a bare fork), which imports only the worker and its client, not the
+driver's ``__main__`` (the CLI and its dependencies: about twice the start-up time). So a crash
+is the kernel closing the client's sockets, a GC-style pause freezes every thread of the process
+(a library's renewal thread included), and per-process client state lives as in production.
 
 The driver stays the single writer of the history and the owner of the fenced register and of the
 fault links: a child sends its records and asks for register writes, link faults and its pause over
@@ -22,18 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import multiprocessing
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+from multiprocessing.connection import Connection, Pipe
 from typing import TYPE_CHECKING, Any
 
 from lockchaos.backends.base import BackendUnavailable, Capabilities, InfrastructureError, Lease, LockBackend
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from .environments import Environment
     from .targets import Target
 
-_SPAWN = multiprocessing.get_context("spawn")
 _STARTER = ThreadPoolExecutor(1, thread_name_prefix="lockchaos-procstart")
 """Every child is forked from this one long-lived thread: the parent-death signal fires when the
 *thread* that forked a child ends, and nemesis or serving threads end with each run."""
@@ -59,6 +58,8 @@ READY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 10.0
 """How long a stopped child may take to unwind and hand over its last records before kill -9."""
 _POLL_S = 0.05
+WORKER_ENV = "LOCKCHAOS_WORKER"
+"""Set in each worker process to its name (``w0#2``: worker 0, second incarnation), for adapters' logs."""
 _RUN_FOREVER_S = 7 * 24 * 3600.0  # a child runs until told to stop; still a bound
 
 _PR_SET_PDEATHSIG = 1
@@ -218,10 +219,26 @@ def _arm_death_signal(parent_pid: int) -> None:
         os._exit(1)
 
 
+_CHILD_CODE = "import sys; from lockchaos.harness.procworker import child_entry; child_entry(sys.argv[1:])"
+"""A fresh interpreter that imports only what a worker needs (not the driver's ``__main__``)."""
+
+
+def child_entry(argv: list[str]) -> None:
+    """``python -c _CHILD_CODE RPC_FD CTL_FD PARENT_PID``: the driver sends its import path, then the spec."""
+    rpc_fd, ctl_fd, parent = (int(a) for a in argv)
+    _arm_death_signal(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops us in order
+    rpc, ctl = Connection(rpc_fd), Connection(ctl_fd, writable=False)
+    try:
+        sys.path[:] = rpc.recv()
+        spec = rpc.recv()
+    except (EOFError, OSError):
+        return
+    child_main(spec, rpc, ctl)
+
+
 def child_main(spec: ChildSpec, rpc: Connection, ctl: Connection) -> None:
     """A worker process: open the client, say ready, run on ``go`` until ``stop`` (or the driver dies)."""
-    _arm_death_signal(spec.parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it stops us in order
     port = _Port(rpc)
     runtime = RealRuntime(join_timeout_s=DRAIN_TIMEOUT_S / 2)
     remote = False
@@ -321,7 +338,7 @@ class ProcessWorker:
         self._armed: dict[str, object] = {"pause_for_s": 0.0, "renewer_dead": False, "lose_release_reply": False}
         self._client: LockBackend | None = None  # the driver-side client of a child on the fake
         self._ctl_lock = threading.Lock()
-        self._proc: BaseProcess | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._rpc: Connection | None = None
         self._ctl: Connection | None = None
         self._ready = False
@@ -371,7 +388,7 @@ class ProcessWorker:
         self.crashed = True
         self.believed = None
         proc = self._proc
-        if proc is not None and proc.pid is not None:
+        if proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
 
@@ -384,16 +401,24 @@ class ProcessWorker:
     # --- process lifecycle ---------------------------------------------------------------------
 
     def _start_child(self) -> None:
-        rpc_parent, rpc_child = _SPAWN.Pipe(duplex=True)
-        ctl_child, ctl_parent = _SPAWN.Pipe(duplex=False)
+        rpc_parent, rpc_child = Pipe(duplex=True)
+        ctl_child, ctl_parent = Pipe(duplex=False)
         spec = ChildSpec(self.wid, self.incarnation, self._spec.key, self._spec.plan, self._spec.timing,
                          self._rng.randrange(2**32), self._spec.owner_id, self._spec.opener, os.getpid())
-        proc = _SPAWN.Process(target=child_main, args=(spec, rpc_child, ctl_child),
-                              name=f"lockchaos-{self.name}", daemon=True)
-        _STARTER.submit(proc.start).result()
-        rpc_child.close()
-        ctl_child.close()
+        fds = (rpc_child.fileno(), ctl_child.fileno())
+        argv = [sys.executable, "-c", _CHILD_CODE, *map(str, fds), str(os.getpid())]
+        try:
+            # Its own session: Ctrl-C at a terminal is the driver's, which stops its workers in order.
+            proc = _STARTER.submit(subprocess.Popen, argv, stdin=subprocess.DEVNULL, pass_fds=fds,
+                                   start_new_session=True,
+                                   env={**os.environ, WORKER_ENV: self.name}).result()
+        finally:
+            rpc_child.close()
+            ctl_child.close()
         self._proc, self._rpc, self._ctl, self._ready = proc, rpc_parent, ctl_parent, False
+        with contextlib.suppress(OSError):  # a child that died at once says so on connect
+            rpc_parent.send(sys.path)  # the driver's import path: a user's adapter module, our tests
+            rpc_parent.send(spec)
 
     def _command(self, *msg: object) -> None:
         with self._ctl_lock:
@@ -413,7 +438,7 @@ class ProcessWorker:
                 if self._rpc.poll(_POLL_S):
                     self._handle(self._rpc.recv())
             except (EOFError, OSError):
-                code = None if self._proc is None else self._proc.exitcode
+                code = None if self._proc is None else self._proc.poll()
                 self.terminate()
                 raise InfrastructureError(f"worker process {self.name} died while starting "
                                           f"(exit code {code})") from None
@@ -422,12 +447,12 @@ class ProcessWorker:
         """kill -9 and reap, whatever state the child is in; idempotent."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.is_alive() and proc.pid is not None:
+            if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGCONT)
                     os.kill(proc.pid, signal.SIGKILL)
-            proc.join(5)
-            proc.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
         for conn in (self._rpc, self._ctl):
             if conn is not None:
                 conn.close()
@@ -467,9 +492,9 @@ class ProcessWorker:
         assert self._rpc is not None
         rpc = self._rpc
         while True:
+            self.rt.sleep(0)  # RunStopped when the run ends, however busy the child keeps the pipe
             try:
                 if not rpc.poll(_POLL_S):
-                    self.rt.sleep(0)  # RunStopped when the run ends
                     continue
                 msg = rpc.recv()
             except (EOFError, OSError):
@@ -479,14 +504,22 @@ class ProcessWorker:
             self._handle(msg)
 
     def _stop_child(self) -> None:
-        """Orderly end: the child unwinds its loop, closes its client, hands over its last records."""
+        """Orderly end: the child unwinds its loop, closes its client, hands over its last records.
+
+        The run ends when the child says ``done``, as a thread worker's ends when its loop unwinds;
+        the process then exits on its own and is reaped by ``terminate`` after the quiesce (waiting
+        for interpreters to exit first would delay the quiesce's look at what the lock left behind).
+        """
         self._command("stop")
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         rpc = self._rpc
         while rpc is not None and time.monotonic() < deadline:
             try:
                 if rpc.poll(_POLL_S):
-                    self._handle(rpc.recv())
+                    msg = rpc.recv()
+                    self._handle(msg)
+                    if msg[0] == "done":
+                        return
             except (EOFError, OSError):
                 break
         self.terminate()
