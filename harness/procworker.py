@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from lockchaos.backends.base import BackendUnavailable, Capabilities, InfrastructureError, Lease, LockBackend
 
 from .adapters import AdapterFactory, checked_backend, load_factory
-from .history import FaultRecord, Record
+from .history import FaultRecord, OpName, OpRecord, Record
 from .register import FencedRegister
 from .runtime import RealRuntime, RunStopped, Runtime
 from .scenarios import WorkerPlan
@@ -204,6 +204,13 @@ class _ChildWorker(Worker):
             if port is not None:
                 port.send("believed", lease)
 
+    def _call(self, op: OpName, *rest: Any, **kw: Any) -> Any:
+        """Say a call is in flight before making it: if this process is killed before the call's
+        record leaves it, the driver records the call as indeterminate (it may have taken effect)."""
+        args = rest[0] if rest and isinstance(rest[0], dict) else {}
+        self._port.send("invoking", self.name, op, self.key, args, time.monotonic_ns())
+        return super()._call(op, *rest, **kw)
+
     def _pause_point(self) -> None:
         """Where a GC pause hurts most: the driver SIGSTOPs this whole process, threads and all."""
         if self.pause_for_s > 0:
@@ -342,6 +349,7 @@ class ProcessWorker:
         self._rpc: Connection | None = None
         self._ctl: Connection | None = None
         self._ready = False
+        self._in_flight: tuple[Any, ...] | None = None  # the child's call not yet recorded
         self.errors: list[BaseException] = []
         self._start_child()
 
@@ -498,6 +506,7 @@ class ProcessWorker:
                     continue
                 msg = rpc.recv()
             except (EOFError, OSError):
+                self._lost_in_flight()
                 self.terminate()
                 self.believed = None
                 return
@@ -522,12 +531,27 @@ class ProcessWorker:
                         return
             except (EOFError, OSError):
                 break
+        self._lost_in_flight()
         self.terminate()
+
+    def _lost_in_flight(self) -> None:
+        """The child died (or would not stop) between sending a call and recording it."""
+        if self._in_flight is None:
+            return
+        client, op, key, args, invoke_ns = self._in_flight
+        self._in_flight = None
+        self._record(OpRecord(client=client, op=op, key=key, args=args, invoke_ns=invoke_ns,
+                              complete_ns=self.rt.now_ns(), outcome="indeterminate",
+                              error="worker process died during the call: its outcome is unknown"))
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "rec":
+            if isinstance(msg[1], OpRecord):
+                self._in_flight = None
             self._record(msg[1])
+        elif kind == "invoking":
+            self._in_flight = msg[1:]
         elif kind == "write":
             self._reply(self.register.write(msg[1], msg[2]))
         elif kind == "believed":
