@@ -228,10 +228,10 @@ def test_junit_has_a_suite_per_backend_a_case_per_checker_and_right_counts(soak_
         assert suite.get("failures") == str(sum(1 for c in cases if c.find("failure") is not None))
         assert suite.get("skipped") == str(sum(1 for c in cases if c.find("skipped") is not None))
     fake = suites["lockchaos.fake"].findall("testcase")
-    assert len(fake) == 2 * 5
+    assert len(fake) == 2 * 6
     assert {c.get("classname") for c in fake} == {"lockchaos.fake.holder-pause", "lockchaos.fake.clean-handover"}
     assert {c.get("name") for c in fake} == {"conformance", "exclusion-grants", "exclusion-register", "fencing",
-                                             "liveness"}
+                                             "liveness", "residue"}
     assert root.get("tests") == str(sum(len(s.findall("testcase")) for s in suites.values()))
 
 
