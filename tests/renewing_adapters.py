@@ -73,3 +73,20 @@ def explodes_in_a_revived_worker(url: str) -> LockBackend:
     if not os.environ.get("LOCKCHAOS_WORKER", "#1").endswith("#1"):
         raise RuntimeError("adapter factory exploded in a revived worker process")
     return open_backend(url)
+
+
+SLOW_ACQUIRE_S = 2.0
+
+
+class SlowAcquire(AutoRenewing):
+    """Every acquire takes ``SLOW_ACQUIRE_S`` before it is sent: a call a crash will catch in flight."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        import time
+
+        time.sleep(SLOW_ACQUIRE_S)
+        return super().acquire(key, owner, ttl_ms)
+
+
+def slow_acquire(url: str) -> LockBackend:
+    return SlowAcquire(open_backend(url))

@@ -167,3 +167,19 @@ def test_factory_failing_in_a_revived_worker_process_ends_with_status_3(tmp_path
             timeout=120).returncode
     assert status == 3
     assert "exploded in a revived worker process" in log.read_text()
+
+
+def test_call_in_flight_when_its_process_is_killed_is_recorded_indeterminate(tmp_path: Path) -> None:
+    # Every acquire takes 2 s, so nobody holds the lock when the crash comes (the nemesis then picks a
+    # worker at random): the kill lands in the middle of its acquire, which may or may not have been
+    # applied. The worker never recorded it; the harness must, as indeterminate.
+    target = adapter_target("tests.renewing_adapters:slow_acquire", "redis")
+    result = run_scenario(target, find_scenario("holder-crash"),
+                          RunOptions(seed=1, ttl_ms=TTL_MS, workers_mode="process"), tmp_path)
+    assert result.status == "ran", result.reason
+    records = list(read_history(result.run_dir / "history.jsonl"))
+    crash = next(r for r in records if isinstance(r, FaultRecord) and r.fault == "holder-crash")
+    lost = [r for r in records if isinstance(r, OpRecord) and r.client == crash.target]
+    assert [(r.op, r.outcome) for r in lost] == [("acquire", "indeterminate")]
+    assert lost[0].error is not None and "died during the call" in lost[0].error
+    assert lost[0].invoke_ns < crash.time_ns <= lost[0].complete_ns
