@@ -437,17 +437,21 @@ class ProcessWorker:
     def connect(self) -> None:
         """Wait until the child has opened its client (so faults find its link), as ``Worker.connect``."""
         deadline = time.monotonic() + READY_TIMEOUT_S
-        assert self._rpc is not None
+        rpc = self._rpc
+        assert rpc is not None
         while not self._ready:
+            self.rt.sleep(0)  # a revival still starting when the run ends: RunStopped
             if time.monotonic() > deadline:
                 self.terminate()
                 raise InfrastructureError(f"worker process {self.name} not ready after {READY_TIMEOUT_S:g} s")
             try:
-                if self._rpc.poll(_POLL_S):
-                    self._handle(self._rpc.recv())
+                if rpc.poll(_POLL_S):
+                    self._handle(rpc.recv())
             except (EOFError, OSError):
                 code = None if self._proc is None else self._proc.poll()
                 self.terminate()
+                if self.crashed:
+                    return  # the nemesis killed it while it was starting: revived later, like any crash
                 raise InfrastructureError(f"worker process {self.name} died while starting "
                                           f"(exit code {code})") from None
 
@@ -484,6 +488,8 @@ class ProcessWorker:
                         continue
                     self._start_child()
                     self.connect()
+                    if self._proc is None:
+                        continue  # killed while starting
                 self._command("go")
                 for attr, value in self._armed.items():  # armed before this incarnation started
                     if value:
