@@ -156,6 +156,11 @@ def _soak_plan(args: argparse.Namespace) -> SoakPlan:
     targets = _targets(args)
     if args.virtual_time and any(t.server_kind != "fake" for t in targets):
         raise ConfigurationError("--virtual-time runs the fake only: use --backend fake (or --server none)")
+    if args.workers_mode == "process":  # a factory a worker process cannot import: say so now (exit 2)
+        from .procworker import uses_processes
+
+        for target in targets:
+            uses_processes(target, "process", args.virtual_time)
     scenarios = CATALOGUE if args.scenario == "all" else (find_scenario(args.scenario),)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     out = args.out if args.out is not None else Path("lockchaos-runs") / time.strftime("%Y%m%d-%H%M%S")

@@ -23,7 +23,7 @@ from .environments import Environment, FakeEnvironment, ServerEnvironment
 from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, lease_dict, read_history
 from .nemesis import Nemesis
 from .observations import Observations, observe
-from .procworker import ProcessWorker, process_worker
+from .procworker import ProcessWorker, process_worker, uses_processes
 from .register import FencedRegister
 from .report import write_report
 from .runtime import RealRuntime, Runtime, VirtualRuntime
@@ -137,6 +137,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             callback(rec)
 
     workers: list[Worker | ProcessWorker] = []
+    processes = uses_processes(target, opts.workers_mode, opts.virtual_time)
     try:
         caps = env.capabilities
         record(NoteRecord("meta", runtime.now_ns(), {
@@ -145,12 +146,10 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             "virtual_time": opts.virtual_time, "duration_ttls": scenario.duration,
             "capabilities": asdict(caps), "key": LOCK_KEY,
             "schedule": [asdict(s) for s in steps], "refused_faults": refused,
-            "plan": asdict(scenario.plan),
+            "plan": asdict(scenario.plan), "workers_mode": "process" if processes else "thread",
         }))
         register = FencedRegister(LOCK_KEY, fencing=scenario.fencing, now_ns=runtime.now_ns, record=record)
         timing = Timing.of(scenario.plan, opts.ttl_ms)
-        processes = not opts.virtual_time and (
-            opts.workers_mode == "process" or (opts.workers_mode == "auto" and target.server_kind != "fake"))
         for i in range(scenario.workers):
             owner_id = "shared-owner" if i < scenario.shared_owner else None
             w: Worker | ProcessWorker

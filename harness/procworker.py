@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import pickle
 import random
 import signal
 import subprocess
@@ -36,7 +37,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
 from typing import TYPE_CHECKING, Any
 
-from lockchaos.backends.base import BackendUnavailable, Capabilities, InfrastructureError, Lease, LockBackend
+from lockchaos.backends.base import (
+    BackendUnavailable,
+    Capabilities,
+    ConfigurationError,
+    InfrastructureError,
+    Lease,
+    LockBackend,
+)
 
 from .adapters import AdapterFactory, checked_backend, load_factory
 from .history import FaultRecord, OpName, OpRecord, Record
@@ -299,8 +307,6 @@ def child_main(spec: ChildSpec, rpc: Connection, ctl: Connection) -> None:
 
 def _portable(exc: BaseException) -> BaseException:
     """An exception the driver can unpickle: itself if it pickles, else its text."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(exc))
         return exc
@@ -625,6 +631,32 @@ class ProcessWorker:
                 os.kill(pid, signal.SIGCONT)
             self._record(FaultRecord(fault="holder-pause", phase="end", target=self.name,
                                      time_ns=self.rt.now_ns()))
+
+
+def uses_processes(target: Target, mode: str, virtual_time: bool) -> bool:
+    """Whether a run's workers are processes: never on virtual time; ``auto`` against a real server
+    when the target's client factory can be named to a child; ``process`` insists (or says why not)."""
+    if virtual_time or mode == "thread":
+        return False
+    if mode == "auto" and target.server_kind == "fake":
+        return False
+    why = _not_sendable(target)
+    if why is None:
+        return True
+    if mode == "process":
+        raise ConfigurationError(f"--workers-mode process: {why}; use --workers-mode thread")
+    return False
+
+
+def _not_sendable(target: Target) -> str | None:
+    """A child imports a user's adapter by its spec; our own factories must pickle by reference."""
+    if target.adapter_spec is not None:
+        return None
+    try:
+        pickle.dumps(target.factory)
+    except Exception as exc:
+        return f"the client factory of {target.label} cannot be named to a worker process ({exc})"
+    return None
 
 
 def process_worker(index: int, wid: str, *, target: Target, env: Environment, key: str, plan: WorkerPlan,

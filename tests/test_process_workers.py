@@ -183,3 +183,18 @@ def test_call_in_flight_when_its_process_is_killed_is_recorded_indeterminate(tmp
     assert [(r.op, r.outcome) for r in lost] == [("acquire", "indeterminate")]
     assert lost[0].error is not None and "died during the call" in lost[0].error
     assert lost[0].invoke_ns < crash.time_ns <= lost[0].complete_ns
+
+
+def test_a_factory_a_worker_process_cannot_import_is_refused_or_run_in_threads() -> None:
+    from lockchaos.backends import open_backend
+    from lockchaos.backends.base import ConfigurationError
+    from lockchaos.harness.procworker import uses_processes
+    from lockchaos.harness.targets import Target
+
+    unnamed = Target("local", "redis", lambda url: open_backend(url))
+    assert not uses_processes(unnamed, "auto", False)
+    with pytest.raises(ConfigurationError, match="--workers-mode thread"):
+        uses_processes(unnamed, "process", False)
+    assert uses_processes(backend_target("redis"), "auto", False)
+    assert not uses_processes(backend_target("fake"), "auto", False)
+    assert not uses_processes(backend_target("redis"), "process", True)  # virtual time: in-process
