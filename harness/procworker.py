@@ -256,13 +256,10 @@ def child_main(spec: ChildSpec, rpc: Connection, ctl: Connection) -> None:
     """A worker process: open the client, say ready, run on ``go`` until ``stop`` (or the driver dies)."""
     port = _Port(rpc)
     runtime = RealRuntime(join_timeout_s=DRAIN_TIMEOUT_S / 2)
-    remote = False
 
     def open_client() -> LockBackend:
-        nonlocal remote
         reply = port.ask("open")
         if reply[0] == "remote":
-            remote = True
             return _RemoteClient(port, reply[1], reply[2])
         return spec.opener.open(reply[1])
 
