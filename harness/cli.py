@@ -60,6 +60,10 @@ def _build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--ttl-ms", type=_bounded_int("--ttl-ms", 1, 3_600_000), dest="ttl_ms",
                       help="lease TTL in ms (default: 1000, 2000 for etcd)")
     soak.add_argument("--virtual-time", action="store_true", help="simulate time (fake backend only)")
+    soak.add_argument("--workers-mode", choices=("auto", "process", "thread"), default="auto", dest="workers_mode",
+                      help="real time: each worker in its own OS process (a crash is kill -9, a pause SIGSTOPs "
+                           "the library's threads too) or a thread of the harness; auto (default): processes "
+                           "against a real server, threads on the in-process fake")
     soak.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: ./lockchaos-runs/TIME)")
 
     mode = soak.add_mutually_exclusive_group()
@@ -154,7 +158,7 @@ def _choose_targets(args: argparse.Namespace, *, persistence: bool = False) -> l
         if args.backend is not None:
             raise ConfigurationError("give either --backend or --adapter, not both")
         if args.server is None:
-            raise ConfigurationError("--adapter needs --server redis|etcd|none")
+            raise ConfigurationError("--adapter needs --server redis|redis-aof|etcd|none")
         # A user's adapter gets the server's default configuration: what its declaration must match.
         return [adapter_target(args.adapter, args.server, provision=args.provision)]
     if args.server is not None:
@@ -169,13 +173,18 @@ def _soak_plan(args: argparse.Namespace) -> SoakPlan:
     targets = _targets(args)
     if args.virtual_time and any(t.server_kind != "fake" for t in targets):
         raise ConfigurationError("--virtual-time runs the fake only: use --backend fake (or --server none)")
+    if args.workers_mode == "process":  # a factory a worker process cannot import: say so now (exit 2)
+        from .procworker import uses_processes
+
+        for target in targets:
+            uses_processes(target, "process", args.virtual_time)
     scenarios = CATALOGUE if args.scenario == "all" else (find_scenario(args.scenario),)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     out = args.out if args.out is not None else DEFAULT_PARENT / time.strftime("%Y%m%d-%H%M%S")
     if args.out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigurationError(f"--out {out} exists and is not an empty directory")
     options = RunOptions(seed=seed, workers=args.workers, duration_s=args.duration,
-                         virtual_time=args.virtual_time, strict=args.strict)
+                         virtual_time=args.virtual_time, strict=args.strict, workers_mode=args.workers_mode)
     output = "json" if args.json else "quiet" if args.quiet else "rich"
     return SoakPlan(tuple(targets), tuple(scenarios), options, args.ttl_ms, out, output,
                     default_out=args.out is None)

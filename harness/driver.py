@@ -27,6 +27,7 @@ from .environments import Environment, FakeEnvironment, ServerEnvironment
 from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, lease_dict, read_history
 from .nemesis import Nemesis
 from .observations import Observations, observe
+from .procworker import ProcessWorker, process_worker, uses_processes
 from .register import FencedRegister
 from .report import write_report
 from .runtime import RealRuntime, Runtime, VirtualRuntime
@@ -48,6 +49,10 @@ class RunOptions:
     duration_s: float | None = None
     virtual_time: bool = False
     strict: bool = False
+    workers_mode: Literal["auto", "process", "thread"] = "auto"
+    """Real time: each worker in its own OS process, or a thread of the driver; ``auto`` is processes
+    against a real server and threads on the in-process fake, whose clients cannot leave the driver's
+    memory anyway (virtual time: always in-process greenlets)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +163,8 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             history.append(rec)
             callback(rec)
 
+    workers: list[Worker | ProcessWorker] = []
+    processes = uses_processes(target, opts.workers_mode, opts.virtual_time)
     try:
         caps = env.capabilities
         record(NoteRecord("meta", runtime.now_ns(), {
@@ -166,17 +173,23 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             "virtual_time": opts.virtual_time, "duration_ttls": scenario.duration,
             "capabilities": asdict(caps), "key": LOCK_KEY,
             "schedule": [asdict(s) for s in listed[:SCHEDULE_LISTED]], "refused_faults": refused,
-            "plan": asdict(scenario.plan),
+            "plan": asdict(scenario.plan), "workers_mode": "process" if processes else "thread",
             **({"schedule_listed": f"the first {SCHEDULE_LISTED} faults of a longer schedule"}
                if len(listed) > SCHEDULE_LISTED else {}),
         }))
         register = FencedRegister(LOCK_KEY, fencing=scenario.fencing, now_ns=runtime.now_ns, record=record)
         timing = Timing.of(scenario.plan, opts.ttl_ms)
-        workers = []
         for i in range(scenario.workers):
-            w = Worker(f"w{i}", functools.partial(env.open_client, i), LOCK_KEY, scenario.plan, timing, runtime,
-                       record, register, random.Random(rng.randrange(2**32)), functools.partial(env.link, i),
-                       owner_id="shared-owner" if i < scenario.shared_owner else None)
+            owner_id = "shared-owner" if i < scenario.shared_owner else None
+            w: Worker | ProcessWorker
+            if processes:
+                w = process_worker(i, f"w{i}", target=target, env=env, key=LOCK_KEY, plan=scenario.plan,
+                                   timing=timing, runtime=runtime, record=record, register=register,
+                                   rng=random.Random(rng.randrange(2**32)), owner_id=owner_id)
+            else:
+                w = Worker(f"w{i}", functools.partial(env.open_client, i), LOCK_KEY, scenario.plan, timing,
+                           runtime, record, register, random.Random(rng.randrange(2**32)),
+                           functools.partial(env.link, i), owner_id=owner_id)
             workers.append(w)
             runtime.spawn(w.wid, w.run)
         for w in workers:  # open every client before the start, so faults find their links
@@ -189,10 +202,15 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         if interrupted:  # Ctrl-C or SIGTERM: keep what was recorded, tear down without waiting
             record(NoteRecord("interrupted", runtime.now_ns(), {}))
         else:
+            at_stop = env.residue()  # leases a lock leaks expire on their own: look before waiting
             _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms)
+            record(NoteRecord("residue", runtime.now_ns(), {"at_stop": at_stop, "at_end": env.residue()}))
         simulated = (runtime.now_ns() - t0) / 1e9
         record(NoteRecord("end", runtime.now_ns(), {"errors": [f"{type(e).__name__}: {e}" for e in errors]}))
     finally:
+        for w in workers:  # no worker process outlives its run
+            if isinstance(w, ProcessWorker):
+                w.terminate()
         history.close()
     for e in errors:
         if isinstance(e, FaultUnsupported):
@@ -283,7 +301,7 @@ def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
         what = f"--url {shlex.quote(redact_url(target.external_url))}" + (
             f" --adapter {shlex.quote(target.adapter_spec)}" if target.adapter_spec else "")
     elif target.adapter_spec is not None:
-        server = "none" if target.server_kind == "fake" else target.server_kind
+        server = target.label.rpartition("@")[2]  # what --server said (redis-aof runs a "redis")
         what = f"--adapter {shlex.quote(target.adapter_spec)} --server {server}"
     else:
         what = f"--backend {target.label}"
@@ -296,6 +314,8 @@ def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
         flags.append(f"--provision {target.provision}")
     if opts.virtual_time:
         flags.append("--virtual-time")
+    elif opts.workers_mode != "auto":
+        flags.append(f"--workers-mode {opts.workers_mode}")
     if opts.strict:
         flags.append("--strict")
     return "lockchaos soak " + " ".join(flags)

@@ -19,6 +19,7 @@ from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_
 from .external import is_loopback, purge_prefix, with_run_prefix
 from .nemesis import LINK_FAULTS, SERVER_FAULTS, ServerFaults
 from .proxy import FaultProxy, ProxyPool
+from .residue import Snapshot, fake_snapshot, server_snapshot
 from .runtime import Runtime
 from .servers import ExternalServer, ServerHandle
 from .targets import Target, guarded_open, start_server
@@ -32,11 +33,19 @@ class Environment(Protocol):
 
     def open_client(self, index: int) -> LockBackend: ...
 
+    def client_url(self, index: int) -> str | None:
+        """The URL worker ``index`` opens from a process of its own (None: only in-process clients)."""
+        ...
+
     def open_observer(self) -> LockBackend: ...
 
     def link(self, index: int) -> LinkFaults | None: ...
 
     def unsupported(self, fault: str) -> str | None: ...
+
+    def residue(self) -> Snapshot:
+        """What the server holds now, read-only (``harness/residue.py``)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -80,9 +89,11 @@ class FakeEnvironment:
         self._links: dict[int, LinkFaults] = {}
         self._ours = target.adapter_spec is None
         self._faultable_links = self._ours
+        # A user's adapter opens the fake by URL: the scenario's client timeout rides along.
+        self.url = f"fake://{self.name}" if timeout_ms is None else f"fake://{self.name}?timeout_ms={timeout_ms}"
         if not self._ours:
             try:
-                probe = guarded_open(target, f"fake://{self.name}")
+                probe = guarded_open(target, self.url)
                 # An adapter that is itself a fake client (a tokenless fake, say) is judged by what
                 # it declares, and its network can be faulted like ours.
                 self.capabilities = probe.capabilities
@@ -96,16 +107,19 @@ class FakeEnvironment:
         if self._ours:
             client = FakeClient(self.fake)
         else:
-            opened = self.target.open(f"fake://{self.name}")
+            opened = self.target.open(self.url)
             if not isinstance(opened, FakeClient):
                 return opened
             client = opened
         self._links[index] = FakeLink(client)
         return client
 
+    def client_url(self, index: int) -> str | None:
+        return None  # the fake lives in this process: a worker process calls a client kept here
+
     def open_observer(self) -> LockBackend:
         """A client off the workers' links, for checks that must not be faulted."""
-        return FakeClient(self.fake) if self._ours else self.target.open(f"fake://{self.name}")
+        return FakeClient(self.fake) if self._ours else self.target.open(self.url)
 
     def link(self, index: int) -> LinkFaults | None:
         return self._links.get(index)
@@ -115,6 +129,9 @@ class FakeEnvironment:
             return (f"{fault}: the adapter talks to the in-process fake without a network; "
                     "use --server redis|etcd for network faults")
         return None
+
+    def residue(self) -> Snapshot:
+        return fake_snapshot(self.fake)
 
     def close(self) -> None:
         drop_fake_server(self.name)
@@ -190,8 +207,8 @@ class ServerEnvironment:
         if target.external_url is not None:
             url, self._prefix = with_run_prefix(target.external_url)
             self.handle = ExternalServer(url)
-        else:
-            self.handle = start_server(target, bool(persistence))
+        else:  # the scenario's insistence wins, else the target's own (``--server redis-aof``)
+            self.handle = start_server(target, target.persistence if persistence is None else persistence)
         self.server: ServerFaults = ProcessServerFaults(self.handle)
         # One proxy per worker, for per-client network faults; none to a remote server of the user's.
         self._proxies = ProxyPool(self.handle.host, self.handle.port) if is_loopback(self.handle.url) else None
@@ -206,7 +223,9 @@ class ServerEnvironment:
             raise
 
     def _url(self, url: str) -> str:
-        if self.timeout_ms is not None and self.target.adapter_spec is None:
+        """A client URL: a scenario's client timeout reaches every factory, a user's included, as the
+        ``?timeout_ms=`` option (``lockchaos.backends.urlopts`` reads it)."""
+        if self.timeout_ms is not None:
             url = with_query(url, timeout_ms=self.timeout_ms)
         return url
 
@@ -214,11 +233,15 @@ class ServerEnvironment:
         return self.target.open(self._url(url))
 
     def open_client(self, index: int) -> LockBackend:
+        return self.target.open(self.client_url(index))
+
+    def client_url(self, index: int) -> str:
+        """Worker ``index``'s URL: through its own fault proxy when the server is on this machine."""
         if self._proxies is None:
-            return self._open(self.handle.url)
+            return self._url(self.handle.url)
         proxy = self._proxies.proxy_for(f"w{index}")
         self._links.setdefault(index, ProxyLink(proxy))
-        return self._open(proxy.url_for(self.handle.url))
+        return self._url(proxy.url_for(self.handle.url))
 
     def open_observer(self) -> LockBackend:
         return self._open(self.handle.url)
@@ -235,6 +258,10 @@ class ServerEnvironment:
             if fault in LINK_FAULTS and not is_loopback(self.handle.url):
                 return f"{fault}: the fault proxy only forwards to 127.0.0.1; this server is remote"
         return None
+
+    def residue(self) -> Snapshot:
+        """Every key of a server we started; only the run's prefix on the user's own."""
+        return server_snapshot(self.handle.url, self._prefix)
 
     def close(self) -> None:
         if self._proxies is not None:

@@ -11,12 +11,12 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from lockchaos.backends.base import FaultUnsupported
+from lockchaos.backends.base import FaultUnsupported, Lease
 
 from .history import FaultRecord, Record
 from .runtime import Runtime
 from .scenarios import FaultStep
-from .worker import LinkFaults, Worker
+from .worker import LinkFaults
 
 NS = 1_000_000_000
 
@@ -33,6 +33,27 @@ class ServerFaults(Protocol):
     def jump_clock(self, delta_ms: int) -> None: ...
 
 
+class HolderFaults(Protocol):
+    """A worker as the nemesis faults it: a thread ``Worker`` or a ``ProcessWorker``.
+
+    On a process, ``crash`` is kill -9 and an armed pause is a SIGSTOP of the whole process.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    crashed: bool
+    believed: Lease | None
+    link: LinkFaults | None
+    pause_for_s: float
+    renewer_dead: bool
+    lose_release_reply: bool
+
+    def crash(self) -> None: ...
+
+    def revive(self) -> None: ...
+
+
 SERVER_FAULTS = {"server-kill", "server-pause", "clock-jump"}
 LINK_FAULTS = {"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply"}
 WORKER_FAULTS = {"holder-crash", "holder-pause", "renewer-death"}
@@ -47,7 +68,7 @@ class Nemesis:
         runtime: Runtime,
         record: Callable[[Record], None],
         server: ServerFaults,
-        workers: Sequence[Worker],
+        workers: Sequence[HolderFaults],
         rng: random.Random,
     ) -> None:
         # A fixed list is sorted here; an iterator (the soak's lazy schedule) is drawn in order of start.
@@ -74,7 +95,7 @@ class Nemesis:
             self._sleep_until(step.at)
             self._apply(step)
 
-    def _pick(self, target: str) -> list[Worker]:
+    def _pick(self, target: str) -> list[HolderFaults]:
         alive = [w for w in self.workers if not w.crashed]
         if not alive:
             return []
@@ -122,13 +143,13 @@ class Nemesis:
         else:
             self._link_fault(step, workers, names, duration)
 
-    def _links(self, workers: Sequence[Worker]) -> list[LinkFaults]:
+    def _links(self, workers: Sequence[HolderFaults]) -> list[LinkFaults]:
         links = [w.link for w in workers if w.link is not None]
         if len(links) != len(workers):
             raise FaultUnsupported("a worker has no fault-injectable link")
         return links
 
-    def _link_fault(self, step: FaultStep, workers: Sequence[Worker], names: str, duration: float) -> None:
+    def _link_fault(self, step: FaultStep, workers: Sequence[HolderFaults], names: str, duration: float) -> None:
         links = self._links(workers)
         if step.fault == "partition":
             self._edge(step, "start", names)

@@ -64,6 +64,10 @@ class RealRuntime:
     def spawn(self, name: str, fn: Callable[[], None]) -> None:
         self._pending.append((name, fn))
 
+    def stop(self) -> None:
+        """End the run now (a worker process told to stop by its driver), as the deadline would."""
+        self._stop.set()
+
     def _wrap(self, fn: Callable[[], None]) -> Callable[[], None]:
         def task() -> None:
             try:

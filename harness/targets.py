@@ -23,7 +23,9 @@ from .adapters import AdapterFactory, checked_backend, load_factory
 from .servers import ServerHandle
 
 BACKENDS = ("fake", "redis", "etcd")
-SERVERS = ("redis", "etcd", "none")
+SERVERS = ("redis", "redis-aof", "etcd", "none")
+"""What ``--server`` may provide to ``--adapter``: ``redis-aof`` is a durable Redis (AOF, fsync always),
+for an adapter whose users run Redis that way; ``none`` is the in-process fake."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +58,15 @@ def adapter_target(spec: str, server: str, *, persistence: bool = False, provisi
     if server not in SERVERS:
         raise ConfigurationError(f"unknown --server {server!r}; choose from {', '.join(SERVERS)}")
     factory = load_factory(spec)
-    kind = "fake" if server == "none" else server
+    kind, durable = server_of(server)
+    persistence = persistence or durable
     return Target(f"{spec}@{server}", kind, factory, adapter_spec=spec, persistence=persistence,
                   provision=provision)
+
+
+def server_of(server: str) -> tuple[str, bool]:
+    """A ``--server`` choice as (server kind, durable Redis asked for)."""
+    return {"none": "fake", "redis-aof": "redis"}.get(server, server), server == "redis-aof"
 
 
 def start_server(target: Target, persistence: bool) -> ServerHandle:

@@ -121,8 +121,10 @@ def test_sigkill_mid_soak_leaves_no_server_and_no_temp_dir(tmp_path: Path) -> No
 
 def test_exception_midway_ends_with_status_3_and_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "run"
+    # The helper counts the clients it opened in its own process: worker threads share that count.
+    # (Worker processes each count their own: tests/test_process_workers.py covers them.)
     proc = start_soak(out, "--adapter", "tests.kill_helpers:explodes_midway", "--server", "redis",
-                      "--scenario", "holder-crash", "--ttl-ms", "300")
+                      "--scenario", "holder-crash", "--ttl-ms", "300", "--workers-mode", "thread")
     ps = psutil.Process(proc.pid)
     seen: list[psutil.Process] = []
     deadline = time.monotonic() + 60

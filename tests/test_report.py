@@ -232,7 +232,7 @@ def test_junit_has_a_suite_per_backend_a_case_per_checker_and_right_counts(soak_
     assert len(fake) == 2 * len(CHECKERS)  # two runs, one case per checker
     assert {c.get("classname") for c in fake} == {"lockchaos.fake.holder-pause", "lockchaos.fake.clean-handover"}
     assert {c.get("name") for c in fake} == {"conformance", "exclusion-grants", "exclusion-register", "fencing",
-                                             "liveness", "error-handling", "slow-call"}
+                                             "liveness", "error-handling", "slow-call", "residue"}
     assert root.get("tests") == str(sum(len(s.findall("testcase")) for s in suites.values()))
 
 

@@ -152,6 +152,8 @@ def _load(records: Iterable[tuple[int, Record]],
                 notes.stopped_ns = rec.time_ns
             elif rec.kind == "end":
                 ended = True
+            elif rec.kind == "residue":  # what the server held after the run: the residue checker's
+                meta = {**meta, "residue": {**rec.data, "time_ns": rec.time_ns}}
             end_ns = max(end_ns, rec.time_ns)
     for sline, start in open_faults.values():  # a fault still open when the run ended or was killed
         faults.append(FaultWindow(start.fault, start.target, start.time_ns, end_ns, start.detail, (sline,)))

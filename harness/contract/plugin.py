@@ -3,7 +3,7 @@
 Two ways in, one test per rule (rule names are the test ids):
 - define a fixture ``lockchaos_factory`` in a ``conftest.py`` that returns ``factory(url)``; the
   contract is collected beside that conftest;
-- or run ``pytest --lockchaos-adapter pkg.mod:factory [--lockchaos-server redis|etcd|none]``.
+- or run ``pytest --lockchaos-adapter pkg.mod:factory [--lockchaos-server redis|redis-aof|etcd|none]``.
 The harness provides the server (``none``: a fresh in-process fake) and passes its URL to the factory.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from lockchaos.harness.adapters import AdapterFactory, load_factory
-from lockchaos.harness.targets import SERVERS, Target, provisioned
+from lockchaos.harness.targets import SERVERS, Target, provisioned, server_of
 
 from .rules import RULES, Rule
 from .runner import run_rule
@@ -44,8 +44,8 @@ def lockchaos_factory(request: pytest.FixtureRequest) -> AdapterFactory:
 def _make_test(rule: Rule) -> Callable[..., None]:
     def test(lockchaos_factory: AdapterFactory, request: pytest.FixtureRequest) -> None:
         server = request.config.getoption("--lockchaos-server")
-        kind = "fake" if server == "none" else server
-        target = Target(f"pytest:{rule.name}", kind, lockchaos_factory, adapter_spec=FIXTURE)
+        kind, durable = server_of(server)
+        target = Target(f"pytest:{rule.name}", kind, lockchaos_factory, adapter_spec=FIXTURE, persistence=durable)
         with provisioned(target) as env:
             result = run_rule(rule, env.client_factory(), server=env.server_control())
         if result.status == "skipped":

@@ -1,0 +1,165 @@
+"""What a lock left on its server after a run: keys and their TTLs, etcd leases and their keys.
+
+Read-only: SCAN + PTTL on Redis, a range read and the lease list on etcd, the live entries of the
+fake. On a server the harness started every key is the run's, so all are listed; on a user's server
+(external mode) only keys under the run's own prefix are looked at, and etcd leases (which carry no
+prefix) are not listed at all. The residue checker judges what is found here.
+
+A snapshot is a plain dict (it goes into the history as a ``residue`` note):
+``{"scope": "server" | "prefix:<p>", "keys": [{"key", "ttl_ms"}], "leases": [{"id", "ttl_s",
+"granted_ttl_s", "keys"}] | None, "truncated": bool, "error": str | None}``; ``ttl_ms`` is None for
+a key that never expires.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from lockchaos.backends.fake import FakeKVLock
+
+Snapshot = dict[str, Any]
+
+MAX_KEYS = 2000
+"""A bound on what is listed: a lock that leaves more than this has said enough."""
+TIMEOUT_S = 3.0
+
+
+def fake_snapshot(server: FakeKVLock) -> Snapshot:
+    """The fake's unexpired entries, read off its table (it is ours and in this process: no client
+    call, so no fault or pause of its clients can hide it). Every entry has a TTL by construction."""
+    now = server.server_now_ns()
+    with server._lock:
+        entries = list(server._entries.items())
+    keys = [{"key": key, "ttl_ms": max(0, (e.expires_at_ns - now) // 1_000_000)}
+            for key, e in entries if e.expires_at_ns > now]
+    return {"scope": "server", "keys": keys, "leases": None, "truncated": False, "error": None}
+
+
+def server_snapshot(url: str, prefix: str | None) -> Snapshot:
+    """A Redis or etcd server's keys (under ``prefix`` when it is not ours), never raising."""
+    scope = "server" if prefix is None else f"prefix:{prefix}"
+    try:
+        scheme = urlsplit(url).scheme
+        inspect = _redis if scheme == "redis" else _etcd
+        snap = inspect(url, prefix)
+    except Exception as exc:  # a dead or paused server: the checker says it could not look
+        return {"scope": scope, "keys": [], "leases": None, "truncated": False,
+                "error": f"{type(exc).__name__}: {exc}"}
+    snap["scope"] = scope
+    return snap
+
+
+def _bounded(items: Iterator[Any]) -> tuple[list[Any], bool]:
+    out: list[Any] = []
+    for item in items:
+        if len(out) >= MAX_KEYS:
+            return out, True
+        out.append(item)
+    return out, False
+
+
+def _redis(url: str, prefix: str | None) -> Snapshot:
+    import redis
+
+    parts = urlsplit(url)
+    client = redis.Redis.from_url(urlunsplit(parts._replace(query="")), socket_timeout=TIMEOUT_S,
+                                  socket_connect_timeout=TIMEOUT_S)
+    try:
+        pattern = None if prefix is None else "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        names, truncated = _bounded(client.scan_iter(match=pattern, count=500))
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.pttl(name)
+        ttls = pipe.execute() if names else []
+        keys = [{"key": _text(name), "ttl_ms": None if ttl == -1 else int(ttl)}
+                for name, ttl in zip(names, ttls, strict=True) if ttl != -2]  # -2: expired meanwhile
+        return {"keys": keys, "leases": None, "truncated": truncated, "error": None}
+    finally:
+        client.close()
+
+
+def _etcd(url: str, prefix: str | None) -> Snapshot:
+    import etcd3
+    import grpc
+
+    from lockchaos.backends.etcd import parse_etcd_url
+
+    config = parse_etcd_url(url)
+    host, port = config.endpoints[0]
+    client = etcd3.client(host=host, port=port, timeout=TIMEOUT_S)
+    try:
+        found = client.get_prefix(prefix) if prefix is not None else client.get_all()
+        entries, truncated = _bounded(iter(found))
+        lease_ttl: dict[int, int] = {}
+        leases: list[dict[str, Any]] | None = None
+        if prefix is None:  # leases carry no prefix: on a user's server they are not ours to list
+            leases = []
+            ids = _lease_ids(client.channel, grpc)
+            truncated = truncated or len(ids) > MAX_KEYS
+            for lease_id in ids[:MAX_KEYS]:
+                info = client.get_lease_info(lease_id)
+                if info.TTL < 0:
+                    continue  # expired between the list and the look
+                lease_ttl[lease_id] = int(info.TTL)
+                leases.append({"id": lease_id, "ttl_s": int(info.TTL), "granted_ttl_s": int(info.grantedTTL),
+                               "keys": [_text(k) for k in info.keys]})
+        keys = []
+        for _value, meta in entries:
+            lease = int(meta.lease_id)
+            ttl_ms: int | None = None
+            if lease:
+                ttl_ms = lease_ttl.get(lease, -1) * 1000 if prefix is None else -1
+            keys.append({"key": _text(meta.key), "ttl_ms": ttl_ms})
+        return {"keys": keys, "leases": leases, "truncated": truncated, "error": None}
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def _lease_ids(channel: Any, grpc: Any) -> list[int]:
+    """``Lease/LeaseLeases`` (etcd >= 3.3), which python3-etcd3 does not wrap: an empty request, and a
+    response whose field 2 repeats ``LeaseStatus{ID = 1}``, read straight off the wire."""
+    call: Callable[..., bytes] = channel.unary_unary(
+        "/etcdserverpb.Lease/LeaseLeases", request_serializer=lambda _: b"",
+        response_deserializer=lambda raw: raw)
+    raw = call(None, timeout=TIMEOUT_S)
+    ids: list[int] = []
+    for field, value in _fields(raw):
+        if field == 2 and isinstance(value, bytes):
+            ids.extend(v for f, v in _fields(value) if f == 1 and isinstance(v, int))
+    return ids
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
+    """The top-level fields of a protobuf message: varints and length-delimited values only."""
+    i = 0
+    while i < len(buf):
+        tag, i = _varint(buf, i)
+        field, wire = tag >> 3, tag & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+            yield field, value
+        elif wire == 2:
+            length, i = _varint(buf, i)
+            yield field, buf[i:i + length]
+            i += length
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire} in LeaseLeases reply")
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
