@@ -64,7 +64,7 @@ $(STAMP): pyproject.toml
 		|| { $(APT) update -qq && $(APT) install -y -qq python3-venv python3-pip; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,container]'
+	$(BIN)/pip install -q -e '.[dev,container,libs]'
 	touch $@
 
 ## redis-server and etcd from Debian's packages, when missing (installing starts no service here).

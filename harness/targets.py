@@ -16,11 +16,16 @@ from typing import Protocol
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import BackendUnavailable, ConfigurationError, InfrastructureError, LockBackend
 from lockchaos.backends.fake import FakeKVLock, drop_fake_server, fake_server
+from lockchaos.backends.libs import LIBRARIES
 
 from .adapters import AdapterFactory, checked_backend, load_factory
 from .servers import ServerHandle
 
 BACKENDS = ("fake", "redis", "etcd")
+"""What ``--backend all`` runs: lockchaos's own backends."""
+LIBRARY_BACKENDS = tuple(LIBRARIES)
+"""The Python lock libraries shipped as backends (``lockchaos[libs]``); ``--backend libs`` runs them all."""
+BACKEND_CHOICES = (*BACKENDS, *LIBRARY_BACKENDS, "all", "libs")
 SERVERS = ("redis", "etcd", "none")
 
 
@@ -44,10 +49,38 @@ class Target:
         return checked_backend(self.factory, url, self.adapter_spec)
 
 
+def backend_names(choice: str | None) -> tuple[str, ...]:
+    """The backends a ``--backend`` choice stands for (none given: ``all``)."""
+    if choice in (None, "all"):
+        return BACKENDS
+    if choice == "libs":
+        return LIBRARY_BACKENDS
+    assert choice is not None
+    return (choice,)
+
+
 def backend_target(name: str, *, persistence: bool = False, provision: str = "process") -> Target:
+    if name in LIBRARIES:
+        spec = LIBRARIES[name]
+        return Target(name, spec.server_kind, _library_factory(name), persistence=persistence, provision=provision)
     if name not in BACKENDS:
-        raise ConfigurationError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+        raise ConfigurationError(
+            f"unknown backend {name!r}; choose from {', '.join((*BACKENDS, *LIBRARY_BACKENDS))}")
     return Target(name, name, open_backend, persistence=persistence, provision=provision)
+
+
+def _library_factory(name: str) -> AdapterFactory:
+    """Opens a library backend's client, importing the library only then: a missing one is a usage error."""
+
+    def factory(url: str) -> LockBackend:
+        try:
+            opener = load_factory(LIBRARIES[name].opener)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"--backend {name} needs its library: pip install 'lockchaos[libs]' ({exc})") from None
+        return opener(url)
+
+    return factory
 
 
 def adapter_target(spec: str, server: str, *, persistence: bool = False, provision: str = "process") -> Target:
@@ -75,6 +108,9 @@ def external_target(url: str, *, backend: str | None = None, adapter: str | None
     from .external import scheme_of
 
     kind = scheme_of(url)
+    if backend in LIBRARIES:
+        raise ConfigurationError(f"--backend {backend} runs only against a server the harness starts: the library "
+                                 "names its own keys, outside lockchaos's per-run prefix (drop --url)")
     if backend is not None and backend != kind:
         raise ConfigurationError(f"--backend {backend} does not match --url {url.split('?')[0]}")
     if adapter is not None:
