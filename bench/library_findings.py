@@ -1,0 +1,188 @@
+"""What lockchaos finds in popular Python locks: each library's contract and scenario catalogue, one table.
+
+    .venv/bin/python bench/library_findings.py [--libs redis-py-lock,pottery,...] [--seed 1]
+                                               [--scenario all] [--out DIR] [--no-soak]
+    make library-findings
+
+For every library backend (``lockchaos[libs]``): runs ``lockchaos contract --backend NAME`` (in this
+process) and ``lockchaos soak --backend NAME --scenario all`` (a subprocess, timed: the wall time is
+reported), collects every failed rule and every non-passing checker finding, and gives each one the
+verdict README's table states for it: ``defect`` (the library breaks its own lock semantics),
+``declared hazard`` (a lock without fencing tokens doing what such locks do), ``by design`` (a
+documented behaviour the contract's generic rules do not fit), ``harness false alarm`` (lockchaos is
+wrong, reported upstream). A finding no entry explains is printed as ``UNCLASSIFIED``: read its run,
+then fix the harness or add the verdict, never the table alone. Prints a markdown table and writes it,
+with the raw findings as JSON, to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+from lockchaos.backends.libs import LIBRARIES
+from lockchaos.harness.contract.runner import run_contract
+from lockchaos.harness.targets import LIBRARY_BACKENDS, backend_target, provisioned
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How README's table judges one kind of finding, and why (the mechanism, naming the library's function)."""
+
+    libraries: tuple[str, ...]
+    source: str  # "contract" or "soak"
+    where: str  # a contract rule, or a soak scenario ("*": any)
+    match: str  # a substring of "checker/kind: message" (soak) or of the rule's message (contract)
+    verdict: str
+    finding: str
+
+
+V = Verdict
+VERDICTS: tuple[Verdict, ...] = (
+    # --- defects -----------------------------------------------------------------------------------
+    V(("python-redis-lock", "python-redis-lock-autorenew"), "contract", "declared_minimum_ttl_is_applied",
+      "invalid expire time", "defect",
+      "Lock(expire=0.5) truncates with int(expire) and acquire() sends SET EX 0, which Redis refuses"),
+    V(("sherlock",), "contract", "*", "not an integer", "defect",
+      "RedisLock._acquire's script runs SETNX, then EXPIRE with the float expire it documents; EXPIRE refuses "
+      "it after SETNX applied, so the key stays locked with no TTL"),
+    V(("etcd3-lock",), "contract", "renew_after_expiry_fails", "renew after expiry returned", "defect",
+      "Lock.refresh() returns normally for an expired lease (etcd answers the keep-alive with TTL 0) and never "
+      "checks the key is still its own"),
+    V(("etcd3-lock",), "soak", "*", "renew", "defect",
+      "Lock.refresh() accepted after expiry: the holder believes it renewed a lease that is gone"),
+    V(("etcd3-lock",), "soak", "*", "stuck-client", "defect",
+      "after one UNAVAILABLE/DEADLINE_EXCEEDED the single-endpoint client marks its endpoint failed for 300 s "
+      "(Endpoint.fail, time_retry=300); every call raises 'Trying to use a failed node'"),
+    # --- declared hazards: no fencing tokens ------------------------------------------------------------
+    V(tuple(LIBRARIES), "soak", "*", "stale-write", "declared hazard",
+      "no fencing token: a holder whose lease ended (pause, partition, slow reply) still writes"),
+    # --- by design ---------------------------------------------------------------------------------------
+    V(("python-redis-lock-autorenew",), "contract", "*", "outlived", "by design",
+      "auto_renewal=True: the library's thread extends the lock every expire*2/3 s until release, so the "
+      "contract's expiry rules (written for locks renewed by their caller) cannot hold"),
+    V(("pottery",), "contract", "declared_minimum_ttl_is_applied", "returned None", "by design",
+      "Redlock._acquire_masters grants only while auto_release_time - drift - elapsed > 0: a 1 ms lease is "
+      "never granted (the interface cannot declare 'refuses with None below X')"),
+    # --- what a presence-only, tokenless lock cannot be asked (until the contract judges holder_info) --
+    V(tuple(LIBRARIES), "contract", "*", "token is None, not an int", "harness false alarm",
+      "contract: acquire_free_key_grants checks an int token although fencing_tokens=False"),
+    V(tuple(LIBRARIES), "contract", "*", "owner=''", "harness false alarm",
+      "contract compares holder() with the full lease although holder_info='presence'"),
+    V(tuple(LIBRARIES), "contract", "*", "changed the", "harness false alarm",
+      "contract compares holder() with the full lease although holder_info='presence'"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    library: str
+    source: str
+    where: str
+    text: str
+    count: int = 1
+
+
+def classify(f: Finding) -> tuple[str, str]:
+    for v in VERDICTS:
+        if f.library in v.libraries and v.source == f.source and v.where in ("*", f.where) and v.match in f.text:
+            return v.verdict, v.finding
+    return "UNCLASSIFIED", f.text
+
+
+def contract_findings(name: str) -> list[Finding]:
+    found = []
+    with provisioned(backend_target(name, persistence=True)) as env:
+        for r in run_contract(env.client_factory(), server=env):
+            if r.status == "failed":
+                found.append(Finding(name, "contract", r.rule, r.message.splitlines()[0] if r.message else ""))
+    return found
+
+
+def soak(name: str, out: Path, seed: int, scenario: str) -> tuple[float, int]:
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "lockchaos", "soak", "--backend", name, "--scenario", scenario,
+                           "--seed", str(seed), "--out", str(out), "--quiet"], check=False)
+    return time.monotonic() - start, done.returncode
+
+
+def soak_findings(name: str, out: Path) -> list[Finding]:
+    counts: dict[tuple[str, str], int] = {}
+    for summary in sorted(out.glob("*/*/summary.json")):
+        data = json.loads(summary.read_text())
+        checks = data.get("checks") or {}
+        for checker, result in (checks.get("checkers") or {}).items():
+            if result.get("verdict") == "pass":
+                continue
+            for item in result.get("first") or [{"kind": result.get("verdict"), "message": ""}]:
+                text = f"{checker}/{item.get('kind')}: {item.get('message', '')}"
+                k = (data["scenario"], text.split(":", 1)[0] + ": " + _shape(item.get("message", "")))
+                counts[k] = counts.get(k, 0) + 1
+    return [Finding(name, "soak", scenario, text, n) for (scenario, text), n in sorted(counts.items())]
+
+
+def _shape(message: str) -> str:
+    """The message without its numbers and client names, so repeats of one finding are counted once."""
+    words = [w for w in message.split() if not any(ch.isdigit() for ch in w)]
+    return " ".join(words)[:160]
+
+
+def reproduce(f: Finding, seed: int) -> str:
+    if f.source == "contract":
+        return f"lockchaos contract --backend {f.library}"
+    return f"lockchaos soak --backend {f.library} --scenario {f.where} --seed {seed}"
+
+
+def table(findings: list[Finding], seed: int) -> str:
+    lines = ["| library (version) | where | finding | verdict | reproduce |", "|---|---|---|---|---|"]
+    for f in findings:
+        verdict, finding = classify(f)
+        lib = f"{f.library} ({version(LIBRARIES[f.library].distribution)})"
+        where = f"{f.source}: {f.where}" + (f" (x{f.count})" if f.count > 1 else "")
+        lines.append(f"| {lib} | {where} | {finding} | {verdict} | `{reproduce(f, seed)}` |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--libs", default=",".join(LIBRARY_BACKENDS))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--scenario", default="all")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--no-soak", action="store_true", help="the contract only")
+    args = parser.parse_args()
+    logging.getLogger("redis_lock").setLevel(logging.ERROR)  # its "Failed to acquire" warning per refusal
+    libs = [n for n in args.libs.split(",") if n]
+    unknown = sorted(set(libs) - set(LIBRARIES))
+    if unknown:
+        parser.error(f"unknown libraries {unknown}; choose from {', '.join(LIBRARY_BACKENDS)}")
+    out = args.out or Path(tempfile.mkdtemp(prefix="lockchaos-library-findings-"))
+    out.mkdir(parents=True, exist_ok=True)
+    findings: list[Finding] = []
+    walls: list[str] = []
+    for name in libs:
+        findings += contract_findings(name)
+        if not args.no_soak:
+            wall, status = soak(name, out / name, args.seed, args.scenario)
+            walls.append(f"| {name} | {wall:.0f} s | {status} |")
+            findings += soak_findings(name, out / name)
+    text = table(findings, args.seed)
+    if walls:
+        text += "\n\n| library | catalogue soak wall time | exit status |\n|---|---|---|\n" + "\n".join(walls)
+    print(text)
+    (out / "findings.md").write_text(text + "\n")
+    (out / "findings.json").write_text(json.dumps([asdict(f) for f in findings], indent=2) + "\n")
+    print(f"\nwritten to {out}", file=sys.stderr)
+    return 1 if any(classify(f)[0] == "UNCLASSIFIED" for f in findings) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
