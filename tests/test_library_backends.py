@@ -8,6 +8,7 @@ library defect tested below.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -236,3 +237,32 @@ def test_redis_py_lock_call_blocks_far_beyond_its_timeout_through_silent_retries
             finally:
                 server.resume()
         assert blocked > 10 * timeout_ms / 1000, f"one release blocked {blocked:.1f} s under a {timeout_ms} ms timeout"
+
+
+@pytest.mark.slow
+def test_redis_py_lock_retried_acquire_reports_failure_for_a_lock_it_took() -> None:
+    """SET NX sent into a paused server times out; redis-py re-sends it; the first copy is applied on
+    resume, so the retry finds the key held and acquire() says False: the key is held by a token nobody
+    has, until its TTL (lockchaos soak: server-pause, conformance refused-free-key)."""
+    with RedisServer() as server, closing(opener("redis-py-lock", f"{server.url}?timeout_ms=200")) as lock:
+        outcome: object = "not tried"
+        k = key()
+        for _attempt in range(3):  # inconclusive (the retries outlasted the pause): again, on a fresh key
+            k = key()
+            server.pause()
+            resumer = threading.Timer(0.5, server.resume)
+            resumer.start()
+            try:
+                outcome = lock.acquire(k, "a", 60_000)
+            except BackendUnavailable as exc:
+                outcome = exc
+            finally:
+                resumer.join()
+                server.resume()
+            if outcome is None:
+                break
+        assert outcome is None, f"acquire gave {outcome!r} in 3 tries, never the refused-but-taken case"
+        assert lock.holder(k) is not None, "the refused acquire holds the key"
+        assert lock.renew(k, "a", 60_000) is None, "its owner cannot renew it"
+        assert lock.release(k, "a") is False, "nor release it"
+        assert lock.acquire(k, "b", 1000) is None, "and nobody else gets it before its TTL"
