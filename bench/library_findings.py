@@ -1,7 +1,7 @@
 """What lockchaos finds in popular Python locks: each library's contract and scenario catalogue, one table.
 
     .venv/bin/python bench/library_findings.py [--libs redis-py-lock,pottery,...] [--seed 1]
-                                               [--scenario all] [--out DIR] [--no-soak]
+                                               [--scenario all] [--out DIR] [--no-soak | --soak-dir DIR]
     make library-findings
 
 For every library backend (``lockchaos[libs]``): runs ``lockchaos contract --backend NAME`` (in this
@@ -46,6 +46,7 @@ class Verdict:
 
 
 V = Verdict
+REDIS_LIBS = tuple(n for n, spec in LIBRARIES.items() if spec.server_kind == "redis")
 VERDICTS: tuple[Verdict, ...] = (
     # --- defects -----------------------------------------------------------------------------------
     V(("python-redis-lock", "python-redis-lock-autorenew"), "contract", "declared_minimum_ttl_is_applied",
@@ -62,6 +63,14 @@ VERDICTS: tuple[Verdict, ...] = (
     V(("etcd3-lock",), "soak", "*", "stuck-client", "defect",
       "after one UNAVAILABLE/DEADLINE_EXCEEDED the single-endpoint client marks its endpoint failed for 300 s "
       "(Endpoint.fail, time_retry=300); every call raises 'Trying to use a failed node'"),
+    V(REDIS_LIBS, "soak", "*", "slow-call/slow-call", "defect",
+      "redis-py >= 6's default Retry (10 retries, jittered backoff up to 10 s) on the client the library is "
+      "given re-sends the lock's release script after each socket timeout, and the library does not turn it off: "
+      "one lost-reply release blocked ~15 s under a 1 s TTL and a 1 s socket timeout"),
+    V(("redis-py-lock",), "soak", "*", "refused-free-key", "defect",
+      "Lock.do_acquire's SET NX is re-sent by redis-py's default Retry after a timeout; when the first copy was "
+      "applied the retry finds the key taken and acquire() returns False: the key is held by a token nobody has "
+      "until its TTL"),
     # --- declared hazards: no fencing tokens ------------------------------------------------------------
     V(tuple(LIBRARIES), "soak", "*", "stale-write", "declared hazard",
       "no fencing token: a holder whose lease ended (pause, partition, slow reply) still writes"),
@@ -69,6 +78,9 @@ VERDICTS: tuple[Verdict, ...] = (
     V(("python-redis-lock-autorenew",), "contract", "*", "outlived", "by design",
       "auto_renewal=True: the library's thread extends the lock every expire*2/3 s until release, so the "
       "contract's expiry rules (written for locks renewed by their caller) cannot hold"),
+    V(("python-redis-lock-autorenew",), "contract", "*", "still held after", "by design",
+      "auto_renewal=True: the library's thread keeps extending the lock, so it outlives the TTL the contract "
+      "waits out"),
     V(("pottery",), "contract", "declared_minimum_ttl_is_applied", "returned None", "by design",
       "Redlock._acquire_masters grants only while auto_release_time - drift - elapsed > 0: a 1 ms lease is "
       "never granted (the interface cannot declare 'refuses with None below X')"),
@@ -158,6 +170,8 @@ def main() -> int:
     parser.add_argument("--scenario", default="all")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--no-soak", action="store_true", help="the contract only")
+    parser.add_argument("--soak-dir", type=Path, metavar="DIR",
+                        help="judge soaks already run (DIR/NAME is `lockchaos soak --backend NAME --out DIR/NAME`)")
     args = parser.parse_args()
     logging.getLogger("redis_lock").setLevel(logging.ERROR)  # its "Failed to acquire" warning per refusal
     libs = [n for n in args.libs.split(",") if n]
@@ -170,7 +184,9 @@ def main() -> int:
     walls: list[str] = []
     for name in libs:
         findings += contract_findings(name)
-        if not args.no_soak:
+        if args.soak_dir is not None:
+            findings += soak_findings(name, args.soak_dir / name)
+        elif not args.no_soak:
             wall, status = soak(name, out / name, args.seed, args.scenario)
             walls.append(f"| {name} | {wall:.0f} s | {status} |")
             findings += soak_findings(name, out / name)
