@@ -266,3 +266,30 @@ def test_redis_py_lock_retried_acquire_reports_failure_for_a_lock_it_took() -> N
         assert lock.renew(k, "a", 60_000) is None, "its owner cannot renew it"
         assert lock.release(k, "a") is False, "nor release it"
         assert lock.acquire(k, "b", 1000) is None, "and nobody else gets it before its TTL"
+
+
+@pytest.mark.slow
+def test_pottery_says_not_yours_for_a_release_it_applied() -> None:
+    """A release sent into a paused server times out; redis-py re-sends it; the first copy frees the key on
+    resume, the retry finds it gone, and Redlock.release() (raise_on_redis_errors=False) answers
+    ReleaseUnlockedLock: 'you did not hold it' (lockchaos soak: release-lost, exclusion-grants double-grant)."""
+    with RedisServer() as server, closing(opener("pottery", f"{server.url}?timeout_ms=200")) as lock:
+        outcome: object = "not tried"
+        k = key()
+        for _attempt in range(3):  # inconclusive (the retries outlasted the pause): again, on a fresh key
+            k = key()
+            assert lock.acquire(k, "a", 60_000) is not None
+            server.pause()
+            resumer = threading.Timer(0.5, server.resume)
+            resumer.start()
+            try:
+                outcome = lock.release(k, "a")
+            except BackendUnavailable as exc:
+                outcome = exc
+            finally:
+                resumer.join()
+                server.resume()
+            if outcome is False:
+                break
+        assert outcome is False, f"release gave {outcome!r} in 3 tries, never the 'not yours' answer"
+        assert lock.holder(k) is None, "yet the release was applied: the key is free"
