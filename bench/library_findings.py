@@ -67,18 +67,14 @@ VERDICTS: tuple[Verdict, ...] = (
       "redis-py >= 6's default Retry (10 retries, jittered backoff up to 10 s) on the client the library is "
       "given re-sends the lock's release script after each socket timeout, and the library does not turn it off: "
       "one lost-reply release blocked ~15 s under a 1 s TTL and a 1 s socket timeout"),
-    V(("redis-py-lock",), "soak", "*", "refused-free-key", "defect",
-      "Lock.do_acquire's SET NX is re-sent by redis-py's default Retry after a timeout; when the first copy was "
-      "applied the retry finds the key taken and acquire() returns False: the key is held by a token nobody has "
-      "until its TTL"),
+    V(REDIS_LIBS, "soak", "*", "refused-free-key", "defect",
+      "the acquire (redis-py Lock.do_acquire's SET NX, sherlock's SETNX script, pottery's SET NX) is re-sent by "
+      "redis-py's default Retry after a socket timeout; when the first copy was applied, the retry finds the key "
+      "taken and acquire() returns False: the key is held by a token nobody has, until its TTL"),
     V(("pottery",), "soak", "*", "exclusion-grants/double-grant", "defect",
       "Redlock.release() with the default raise_on_redis_errors=False swallows the RedisError of a release whose "
       "reply was lost (redis-py's retry then finds the key gone) and raises ReleaseUnlockedLock, 'not yours', "
       "for a release that was applied: the caller is told it never held a lock another client now holds"),
-    V(("pottery",), "soak", "*", "refused-free-key", "defect",
-      "Redlock._acquire_masters reports False for an acquire whose SET NX (re-sent by redis-py's retry) was "
-      "applied late, and the undoing release's error is swallowed (raise_on_redis_errors=False): the key stays "
-      "held by a uuid nobody has until its TTL"),
     # --- declared hazards: no fencing tokens ------------------------------------------------------------
     V(tuple(LIBRARIES), "soak", "*", "stale-write", "declared hazard",
       "no fencing token: a holder whose lease ended (pause, partition, slow reply) still writes"),

@@ -240,11 +240,12 @@ def test_redis_py_lock_call_blocks_far_beyond_its_timeout_through_silent_retries
 
 
 @pytest.mark.slow
-def test_redis_py_lock_retried_acquire_reports_failure_for_a_lock_it_took() -> None:
+@pytest.mark.parametrize("name", ["redis-py-lock", "sherlock"])
+def test_retried_acquire_reports_failure_for_a_lock_it_took(name: str) -> None:
     """SET NX sent into a paused server times out; redis-py re-sends it; the first copy is applied on
     resume, so the retry finds the key held and acquire() says False: the key is held by a token nobody
     has, until its TTL (lockchaos soak: server-pause, conformance refused-free-key)."""
-    with RedisServer() as server, closing(opener("redis-py-lock", f"{server.url}?timeout_ms=200")) as lock:
+    with RedisServer() as server, closing(opener(name, f"{server.url}?timeout_ms=200")) as lock:
         outcome: object = "not tried"
         k = key()
         for _attempt in range(3):  # inconclusive (the retries outlasted the pause): again, on a fresh key
