@@ -58,8 +58,13 @@ VERDICTS: tuple[Verdict, ...] = (
     V(("etcd3-lock",), "contract", "renew_after_expiry_fails", "renew after expiry returned", "defect",
       "Lock.refresh() returns normally for an expired lease (etcd answers the keep-alive with TTL 0) and never "
       "checks the key is still its own"),
-    V(("etcd3-lock",), "soak", "*", "renew", "defect",
+    V(("etcd3-lock",), "soak", "*", "renew-after-end", "defect",
       "Lock.refresh() accepted after expiry: the holder believes it renewed a lease that is gone"),
+    V(("etcd3-lock",), "soak", "*", "double-grant", "defect",
+      "follows from Lock.refresh() accepted after expiry: the holder was told it renewed, and another client "
+      "rightly got the free key"),
+    V(("etcd3-lock",), "soak", "*", "release-refused-for-holder", "defect",
+      "follows from Lock.refresh() accepted after expiry: release() of the 'renewed' lock finds the key gone"),
     V(("etcd3-lock",), "soak", "*", "stuck-client", "defect",
       "after one UNAVAILABLE/DEADLINE_EXCEEDED the single-endpoint client marks its endpoint failed for 300 s "
       "(Endpoint.fail, time_retry=300); every call raises 'Trying to use a failed node'"),
@@ -75,6 +80,10 @@ VERDICTS: tuple[Verdict, ...] = (
       "Redlock.release() with the default raise_on_redis_errors=False swallows the RedisError of a release whose "
       "reply was lost (redis-py's retry then finds the key gone) and raises ReleaseUnlockedLock, 'not yours', "
       "for a release that was applied: the caller is told it never held a lock another client now holds"),
+    V(("etcd3-lock",), "soak", "*", "requested lease not found", "defect",
+      "Lock._try_acquire grants a lease, then puts the key with it in a Txn; when a slow reply lets the lease "
+      "expire in between, etcd answers NOT_FOUND and acquire() raises a raw grpc _InactiveRpcError (no etcd3 "
+      "exception, no False)"),
     # --- declared hazards: no fencing tokens ------------------------------------------------------------
     V(tuple(LIBRARIES), "soak", "*", "stale-write", "declared hazard",
       "no fencing token: a holder whose lease ended (pause, partition, slow reply) still writes"),
