@@ -294,3 +294,25 @@ def test_pottery_says_not_yours_for_a_release_it_applied() -> None:
                 break
         assert outcome is False, f"release gave {outcome!r} in 3 tries, never the 'not yours' answer"
         assert lock.holder(k) is None, "yet the release was applied: the key is free"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # NotAcquired in its thread
+def test_python_redis_lock_reacquire_after_its_renewal_thread_died_raises_while_holding(
+        redis_server: RedisServer) -> None:
+    """The auto-renewal thread dies on its first failed extend (NotAcquired raised in the thread) but stays
+    registered; the next acquire() on that Lock object takes the key, then raises AlreadyStarted: the
+    caller is told it failed while it holds a lock nobody renews (soak: partition-holder, error-handling)."""
+    import redis_lock
+
+    with closing(opener("python-redis-lock-autorenew", redis_server.url)) as lock:
+        k = key()
+        assert lock.acquire(k, "a", 1000) is not None
+        redis.Redis(host="127.0.0.1", port=redis_server.port).delete(f"lock:lockchaos:{k}")  # lost, e.g. expired
+        [(_, _, handle)] = [entry for entry in lock.lock_objects() if entry[0] == k]  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 5
+        while handle._lock_renewal_thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not handle._lock_renewal_thread.is_alive(), "the renewal thread died on NotAcquired"
+        with pytest.raises(redis_lock.AlreadyStarted):
+            lock.acquire(k, "a", 1000)
+        assert lock.holder(k) is not None, "yet the acquire took the key"
