@@ -62,25 +62,27 @@ def backend_names(choice: str | None) -> tuple[str, ...]:
 def backend_target(name: str, *, persistence: bool = False, provision: str = "process") -> Target:
     if name in LIBRARIES:
         spec = LIBRARIES[name]
-        return Target(name, spec.server_kind, _library_factory(name), persistence=persistence, provision=provision)
+        return Target(name, spec.server_kind, LibraryFactory(name), persistence=persistence, provision=provision)
     if name not in BACKENDS:
         raise ConfigurationError(
             f"unknown backend {name!r}; choose from {', '.join((*BACKENDS, *LIBRARY_BACKENDS))}")
     return Target(name, name, open_backend, persistence=persistence, provision=provision)
 
 
-def _library_factory(name: str) -> AdapterFactory:
-    """Opens a library backend's client, importing the library only then: a missing one is a usage error."""
+@dataclass(frozen=True, slots=True)
+class LibraryFactory:
+    """Opens a library backend's client, importing the library only then: a missing one is a usage error.
+    A plain value, so that process workers can receive it (pickle) and open their own clients."""
 
-    def factory(url: str) -> LockBackend:
+    name: str
+
+    def __call__(self, url: str) -> LockBackend:
         try:
-            opener = load_factory(LIBRARIES[name].opener)
+            opener = load_factory(LIBRARIES[self.name].opener)
         except ConfigurationError as exc:
             raise ConfigurationError(
-                f"--backend {name} needs its library: pip install 'lockchaos[libs]' ({exc})") from None
+                f"--backend {self.name} needs its library: pip install 'lockchaos[libs]' ({exc})") from None
         return opener(url)
-
-    return factory
 
 
 def adapter_target(spec: str, server: str, *, persistence: bool = False, provision: str = "process") -> Target:

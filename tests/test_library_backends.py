@@ -8,6 +8,7 @@ library defect tested below.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 import uuid
@@ -88,6 +89,12 @@ def test_backend_libs_means_every_library_and_all_keeps_meaning_our_backends() -
     assert backend_names("libs") == LIBRARY_BACKENDS
     assert backend_names("all") == ("fake", "redis", "etcd")
     assert backend_names("pottery") == ("pottery",)
+
+
+@pytest.mark.parametrize("name", sorted(LIBRARIES))
+def test_library_target_can_be_sent_to_a_worker_process(name: str) -> None:
+    target = backend_target(name)
+    assert pickle.loads(pickle.dumps(target)) == target
 
 
 def test_library_backend_refuses_an_external_server(capsys: pytest.CaptureFixture[str]) -> None:
