@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import subprocess
 import sys
 import tempfile
@@ -203,7 +202,6 @@ def main() -> int:
     parser.add_argument("--soak-dir", type=Path, metavar="DIR",
                         help="judge soaks already run (DIR/NAME is `lockchaos soak --backend NAME --out DIR/NAME`)")
     args = parser.parse_args()
-    logging.getLogger("redis_lock").setLevel(logging.ERROR)  # its "Failed to acquire" warning per refusal
     libs = [n for n in args.libs.split(",") if n]
     unknown = sorted(set(libs) - set(LIBRARIES))
     if unknown:

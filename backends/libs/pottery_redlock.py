@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 
 from pottery import ExtendUnlockedLock, Redlock, ReleaseUnlockedLock, TooManyExtensions
@@ -24,6 +25,9 @@ from .redis_client import connect, redis_capabilities, redis_errors
 from .wrapper import LibraryLock
 
 LIBRARY = "pottery Redlock"
+
+# pottery logs every swallowed RedisError with a traceback and adds no handler (see python_redis_lock).
+logging.getLogger("pottery").addHandler(logging.NullHandler())
 UNBOUNDED_EXTENSIONS = sys.maxsize
 
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import redis_lock
 
@@ -23,6 +24,11 @@ from .redis_client import connect, redis_capabilities, redis_errors
 from .wrapper import LibraryLock
 
 LIBRARY = "python-redis-lock"
+
+# The library logs a WARNING per refused acquire and adds no handler, so Python's last-resort handler
+# would print thousands of lines to a soak's stderr. A NullHandler ends that; handlers a user
+# configures still receive every record (propagation is unchanged).
+logging.getLogger("redis_lock").addHandler(logging.NullHandler())
 
 
 class PythonRedisLock(LibraryLock[redis_lock.Lock]):
