@@ -96,6 +96,13 @@ VERDICTS: tuple[Verdict, ...] = (
       "Lock._try_acquire grants a lease, then puts the key with it in a Txn; when a slow reply lets the lease "
       "expire in between, etcd answers NOT_FOUND and acquire() raises a raw grpc _InactiveRpcError (no etcd3 "
       "exception, no False)"),
+    V(("sherlock",), "soak", "*", "never-expiring-lock", "defect",
+      "RedisLock._acquire's SETNX applied, its EXPIRE with a fractional expire refused: the key has no TTL"),
+    V(("sherlock",), "soak", "*", "not an integer", "defect",
+      "RedisLock._acquire's script fails at EXPIRE with a fractional expire, after its SETNX applied"),
+    V(("etcd3-lock",), "soak", "*", "leaked-lease", "defect",
+      "Lock._try_acquire grants a lease before its Txn and drops it when the Txn fails; Lock.release deletes the "
+      "key without revoking: leases pile up until their TTL (they hold no lock, so the run stays known-unsafe)"),
     # --- declared hazards: no fencing tokens ------------------------------------------------------------
     V(tuple(LIBRARIES), "soak", "*", "stale-write", "declared hazard",
       "no fencing token: a holder whose lease ended (pause, partition, slow reply) still writes"),
