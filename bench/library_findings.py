@@ -170,7 +170,13 @@ def soak_findings(name: str, out: Path) -> list[Finding]:
                 text = f"{checker}/{item.get('kind')}: {item.get('message', '')}"
                 k = (data["scenario"], text.split(":", 1)[0] + ": " + _shape(item.get("message", "")))
                 counts[k] = counts.get(k, 0) + 1
-    return [Finding(name, "soak", scenario, text, n) for (scenario, text), n in sorted(counts.items())]
+    found = [Finding(name, "soak", scenario, text, n) for (scenario, text), n in sorted(counts.items())]
+    index = out / "index.json"
+    if index.exists():  # a run that could not be judged is a finding too: never an empty, clean row
+        for line in json.loads(index.read_text()).get("infrastructure_failures", []):
+            scenario = line.split(":", 1)[0].rsplit("/", 1)[-1]
+            found.append(Finding(name, "soak", scenario, f"infrastructure: {line.split(': ', 1)[-1]}"))
+    return found
 
 
 def _shape(message: str) -> str:
