@@ -10,7 +10,8 @@ SOAK_ARGS ?=
 CONTAINER_HOST := scripts/container-host.sh
 ENGINE_ENV = eval "$$($(CONTAINER_HOST))"
 
-.PHONY: soak contract test test-fast lint servers browser venv clean engine engine-stop soak-containers compose-nightly
+.PHONY: soak contract test test-fast lint servers browser venv clean engine engine-stop soak-containers \
+	compose-nightly library-findings
 
 ## The main job: the whole scenario catalogue against fake, Redis and etcd, servers launched locally.
 soak: venv servers
@@ -19,6 +20,12 @@ soak: venv servers
 ## Contract suite against every backend we ship.
 contract: venv servers
 	$(BIN)/lockchaos contract --backend all
+
+## What lockchaos finds in popular Python locks: contract + catalogue per library, a markdown table with
+## verdicts (README, "What lockchaos finds in popular Python locks"). FINDINGS_ARGS=--no-soak: contract only.
+FINDINGS_ARGS ?=
+library-findings: venv servers
+	nice -n 5 $(BIN)/python bench/library_findings.py $(FINDINGS_ARGS)
 
 ## Lint, type-check and run the tests: real redis-server and etcd, real containers on a private
 ## Docker engine (started for the tests and stopped after them, however they end), headless Chromium.
@@ -69,7 +76,7 @@ $(STAMP): pyproject.toml
 		|| { $(APT) update -qq && $(APT) install -y -qq python3-venv python3-pip; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,container]'
+	$(BIN)/pip install -q -e '.[dev,container,libs]'
 	touch $@
 
 ## redis-server and etcd from Debian's packages, when missing (installing starts no service here).

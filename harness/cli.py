@@ -22,10 +22,11 @@ from .driver import RunOptions
 from .rundir import DEFAULT_PARENT
 from .scenarios import CATALOGUE, find_scenario
 from .targets import (
-    BACKENDS,
+    BACKEND_CHOICES,
     SERVERS,
     Target,
     adapter_target,
+    backend_names,
     backend_target,
     external_target,
     probe_client,
@@ -120,7 +121,8 @@ def _non_negative_int(flag: str) -> Callable[[str], int]:
 
 
 def _add_target_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=[*BACKENDS, "all"], help="one of our backends, or all")
+    p.add_argument("--backend", choices=BACKEND_CHOICES,
+                   help="one of our backends, or all of them; a lock library, or libs for all of them")
     p.add_argument("--adapter", metavar="PKG.MOD:FACTORY", help="your adapter: factory(url) -> LockBackend")
     p.add_argument("--server", choices=SERVERS, help="server the harness provides to --adapter")
     p.add_argument("--provision", choices=("process", "container"), default="process",
@@ -163,8 +165,7 @@ def _choose_targets(args: argparse.Namespace, *, persistence: bool = False) -> l
         return [adapter_target(args.adapter, args.server, provision=args.provision)]
     if args.server is not None:
         raise ConfigurationError("--server goes with --adapter")
-    names = BACKENDS if args.backend in (None, "all") else (args.backend,)
-    return [backend_target(n, persistence=persistence, provision=args.provision) for n in names]
+    return [backend_target(n, persistence=persistence, provision=args.provision) for n in backend_names(args.backend)]
 
 
 def _soak_plan(args: argparse.Namespace) -> SoakPlan:

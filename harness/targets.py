@@ -16,6 +16,7 @@ from typing import Protocol
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import BackendUnavailable, ConfigurationError, InfrastructureError, LockBackend
 from lockchaos.backends.fake import FakeKVLock, drop_fake_server, fake_server
+from lockchaos.backends.libs import LIBRARIES
 from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import check_server_url
 
@@ -23,6 +24,10 @@ from .adapters import AdapterFactory, checked_backend, load_factory
 from .servers import ServerHandle
 
 BACKENDS = ("fake", "redis", "etcd")
+"""What ``--backend all`` runs: lockchaos's own backends."""
+LIBRARY_BACKENDS = tuple(LIBRARIES)
+"""The Python lock libraries shipped as backends (``lockchaos[libs]``); ``--backend libs`` runs them all."""
+BACKEND_CHOICES = (*BACKENDS, *LIBRARY_BACKENDS, "all", "libs")
 SERVERS = ("redis", "redis-aof", "etcd", "none")
 """What ``--server`` may provide to ``--adapter``: ``redis-aof`` is a durable Redis (AOF, fsync always),
 for an adapter whose users run Redis that way; ``none`` is the in-process fake."""
@@ -48,10 +53,40 @@ class Target:
         return checked_backend(self.factory, url, self.adapter_spec)
 
 
+def backend_names(choice: str | None) -> tuple[str, ...]:
+    """The backends a ``--backend`` choice stands for (none given: ``all``)."""
+    if choice in (None, "all"):
+        return BACKENDS
+    if choice == "libs":
+        return LIBRARY_BACKENDS
+    assert choice is not None
+    return (choice,)
+
+
 def backend_target(name: str, *, persistence: bool = False, provision: str = "process") -> Target:
+    if name in LIBRARIES:
+        spec = LIBRARIES[name]
+        return Target(name, spec.server_kind, LibraryFactory(name), persistence=persistence, provision=provision)
     if name not in BACKENDS:
-        raise ConfigurationError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+        raise ConfigurationError(
+            f"unknown backend {name!r}; choose from {', '.join((*BACKENDS, *LIBRARY_BACKENDS))}")
     return Target(name, name, open_backend, persistence=persistence, provision=provision)
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryFactory:
+    """Opens a library backend's client, importing the library only then: a missing one is a usage error.
+    A plain value, so that process workers can receive it (pickle) and open their own clients."""
+
+    name: str
+
+    def __call__(self, url: str) -> LockBackend:
+        try:
+            opener = load_factory(LIBRARIES[self.name].opener)
+        except ConfigurationError as exc:
+            raise ConfigurationError(
+                f"--backend {self.name} needs its library: pip install 'lockchaos[libs]' ({exc})") from None
+        return opener(url)
 
 
 def adapter_target(spec: str, server: str, *, persistence: bool = False, provision: str = "process") -> Target:
@@ -85,6 +120,9 @@ def external_target(url: str, *, backend: str | None = None, adapter: str | None
     from .external import scheme_of
 
     kind = scheme_of(url)
+    if backend in LIBRARIES:
+        raise ConfigurationError(f"--backend {backend} runs only against a server the harness starts: the library "
+                                 "names its own keys, outside lockchaos's per-run prefix (drop --url)")
     if backend is not None and backend != kind:
         raise ConfigurationError(f"--backend {backend} does not match --url {redact_url(url)}")
     # At argument time, so a bad URL is exit 2 before any run directory or server exists: our
