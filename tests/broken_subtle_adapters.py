@@ -199,6 +199,26 @@ class RedisCounterExpiresWhenIdle(RedisLock):
         return None if token is None else Lease(key, owner, int(token), ttl_ms)
 
 
+_ACQUIRE_TOKEN_IN_RECORD = """
+if redis.call('HEXISTS', KEYS[1], 'owner') == 1 then return false end
+local token = redis.call('HINCRBY', KEYS[1], 'token', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'ttl', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return token
+"""
+
+
+class TokenInTheLockRecord(RedisLock):
+    """Keeps the counter in the lock's own hash (one key per lock, tidy): every release or expiry
+    deletes the hash, and the count starts again at 1."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        script = self.client.register_script(_ACQUIRE_TOKEN_IN_RECORD)
+        token = self._call("acquire", key, lambda: script(keys=[self.lock_key(key)], args=[owner, ttl_ms]))
+        return None if token is None else Lease(key, owner, int(token), ttl_ms)
+
+
 class TwoRoundTripRelease(RedisLock):
     """release as HGET owner, then DEL: right unless the lease expires, and another client takes the
     key, between the two round trips; then it deletes the new holder's lock."""
@@ -230,6 +250,7 @@ def _connected(cls: type[RedisLock]) -> Callable[[str], RedisLock]:
 
 per_process_counter_tokens = _connected(PerProcessCounterTokens)
 redis_counter_expires_when_idle = _connected(RedisCounterExpiresWhenIdle)
+token_in_the_lock_record = _connected(TokenInTheLockRecord)
 two_round_trip_release = _connected(TwoRoundTripRelease)
 retries_acquire_internally = _connected(RetriesAcquireInternally)
 
@@ -252,6 +273,7 @@ MINIKV: dict[str, type[CorrectAdapter]] = {
 REDIS: dict[str, Callable[[str], RedisLock]] = {
     "per_process_counter_tokens": per_process_counter_tokens,
     "redis_counter_expires_when_idle": redis_counter_expires_when_idle,
+    "token_in_the_lock_record": token_in_the_lock_record,
     "two_round_trip_release": two_round_trip_release,
     "retries_acquire_internally": retries_acquire_internally,
 }

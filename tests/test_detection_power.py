@@ -31,6 +31,7 @@ CONTRACT_CATCHES: dict[str, tuple[str, str]] = {
     "clock_tokens": ("none", "tokens_increase_over_hundreds_of_grants_and_across_processes"),
     "counter_expires_when_idle": ("none", "tokens_increase_after_a_long_idle_gap"),
     "redis_counter_expires_when_idle": ("redis", "tokens_increase_after_a_long_idle_gap"),
+    "token_in_the_lock_record": ("redis", "tokens_increase_after_a_long_idle_gap"),
     "per_process_counter_tokens": ("redis", "tokens_increase_over_hundreds_of_grants_and_across_processes"),
 }
 
@@ -48,8 +49,9 @@ def redis_env() -> Iterator[Provisioned]:
         yield env
 
 
-def test_every_subtle_adapter_is_named() -> None:
-    assert set(CONTRACT_CATCHES) <= set(MINIKV) | set(REDIS)
+def test_every_subtle_adapter_is_named_with_what_catches_it() -> None:
+    assert set(CONTRACT_CATCHES) | set(SOAK_CATCHES) == set(MINIKV) | set(REDIS)
+    assert not set(CONTRACT_CATCHES) & set(SOAK_CATCHES)
 
 
 @pytest.mark.parametrize("adapter", sorted(CONTRACT_CATCHES))
@@ -142,3 +144,10 @@ def test_honest_adapters_pass_the_new_scenarios(target: str, scenario: str, tmp_
     failing = _failing(summary) - ({"liveness"} if scenario in LONE_WORKER else set())
     assert not failing, summary["checks"]
     assert status == 0 or scenario in LONE_WORKER, summary["checks"]
+
+
+def test_second_process_client_refuses_bad_usage_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from lockchaos.harness.contract.process_client import main as process_client
+
+    assert process_client(["only", "two"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
