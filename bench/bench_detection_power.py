@@ -102,7 +102,7 @@ def svg_chart(verdicts: list[Verdict]) -> str:
     broken = [v for v in verdicts if v.broken]
     honest = [v for v in verdicts if not v.broken]
     bars = [
-        ("caught by the contract rules of before", sum(v.by_old_contract for v in broken), len(broken), "#9aa5b1"),
+        ("contract rules before issue 14", sum(v.by_old_contract for v in broken), len(broken), "#9aa5b1"),
         ("caught by the contract", sum(v.by_contract for v in broken), len(broken), "#3b82f6"),
         ("caught by the soak", sum(v.by_soak for v in broken), len(broken), "#f59e0b"),
         ("caught by either", sum(v.by_contract or v.by_soak for v in broken), len(broken), "#10b981"),
