@@ -91,8 +91,6 @@ def judge(label: str, broken: bool, target: Target, seeds: list[int], work: Path
                 continue
             verdicts = {} if run.judgement is None else run.judgement.to_dict()["checkers"]
             failing = {c for c, v in verdicts.items() if v["verdict"] == "fail"}
-            if name == "resurrecting-renew":
-                failing.discard("liveness")  # one worker: no failover to judge (issue 14 item 8)
             if failing:
                 caught.append(f"{name}@{seed}:{'+'.join(sorted(failing))}")
     return Verdict(label, broken, failed_rules, tuple(caught))

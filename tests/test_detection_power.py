@@ -93,9 +93,6 @@ SOAK_CATCHES: dict[str, tuple[str, str, set[str]]] = {
     "under_declared_expiry_lag": ("none", "under-declared-lag", {"conformance"}),
 }
 NEW_SCENARIOS = sorted({scenario for _, scenario, _ in SOAK_CATCHES.values()})
-LONE_WORKER = {"resurrecting-renew"}
-"""Scenarios with one worker: nobody to fail over to, which liveness must not judge (issue 14 item 8,
-fixed in the liveness checker on its own branch); until then only the other checkers are held here."""
 
 
 def _soak(flags: list[str], scenario: str, out: Path, ttl_ms: int = 200, seed: int = 1) -> tuple[int, dict[str, Any]]:
@@ -141,9 +138,8 @@ def test_honest_adapters_pass_the_new_scenarios(target: str, scenario: str, tmp_
     if summary["status"] == "skipped":  # link faults on an in-process adapter: said, never passed
         assert target == "minikv" and "in-process" in summary["reason"], summary
         return
-    failing = _failing(summary) - ({"liveness"} if scenario in LONE_WORKER else set())
-    assert not failing, summary["checks"]
-    assert status == 0 or scenario in LONE_WORKER, summary["checks"]
+    assert not _failing(summary), summary["checks"]
+    assert status == 0, summary["checks"]
 
 
 def test_second_process_client_refuses_bad_usage_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
