@@ -147,3 +147,21 @@ def test_second_process_client_refuses_bad_usage_with_one_line(capsys: pytest.Ca
 
     assert process_client(["only", "two"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("options", ["holder=owner", "tokens=none&holder=presence", "tokens=none&holder=none"])
+def test_subtle_rules_judge_only_what_a_lock_declares(options: str) -> None:
+    """A lock that names no owner, or tells nothing through holder(), or issues no tokens, passes the
+    rules it can be judged by and has the others skipped with the reason, never failed."""
+    from lockchaos.backends import open_backend
+
+    url = f"fake://declared-{abs(hash(options))}?{options}"
+    results = {rule: run_rule(find_rule(rule), lambda: open_backend(url)) for rule in SUBTLE_RULES}
+    assert all(r.status in ("passed", "skipped") for r in results.values()), results
+    skipped = {name for name, r in results.items() if r.status == "skipped"}
+    expected = set()
+    if "tokens=none" in options:
+        expected |= {n for n in results if n.startswith("tokens_")}
+    if "holder=none" in options:
+        expected |= {n for n in results if n.startswith("holder_from")}
+    assert skipped == expected, results
