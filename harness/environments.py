@@ -9,6 +9,7 @@ before the run (``unsupported``), so the scenario is skipped with the reason.
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -73,6 +74,9 @@ class FakeLink:
 
     def drop_replies(self, on: bool) -> None:
         self.client.lose_replies(on)
+
+    def lose_next_reply(self) -> None:
+        self.client.reset_connection()
 
 
 class FakeEnvironment:
@@ -159,6 +163,10 @@ class ProcessServerFaults:
         raise FaultUnsupported("a clock jump cannot reach a real server process (run it against the fake)")
 
 
+LOSE_REPLY_FOR_S = 0.15
+"""How long a proxy swallows replies before the reset (well under any client timeout)."""
+
+
 class ProxyLink:
     """Network faults of one worker's own TCP proxy."""
 
@@ -185,6 +193,19 @@ class ProxyLink:
             self.proxy.blackhole_replies()
         else:
             self.proxy.heal()
+
+    def lose_next_reply(self) -> None:
+        """Replies vanish for a moment, long enough for the next request to take effect at the
+        server, then every connection is reset: the caller sees its connection drop, reply lost."""
+        self.proxy.blackhole_replies()
+        timer = threading.Timer(LOSE_REPLY_FOR_S, self._heal_and_reset)
+        timer.daemon = True  # never outlives the run by more than this moment
+        timer.start()
+
+    def _heal_and_reset(self) -> None:
+        with contextlib.suppress(Exception):  # the proxy may have been stopped with the run
+            self.proxy.heal()
+            self.proxy.reset()
 
 
 def with_query(url: str, **params: object) -> str:

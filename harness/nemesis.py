@@ -55,7 +55,8 @@ class HolderFaults(Protocol):
 
 
 SERVER_FAULTS = {"server-kill", "server-pause", "clock-jump"}
-LINK_FAULTS = {"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply"}
+LINK_FAULTS = {"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply", "late-release",
+               "lose-acquire-reply"}
 WORKER_FAULTS = {"holder-crash", "holder-pause", "renewer-death"}
 
 
@@ -140,6 +141,12 @@ class Nemesis:
         elif step.fault == "lose-release-reply":
             for w in workers:  # recorded by the worker around the release it strikes
                 w.lose_release_reply = True
+        elif step.fault == "late-release":
+            for w in workers:  # recorded by the worker around its release at the lease's end
+                w.late_release_ms = max(1, round(step.amount * self.ttl_s * 1000))
+        elif step.fault == "lose-acquire-reply":
+            for w in workers:  # recorded by the worker around the acquire it strikes
+                w.lose_acquire_reply = True
         else:
             self._link_fault(step, workers, names, duration)
 

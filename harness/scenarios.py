@@ -131,6 +131,26 @@ CATALOGUE: tuple[Scenario, ...] = (
              "The server's clock jumps forward past the TTL: leases expire early while holders still "
              "believe in them (only where a clock fault can reach the server).",
              duration=8, faults=(FaultStep(3.0, "clock-jump", target="server", amount=2.0),)),
+    Scenario("resurrecting-renew",
+             "A lone holder pauses past its TTL and nobody contends: it wakes to its expired key still "
+             "free, and its renew must fail; a \"self-healing\" renew that re-creates the lock is caught.",
+             duration=10, workers=1, plan=WorkerPlan(hold=6),
+             faults=(FaultStep(1.5, "holder-pause", amount=2.5),)),
+    Scenario("two-step-release",
+             "The holder releases right at its lease's end over a slowed link, while contenders poll: a "
+             "check-then-delete release in two round trips deletes the next holder's lock.",
+             duration=12, workers=4, plan=WorkerPlan(hold=0.5, retry_every=0.02),
+             faults=tuple(FaultStep(at, "late-release", amount=0.2) for at in (1.0, 3.5, 6.0, 8.5))),
+    Scenario("hidden-acquire-retry",
+             "A lone worker's acquire takes effect but its reply is lost to a connection reset: the "
+             "outcome is unknown, never \"not acquired\" (an internal retry that finds its own lock).",
+             duration=10, workers=1, plan=WorkerPlan(hold=0.5, retry_every=0.2),
+             faults=tuple(FaultStep(at, "lose-acquire-reply", target="random") for at in (1.0, 3.5, 6.0, 8.5))),
+    Scenario("under-declared-lag",
+             "Holders crash and contenders poll every fiftieth of a TTL around each expiry: a key still "
+             "visible after TTL + declared expiry lag is caught (a backend declaring too short a lag).",
+             duration=12, workers=4, plan=WorkerPlan(hold=1, retry_every=0.02),
+             faults=tuple(FaultStep(at, "holder-crash", duration=1.5) for at in (1.5, 4.5, 7.5))),
     Scenario("soak",
              "The nightly job: a seeded random mix of every fault for the whole duration.",
              duration=30, workers=5, random_faults=True,
@@ -153,6 +173,8 @@ _SOAK_MENU: tuple[FaultStep, ...] = (
     FaultStep(0, "lose-release-reply", duration=2),
     FaultStep(0, "reset-storm", target="all", duration=1, amount=0.1),
     FaultStep(0, "clock-jump", target="server", amount=1.5),
+    FaultStep(0, "late-release", amount=0.2),
+    FaultStep(0, "lose-acquire-reply", target="random"),
 )
 
 

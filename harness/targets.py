@@ -21,6 +21,7 @@ from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import check_server_url
 
 from .adapters import AdapterFactory, checked_backend, load_factory
+from .contract.process_client import ClientSpec
 from .servers import ServerHandle
 
 BACKENDS = ("fake", "redis", "etcd")
@@ -188,6 +189,18 @@ class Provisioned:
     def restart_server(self) -> None:
         self.handle.kill()
         self.handle.restart()
+
+    def client_spec(self) -> ClientSpec | None:
+        """How a second OS process opens a client of this target: none for the in-process fake, or
+        for a factory that is not importable by name (a pytest fixture)."""
+        if self.target.server_kind == "fake":
+            return None
+        spec = self.target.adapter_spec
+        if spec is None:
+            spec = "lockchaos.backends:open_backend" if self.target.factory is open_backend else None
+        if spec is None or ":" not in spec:
+            return None
+        return ClientSpec(spec, self.url)
 
     def server_control(self) -> Provisioned | None:
         """Whom durability rules may restart: nobody, on a server the harness did not start."""

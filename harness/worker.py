@@ -23,6 +23,9 @@ from .runtime import RunStopped, Runtime
 from .scenarios import WorkerPlan
 
 NS_PER_MS = 1_000_000
+LATE_RELEASE_LEAD = 1.5
+"""A late release is sent this many one-way delays before the lease ends: its first request lands
+half a delay before the expiry, a second round trip one and a half delays after it."""
 
 
 def _qualname(exc: BaseException) -> str:
@@ -44,6 +47,9 @@ class LinkFaults(Protocol):
     def reset(self) -> None: ...
 
     def drop_replies(self, on: bool) -> None: ...
+
+    def lose_next_reply(self) -> None:
+        """The next request takes effect but its reply is lost to a connection reset."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,8 @@ class Worker:
         self.pause_for_s = 0.0
         self.renewer_dead = False
         self.lose_release_reply = False
+        self.late_release_ms = 0  # release at the lease's very end over a link this slow (one way)
+        self.lose_acquire_reply = False
 
     @property
     def name(self) -> str:
@@ -210,9 +218,17 @@ class Worker:
             self.rt.sleep(self.t.retry_every_s)
             return
         ttl = self.t.ttl_ms
+        lose = self.lose_acquire_reply and self.link is not None
+        if lose:
+            assert self.link is not None
+            self.lose_acquire_reply = False
+            self._fault("lose-acquire-reply", "start")
+            self.link.lose_next_reply()
         invoke = self.rt.now_ns()
         outcome, value = self._call("acquire", {"owner": self.owner, "ttl_ms": ttl},
                                     lambda: client.acquire(self.key, self.owner, ttl))
+        if lose:
+            self._fault("lose-acquire-reply", "end")
         if outcome == "ok" and isinstance(value, Lease):
             start = invoke if self.plan.trust_from == "invoke" else self.rt.now_ns()
             try:
@@ -225,11 +241,15 @@ class Worker:
         self.believed = lease
         held_since = self.rt.now_ns()
         next_renew = held_since + round(self.t.renew_every_s * 1e9)
-        while self.rt.now_ns() < held_since + round(self.t.hold_s * 1e9):
+        while self.late_release_ms > 0 or self.rt.now_ns() < held_since + round(self.t.hold_s * 1e9):
             if self.crashed:
                 raise _Crashed
             now = self.rt.now_ns()
-            if now >= next_renew and not self.renewer_dead:
+            release_at = valid_until - round(LATE_RELEASE_LEAD * self.late_release_ms * NS_PER_MS)
+            if self.late_release_ms > 0 and now >= release_at:
+                self._late_release(client)
+                return
+            if now >= next_renew and not self.renewer_dead and not self.late_release_ms:
                 invoke = now
                 outcome, value = self._call("renew", {"owner": self.owner, "ttl_ms": self.t.ttl_ms},
                                             lambda: client.renew(self.key, self.owner, self.t.ttl_ms))
@@ -256,7 +276,10 @@ class Worker:
             if self.crashed:
                 raise _Crashed
             self.register.write(self.name, lease.token)
-            self.rt.sleep(self.t.work_every_s)
+            nap = self.t.work_every_s
+            if self.late_release_ms > 0:  # wake right at the release time, not up to a nap later
+                nap = min(nap, max(0.0, (release_at - self.rt.now_ns()) / 1e9))
+            self.rt.sleep(nap)
         self._release(client)
 
     def _pause_point(self) -> None:
@@ -266,6 +289,23 @@ class Worker:
             self._fault("holder-pause", "start", seconds=pause)
             self.rt.sleep(pause)
             self._fault("holder-pause", "end")
+
+    def _late_release(self, client: LockBackend) -> None:
+        """Release just before the lease ends, over a link slowed for this one call: a single atomic
+        request still lands in time, the second round trip of a check-then-delete lands after the
+        expiry, when a contender may already hold the key."""
+        delay_ms, self.late_release_ms = self.late_release_ms, 0
+        link = self.link
+        self._fault("late-release", "start", one_way_ms=delay_ms)
+        if link is not None:
+            link.set_latency(delay_ms)
+        try:
+            self._call("release", {"owner": self.owner}, lambda: client.release(self.key, self.owner))
+        finally:
+            if link is not None:
+                link.set_latency(0)
+            self._fault("late-release", "end")
+        self.believed = None
 
     def _release(self, client: LockBackend) -> None:
         lose = self.lose_release_reply and self.link is not None
