@@ -19,7 +19,7 @@ from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from . import exitcodes, interrupts
 from .driver import RunOptions
 from .scenarios import CATALOGUE, find_scenario
-from .targets import BACKENDS, SERVERS, Target, adapter_target, backend_target, external_target
+from .targets import BACKENDS, CLUSTER_BACKENDS, SERVERS, Target, adapter_target, backend_target, external_target
 
 if TYPE_CHECKING:
     from .soak import SoakPlan
@@ -99,7 +99,8 @@ def _non_negative_int(flag: str) -> Callable[[str], int]:
 
 
 def _add_target_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=[*BACKENDS, "all"], help="one of our backends, or all")
+    p.add_argument("--backend", choices=[*BACKENDS, *CLUSTER_BACKENDS, "all"],
+                   help="one of our backends, a cluster (never in all), or all")
     p.add_argument("--adapter", metavar="PKG.MOD:FACTORY", help="your adapter: factory(url) -> LockBackend")
     p.add_argument("--server", choices=SERVERS, help="server the harness provides to --adapter")
     p.add_argument("--provision", choices=("process", "container"), default="process",

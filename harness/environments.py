@@ -9,6 +9,7 @@ before the run (``unsupported``), so the scenario is skipped with the reason.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -16,8 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 
+from .clusters import ClusterServerFaults, ProcessCluster
 from .external import is_loopback, purge_prefix, with_run_prefix
-from .nemesis import LINK_FAULTS, SERVER_FAULTS, ServerFaults
+from .nemesis import CLUSTER_FAULTS, LINK_FAULTS, SERVER_FAULTS, ServerFaults
 from .proxy import FaultProxy, ProxyPool
 from .runtime import Runtime
 from .servers import ExternalServer, ServerHandle
@@ -66,6 +68,47 @@ class FakeLink:
         self.client.lose_replies(on)
 
 
+class FakeFailover:
+    """The reference's failover: the service answers nothing while it elects, and forgets nothing.
+
+    The fake is one in-process server, so a leader fault on it is a pause of the whole service: the
+    reference never loses a granted lock on failover, which is what cluster backends are judged by.
+    """
+
+    def __init__(self, fake: FakeKVLock) -> None:
+        self.fake = fake
+
+    def kill(self) -> None:
+        self.fake.kill()
+
+    def restart(self) -> None:
+        self.fake.restart()
+
+    def pause(self) -> None:
+        self.fake.pause()
+
+    def resume(self) -> None:
+        self.fake.resume()
+
+    def jump_clock(self, delta_ms: int) -> None:
+        self.fake.jump_clock(delta_ms)
+
+    def leader(self) -> str:
+        return "fake"
+
+    def kill_member(self, name: str) -> None:
+        self.fake.pause()
+
+    def restart_member(self, name: str) -> None:
+        self.fake.resume()
+
+    def pause_member(self, name: str) -> None:
+        self.fake.pause()
+
+    def resume_member(self, name: str) -> None:
+        self.fake.resume()
+
+
 class FakeEnvironment:
     def __init__(self, target: Target, runtime: Runtime, *, durable: bool | None, timeout_ms: int | None):
         base = PROFILES["ideal"]
@@ -75,7 +118,7 @@ class FakeEnvironment:
                                             timeout_ms=timeout_ms or 2000)
         self.target = target
         self.runtime = runtime
-        self.server: ServerFaults = self.fake
+        self.server: ServerFaults = FakeFailover(self.fake)
         self.capabilities = caps
         self._links: dict[int, LinkFaults] = {}
         self._ours = target.adapter_spec is None
@@ -186,14 +229,20 @@ class ServerEnvironment:
             self.handle = ExternalServer(url)
         else:
             self.handle = start_server(target, bool(persistence))
-        self.server: ServerFaults = ProcessServerFaults(self.handle)
-        # One proxy per worker, for per-client network faults; none to a remote server of the user's.
-        self._proxies = ProxyPool(self.handle.host, self.handle.port) if is_loopback(self.handle.url) else None
+        self._cluster = self.handle if isinstance(self.handle, ProcessCluster) else None
+        self.server: ServerFaults = (ProcessServerFaults(self.handle) if self._cluster is None
+                                     else ClusterServerFaults(self._cluster))
+        # One proxy per worker, for per-client network faults; none to a remote server of the user's,
+        # nor (yet) to a cluster, whose clients talk to every member.
+        loopback = is_loopback(self.handle.url) and self._cluster is None
+        self._proxies = ProxyPool(self.handle.host, self.handle.port) if loopback else None
         self._links: dict[int, LinkFaults] = {}
         try:
             probe = guarded_open(target, self._url(self.handle.url))
             self.capabilities = probe.capabilities
             probe.close()
+            if self._cluster is not None:  # the cluster we launched knows its own timing best
+                self.capabilities = dataclasses.replace(self.capabilities, failover_ms=self._cluster.failover_ms)
         except BaseException:
             self.close()
             raise
@@ -222,8 +271,13 @@ class ServerEnvironment:
     def unsupported(self, fault: str) -> str | None:
         if fault == "clock-jump":
             return "clock-jump: a clock fault cannot reach a real server process (run it against the fake)"
+        if fault in CLUSTER_FAULTS and self._prefix is None and self._cluster is None:
+            return (f"{fault}: {self.target.label} is a single server with no leader to fail over; "
+                    "use --backend etcd-cluster or redis-sentinel")
+        if fault in LINK_FAULTS and self._cluster is not None:
+            return f"{fault}: per-client fault proxies to a cluster's members are not built yet"
         if self._prefix is not None:
-            if fault in SERVER_FAULTS:
+            if fault in SERVER_FAULTS or fault in CLUSTER_FAULTS:
                 return f"{fault}: refused on a server the harness did not start"
             if fault in LINK_FAULTS and not is_loopback(self.handle.url):
                 return f"{fault}: the fault proxy only forwards to 127.0.0.1; this server is remote"

@@ -130,6 +130,15 @@ CATALOGUE: tuple[Scenario, ...] = (
              "The server's clock jumps forward past the TTL: leases expire early while holders still "
              "believe in them (only where a clock fault can reach the server).",
              duration=8, faults=(FaultStep(3.0, "clock-jump", target="server", amount=2.0),)),
+    Scenario("leader-crash",
+             "The cluster's leader (etcd) or primary (Sentinel) is killed -9 while a client holds the lock, "
+             "and restarted with its data: the lock must survive the election (a promoted asynchronous "
+             "replica may never have received it).",
+             duration=8, faults=(FaultStep(2.0, "leader-crash", target="server", duration=1.0),)),
+    Scenario("leader-pause",
+             "The leader or primary freezes (SIGSTOP) past the TTL, then resumes: a new one takes over "
+             "meanwhile; calls stuck on the frozen one time out, and on resume it must not act as leader.",
+             duration=10, faults=(FaultStep(2.0, "leader-pause", target="server", duration=1.5),)),
     Scenario("soak",
              "The nightly job: a seeded random mix of every fault for the whole duration.",
              duration=30, workers=5, random_faults=True,

@@ -21,6 +21,8 @@ from .adapters import AdapterFactory, checked_backend, load_factory
 from .servers import ServerHandle
 
 BACKENDS = ("fake", "redis", "etcd")
+# Clusters (harness/clusters.py): named explicitly, never part of "all" (process mode only for now).
+CLUSTER_BACKENDS = ("etcd-cluster", "redis-sentinel")
 SERVERS = ("redis", "etcd", "none")
 
 
@@ -45,8 +47,12 @@ class Target:
 
 
 def backend_target(name: str, *, persistence: bool = False, provision: str = "process") -> Target:
+    if name in CLUSTER_BACKENDS:
+        if provision != "process":
+            raise ConfigurationError(f"--backend {name} runs in process mode only (no container topology yet)")
+        return Target(name, name, open_backend, persistence=persistence, provision=provision)
     if name not in BACKENDS:
-        raise ConfigurationError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+        raise ConfigurationError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS + CLUSTER_BACKENDS)}")
     return Target(name, name, open_backend, persistence=persistence, provision=provision)
 
 
@@ -61,6 +67,10 @@ def adapter_target(spec: str, server: str, *, persistence: bool = False, provisi
 
 def start_server(target: Target, persistence: bool) -> ServerHandle:
     """A started server of the target's kind, as a process or in a container."""
+    if target.server_kind in CLUSTER_BACKENDS:
+        from .clusters import provision_cluster
+
+        return provision_cluster(target.server_kind)
     if target.provision == "container":
         from .containers import provision_container
 
