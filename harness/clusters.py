@@ -21,10 +21,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from lockchaos.backends.base import FaultUnsupported, InfrastructureError
 
-from .serverflags import LOOPBACK, etcd_election_timeout_ms, etcd_min_lease_ttl_ms, etcd_ready, free_ports
-from .servers import EtcdServer, _ProcessServer
+from .serverflags import (
+    LOOPBACK,
+    etcd_election_timeout_ms,
+    etcd_min_lease_ttl_ms,
+    etcd_ready,
+    free_ports,
+    redis_ready,
+)
+from .servers import EtcdServer, RedisServer, _ProcessServer
 
 ETCD_MEMBERS = 3
 LEADER_WAIT_S = 10.0
@@ -313,13 +324,266 @@ class ClusterServerFaults:
         self.cluster.resume_member(name)
 
 
+# --- Redis with Sentinel ------------------------------------------------------------------------------
+
+SENTINEL_SERVICE = "mymaster"
+SENTINEL_DOWN_AFTER_MS = 250
+SENTINEL_FAILOVER_TIMEOUT_MS = 1000
+SENTINEL_SETTLE_S = 15.0
+"""How long a fresh Sentinel group may take to find its replicas and each other (hello every 2 s)."""
+
+
+class RedisNode(RedisServer):
+    """A data node of a Sentinel group: the primary, or a replica of the port it is given."""
+
+    def __init__(self, name: str, port: int, primary_port: int | None) -> None:
+        super().__init__(persistence=False)
+        self.name = name
+        self._assigned = (port,)
+        self._primary_port = primary_port
+
+    def _pick_ports(self) -> tuple[int, ...]:
+        return self._assigned
+
+    def _args(self, workdir: Path) -> list[str]:
+        # Redis 7 waits 5 s before a diskless full sync to batch replicas: a group would sit unreplicated.
+        args = [*super()._args(workdir), "--repl-diskless-sync-delay", "0"]
+        if self._primary_port is not None:
+            args += ["--replicaof", self.host, str(self._primary_port)]
+        return args
+
+    def role(self) -> str | None:
+        """``master``, ``slave`` (in sync with its primary) or ``syncing``, as the node says (ROLE);
+        None if it does not answer."""
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=_STATUS_TIMEOUT_S,
+                             socket_connect_timeout=_STATUS_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                             decode_responses=True)
+        try:
+            reply = client.role()
+            if reply[0] == "slave" and reply[3] != "connected":
+                return "syncing"
+            return str(reply[0])
+        except (redis.RedisError, IndexError, TypeError):
+            return None
+        finally:
+            client.close()
+
+
+class SentinelServer(_ProcessServer):
+    """One Redis Sentinel watching the group's primary, with short timeouts so a failover takes ~1-2 s.
+
+    Debian ships Sentinel as ``redis-sentinel`` (package redis-sentinel); without it the same
+    ``redis-server`` binary runs in Sentinel mode with ``--sentinel``.
+    """
+
+    kind = "redis-sentinel"
+    binary_name = "redis-sentinel"
+    debian_package = "redis-sentinel"
+    env_var = "LOCKCHAOS_REDIS_SENTINEL"
+
+    def __init__(self, name: str, port: int, primary_port: int, *, quorum: int, myid: str,
+                 replicas: Sequence[int], peers: Sequence[tuple[int, str]]) -> None:
+        super().__init__(binary=None, startup_timeout=10.0, stop_timeout=5.0)
+        self.name = name
+        self._assigned = (port,)
+        self._primary_port = primary_port
+        self._quorum = quorum
+        self._myid = myid
+        self._replicas = tuple(replicas)
+        self._peers = tuple(peers)
+        self._sentinel_mode_flag: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}"
+
+    def _pick_ports(self) -> tuple[int, ...]:
+        return self._assigned
+
+    def _resolve_binary(self) -> str:
+        try:
+            return super()._resolve_binary()
+        except InfrastructureError:
+            found = shutil.which("redis-server")
+            if found is None:
+                raise
+            self._sentinel_mode_flag = ["--sentinel"]
+            return found
+
+    def _args(self, workdir: Path) -> list[str]:
+        conf = workdir / "sentinel.conf"
+        if not conf.exists():  # Sentinel rewrites it with what it learns: a restart keeps that
+            conf.write_text("\n".join([
+                f"port {self.port}", f"bind {self.host}", "daemonize no", f"dir {workdir}", 'logfile ""',
+                f"sentinel monitor {SENTINEL_SERVICE} {self.host} {self._primary_port} {self._quorum}",
+                f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}",
+                f"sentinel failover-timeout {SENTINEL_SERVICE} {SENTINEL_FAILOVER_TIMEOUT_MS}",
+                f"sentinel parallel-syncs {SENTINEL_SERVICE} 2", f"sentinel myid {self._myid}",
+                # Told up front what Sentinels otherwise learn from INFO (every 10 s) and hello messages
+                # (every 2 s): the group is ready for a failover as soon as it is up.
+                *(f"sentinel known-replica {SENTINEL_SERVICE} {self.host} {p}" for p in self._replicas),
+                *(f"sentinel known-sentinel {SENTINEL_SERVICE} {self.host} {p} {rid}" for p, rid in self._peers),
+                "",
+            ]))
+        return [str(conf), *self._sentinel_mode_flag]
+
+    def _ready(self) -> bool:
+        return redis_ready(self.host, self.port)
+
+    def _client(self) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=_STATUS_TIMEOUT_S,
+                           socket_connect_timeout=_STATUS_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                           decode_responses=True)
+
+    def primary_port(self) -> int | None:
+        """The primary's port as this Sentinel sees it, None if it does not answer."""
+        client = self._client()
+        try:
+            addr = client.sentinel_get_master_addr_by_name(SENTINEL_SERVICE)
+            return int(addr[1]) if isinstance(addr, (tuple, list)) else None
+        except (redis.RedisError, ValueError, IndexError):
+            return None
+        finally:
+            client.close()
+
+    def knows(self) -> tuple[int, int]:
+        """(replicas, other Sentinels) this Sentinel knows of."""
+        client = self._client()
+        try:
+            info = client.sentinel_master(SENTINEL_SERVICE)
+            if not isinstance(info, dict):
+                return 0, 0
+            return int(info.get("num-slaves", 0)), int(info.get("num-other-sentinels", 0))
+        except (redis.RedisError, ValueError, TypeError):
+            return 0, 0
+        finally:
+            client.close()
+
+
+class SentinelCluster(ProcessCluster):
+    """One primary, two replicas and three Sentinels (quorum 2) on loopback, no persistence.
+
+    Replication is asynchronous: a primary acknowledges a grant before its replicas have it, so a
+    promotion can lose it. ``leader()`` is the primary a majority of Sentinels name, itself a master.
+    """
+
+    kind = "redis-sentinel"
+
+    def __init__(self, *, replicas: int = 2, sentinels: int = 3) -> None:
+        super().__init__()
+        self.replicas = replicas
+        self.sentinel_count = sentinels
+        # Detection (down-after), the Sentinels' vote and the promotion, plus a call stuck on a frozen
+        # primary timing out (the adapter's 1 s default) before the client asks Sentinel again.
+        # Measured on loopback: ~2.1 s from kill -9 until every Sentinel names the new primary.
+        from lockchaos.backends.redis import DEFAULT_TIMEOUT_MS
+
+        # A split vote is retried after twice the failover timeout; Sentinels start up to 1 s apart.
+        self.failover_ms = SENTINEL_DOWN_AFTER_MS + 2 * SENTINEL_FAILOVER_TIMEOUT_MS + 1000 + DEFAULT_TIMEOUT_MS
+
+    @property
+    def nodes(self) -> list[RedisNode]:
+        return [m for m in self._members if isinstance(m, RedisNode)]
+
+    @property
+    def sentinels(self) -> list[SentinelServer]:
+        return [m for m in self._members if isinstance(m, SentinelServer)]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"{s.host}:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SENTINEL_SERVICE}"
+
+    @property
+    def port(self) -> int:
+        return self.sentinels[0].port
+
+    def _build(self) -> list[_ProcessServer]:
+        ports = free_ports(1 + self.replicas + self.sentinel_count)
+        primary = ports[0]
+        nodes: list[_ProcessServer] = [RedisNode("r0", primary, None)]
+        nodes += [RedisNode(f"r{i}", ports[i], primary) for i in range(1, 1 + self.replicas)]
+        quorum = self.sentinel_count // 2 + 1
+        replica_ports = ports[1:1 + self.replicas]
+        sentinel_ports = ports[1 + self.replicas:]
+        ids = [uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in sentinel_ports]  # 40 hex digits
+        for i, port in enumerate(sentinel_ports):
+            peers = [(p, rid) for j, (p, rid) in enumerate(zip(sentinel_ports, ids, strict=True)) if j != i]
+            nodes.append(SentinelServer(f"s{i}", port, primary, quorum=quorum, myid=ids[i],
+                                        replicas=replica_ports, peers=peers))
+        return nodes
+
+    def start(self) -> Self:
+        # The data nodes first: a Sentinel started before its primary answers would wait for it.
+        if self._started:
+            raise InfrastructureError(f"{self!r} is already started")
+        self._members = self._build()
+        self._started = True
+        try:
+            _parallel(self.nodes, lambda m: m.start())
+            self._await_replicas()
+            _parallel(self.sentinels, lambda m: m.start())
+            self._after_start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.stop()
+            raise
+        return self
+
+    def _after_start(self) -> None:
+        """Wait until every Sentinel knows every replica and every other Sentinel: before that, a
+        failover could not gather its quorum."""
+        deadline = time.monotonic() + SENTINEL_SETTLE_S
+        want = (self.replicas, self.sentinel_count - 1)
+        while any(s.knows() != want for s in self.sentinels):
+            if time.monotonic() > deadline:
+                seen = {s.name: s.knows() for s in self.sentinels}
+                raise InfrastructureError(f"{self!r}: Sentinels did not discover the group within "
+                                          f"{SENTINEL_SETTLE_S:g} s (replicas, sentinels known: {seen})")
+            time.sleep(0.05)
+        self.leader()
+
+    def _await_replicas(self) -> None:
+        """Until every replica has finished its first sync: a grant before that has no copy at all."""
+        deadline = time.monotonic() + SENTINEL_SETTLE_S
+        while any(n.role() != "slave" for n in self.nodes[1:]):
+            if time.monotonic() > deadline:
+                roles = {n.name: n.role() for n in self.nodes}
+                raise InfrastructureError(f"{self!r}: replicas not in sync within {SENTINEL_SETTLE_S:g} s: {roles}")
+            time.sleep(0.02)
+
+    def restart(self) -> None:
+        _parallel(self.nodes, lambda m: m.restart())
+        _parallel(self.sentinels, lambda m: m.restart())
+
+    def leader(self) -> str:
+        """The primary a majority of the Sentinels name, itself answering as a master."""
+        deadline = time.monotonic() + LEADER_WAIT_S
+        while True:
+            views = [s.primary_port() for s in self.sentinels if s.is_running() and not s.paused]
+            for node in self.nodes:
+                if views.count(node.port) > self.sentinel_count // 2 and node.is_running() and not node.paused \
+                        and node.role() == "master":
+                    return node.name
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"{self!r}: no primary named by a majority of Sentinels within "
+                                          f"{LEADER_WAIT_S:g} s (their views: {views})")
+            time.sleep(0.02)
+
+    def __repr__(self) -> str:
+        ports = ",".join(str(m._ports[0]) for m in self._members if m._ports)
+        return f"<SentinelCluster {LOOPBACK}:{ports or 'unstarted'}>"
+
+
 # --- what the CLI provisions -------------------------------------------------------------------------
 
-CLUSTERS = ("etcd-cluster",)
+CLUSTERS = ("etcd-cluster", "redis-sentinel")
 
 
 def provision_cluster(kind: str) -> ProcessCluster:
     """Start a private cluster of ``kind`` (process mode)."""
     if kind == "etcd-cluster":
         return EtcdCluster().start()
+    if kind == "redis-sentinel":
+        return SentinelCluster().start()
     raise InfrastructureError(f"unknown cluster kind {kind!r}")

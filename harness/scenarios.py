@@ -132,9 +132,9 @@ CATALOGUE: tuple[Scenario, ...] = (
              duration=8, faults=(FaultStep(3.0, "clock-jump", target="server", amount=2.0),)),
     Scenario("leader-crash",
              "The cluster's leader (etcd) or primary (Sentinel) is killed -9 while a client holds the lock, "
-             "and restarted with its data: the lock must survive the election (a promoted asynchronous "
-             "replica may never have received it).",
-             duration=8, faults=(FaultStep(2.0, "leader-crash", target="server", duration=1.0),)),
+             "and restarted with its data three TTLs later, once a new one has taken over: the lock must "
+             "survive the election (a promoted asynchronous replica may never have received it).",
+             duration=9, faults=(FaultStep(2.0, "leader-crash", target="server", duration=3.0),)),
     Scenario("leader-pause",
              "The leader or primary freezes (SIGSTOP) past the TTL, then resumes: a new one takes over "
              "meanwhile; calls stuck on the frozen one time out, and on resume it must not act as leader.",

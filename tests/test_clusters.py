@@ -6,6 +6,7 @@ backend allows so that the file stays within a few tens of seconds.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -14,10 +15,14 @@ import pytest
 
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import BackendUnavailable, Lease
-from lockchaos.harness.clusters import EtcdCluster
+from lockchaos.harness.checkers import check_history
+from lockchaos.harness.cli import main
+from lockchaos.harness.clusters import EtcdCluster, SentinelCluster
 from lockchaos.harness.driver import RunOptions, run_scenario
+from lockchaos.harness.history import FaultRecord, NoteRecord, OpRecord, Record
 from lockchaos.harness.scenarios import find_scenario
 from lockchaos.harness.targets import backend_target
+from lockchaos.harness.verdicts import judge
 
 RECOVERY_S = 15.0
 """Bound for a client to be granted again after a leader dies: far above the declared failover, for
@@ -87,14 +92,59 @@ def test_etcd_leader_kill_elects_a_new_leader_and_the_holder_keeps_its_lock() ->
 @pytest.mark.etcd
 @pytest.mark.slow
 def test_soak_leader_crash_on_etcd_cluster_passes_and_reports_failover_time(tmp_path: Path) -> None:
-    result = run_scenario(backend_target("etcd-cluster"), find_scenario("leader-crash"),
-                          RunOptions(seed=5, ttl_ms=1000), tmp_path)
-    assert result.status == "ran", result.reason
-    assert result.judgement is not None
-    assert result.judgement.verdict == "pass", result.judgement.to_dict()
-    live = result.judgement.to_dict()["checkers"]["liveness"]["stats"]
+    out = tmp_path / "runs"
+    code = main(["soak", "--backend", "etcd-cluster", "--scenario", "leader-crash", "--seed", "5",
+                 "--ttl-ms", "1000", "--quiet", "--out", str(out)])
+    summary = json.loads((out / "etcd-cluster" / "leader-crash" / "summary.json").read_text())
+    assert code == 0, summary["checks"]
+    assert summary["checks"]["verdict"] == "pass"
+    live = summary["checks"]["checkers"]["liveness"]["stats"]
     assert live["leader_failovers"] == 1
     assert 0 < live["leader_max_s"] <= live["leader_bound_s"]
+
+
+@pytest.mark.redis
+def test_sentinel_group_starts_with_a_primary_and_stops_leaving_nothing() -> None:
+    cluster = SentinelCluster().start()
+    try:
+        pids = [m.pid for m in cluster.members if m.pid is not None]
+        dirs = [m.workdir for m in cluster.members]
+        assert len(cluster.nodes) == 3 and len(cluster.sentinels) == 3 and len(_alive(pids)) == 6
+        assert cluster.leader() == "r0"
+        assert [n.role() for n in cluster.nodes] == ["master", "slave", "slave"]
+    finally:
+        cluster.stop()
+    assert _alive(pids) == []
+    assert all(d is not None and not d.exists() for d in dirs)
+
+
+@pytest.mark.redis
+def test_sentinel_promotes_a_replica_when_the_primary_dies_and_a_client_follows() -> None:
+    with SentinelCluster() as cluster:
+        lock = open_backend(cluster.url)
+        try:
+            assert lock.capabilities.replication == "async"
+            granted = lock.acquire("k", "a", 10_000)
+            assert granted is not None
+            old = cluster.leader()
+            cluster.kill_member(old)
+            lease = _renew_until_granted(lock, "k", "a", 10_000)  # replicas were in sync: nothing lost
+            assert lease.token == granted.token
+            assert cluster.leader() != old
+        finally:
+            lock.close()
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_soak_leader_crash_on_redis_sentinel_completes_with_a_verdict(tmp_path: Path) -> None:
+    result = run_scenario(backend_target("redis-sentinel"), find_scenario("leader-crash"),
+                          RunOptions(seed=3, ttl_ms=1000), tmp_path)
+    assert result.status == "ran", result.reason
+    assert result.judgement is not None
+    assert result.judgement.verdict in ("pass", "known-unsafe"), result.judgement.to_dict()
+    live = result.judgement.to_dict()["checkers"]["liveness"]["stats"]
+    assert live["leader_failovers"] == 1
 
 
 @pytest.mark.redis
@@ -112,3 +162,58 @@ def test_leader_faults_on_the_reference_lose_no_lock(tmp_path: Path) -> None:
                               RunOptions(seed=1, virtual_time=True), tmp_path / name)
         assert result.status == "ran" and result.judgement is not None
         assert result.judgement.verdict == "pass", result.judgement.to_dict()
+
+
+# --- judging a failover: hand-written histories (TTL 1000 ms), no server -------------------------------
+
+MS = 1_000_000
+
+
+def _history(replication: str, *, failover_ms: int = 500) -> list[Record]:
+    """a holds token 7; the leader dies; the new leader has neither the lock nor the counter."""
+    caps = {"ttl_granularity_ms": 1, "min_ttl_ms": 1, "expiry_lag_ms": 0, "durable": False,
+            "fencing_tokens": True, "replication": replication, "failover_ms": failover_ms}
+    return [
+        NoteRecord("meta", 0, {"ttl_ms": 1000, "capabilities": caps, "plan": {"retry_every": 0.1}}),
+        OpRecord("a", "acquire", "k", {"owner": "a", "ttl_ms": 1000}, 0, 5 * MS, "ok",
+                 {"owner": "a", "token": 7, "ttl_ms": 1000}),
+        FaultRecord("leader-crash", "start", "leader:r0", 100 * MS),
+        FaultRecord("leader-crash", "end", "leader:r0", 200 * MS),
+        OpRecord("b", "acquire", "k", {"owner": "b", "ttl_ms": 1000}, 300 * MS, 305 * MS, "ok",
+                 {"owner": "b", "token": 1, "ttl_ms": 1000}),
+        OpRecord("a", "renew", "k", {"owner": "a", "ttl_ms": 1000}, 320 * MS, 325 * MS, "fail", None),
+    ]
+
+
+def _severities(records: list[Record]) -> dict[str, set[str]]:
+    _, res = check_history(records)
+    out: dict[str, set[str]] = {}
+    for r in res:
+        for f in r.findings:
+            out.setdefault(f.severity, set()).add(f"{r.checker}/{f.kind}")
+    return out
+
+
+def test_lock_lost_on_promotion_is_known_unsafe_under_declared_async_replication() -> None:
+    found = _severities(_history("async"))
+    assert "violation" not in found, found
+    assert {"exclusion-grants/double-grant", "fencing/lost-on-promotion",
+            "fencing/token-regression"} <= found["known-unsafe"]
+    assert judge(_history("async")).verdict == "known-unsafe"
+
+
+def test_lock_lost_on_failover_is_a_failure_under_declared_linearizable_replication() -> None:
+    found = _severities(_history("linearizable"))
+    assert {"exclusion-grants/double-grant", "fencing/token-regression",
+            "conformance/renew-refused-for-holder"} <= found["violation"]
+    assert judge(_history("linearizable")).failed
+
+
+def test_slow_leader_failover_is_judged_against_the_declared_failover_time() -> None:
+    records = _history("linearizable", failover_ms=100)[:4]
+    late = OpRecord("a", "renew", "k", {"owner": "a", "ttl_ms": 1000}, 2900 * MS, 2905 * MS, "ok",
+                    {"owner": "a", "token": 7, "ttl_ms": 1000})
+    _, res = check_history([*records, late, NoteRecord("end", 3000 * MS, {})])
+    live = next(r for r in res if r.checker == "liveness")
+    assert [f.kind for f in live.violations] == ["slow-failover"]
+    assert live.stats["leader_failovers"] == 1 and live.stats["leader_max_s"] == 2.805
