@@ -329,6 +329,8 @@ class ClusterServerFaults:
 SENTINEL_SERVICE = "mymaster"
 SENTINEL_DOWN_AFTER_MS = 250
 SENTINEL_FAILOVER_TIMEOUT_MS = 1000
+SENTINEL_DEMOTION_MS = 9000
+"""A returning old primary is demoted after reporting its stale role for 8 s, seen by INFO each 1 s."""
 SENTINEL_SETTLE_S = 15.0
 """How long a fresh Sentinel group may take to find its replicas and each other (hello every 2 s)."""
 
@@ -473,13 +475,17 @@ class SentinelCluster(ProcessCluster):
         super().__init__()
         self.replicas = replicas
         self.sentinel_count = sentinels
-        # Detection (down-after), the Sentinels' vote and the promotion, plus a call stuck on a frozen
-        # primary timing out (the adapter's 1 s default) before the client asks Sentinel again.
-        # Measured on loopback: ~2.1 s from kill -9 until every Sentinel names the new primary.
         from lockchaos.backends.redis import DEFAULT_TIMEOUT_MS
 
-        # A split vote is retried after twice the failover timeout; Sentinels start up to 1 s apart.
-        self.failover_ms = SENTINEL_DOWN_AFTER_MS + 2 * SENTINEL_FAILOVER_TIMEOUT_MS + 1000 + DEFAULT_TIMEOUT_MS
+        # Until the group has settled on one primary that clients find: detection (down-after), the
+        # Sentinels' vote (a split vote is retried after twice the failover timeout; Sentinels start
+        # up to 1 s apart) and the promotion; then an old primary that returns (restarted, resumed)
+        # keeps answering as a primary to the clients still connected to it until Sentinel demotes it,
+        # which Sentinel does only after it has reported that role for 4 hello periods (8 s, fixed in
+        # Redis) plus an INFO period; plus the adapter's 1 s timeout on a frozen primary.
+        # Measured on loopback: ~1.5-2.1 s from kill -9 until a client is granted again.
+        self.failover_ms = (SENTINEL_DOWN_AFTER_MS + 2 * SENTINEL_FAILOVER_TIMEOUT_MS + 1000
+                            + SENTINEL_DEMOTION_MS + DEFAULT_TIMEOUT_MS)
 
     @property
     def nodes(self) -> list[RedisNode]:

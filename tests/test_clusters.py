@@ -14,7 +14,8 @@ import psutil
 import pytest
 
 from lockchaos.backends import open_backend
-from lockchaos.backends.base import BackendUnavailable, Lease
+from lockchaos.backends.base import BackendUnavailable, ConfigurationError, Lease
+from lockchaos.backends.sentinel import parse_sentinel_url
 from lockchaos.harness.checkers import check_history
 from lockchaos.harness.cli import main
 from lockchaos.harness.clusters import EtcdCluster, SentinelCluster
@@ -217,3 +218,21 @@ def test_slow_leader_failover_is_judged_against_the_declared_failover_time() -> 
     live = next(r for r in res if r.checker == "liveness")
     assert [f.kind for f in live.violations] == ["slow-failover"]
     assert live.stats["leader_failovers"] == 1 and live.stats["leader_max_s"] == 2.805
+
+
+@pytest.mark.parametrize("url", [
+    "redis+sentinel://127.0.0.1:26379",  # no service
+    "redis+sentinel://127.0.0.1:26379/a/b",  # two services
+    "redis+sentinel://:26379/mymaster",  # no host
+    "redis+sentinel://127.0.0.1:26379/mymaster?durable=1",  # not an option here
+    "redis+sentinel://u:p@127.0.0.1:26379/mymaster",  # credentials
+])
+def test_bad_sentinel_url_is_one_configuration_error_before_any_io(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_backend(url)
+
+
+def test_sentinel_url_names_every_sentinel_and_the_service() -> None:
+    config = parse_sentinel_url("redis+sentinel://h1:1,h2/svc?timeout_ms=300")
+    assert config.sentinels == (("h1", 1), ("h2", 26379))
+    assert (config.service, config.timeout_ms) == ("svc", 300)
