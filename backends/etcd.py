@@ -32,7 +32,9 @@ call failed (UNAVAILABLE / DEADLINE_EXCEEDED) is skipped for ``FAILOVER_RETRY_S`
 goes to the next endpoint; the failed call itself is *not* re-sent. With one endpoint nothing is
 ever marked failed (python3-etcd3's default would refuse every call for 300 s after one failure).
 Reconnect backoff is capped at 500 ms, so a restarted server is used again within ~0.2 s
-instead of gRPC's default exponential backoff of up to 120 s.
+instead of gRPC's default exponential backoff of up to 120 s. Several endpoints are taken to be one
+Raft cluster: the client declares ``replication="linearizable"`` (a grant is committed by a majority
+before the reply) and a ``failover_ms`` for etcd's default timing plus its own timeout.
 
 Threads: an ``EtcdLock`` may be shared by threads. gRPC channels do not survive ``fork()``: open
 clients after forking, never before.
