@@ -236,3 +236,29 @@ def test_sentinel_url_names_every_sentinel_and_the_service() -> None:
     config = parse_sentinel_url("redis+sentinel://h1:1,h2/svc?timeout_ms=300")
     assert config.sentinels == (("h1", 1), ("h2", 26379))
     assert (config.service, config.timeout_ms) == ("svc", 300)
+
+
+@pytest.mark.redis
+def test_sigkilled_harness_leaves_no_member_no_sentinel_and_no_temp_dir(tmp_path: Path) -> None:
+    from tests.test_harness_dies_clean import dirs_of, gone, start_soak, wait_until
+
+    out = tmp_path / "run"
+    proc = start_soak(out, "--backend", "redis-sentinel", "--scenario", "clean-handover", "--duration", "60")
+    harness = psutil.Process(proc.pid)
+
+    def members() -> list[psutil.Process]:
+        try:
+            return [c for c in harness.children(recursive=True)
+                    if c.name() in ("redis-server", "redis-sentinel", "redis-check-rdb")]
+        except psutil.NoSuchProcess:
+            return []
+
+    try:
+        assert wait_until(lambda: len(members()) == 6 and any(
+            h.stat().st_size > 1000 for h in out.rglob("history.jsonl")), timeout=30), "the soak never got going"
+        started = members()
+    finally:
+        proc.kill()
+    assert proc.wait(10) == -9
+    assert wait_until(lambda: all(gone(m) for m in started), timeout=10), "a member outlived the harness"
+    assert wait_until(lambda: not dirs_of(proc.pid), timeout=10), f"temp dirs left: {dirs_of(proc.pid)}"
