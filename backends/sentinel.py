@@ -96,9 +96,7 @@ class SentinelLock(RedisLock):
             config.service, retry=Retry(NoBackoff(), 0), retry_on_error=[], decode_responses=True,
             protocol=2, **common,
         )
-        self._acquire = self._client.register_script(self._acquire.script)
-        self._renew = self._client.register_script(self._renew.script)
-        self._release = self._client.register_script(self._release.script)
+        self._command = self._client.execute_command
 
     def connect(self, budget_s: float = 2.0) -> Self:
         super().connect(budget_s)

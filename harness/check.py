@@ -12,7 +12,7 @@ from lockchaos.backends.base import ConfigurationError
 from . import exitcodes
 from .verdicts import Judgement, history_paths, judge, update_summary
 
-STYLE = {"pass": "green", "fail": "bold red", "known-unsafe": "yellow"}
+STYLE = {"pass": "green", "fail": "bold red", "known-unsafe": "yellow", "skipped": "dim"}
 
 
 def run_check(target: Path, *, strict: bool, console: Console) -> int:

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import random
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported
+from lockchaos.backends.redaction import redact_url
 
 from . import interrupts
 from .environments import Environment, FakeEnvironment, ServerEnvironment
@@ -114,6 +116,12 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             _write_summary(run_dir, target, scenario, opts, "skipped", reason, None, 0.0, 0.0)
             return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
                              time.monotonic() - wall0, 0.0, None)
+    if env.capabilities.refuses_ttl(opts.ttl_ms):
+        reason = (f"{target.label} declares it refuses TTLs below {env.capabilities.min_ttl_ms} ms; "
+                  f"run with --ttl-ms {env.capabilities.min_ttl_ms} or more")
+        _write_summary(run_dir, target, scenario, opts, "skipped", reason, None, 0.0, 0.0)
+        return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
+                         time.monotonic() - wall0, 0.0, None)
     if scenario.persistence is not None and scenario.persistence != env.capabilities.durable:
         reason = (f"needs a {'durable' if scenario.persistence else 'non-durable'} server; "
                   f"{target.label} declares durable={env.capabilities.durable}")
@@ -228,13 +236,16 @@ def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunO
 
 
 def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
-    """The command line that runs this scenario again, the same way, with the same seed."""
+    """The command line that runs this scenario again, the same way, with the same seed.
+
+    A ``--url`` keeps its options (``?prefix=myapp:``) and loses its secrets (``:***@``): the line is
+    stored in summary.json and shown in every report, so the user puts the password back in."""
     if target.external_url is not None:
-        what = f"--url {target.external_url.split('?')[0]}" + (
-            f" --adapter {target.adapter_spec}" if target.adapter_spec else "")
+        what = f"--url {shlex.quote(redact_url(target.external_url))}" + (
+            f" --adapter {shlex.quote(target.adapter_spec)}" if target.adapter_spec else "")
     elif target.adapter_spec is not None:
         server = "none" if target.server_kind == "fake" else target.server_kind
-        what = f"--adapter {target.adapter_spec} --server {server}"
+        what = f"--adapter {shlex.quote(target.adapter_spec)} --server {server}"
     else:
         what = f"--backend {target.label}"
     flags = [what, f"--scenario {scenario.name}", f"--seed {opts.seed}", f"--ttl-ms {opts.ttl_ms}"]

@@ -123,9 +123,15 @@ class FakeEnvironment:
         self.capabilities = caps
         self._links: dict[int, LinkFaults] = {}
         self._ours = target.adapter_spec is None
+        self._faultable_links = self._ours
         if not self._ours:
             try:
-                guarded_open(target, f"fake://{self.name}").close()
+                probe = guarded_open(target, f"fake://{self.name}")
+                # An adapter that is itself a fake client (a tokenless fake, say) is judged by what
+                # it declares, and its network can be faulted like ours.
+                self.capabilities = probe.capabilities
+                self._faultable_links = isinstance(probe, FakeClient)
+                probe.close()
             except BaseException:
                 self.close()
                 raise
@@ -149,7 +155,7 @@ class FakeEnvironment:
         return self._links.get(index)
 
     def unsupported(self, fault: str) -> str | None:
-        if fault in LINK_FAULTS and not self._ours:
+        if fault in LINK_FAULTS and not self._faultable_links:
             return (f"{fault}: the adapter talks to the in-process fake without a network; "
                     "use --server redis|etcd for network faults")
         return None
@@ -257,7 +263,8 @@ class ServerEnvironment:
             if self._cluster is not None:  # the cluster we launched knows its own timing best
                 self.capabilities = dataclasses.replace(self.capabilities, failover_ms=self._cluster.failover_ms)
         except BaseException:
-            self.close()
+            with contextlib.suppress(Exception):  # "cannot reach" is the news, not the failed cleanup
+                self.close()
             raise
 
     def _url(self, url: str) -> str:

@@ -37,6 +37,9 @@ class OpRecord:
     outcome: Outcome
     lease: dict[str, Any] | None = None
     error: str | None = None
+    error_type: str | None = None
+    """The exception's class (``module.QualName``): an ``error`` that starts with ``unexpected`` is one
+    the adapter did not map to ``BackendUnavailable`` (its outcome is unknown all the same)."""
     type: str = field(default="op", init=False)
 
 

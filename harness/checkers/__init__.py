@@ -11,11 +11,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..history import Record
-from . import conformance, exclusion, fencing, liveness
+from . import conformance, errors, exclusion, fencing, liveness, slowcalls
 from .findings import CheckResult, Finding
 from .model import History, load_history
 
-CHECKERS = (conformance.check, exclusion.check_grants, exclusion.check_register, fencing.check, liveness.check)
+CHECKERS = (conformance.check, exclusion.check_grants, exclusion.check_register, fencing.check, liveness.check,
+            errors.check, slowcalls.check)
 
 
 def check_history(source: Path | Iterable[Record] | History) -> tuple[History, list[CheckResult]]:

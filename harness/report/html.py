@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
+from lockchaos.backends.redaction import redact_text
 
 from ..history import HISTORY_FILE
 from ..scenarios import find_scenario
@@ -123,10 +124,14 @@ def _verdicts(run: LoadedRun) -> str:
 
 
 def reproduce_command(summary: dict[str, Any], meta: dict[str, Any]) -> str | None:
-    """The recorded command, completed with ``--workers``/``--duration`` when the run overrode them."""
+    """The recorded command, completed with ``--workers``/``--duration`` when the run overrode them.
+
+    Redacted again: a run recorded by an older lockchaos may hold a password in its summary."""
     cmd = summary.get("reproduce")
     backend, scenario, seed, ttl = (meta.get(k) for k in ("backend", "scenario", "seed", "ttl_ms"))
-    if not isinstance(cmd, str):
+    if isinstance(cmd, str):
+        cmd = redact_text(cmd)
+    else:
         if None in (backend, scenario, seed, ttl):
             return None
         cmd = (f"lockchaos soak --backend {backend} --scenario {scenario} --seed {seed} --ttl-ms {ttl}"

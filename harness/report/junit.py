@@ -84,6 +84,10 @@ def _run_cases(suite: ET.Element, run: RunEntry, counts: dict[str, int]) -> floa
                        else f"{name} failed")
             kind = str(first[0].get("kind", "failure")) if first else "failure"
             ET.SubElement(case, "failure", message=clean(message), type=clean(kind)).text = clean(text)
+        elif verdict == "skipped":
+            reason = str((c.get("stats") or {}).get("skipped", "not applicable to this run"))
+            ET.SubElement(case, "skipped", message=clean(reason))
+            counts["skipped"] += 1
         elif verdict == "known-unsafe":
             ET.SubElement(case, "system-out").text = clean("known-unsafe (passes unless --strict)\n" + text)
     return wall
