@@ -347,6 +347,10 @@ class RedisNode(RedisServer):
     def _pick_ports(self) -> tuple[int, ...]:
         return self._assigned
 
+    def follow(self, primary_port: int | None) -> None:
+        """Replicate ``primary_port`` (None: be a primary) from the next launch on."""
+        self._primary_port = primary_port
+
     def _args(self, workdir: Path) -> list[str]:
         # Redis 7 waits 5 s before a diskless full sync to batch replicas: a group would sit unreplicated.
         args = [*super()._args(workdir), "--repl-diskless-sync-delay", "0"]
@@ -475,6 +479,7 @@ class SentinelCluster(ProcessCluster):
         super().__init__()
         self.replicas = replicas
         self.sentinel_count = sentinels
+        self._primary_at_kill = "r0"
         from lockchaos.backends.redis import DEFAULT_TIMEOUT_MS
 
         # Until the group has settled on one primary that clients find: detection (down-after), the
@@ -552,14 +557,28 @@ class SentinelCluster(ProcessCluster):
     def _await_replicas(self) -> None:
         """Until every replica has finished its first sync: a grant before that has no copy at all."""
         deadline = time.monotonic() + SENTINEL_SETTLE_S
-        while any(n.role() != "slave" for n in self.nodes[1:]):
+        while any(n.role() != ("master" if n._primary_port is None else "slave") for n in self.nodes):
             if time.monotonic() > deadline:
                 roles = {n.name: n.role() for n in self.nodes}
                 raise InfrastructureError(f"{self!r}: replicas not in sync within {SENTINEL_SETTLE_S:g} s: {roles}")
             time.sleep(0.02)
 
+    def kill(self) -> None:
+        """kill -9 of every process; the primary is remembered so that restart() keeps the roles."""
+        with contextlib.suppress(InfrastructureError):
+            self._primary_at_kill = self.leader()
+        super().kill()
+
     def restart(self) -> None:
+        """Bring the group back as it was: the last primary as primary, the others replicating it,
+        then the Sentinels, whose rewritten configs name that primary (a node restarted in its
+        launch role instead would contradict them until Sentinel demotes it, 8 s later)."""
+        primary = self.member(self._primary_at_kill)
+        assert isinstance(primary, RedisNode)
+        for node in self.nodes:
+            node.follow(None if node is primary else primary.port)
         _parallel(self.nodes, lambda m: m.restart())
+        self._await_replicas()
         _parallel(self.sentinels, lambda m: m.restart())
 
     def leader(self) -> str:

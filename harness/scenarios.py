@@ -161,6 +161,9 @@ _SOAK_MENU: tuple[FaultStep, ...] = (
     FaultStep(0, "lose-release-reply", duration=2),
     FaultStep(0, "reset-storm", target="all", duration=1, amount=0.1),
     FaultStep(0, "clock-jump", target="server", amount=1.5),
+    # Cluster faults: refused (so never drawn) on a single server.
+    FaultStep(0, "leader-crash", target="server", duration=2),
+    FaultStep(0, "leader-pause", target="server", duration=1.2),
 )
 
 
