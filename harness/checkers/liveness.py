@@ -62,6 +62,8 @@ def check(h: History) -> CheckResult:
     attempts = [o for o in h.ops if o.rec.op == "acquire" and o.rec.client != "observer"]
     leader_times = _leader_failovers(h, server_faults, findings)
     times.extend(leader_times)
+    # A holder's failover that overlaps the service's own failover is the service's story too.
+    server_faults = server_faults + h.server_faults(*LEADER_TRIGGERS)
     for f in h.faults:
         if f.fault not in TRIGGERS:
             continue
