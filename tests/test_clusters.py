@@ -75,13 +75,13 @@ def test_etcd_leader_kill_elects_a_new_leader_and_the_holder_keeps_its_lock() ->
     with EtcdCluster() as cluster:
         lock = open_backend(cluster.url)
         try:
-            granted = lock.acquire("k", "a", 2000)
+            granted = lock.acquire("k", "a", 5000)
             assert granted is not None
             old = cluster.leader()
             cluster.kill_member(old)
             new = cluster.leader()
             assert new != old
-            renewed = _renew_until_granted(lock, "k", "a", 2000)
+            renewed = _renew_until_granted(lock, "k", "a", 5000)
             assert renewed.token == granted.token  # linearizable: the grant survived the election
             cluster.restart_member(old)
             assert cluster.member(old).is_running()
