@@ -31,7 +31,6 @@ from .serverflags import (
     LOOPBACK,
     etcd_election_timeout_ms,
     etcd_min_lease_ttl_ms,
-    etcd_ready,
     free_ports,
     redis_ready,
 )
@@ -281,10 +280,6 @@ class EtcdCluster(ProcessCluster):
                     f"{self!r}: no leader agreed by the running members within {LEADER_WAIT_S:g} s "
                     f"(views: {views})")
             time.sleep(0.02)
-
-    def member_ready(self, name: str) -> bool:
-        m = self.member(name)
-        return m.is_running() and etcd_ready(m.host, m.port)
 
 
 class ClusterServerFaults:
