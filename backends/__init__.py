@@ -25,6 +25,7 @@ _OPENERS = {
     "fake": "lockchaos.backends.fake:open_fake",
     "redis": "lockchaos.backends.redis:open_redis",
     "etcd": "lockchaos.backends.etcd:open_etcd",
+    "redis+sentinel": "lockchaos.backends.sentinel:open_sentinel",
 }
 
 

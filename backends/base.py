@@ -14,6 +14,8 @@ from typing import Literal, Protocol, Self, runtime_checkable
 HolderInfo = Literal["lease", "owner", "presence", "none"]
 """What ``holder()`` can tell, from most to least: see ``Capabilities.holder_info``."""
 TtlRounding = Literal["up", "down"]
+Replication = Literal["none", "async", "linearizable"]
+"""How a grant reaches the servers that can take over from the one that granted it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +67,22 @@ class Capabilities:
     token ``None``, ``ttl_ms`` 0); ``"none"`` nothing (``holder()`` raises ``NotImplementedError``).
     Lock libraries tie ownership to a random value inside one lock object, so most cannot name an
     owner they did not create; checkers and the contract use only what is declared."""
+    replication: Replication = "none"
+    """``"none"``: one server, no failover. ``"async"``: replicas receive grants after the reply (Redis
+    with Sentinel), so a promotion may lose a granted lock: the declared hazard, known-unsafe.
+    ``"linearizable"``: a grant is acknowledged only once a majority has it (etcd's Raft), so a
+    failover that loses one is a failure. The reference never loses a granted lock."""
+    failover_ms: int = 0
+    """How long after its leader or primary fails the service grants again, as this client sees it
+    (election or promotion, plus a call stuck on a frozen leader timing out). Liveness judges leader
+    faults against it; 0 with ``replication="none"``."""
 
     def __post_init__(self) -> None:
-        if self.ttl_granularity_ms < 1 or self.min_ttl_ms < 1 or self.expiry_lag_ms < 0:
+        if self.ttl_granularity_ms < 1 or self.min_ttl_ms < 1 or self.expiry_lag_ms < 0 or self.failover_ms < 0:
             raise ValueError(f"impossible capabilities: {self}")
         if self.ttl_rounding not in ("up", "down") or self.holder_info not in ("lease", "owner", "presence", "none"):
+            raise ValueError(f"impossible capabilities: {self}")
+        if self.replication not in ("none", "async", "linearizable"):
             raise ValueError(f"impossible capabilities: {self}")
 
     def applied_ttl(self, ttl_ms: int) -> int:

@@ -32,7 +32,9 @@ call failed (UNAVAILABLE / DEADLINE_EXCEEDED) is skipped for ``FAILOVER_RETRY_S`
 goes to the next endpoint; the failed call itself is *not* re-sent. With one endpoint nothing is
 ever marked failed (python3-etcd3's default would refuse every call for 300 s after one failure).
 Reconnect backoff is capped at 500 ms, so a restarted server is used again within ~0.2 s
-instead of gRPC's default exponential backoff of up to 120 s.
+instead of gRPC's default exponential backoff of up to 120 s. Several endpoints are taken to be one
+Raft cluster: the client declares ``replication="linearizable"`` (a grant is committed by a majority
+before the reply) and a ``failover_ms`` for etcd's default timing plus its own timeout.
 
 Threads: an ``EtcdLock`` may be shared by threads. gRPC channels do not survive ``fork()``: open
 clients after forking, never before.
@@ -87,6 +89,9 @@ stays visible up to ~500 ms past its TTL: measured on loopback (bench/bench_etcd
 ~250 ms, p99 ~500 ms, max ~510 ms, with fast and default flags alike. Declared with 2x margin for a
 loaded machine. Holds while fewer than ~500 leases expire per half second (the lessor's revoke
 rate limit is 1000/s)."""
+FAILOVER_ELECTION_MS = 3000
+"""What a cluster with etcd's default timing (1 s election timeout, randomised up to 2x, a pre-vote
+round) may take to elect a new leader; a client also waits out its own timeout on a frozen one."""
 FAILOVER_RETRY_S = 1.0
 """With several endpoints, one whose call failed is skipped for this long."""
 HOLDER_ATTEMPTS = 3
@@ -272,9 +277,13 @@ class EtcdLock(Closing):
         finally:
             self._client.timeout = self._timeout_s
         self._min_ttl_s = max(1, granted)
+        # Several endpoints: a Raft cluster, whose grants are committed by a majority before the reply.
+        cluster = len(self.config.endpoints) > 1
         self.capabilities = Capabilities(
             ttl_granularity_ms=TTL_GRANULARITY_MS, min_ttl_ms=self._min_ttl_s * 1000,
             expiry_lag_ms=EXPIRY_LAG_MS, durable=True, fencing_tokens=True,
+            replication="linearizable" if cluster else "none",
+            failover_ms=FAILOVER_ELECTION_MS + self.config.timeout_ms if cluster else 0,
         )
         return self
 

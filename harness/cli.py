@@ -122,7 +122,8 @@ def _non_negative_int(flag: str) -> Callable[[str], int]:
 
 def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=BACKEND_CHOICES,
-                   help="one of our backends, or all of them; a lock library, or libs for all of them")
+                   help="one of our backends, or all of them; a lock library, or libs for all of them; "
+                        "a cluster (etcd-cluster, redis-sentinel: never in all)")
     p.add_argument("--adapter", metavar="PKG.MOD:FACTORY", help="your adapter: factory(url) -> LockBackend")
     p.add_argument("--server", choices=SERVERS, help="server the harness provides to --adapter")
     p.add_argument("--provision", choices=("process", "container"), default="process",

@@ -9,6 +9,7 @@ before the run (``unsupported``), so the scenario is skipped with the reason.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import uuid
 from typing import Protocol
@@ -17,8 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 
+from .clusters import ClusterServerFaults, ProcessCluster
 from .external import is_loopback, purge_prefix, with_run_prefix
-from .nemesis import LINK_FAULTS, SERVER_FAULTS, ServerFaults
+from .nemesis import CLUSTER_FAULTS, LINK_FAULTS, SERVER_FAULTS, ServerFaults
 from .proxy import FaultProxy, ProxyPool
 from .residue import Snapshot, fake_snapshot, server_snapshot
 from .runtime import Runtime
@@ -79,6 +81,48 @@ class FakeLink:
         self.client.reset_connection()
 
 
+class FakeFailover:
+    """The reference's failover: instant and lossless, so a leader fault changes nothing it serves.
+
+    The fake stands for an ideal replicated service: another member takes over at once with every
+    grant it had. Cluster backends are judged against that (the reference never loses a granted lock
+    on failover); their real election time is what liveness measures.
+    """
+
+    def __init__(self, fake: FakeKVLock) -> None:
+        self.fake = fake
+
+    def kill(self) -> None:
+        self.fake.kill()
+
+    def restart(self) -> None:
+        self.fake.restart()
+
+    def pause(self) -> None:
+        self.fake.pause()
+
+    def resume(self) -> None:
+        self.fake.resume()
+
+    def jump_clock(self, delta_ms: int) -> None:
+        self.fake.jump_clock(delta_ms)
+
+    def leader(self) -> str:
+        return "fake"
+
+    def kill_member(self, name: str) -> None:
+        """Nothing to do: the next member serves every call without a gap."""
+
+    def restart_member(self, name: str) -> None:
+        """Nothing to do: the member rejoins as a follower."""
+
+    def pause_member(self, name: str) -> None:
+        """Nothing to do: the next member serves every call without a gap."""
+
+    def resume_member(self, name: str) -> None:
+        """Nothing to do: the member rejoins as a follower."""
+
+
 class FakeEnvironment:
     def __init__(self, target: Target, runtime: Runtime, *, durable: bool | None, timeout_ms: int | None):
         base = PROFILES["ideal"]
@@ -88,7 +132,7 @@ class FakeEnvironment:
                                             timeout_ms=timeout_ms or 2000)
         self.target = target
         self.runtime = runtime
-        self.server: ServerFaults = self.fake
+        self.server: ServerFaults = FakeFailover(self.fake)
         self.capabilities = caps
         self._links: dict[int, LinkFaults] = {}
         self._ours = target.adapter_spec is None
@@ -139,6 +183,18 @@ class FakeEnvironment:
 
     def close(self) -> None:
         drop_fake_server(self.name)
+
+
+CLOCK_JUMP_UNREACHABLE = {
+    "redis": "clock-jump: no clock fault reaches Debian's redis-server: under libfaketime (LD_PRELOAD) it "
+             "hangs at start, since its jemalloc calls clock_gettime while libfaketime initialises "
+             "(libfaketime#130, open; measured by bench/probe_clock_faults.py); run it against the fake",
+    "etcd": "clock-jump: no clock fault reaches etcd: a Go binary reads the clock through the vDSO, and "
+            "under libfaketime its log clock stays at real time (+1 h asked, 0 s measured by "
+            "bench/probe_clock_faults.py); run it against the fake",
+}
+"""Why clock-jump is skipped on real servers, by server kind: measured, not assumed."""
+CLOCK_JUMP_UNREACHABLE["redis-sentinel"] = CLOCK_JUMP_UNREACHABLE["redis"]
 
 
 class ProcessServerFaults:
@@ -230,14 +286,20 @@ class ServerEnvironment:
             self.handle = ExternalServer(url)
         else:  # the scenario's insistence wins, else the target's own (``--server redis-aof``)
             self.handle = start_server(target, target.persistence if persistence is None else persistence)
-        self.server: ServerFaults = ProcessServerFaults(self.handle)
-        # One proxy per worker, for per-client network faults; none to a remote server of the user's.
-        self._proxies = ProxyPool(self.handle.host, self.handle.port) if is_loopback(self.handle.url) else None
+        self._cluster = self.handle if isinstance(self.handle, ProcessCluster) else None
+        self.server: ServerFaults = (ProcessServerFaults(self.handle) if self._cluster is None
+                                     else ClusterServerFaults(self._cluster))
+        # One proxy per worker, for per-client network faults; none to a remote server of the user's,
+        # nor (yet) to a cluster, whose clients talk to every member.
+        loopback = is_loopback(self.handle.url) and self._cluster is None
+        self._proxies = ProxyPool(self.handle.host, self.handle.port) if loopback else None
         self._links: dict[int, LinkFaults] = {}
         try:
             probe = guarded_open(target, self._url(self.handle.url))
             self.capabilities = probe.capabilities
             probe.close()
+            if self._cluster is not None:  # the cluster we launched knows its own timing best
+                self.capabilities = dataclasses.replace(self.capabilities, failover_ms=self._cluster.failover_ms)
         except BaseException:
             with contextlib.suppress(Exception):  # "cannot reach" is the news, not the failed cleanup
                 self.close()
@@ -272,9 +334,14 @@ class ServerEnvironment:
 
     def unsupported(self, fault: str) -> str | None:
         if fault == "clock-jump":
-            return "clock-jump: a clock fault cannot reach a real server process (run it against the fake)"
+            return CLOCK_JUMP_UNREACHABLE.get(self.handle.kind, CLOCK_JUMP_UNREACHABLE["redis"])
+        if fault in CLUSTER_FAULTS and self._prefix is None and self._cluster is None:
+            return (f"{fault}: {self.target.label} is a single server with no leader to fail over; "
+                    "use --backend etcd-cluster or redis-sentinel")
+        if fault in LINK_FAULTS and self._cluster is not None:
+            return f"{fault}: per-client fault proxies to a cluster's members are not built yet"
         if self._prefix is not None:
-            if fault in SERVER_FAULTS:
+            if fault in SERVER_FAULTS or fault in CLUSTER_FAULTS:
                 return f"{fault}: refused on a server the harness did not start"
             if fault in LINK_FAULTS and not is_loopback(self.handle.url):
                 return f"{fault}: the fault proxy only forwards to 127.0.0.1; this server is remote"

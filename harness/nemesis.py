@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from lockchaos.backends.base import FaultUnsupported, Lease
 
@@ -48,13 +48,31 @@ class HolderFaults(Protocol):
     pause_for_s: float
     renewer_dead: bool
     lose_release_reply: bool
+    late_release_ms: int
+    lose_acquire_reply: bool
 
     def crash(self) -> None: ...
 
     def revive(self) -> None: ...
 
 
+@runtime_checkable
+class ClusterFaults(Protocol):
+    """Faults on a cluster's roles: the leader is resolved when the fault fires, members by name."""
+
+    def leader(self) -> str: ...
+
+    def kill_member(self, name: str) -> None: ...
+
+    def restart_member(self, name: str) -> None: ...
+
+    def pause_member(self, name: str) -> None: ...
+
+    def resume_member(self, name: str) -> None: ...
+
+
 SERVER_FAULTS = {"server-kill", "server-pause", "clock-jump"}
+CLUSTER_FAULTS = {"leader-crash", "leader-pause"}
 LINK_FAULTS = {"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply", "late-release",
                "lose-acquire-reply"}
 WORKER_FAULTS = {"holder-crash", "holder-pause", "renewer-death"}
@@ -115,6 +133,9 @@ class Nemesis:
         duration = step.duration * self.ttl_s
         if step.fault in SERVER_FAULTS:
             self._server_fault(step, duration)
+            return
+        if step.fault in CLUSTER_FAULTS:
+            self._cluster_fault(step, duration)
             return
         workers = self._pick(step.target)
         if not workers:
@@ -219,3 +240,25 @@ class Nemesis:
             self._edge(step, "start", "server", delta_ms=delta_ms)
             self.server.jump_clock(delta_ms)
         self._edge(step, "end", "server")
+
+    def _cluster_fault(self, step: FaultStep, duration: float) -> None:
+        """kill -9 or SIGSTOP whichever member leads *now*; restart it with its data, or resume it."""
+        cluster = self.server
+        if not isinstance(cluster, ClusterFaults):
+            raise FaultUnsupported(f"{step.fault}: the server is a single node, it has no leader")
+        member = cluster.leader()
+        target = f"leader:{member}"
+        self._edge(step, "start", target, member=member)
+        if step.fault == "leader-crash":
+            cluster.kill_member(member)
+            try:
+                self.rt.sleep(duration)
+            finally:
+                cluster.restart_member(member)
+        else:
+            cluster.pause_member(member)
+            try:
+                self.rt.sleep(duration)
+            finally:
+                cluster.resume_member(member)
+        self._edge(step, "end", target, member=member)

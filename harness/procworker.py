@@ -133,6 +133,11 @@ class _RemoteRegister(FencedRegister):
         return bool(self._port.ask("write", client, token))
 
 
+# What the nemesis arms on a worker, as a fresh incarnation has it; set in the child by name.
+_DISARMED: dict[str, object] = {"pause_for_s": 0.0, "renewer_dead": False, "lose_release_reply": False,
+                                "late_release_ms": 0, "lose_acquire_reply": False}
+
+
 class _RemoteLink:
     """The worker's network link, faulted by the driver (whose proxy or fake client it is)."""
 
@@ -159,6 +164,9 @@ class _RemoteLink:
 
     def drop_replies(self, on: bool) -> None:
         self._do("drop_replies", on)
+
+    def lose_next_reply(self) -> None:
+        self._do("lose_next_reply")
 
 
 class _RemoteClient:
@@ -346,7 +354,7 @@ class ProcessWorker:
         self.crashed = False
         self.believed: Lease | None = None
         self.link: LinkFaults | None = None
-        self._armed: dict[str, object] = {"pause_for_s": 0.0, "renewer_dead": False, "lose_release_reply": False}
+        self._armed: dict[str, object] = dict(_DISARMED)
         self._client: LockBackend | None = None  # the driver-side client of a child on the fake
         self._ctl_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -395,6 +403,23 @@ class ProcessWorker:
     def lose_release_reply(self, on: bool) -> None:
         self._arm("lose_release_reply", on)
 
+    @property
+    def late_release_ms(self) -> int:
+        ms = self._armed["late_release_ms"]
+        return ms if isinstance(ms, int) else 0
+
+    @late_release_ms.setter
+    def late_release_ms(self, ms: int) -> None:
+        self._arm("late_release_ms", ms)
+
+    @property
+    def lose_acquire_reply(self) -> bool:
+        return bool(self._armed["lose_acquire_reply"])
+
+    @lose_acquire_reply.setter
+    def lose_acquire_reply(self, on: bool) -> None:
+        self._arm("lose_acquire_reply", on)
+
     def crash(self) -> None:
         """kill -9: no release, no flush; the kernel closes its sockets."""
         self.crashed = True
@@ -407,7 +432,7 @@ class ProcessWorker:
     def revive(self) -> None:
         """A supervisor starts a new process in the slot: new owner identity, renewer alive again."""
         self.incarnation += 1
-        self._armed.update(pause_for_s=0.0, renewer_dead=False, lose_release_reply=False)
+        self._armed.update(_DISARMED)
         self.crashed = False
 
     # --- process lifecycle ---------------------------------------------------------------------

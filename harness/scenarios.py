@@ -151,6 +151,15 @@ CATALOGUE: tuple[Scenario, ...] = (
              "visible after TTL + declared expiry lag is caught (a backend declaring too short a lag).",
              duration=12, workers=4, plan=WorkerPlan(hold=1, retry_every=0.02),
              faults=tuple(FaultStep(at, "holder-crash", duration=1.5) for at in (1.5, 4.5, 7.5))),
+    Scenario("leader-crash",
+             "The cluster's leader (etcd) or primary (Sentinel) is killed -9 while a client holds the lock, "
+             "and restarted with its data three TTLs later, once a new one has taken over: the lock must "
+             "survive the election (a promoted asynchronous replica may never have received it).",
+             duration=9, faults=(FaultStep(2.0, "leader-crash", target="server", duration=3.0),)),
+    Scenario("leader-pause",
+             "The leader or primary freezes (SIGSTOP) past the TTL, then resumes: a new one takes over "
+             "meanwhile; calls stuck on the frozen one time out, and on resume it must not act as leader.",
+             duration=10, faults=(FaultStep(2.0, "leader-pause", target="server", duration=1.5),)),
     Scenario("soak",
              "The nightly job: a seeded random mix of every fault for the whole duration.",
              duration=30, workers=5, random_faults=True,
@@ -175,6 +184,9 @@ _SOAK_MENU: tuple[FaultStep, ...] = (
     FaultStep(0, "clock-jump", target="server", amount=1.5),
     FaultStep(0, "late-release", amount=0.2),
     FaultStep(0, "lose-acquire-reply", target="random"),
+    # Cluster faults: refused (so never drawn) on a single server.
+    FaultStep(0, "leader-crash", target="server", duration=2),
+    FaultStep(0, "leader-pause", target="server", duration=1.2),
 )
 
 

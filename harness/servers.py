@@ -238,6 +238,10 @@ class _ProcessServer:
     def _discard_partial_state(self, workdir: Path) -> None:
         """Forget what a launch that lost its port left behind, before trying another port."""
 
+    def _pick_ports(self) -> tuple[int, ...]:
+        """The ports of the next launch attempt; a cluster member is told its ports by its cluster."""
+        return free_ports(self._port_count)
+
     # -- identity
     @property
     def host(self) -> str:
@@ -286,7 +290,7 @@ class _ProcessServer:
             _LIVE.add(self)
         try:
             for _ in range(_PORT_ATTEMPTS):
-                self._ports = free_ports(self._port_count)
+                self._ports = self._pick_ports()
                 try:
                     self._launch()
                     return self

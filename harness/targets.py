@@ -26,9 +26,11 @@ from .servers import ServerHandle
 
 BACKENDS = ("fake", "redis", "etcd")
 """What ``--backend all`` runs: lockchaos's own backends."""
+# Clusters (harness/clusters.py): named explicitly, never part of "all" (process mode only for now).
+CLUSTER_BACKENDS = ("etcd-cluster", "redis-sentinel")
 LIBRARY_BACKENDS = tuple(LIBRARIES)
 """The Python lock libraries shipped as backends (``lockchaos[libs]``); ``--backend libs`` runs them all."""
-BACKEND_CHOICES = (*BACKENDS, *LIBRARY_BACKENDS, "all", "libs")
+BACKEND_CHOICES = (*BACKENDS, *LIBRARY_BACKENDS, *CLUSTER_BACKENDS, "all", "libs")
 SERVERS = ("redis", "redis-aof", "etcd", "none")
 """What ``--server`` may provide to ``--adapter``: ``redis-aof`` is a durable Redis (AOF, fsync always),
 for an adapter whose users run Redis that way; ``none`` is the in-process fake."""
@@ -68,9 +70,13 @@ def backend_target(name: str, *, persistence: bool = False, provision: str = "pr
     if name in LIBRARIES:
         spec = LIBRARIES[name]
         return Target(name, spec.server_kind, LibraryFactory(name), persistence=persistence, provision=provision)
+    if name in CLUSTER_BACKENDS:
+        if provision != "process":
+            raise ConfigurationError(f"--backend {name} runs in process mode only (no container topology yet)")
+        return Target(name, name, open_backend, persistence=persistence, provision=provision)
     if name not in BACKENDS:
         raise ConfigurationError(
-            f"unknown backend {name!r}; choose from {', '.join((*BACKENDS, *LIBRARY_BACKENDS))}")
+            f"unknown backend {name!r}; choose from {', '.join((*BACKENDS, *LIBRARY_BACKENDS, *CLUSTER_BACKENDS))}")
     return Target(name, name, open_backend, persistence=persistence, provision=provision)
 
 
@@ -107,6 +113,10 @@ def server_of(server: str) -> tuple[str, bool]:
 
 def start_server(target: Target, persistence: bool) -> ServerHandle:
     """A started server of the target's kind, as a process or in a container."""
+    if target.server_kind in CLUSTER_BACKENDS:
+        from .clusters import provision_cluster
+
+        return provision_cluster(target.server_kind)
     if target.provision == "container":
         from .containers import provision_container
 

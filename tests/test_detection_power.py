@@ -21,6 +21,8 @@ from lockchaos.harness.scenarios import CATALOGUE, fault_kinds, find_scenario
 from lockchaos.harness.targets import Provisioned, adapter_target, backend_target, provisioned
 from tests.broken_subtle_adapters import MINIKV, REDIS
 
+pytestmark = [pytest.mark.redis]
+
 MODULE = "tests.broken_subtle_adapters"
 
 # adapter -> (server, the contract rule that must fail it)

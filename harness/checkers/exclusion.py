@@ -35,6 +35,15 @@ def check_grants(h: History) -> CheckResult:
                     a.complete, (g1.owner, g2.owner), tuple(t for t in (g1.token, g2.token) if t is not None),
                     (g1.acquire.line, a.line)))
                 break
+            if surely_held_throughout(h, g1, a.invoke, a.complete, lossy_failover=False):
+                # Held by the reference's rules, lost only through an asynchronous replica's promotion.
+                findings.append(Finding(
+                    NAME_GRANTS, "double-grant", "known-unsafe",
+                    f"{g2.owner} was granted token {g2.token} while {g1.owner}'s lease (token {g1.token}) was "
+                    "still in force: lock lost on promotion (asynchronous replication, as declared)",
+                    a.complete, (g1.owner, g2.owner), tuple(t for t in (g1.token, g2.token) if t is not None),
+                    (g1.acquire.line, a.line)))
+                break
     return CheckResult(NAME_GRANTS, tuple(findings), {"grants": len(definite)})
 
 
@@ -70,10 +79,13 @@ def check_register(h: History) -> CheckResult:
         if owner[0] != w.client:
             # After a restart that forgot the token counter, tokens are issued again: known, not a lie.
             amnesia = not h.caps.durable and any(owner[2] <= f.end and f.start <= w.time_ns for f in restarts)
-            findings.append(Finding(NAME_REGISTER, "shared-token", "known-unsafe" if amnesia else "violation",
+            promoted = not amnesia and h.lost_in_failover(w.time_ns, owner[2])
+            findings.append(Finding(NAME_REGISTER, "shared-token",
+                                    "known-unsafe" if amnesia or promoted else "violation",
                                     f"{owner[0]} and {w.client} both wrote with token {w.token}: two owners "
                                     "held the same fencing token"
-                                    + (" after a non-durable server restarted its counter" if amnesia else ""),
+                                    + (" after a non-durable server restarted its counter" if amnesia else "")
+                                    + (": counter lost on promotion (asynchronous replication)" if promoted else ""),
                                     w.time_ns, (owner[0], w.client), (w.token,), (owner[1], line)))
         if w.token >= max_token:
             max_token, max_line = w.token, line

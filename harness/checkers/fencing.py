@@ -29,19 +29,43 @@ def check(h: History) -> CheckResult:
         a = g.acquire
         if best is not None and best[1] < a.invoke and g.token <= best[0]:
             restarted = [f for f in restarts if best[1] <= f.end and f.start <= a.complete]
-            known = bool(restarted) and not h.caps.durable
+            amnesia = bool(restarted) and not h.caps.durable
+            promoted = not amnesia and h.lost_in_failover(a.complete, best[1])
+            known = amnesia or promoted
             findings.append(Finding(
                 NAME, "token-regression", "known-unsafe" if known else "violation",
                 f"{g.owner} was granted token {g.token} after {best[2]} had been granted {best[0]}"
-                + (": the non-durable server restarted and forgot its token counter" if known else ""),
+                + (": the non-durable server restarted and forgot its token counter" if amnesia else "")
+                + (": counter lost on promotion (asynchronous replication)" if promoted else ""),
                 a.complete, (best[2], g.owner), (best[0], g.token), (best[3], a.line)))
             if known:
                 best = (g.token, a.complete, g.owner, a.line)  # judge what follows against the new era
                 continue
         if best is None or g.token > best[0]:
             best = (g.token, a.complete, g.owner, a.line)
-    lost = _lost_on_restart(h)
+    lost = _lost_on_restart(h) + _lost_on_promotion(h)
     return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts)})
+
+
+def _lost_on_promotion(h: History) -> list[Finding]:
+    """A holder whose renew was refused after a failover, its lease surely not yet expired by the
+    reference's rules: the declared hazard of asynchronous replication (a replica that never had the
+    lock was promoted). Under linearizable replication the conformance checker flags it instead."""
+    out = []
+    for f in h.lossy_failovers:
+        end = h.promotion_end(f)
+        for g in h.grants:
+            if not g.definite or g.acquire.complete > end:
+                continue
+            for r in g.renews:
+                if r.rec.outcome == "fail" and f.start <= r.invoke and r.complete < _earliest(g, r.invoke):
+                    out.append(Finding(NAME, "lost-on-promotion", "known-unsafe",
+                                       f"{g.owner} lost its lease (token {g.token}) in the failover after "
+                                       f"{f.fault} of {f.target}: lock lost on promotion (asynchronous "
+                                       "replication, as declared)", r.complete, (g.owner,),
+                                       () if g.token is None else (g.token,), (g.acquire.line, r.line)))
+                    break
+    return out
 
 
 def _lost_on_restart(h: History) -> list[Finding]:

@@ -12,6 +12,12 @@ calling must get a determinate answer (ok or refused) within the recovery bound,
 never reconnects); (2) once no lease can still be in force, some client must acquire the lock
 within the bound. The recovery bound is the failover bound plus one TTL and one client timeout of
 margin for the server's own restart and the client's reconnection.
+
+A cluster's leader fault (``leader-crash``, ``leader-pause``) is a failover of the *service*: it
+is timed from the fault to the first grant the service makes afterwards (an acquire or a renew sent
+after the fault), and judged against the cluster's declared ``failover_ms`` plus a renew interval
+and two retries, since clients notice the new leader only on their next call; or, if later, until a
+lease in force at the fault can have expired (a release the crash made indeterminate leaves it).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from .model import NS_PER_MS, FaultWindow, History, Op
 NAME = "liveness"
 TRIGGERS = ("holder-crash", "holder-pause", "partition")
 SERVER_TRIGGERS = ("server-kill", "server-pause")
+LEADER_TRIGGERS = ("leader-crash", "leader-pause")
 SLACK_NS = 250 * NS_PER_MS
 DEFAULT_TIMEOUT_MS = 2000
 """The client timeout assumed in the recovery margin when a client does not tell its own."""
@@ -53,6 +60,10 @@ def check(h: History) -> CheckResult:
     acquires = sorted((o for o in h.ops if o.rec.op == "acquire" and o.rec.outcome == "ok"),
                       key=lambda o: o.complete)
     attempts = [o for o in h.ops if o.rec.op == "acquire" and o.rec.client != "observer"]
+    leader_times = _leader_failovers(h, server_faults, findings)
+    times.extend(leader_times)
+    # A holder's failover that overlaps the service's own failover is the service's story too.
+    server_faults = server_faults + h.server_faults(*LEADER_TRIGGERS)
     for f in h.faults:
         if f.fault not in TRIGGERS:
             continue
@@ -87,6 +98,9 @@ def check(h: History) -> CheckResult:
     recovery = _after_server_faults(h, acquires, findings)
     stats: dict[str, object] = {"failovers": len(times), "excused": excused, "bound_s": round(bound / 1e9, 3),
                                 "uncontended": uncontended, **recovery}
+    if leader_times:
+        stats.update(leader_failovers=len(leader_times), leader_bound_s=round(_leader_bound(h) / 1e9, 3),
+                     leader_p50_s=round(_percentile(leader_times, 0.5), 4), leader_max_s=round(max(leader_times), 4))
     if times:
         stats.update(p50_s=round(_percentile(times, 0.5), 4), p99_s=round(_percentile(times, 0.99), 4),
                      max_s=round(max(times), 4))
@@ -160,3 +174,48 @@ def _stuck_clients(h: History, f: FaultWindow, worker_ops: list[Op], back: int, 
             f"at {back / 1e9:.3f} s): {len(ops)} calls, all indeterminate ({', '.join(errors) or 'no error'}) "
             f"{then}; the client stays unusable after the server recovered",
             deadline, (client,), (), (*f.lines, ops[0].line, ops[-1].line)))
+
+
+def _leader_bound(h: History) -> float:
+    plan = h.meta.get("plan", {})
+    retry_ns = float(plan.get("retry_every", 0.1)) * h.ttl_ms * NS_PER_MS
+    renew_ns = float(plan.get("renew_every", 1 / 3)) * h.ttl_ms * NS_PER_MS
+    declared = h.caps.failover_ms * NS_PER_MS if h.caps.failover_ms else h.ttl_ms * NS_PER_MS
+    return declared + renew_ns + 2 * retry_ns + SLACK_NS
+
+
+def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: list[Finding]) -> list[float]:
+    """Seconds from each leader fault to the service's first grant sent after it."""
+    bound = _leader_bound(h)
+    plan = h.meta.get("plan", {})
+    retry_ns = float(plan.get("retry_every", 0.1)) * h.ttl_ms * NS_PER_MS
+    grants = sorted((o for o in h.ops if o.rec.op in ("acquire", "renew") and o.rec.outcome == "ok"),
+                    key=lambda o: o.complete)
+    times: list[float] = []
+    for f in h.faults:
+        if f.fault not in LEADER_TRIGGERS:
+            continue
+        nxt = next((o for o in grants if o.invoke >= f.start), None)
+        end = nxt.complete if nxt is not None else h.stopped_ns
+        if any(s.start <= end and s.end >= f.start for s in server_faults):
+            continue  # the whole service was also down: not this failover's doing
+        if nxt is None:
+            if h.stopped_ns - f.start > bound and not h.truncated:
+                findings.append(Finding(NAME, "no-failover", "violation",
+                                        f"after {f.fault} of {f.target} the service granted nothing before "
+                                        f"the workers stopped ({(h.stopped_ns - f.start) / 1e9:.2f} s later)",
+                                        f.start, (f.target,), (), f.lines))
+            continue
+        took = nxt.complete - f.start
+        times.append(took / 1e9)
+        # A lease left behind at the fault (its release lost to the crash) may block until it expires.
+        orphans = [g.latest_end for g in h.grants if g.acquire.complete <= f.start <= g.latest_end]
+        allowed = max([bound, *(end - f.start + 2 * retry_ns + SLACK_NS for end in orphans)])
+        if took > allowed:
+            findings.append(Finding(NAME, "slow-failover", "violation",
+                                    f"after {f.fault} of {f.target}, the first grant ({nxt.rec.op} by "
+                                    f"{nxt.rec.client}) came {took / 1e9:.3f} s later (bound {allowed / 1e9:.3f} s: "
+                                    "declared failover + renew interval + retries, or a lease left at the "
+                                    "fault expiring)",
+                                    nxt.complete, (f.target, nxt.rec.client), (), (*f.lines, nxt.line)))
+    return times

@@ -19,6 +19,8 @@ from lockchaos.backends.base import Capabilities
 from ..history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
 
 NS_PER_MS = 1_000_000
+LEADER_FAULTS = ("leader-crash", "leader-pause")
+"""Cluster faults that make another member the leader (or primary)."""
 EPSILON_NS = 5 * NS_PER_MS
 """Scheduling slack between the client's clock reading and the server acting (same machine)."""
 
@@ -89,7 +91,29 @@ class History:
 
     @functools.cached_property
     def _delaying_faults(self) -> list[FaultWindow]:
-        return [f for f in self.faults if f.fault in ("server-pause", "latency")]
+        return [f for f in self.faults if f.fault in ("server-pause", "latency", "leader-pause")]
+
+    @functools.cached_property
+    def failovers(self) -> list[FaultWindow]:
+        """Leader faults of a replicated service: each may hand the lock service to another member."""
+        if self.caps.replication == "none":
+            return []
+        return [f for f in self.faults if f.fault in LEADER_FAULTS]
+
+    def promotion_end(self, f: FaultWindow) -> int:
+        """Until when a failover may still change who serves: the fault, then the declared failover
+        time again, since the old leader's return (a restart, a resume) is a change the cluster must
+        settle too (a Sentinel that has not yet heard of the promotion still names the old primary)."""
+        return f.end + self.caps.failover_ms * NS_PER_MS
+
+    @functools.cached_property
+    def lossy_failovers(self) -> list[FaultWindow]:
+        """Failovers that may lose granted locks: the declared hazard of asynchronous replication."""
+        return self.failovers if self.caps.replication == "async" else []
+
+    def lost_in_failover(self, at: int, since: int) -> bool:
+        """Whether a lossy failover window overlaps [since, at]: a lock lost there is the declared hazard."""
+        return any(f.start <= at and since <= self.promotion_end(f) for f in self.lossy_failovers)
 
     def horizon(self, op: Op) -> int:
         """Until when an operation's request may still take effect at the server."""
@@ -221,7 +245,9 @@ def _latest_expiry(h: History, g: Grant, lag: int, restarts: list[FaultWindow]) 
     """
     latest = h.horizon(g.acquire) + g.ttl_ms * NS_PER_MS + lag + EPSILON_NS
     pending = sorted((r for r in g.renews if r.rec.outcome != "fail"), key=lambda r: r.invoke)
-    prolongers = [f for f in restarts if h.caps.durable] + h.server_faults("server-pause")
+    # A new leader re-arms every lease it finds (etcd's lessor on promotion), so a failover may
+    # prolong a grant by a TTL from when it completes.
+    prolongers = [f for f in restarts if h.caps.durable] + h.server_faults("server-pause") + h.failovers
     changed = True
     while changed:
         changed = False
@@ -232,8 +258,9 @@ def _latest_expiry(h: History, g: Grant, lag: int, restarts: list[FaultWindow]) 
                 changed = True
         for f in list(prolongers):
             if g.acquire.invoke <= f.end and f.start <= latest:
-                extra = g.ttl_ms * NS_PER_MS if f.fault == "server-kill" else 0
-                latest = max(latest, f.end + extra + lag + EPSILON_NS)
+                extra = g.ttl_ms * NS_PER_MS if f.fault in ("server-kill", *LEADER_FAULTS) else 0
+                end = h.promotion_end(f) if f.fault in LEADER_FAULTS else f.end
+                latest = max(latest, end + extra + lag + EPSILON_NS)
                 prolongers.remove(f)
                 changed = True
     return latest
@@ -246,10 +273,12 @@ def _ttl(op: Op, g: Grant) -> int:
     return max(g.ttl_ms, int(op.rec.args.get("ttl_ms", g.ttl_ms)))
 
 
-def earliest_end(h: History, g: Grant, at: int) -> int:
+def earliest_end(h: History, g: Grant, at: int, *, lossy_failover: bool = True) -> int:
     """The earliest instant ``g`` may end, judged from what had surely happened by ``at``.
 
     Only ok calls that completed by ``at`` count as extensions: their effect is certain by then.
+    With asynchronous replication a failover may lose the grant at any instant of its window
+    (``lossy_failover=False`` judges as the reference does, which never loses one).
     """
     base = max([g.acquire.invoke + g.ttl_ms * NS_PER_MS]
                + [r.invoke + _ttl(r, g) * NS_PER_MS for r in g.renews
@@ -262,12 +291,17 @@ def earliest_end(h: History, g: Grant, at: int) -> int:
         lease_ending = f.fault == "clock-jump" or (f.fault == "server-kill" and not h.caps.durable)
         if lease_ending and f.start >= g.acquire.invoke:
             cut = min(cut, f.start)
+    if lossy_failover:
+        for f in h.lossy_failovers:
+            if g.acquire.invoke <= h.promotion_end(f):
+                cut = min(cut, max(f.start, g.acquire.invoke))
     return cut
 
 
-def surely_held_throughout(h: History, g: Grant, start: int, end: int) -> bool:
+def surely_held_throughout(h: History, g: Grant, start: int, end: int, *, lossy_failover: bool = True) -> bool:
     """``g`` was in force at every instant of [start, end], whatever the timing."""
-    return g.definite and g.acquire.complete <= start and earliest_end(h, g, start) > end
+    return g.definite and g.acquire.complete <= start and earliest_end(
+        h, g, start, lossy_failover=lossy_failover) > end
 
 
 def possibly_held_within(g: Grant, start: int, end: int) -> bool:

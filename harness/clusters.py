@@ -1,0 +1,609 @@
+"""Process-mode clusters: a three-member etcd and a Redis primary with replicas and Sentinels.
+
+Every member is an ordinary process-mode server of ``servers.py`` (its own temp dir and marker,
+registered for ``atexit``, armed with the parent-death signal, swept by the watchdog), so a cluster
+inherits the single-node teardown guarantees member by member. A cluster adds what a single node
+lacks: roles. Cluster faults name a role ("the current leader"), resolved when the fault fires,
+because after the first failover the member that leads is a different process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from lockchaos.backends.base import FaultUnsupported, InfrastructureError
+
+from .serverflags import (
+    LOOPBACK,
+    etcd_election_timeout_ms,
+    etcd_min_lease_ttl_ms,
+    free_ports,
+    redis_ready,
+)
+from .servers import EtcdServer, RedisServer, _ProcessServer
+
+ETCD_MEMBERS = 3
+LEADER_WAIT_S = 10.0
+"""How long ``leader()`` looks for a leader that a majority of the running members agree on."""
+_STATUS_TIMEOUT_S = 0.5
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _parallel(members: Sequence[_ProcessServer], action: Callable[[_ProcessServer], object]) -> None:
+    """Run ``action`` on every member at once: a member waits for quorum, which needs the others."""
+    with ThreadPoolExecutor(max_workers=len(members), thread_name_prefix="lockchaos-member") as pool:
+        futures = [pool.submit(action, m) for m in members]
+        errors = [f.exception() for f in futures]
+    for exc in errors:
+        if exc is not None:
+            raise exc
+
+
+class ProcessCluster:
+    """What every process-mode cluster shares: members started and stopped together, roles by name."""
+
+    kind: str
+    failover_ms: int
+    """The failover time this cluster declares, as a client of our adapter (default timeouts) sees
+    it: detection and election or promotion, plus a client call stuck on a frozen leader timing out.
+    Liveness judges failovers against it."""
+
+    def __init__(self) -> None:
+        self._members: list[_ProcessServer] = []
+        self._started = False
+
+    @property
+    def members(self) -> tuple[_ProcessServer, ...]:
+        return tuple(self._members)
+
+    def member(self, name: str) -> _ProcessServer:
+        for m in self._members:
+            if getattr(m, "name", None) == name:
+                return m
+        raise InfrastructureError(f"{self!r} has no member {name!r}")
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def port(self) -> int:
+        return self._members[0].port
+
+    @property
+    def pid(self) -> int | None:
+        return None  # a cluster is several processes; faults name members
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def _build(self) -> list[_ProcessServer]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._started:
+            raise InfrastructureError(f"{self!r} is already started")
+        self._members = self._build()
+        self._started = True
+        try:
+            _parallel(self._members, lambda m: m.start())
+            self._after_start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.stop()
+            raise
+        return self
+
+    def _after_start(self) -> None:
+        """Wait for the roles to settle; nothing by default."""
+
+    def stop(self) -> None:
+        """Stop every member (each removes its own temp dir); safe to call again."""
+        errors: list[BaseException] = []
+        for m in self._members:
+            try:
+                m.stop()
+            except Exception as exc:
+                errors.append(exc)
+        self._started = False
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Self:
+        return self if self._started else self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def is_running(self) -> bool:
+        return self._started and all(m.is_running() for m in self._members)
+
+    # -- whole-cluster faults: the server faults of single-node scenarios hit every member at once
+    def kill(self) -> None:
+        for m in self._members:
+            m.kill()
+
+    def restart(self) -> None:
+        _parallel(self._members, lambda m: m.restart())
+        self._after_start()
+
+    def pause(self) -> None:
+        for m in self._members:
+            m.pause()
+
+    def resume(self) -> None:
+        for m in self._members:
+            m.resume()
+
+    # -- role faults
+    def leader(self) -> str:
+        raise NotImplementedError
+
+    def kill_member(self, name: str) -> None:
+        self.member(name).kill()
+
+    def pause_member(self, name: str) -> None:
+        self.member(name).pause()
+
+    def restart_member(self, name: str) -> None:
+        """Bring a killed member back on its ports, with its data."""
+        self.member(name).restart()
+
+    def resume_member(self, name: str) -> None:
+        self.member(name).resume()
+
+    def __repr__(self) -> str:
+        ports = ",".join(str(m._ports[0]) for m in self._members if m._ports)
+        return f"<{type(self).__name__} {LOOPBACK}:{ports or 'unstarted'}>"
+
+
+# --- etcd ----------------------------------------------------------------------------------------
+
+
+class EtcdMember(EtcdServer):
+    """One member of a private etcd cluster: its ports and its peers are chosen by the cluster."""
+
+    def __init__(self, name: str, ports: tuple[int, int], initial_cluster: str, token: str, *,
+                 fast: bool = True, startup_timeout: float = 20.0) -> None:
+        super().__init__(fast=fast, startup_timeout=startup_timeout)
+        self.name = name
+        self._assigned = ports
+        self._initial_cluster = initial_cluster
+        self._token = token
+
+    def _pick_ports(self) -> tuple[int, ...]:
+        return self._assigned
+
+    def _args(self, workdir: Path) -> list[str]:
+        client = f"http://{self.host}:{self.port}"
+        peer = f"http://{self.host}:{self.peer_port}"
+        args = [
+            "--name", self.name, "--data-dir", str(workdir / "data"),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", self._initial_cluster, "--initial-cluster-state", "new",
+            "--initial-cluster-token", self._token,
+        ]
+        if self.fast:
+            return [*args, "--heartbeat-interval", "10", "--election-timeout", "100"]
+        return args
+
+    def _discard_partial_state(self, workdir: Path) -> None:
+        shutil.rmtree(workdir / "data", ignore_errors=True)
+
+    def status(self) -> dict[str, Any] | None:
+        """This member's Maintenance.Status (through etcd's JSON gateway), or None if it does not answer."""
+        req = urllib.request.Request(f"http://{self.host}:{self.port}/v3/maintenance/status", data=b"{}",
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with _HTTP.open(req, timeout=_STATUS_TIMEOUT_S) as resp:
+                data: dict[str, Any] = json.loads(resp.read())
+                return data
+        except (OSError, ValueError):
+            return None
+
+
+class EtcdCluster(ProcessCluster):
+    """Three etcd 3.4 members on loopback with the single node's fast timing (10 ms / 100 ms)."""
+
+    kind = "etcd"
+
+    def __init__(self, *, members: int = ETCD_MEMBERS, fast: bool = True) -> None:
+        super().__init__()
+        self.size = members
+        self.fast = fast
+        self.election_timeout_ms = etcd_election_timeout_ms(fast)
+        # Randomised election timeouts (up to 2x), a pre-vote round, and a call stuck on the frozen
+        # leader until the adapter's 2 s timeout before it tries the next endpoint.
+        from lockchaos.backends.etcd import DEFAULT_TIMEOUT_MS
+
+        self.failover_ms = 4 * self.election_timeout_ms + DEFAULT_TIMEOUT_MS
+
+    @property
+    def url(self) -> str:
+        return "etcd://" + ",".join(f"{m.host}:{m.port}" for m in self._members)
+
+    @property
+    def min_lease_ttl_ms(self) -> int:
+        return etcd_min_lease_ttl_ms(self.election_timeout_ms)
+
+    def _build(self) -> list[_ProcessServer]:
+        ports = free_ports(2 * self.size)
+        names = [f"m{i}" for i in range(self.size)]
+        pairs = [(ports[2 * i], ports[2 * i + 1]) for i in range(self.size)]
+        initial = ",".join(f"{n}=http://{LOOPBACK}:{p[1]}" for n, p in zip(names, pairs, strict=True))
+        token = f"lockchaos-{uuid.uuid4().hex[:12]}"
+        return [EtcdMember(n, p, initial, token, fast=self.fast) for n, p in zip(names, pairs, strict=True)]
+
+    def _after_start(self) -> None:
+        self.leader()
+
+    def leader(self) -> str:
+        """The member a majority of the answering members name as leader, itself answering."""
+        deadline = time.monotonic() + LEADER_WAIT_S
+        while True:
+            views: dict[str, str] = {}  # member id -> leader id, as each answering member says
+            names: dict[str, str] = {}  # member id -> name
+            for m in self._members:
+                assert isinstance(m, EtcdMember)
+                if not m.is_running() or m.paused:
+                    continue
+                st = m.status()
+                if st is None:
+                    continue
+                me = str(st.get("header", {}).get("member_id", ""))
+                names[me] = m.name
+                views[me] = str(st.get("leader", ""))
+            votes = list(views.values())
+            for lead in set(votes):
+                if lead in names and votes.count(lead) > self.size // 2:  # a majority of the cluster
+                    return names[lead]
+            if time.monotonic() > deadline:
+                raise InfrastructureError(
+                    f"{self!r}: no leader agreed by the running members within {LEADER_WAIT_S:g} s "
+                    f"(views: {views})")
+            time.sleep(0.02)
+
+
+class ClusterServerFaults:
+    """The nemesis's view of a cluster: whole-cluster server faults and role faults."""
+
+    def __init__(self, cluster: ProcessCluster) -> None:
+        self.cluster = cluster
+
+    def kill(self) -> None:
+        self.cluster.kill()
+
+    def restart(self) -> None:
+        self.cluster.restart()
+
+    def pause(self) -> None:
+        self.cluster.pause()
+
+    def resume(self) -> None:
+        self.cluster.resume()
+
+    def jump_clock(self, delta_ms: int) -> None:
+        raise FaultUnsupported("a clock jump cannot reach a real cluster's processes")
+
+    def leader(self) -> str:
+        return self.cluster.leader()
+
+    def kill_member(self, name: str) -> None:
+        self.cluster.kill_member(name)
+
+    def restart_member(self, name: str) -> None:
+        self.cluster.restart_member(name)
+
+    def pause_member(self, name: str) -> None:
+        self.cluster.pause_member(name)
+
+    def resume_member(self, name: str) -> None:
+        self.cluster.resume_member(name)
+
+
+# --- Redis with Sentinel ------------------------------------------------------------------------------
+
+SENTINEL_SERVICE = "mymaster"
+SENTINEL_DOWN_AFTER_MS = 250
+SENTINEL_FAILOVER_TIMEOUT_MS = 1000
+SENTINEL_DEMOTION_MS = 9000
+"""A returning old primary is demoted after reporting its stale role for 8 s, seen by INFO each 1 s."""
+SENTINEL_SETTLE_S = 15.0
+"""How long a fresh Sentinel group may take to find its replicas and each other (hello every 2 s)."""
+
+
+class RedisNode(RedisServer):
+    """A data node of a Sentinel group: the primary, or a replica of the port it is given."""
+
+    def __init__(self, name: str, port: int, primary_port: int | None) -> None:
+        super().__init__(persistence=False)
+        self.name = name
+        self._assigned = (port,)
+        self._primary_port = primary_port
+
+    def _pick_ports(self) -> tuple[int, ...]:
+        return self._assigned
+
+    def follow(self, primary_port: int | None) -> None:
+        """Replicate ``primary_port`` (None: be a primary) from the next launch on."""
+        self._primary_port = primary_port
+
+    def _args(self, workdir: Path) -> list[str]:
+        # Redis 7 waits 5 s before a diskless full sync to batch replicas: a group would sit unreplicated.
+        args = [*super()._args(workdir), "--repl-diskless-sync-delay", "0"]
+        if self._primary_port is not None:
+            args += ["--replicaof", self.host, str(self._primary_port)]
+        return args
+
+    def role(self) -> str | None:
+        """``master``, ``slave`` (in sync with its primary) or ``syncing``, as the node says (ROLE);
+        None if it does not answer."""
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=_STATUS_TIMEOUT_S,
+                             socket_connect_timeout=_STATUS_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                             decode_responses=True)
+        try:
+            reply = client.role()
+            if reply[0] == "slave" and reply[3] != "connected":
+                return "syncing"
+            return str(reply[0])
+        except (redis.RedisError, IndexError, TypeError):
+            return None
+        finally:
+            client.close()
+
+
+class SentinelServer(_ProcessServer):
+    """One Redis Sentinel watching the group's primary, with short timeouts so a failover takes ~1-2 s.
+
+    Debian ships Sentinel as ``redis-sentinel`` (package redis-sentinel); without it the same
+    ``redis-server`` binary runs in Sentinel mode with ``--sentinel``.
+    """
+
+    kind = "redis-sentinel"
+    binary_name = "redis-sentinel"
+    debian_package = "redis-sentinel"
+    env_var = "LOCKCHAOS_REDIS_SENTINEL"
+
+    def __init__(self, name: str, port: int, primary_port: int, *, quorum: int, myid: str,
+                 replicas: Sequence[int], peers: Sequence[tuple[int, str]]) -> None:
+        super().__init__(binary=None, startup_timeout=10.0, stop_timeout=5.0)
+        self.name = name
+        self._assigned = (port,)
+        self._primary_port = primary_port
+        self._quorum = quorum
+        self._myid = myid
+        self._replicas = tuple(replicas)
+        self._peers = tuple(peers)
+        self._sentinel_mode_flag: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}"
+
+    def _pick_ports(self) -> tuple[int, ...]:
+        return self._assigned
+
+    def _resolve_binary(self) -> str:
+        try:
+            return super()._resolve_binary()
+        except InfrastructureError:
+            found = shutil.which("redis-server")
+            if found is None:
+                raise
+            self._sentinel_mode_flag = ["--sentinel"]
+            return found
+
+    def _args(self, workdir: Path) -> list[str]:
+        conf = workdir / "sentinel.conf"
+        if not conf.exists():  # Sentinel rewrites it with what it learns: a restart keeps that
+            conf.write_text("\n".join([
+                f"port {self.port}", f"bind {self.host}", "daemonize no", f"dir {workdir}", 'logfile ""',
+                f"sentinel monitor {SENTINEL_SERVICE} {self.host} {self._primary_port} {self._quorum}",
+                f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}",
+                f"sentinel failover-timeout {SENTINEL_SERVICE} {SENTINEL_FAILOVER_TIMEOUT_MS}",
+                f"sentinel parallel-syncs {SENTINEL_SERVICE} 2", f"sentinel myid {self._myid}",
+                # Told up front what Sentinels otherwise learn from INFO (every 10 s) and hello messages
+                # (every 2 s): the group is ready for a failover as soon as it is up.
+                *(f"sentinel known-replica {SENTINEL_SERVICE} {self.host} {p}" for p in self._replicas),
+                *(f"sentinel known-sentinel {SENTINEL_SERVICE} {self.host} {p} {rid}" for p, rid in self._peers),
+                "",
+            ]))
+        return [str(conf), *self._sentinel_mode_flag]
+
+    def _ready(self) -> bool:
+        return redis_ready(self.host, self.port)
+
+    def _client(self) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=_STATUS_TIMEOUT_S,
+                           socket_connect_timeout=_STATUS_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                           decode_responses=True)
+
+    def primary_port(self) -> int | None:
+        """The primary's port as this Sentinel sees it, None if it does not answer."""
+        client = self._client()
+        try:
+            addr = client.sentinel_get_master_addr_by_name(SENTINEL_SERVICE)
+            return int(addr[1]) if isinstance(addr, (tuple, list)) else None
+        except (redis.RedisError, ValueError, IndexError):
+            return None
+        finally:
+            client.close()
+
+    def knows(self) -> tuple[int, int]:
+        """(replicas, other Sentinels) this Sentinel knows of."""
+        client = self._client()
+        try:
+            info = client.sentinel_master(SENTINEL_SERVICE)
+            if not isinstance(info, dict):
+                return 0, 0
+            return int(info.get("num-slaves", 0)), int(info.get("num-other-sentinels", 0))
+        except (redis.RedisError, ValueError, TypeError):
+            return 0, 0
+        finally:
+            client.close()
+
+
+class SentinelCluster(ProcessCluster):
+    """One primary, two replicas and three Sentinels (quorum 2) on loopback, no persistence.
+
+    Replication is asynchronous: a primary acknowledges a grant before its replicas have it, so a
+    promotion can lose it. ``leader()`` is the primary a majority of Sentinels name, itself a master.
+    """
+
+    kind = "redis-sentinel"
+
+    def __init__(self, *, replicas: int = 2, sentinels: int = 3) -> None:
+        super().__init__()
+        self.replicas = replicas
+        self.sentinel_count = sentinels
+        self._primary_at_kill = "r0"
+        from lockchaos.backends.redis import DEFAULT_TIMEOUT_MS
+
+        # Until the group has settled on one primary that clients find: detection (down-after), the
+        # Sentinels' vote (a split vote is retried after twice the failover timeout; Sentinels start
+        # up to 1 s apart) and the promotion; then an old primary that returns (restarted, resumed)
+        # keeps answering as a primary to the clients still connected to it until Sentinel demotes it,
+        # which Sentinel does only after it has reported that role for 4 hello periods (8 s, fixed in
+        # Redis) plus an INFO period; plus the adapter's 1 s timeout on a frozen primary.
+        # Measured on loopback: ~1.5-2.1 s from kill -9 until a client is granted again.
+        self.failover_ms = (SENTINEL_DOWN_AFTER_MS + 2 * SENTINEL_FAILOVER_TIMEOUT_MS + 1000
+                            + SENTINEL_DEMOTION_MS + DEFAULT_TIMEOUT_MS)
+
+    @property
+    def nodes(self) -> list[RedisNode]:
+        return [m for m in self._members if isinstance(m, RedisNode)]
+
+    @property
+    def sentinels(self) -> list[SentinelServer]:
+        return [m for m in self._members if isinstance(m, SentinelServer)]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"{s.host}:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SENTINEL_SERVICE}"
+
+    @property
+    def port(self) -> int:
+        return self.sentinels[0].port
+
+    def _build(self) -> list[_ProcessServer]:
+        ports = free_ports(1 + self.replicas + self.sentinel_count)
+        primary = ports[0]
+        nodes: list[_ProcessServer] = [RedisNode("r0", primary, None)]
+        nodes += [RedisNode(f"r{i}", ports[i], primary) for i in range(1, 1 + self.replicas)]
+        quorum = self.sentinel_count // 2 + 1
+        replica_ports = ports[1:1 + self.replicas]
+        sentinel_ports = ports[1 + self.replicas:]
+        ids = [uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in sentinel_ports]  # 40 hex digits
+        for i, port in enumerate(sentinel_ports):
+            peers = [(p, rid) for j, (p, rid) in enumerate(zip(sentinel_ports, ids, strict=True)) if j != i]
+            nodes.append(SentinelServer(f"s{i}", port, primary, quorum=quorum, myid=ids[i],
+                                        replicas=replica_ports, peers=peers))
+        return nodes
+
+    def start(self) -> Self:
+        # The data nodes first: a Sentinel started before its primary answers would wait for it.
+        if self._started:
+            raise InfrastructureError(f"{self!r} is already started")
+        self._members = self._build()
+        self._started = True
+        try:
+            _parallel(self.nodes, lambda m: m.start())
+            self._await_replicas()
+            _parallel(self.sentinels, lambda m: m.start())
+            self._after_start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.stop()
+            raise
+        return self
+
+    def _after_start(self) -> None:
+        """Wait until every Sentinel knows every replica and every other Sentinel: before that, a
+        failover could not gather its quorum."""
+        deadline = time.monotonic() + SENTINEL_SETTLE_S
+        want = (self.replicas, self.sentinel_count - 1)
+        while any(s.knows() != want for s in self.sentinels):
+            if time.monotonic() > deadline:
+                seen = {s.name: s.knows() for s in self.sentinels}
+                raise InfrastructureError(f"{self!r}: Sentinels did not discover the group within "
+                                          f"{SENTINEL_SETTLE_S:g} s (replicas, sentinels known: {seen})")
+            time.sleep(0.05)
+        self.leader()
+
+    def _await_replicas(self) -> None:
+        """Until every replica has finished its first sync: a grant before that has no copy at all."""
+        deadline = time.monotonic() + SENTINEL_SETTLE_S
+        while any(n.role() != ("master" if n._primary_port is None else "slave") for n in self.nodes):
+            if time.monotonic() > deadline:
+                roles = {n.name: n.role() for n in self.nodes}
+                raise InfrastructureError(f"{self!r}: replicas not in sync within {SENTINEL_SETTLE_S:g} s: {roles}")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """kill -9 of every process; the primary is remembered so that restart() keeps the roles."""
+        with contextlib.suppress(InfrastructureError):
+            self._primary_at_kill = self.leader()
+        super().kill()
+
+    def restart(self) -> None:
+        """Bring the group back as it was: the last primary as primary, the others replicating it,
+        then the Sentinels, whose rewritten configs name that primary (a node restarted in its
+        launch role instead would contradict them until Sentinel demotes it, 8 s later)."""
+        primary = self.member(self._primary_at_kill)
+        assert isinstance(primary, RedisNode)
+        for node in self.nodes:
+            node.follow(None if node is primary else primary.port)
+        _parallel(self.nodes, lambda m: m.restart())
+        self._await_replicas()
+        _parallel(self.sentinels, lambda m: m.restart())
+
+    def leader(self) -> str:
+        """The primary a majority of the Sentinels name, itself answering as a master."""
+        deadline = time.monotonic() + LEADER_WAIT_S
+        while True:
+            views = [s.primary_port() for s in self.sentinels if s.is_running() and not s.paused]
+            for node in self.nodes:
+                if views.count(node.port) > self.sentinel_count // 2 and node.is_running() and not node.paused \
+                        and node.role() == "master":
+                    return node.name
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"{self!r}: no primary named by a majority of Sentinels within "
+                                          f"{LEADER_WAIT_S:g} s (their views: {views})")
+            time.sleep(0.02)
+
+    def __repr__(self) -> str:
+        ports = ",".join(str(m._ports[0]) for m in self._members if m._ports)
+        return f"<SentinelCluster {LOOPBACK}:{ports or 'unstarted'}>"
+
+
+# --- what the CLI provisions -------------------------------------------------------------------------
+
+CLUSTERS = ("etcd-cluster", "redis-sentinel")
+
+
+def provision_cluster(kind: str) -> ProcessCluster:
+    """Start a private cluster of ``kind`` (process mode)."""
+    if kind == "etcd-cluster":
+        return EtcdCluster().start()
+    if kind == "redis-sentinel":
+        return SentinelCluster().start()
+    raise InfrastructureError(f"unknown cluster kind {kind!r}")
