@@ -69,3 +69,17 @@ def test_residue_is_judged_on_virtual_time_too(tmp_path: Path) -> None:
                           RunOptions(seed=1, ttl_ms=1000, virtual_time=True), tmp_path)
     verdict, stats, _ = residue(result)
     assert verdict == "pass" and stats["inspected"] and stats["keys_at_end"] == 0
+
+
+def test_history_recorded_before_the_residue_check_is_judged_without_it(tmp_path: Path) -> None:
+    from lockchaos.harness.history import HISTORY_FILE
+    from lockchaos.harness.verdicts import judge
+
+    result = run_scenario(backend_target("fake"), find_scenario("clean-handover"),
+                          RunOptions(seed=1, ttl_ms=1000, virtual_time=True), tmp_path)
+    history = result.run_dir / HISTORY_FILE
+    lines = history.read_text().splitlines(keepends=True)
+    history.write_text("".join(line for line in lines if '"kind":"residue"' not in line))
+    assert len(history.read_text().splitlines()) == len(lines) - 1
+    check = next(r for r in judge(history).results if r.checker == "residue")
+    assert check.verdict() == "pass" and check.stats == {"inspected": False}
