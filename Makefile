@@ -10,7 +10,7 @@ SOAK_ARGS ?=
 CONTAINER_HOST := scripts/container-host.sh
 ENGINE_ENV = eval "$$($(CONTAINER_HOST))"
 
-.PHONY: soak contract test lint servers browser venv clean engine engine-stop soak-containers compose-nightly
+.PHONY: soak contract test test-fast lint servers browser venv clean engine engine-stop soak-containers compose-nightly
 
 ## The main job: the whole scenario catalogue against fake, Redis and etcd, servers launched locally.
 soak: venv servers
@@ -25,6 +25,11 @@ contract: venv servers
 test: venv servers browser lint
 	@rc=0; $(ENGINE_ENV) && $(BIN)/python -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
 		$(CONTAINER_HOST) stop; exit $$rc
+
+## For contributors: no root, no servers, no Docker, no browser (the fake, virtual time, checkers,
+## report), under a minute. Tests needing one of those carry a marker and are deselected here only.
+test-fast: venv
+	LOCKCHAOS_TEST_FAST=1 $(BIN)/python -m pytest -q -n 4 $(PYTEST_ARGS)
 
 ## Container mode's private engine (Debian's docker.io on its own socket) and local images; idempotent.
 engine: servers

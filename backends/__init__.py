@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from urllib.parse import urlsplit
 
 from .base import (
     BackendTimeout,
@@ -17,6 +16,8 @@ from .base import (
     LockChaosError,
     validate_call,
 )
+from .redaction import redact_url
+from .urlopts import split_url
 
 # scheme -> "module:function"; imported lazily so a missing optional client library only
 # matters to the URLs that need it.
@@ -30,12 +31,13 @@ _OPENERS = {
 def open_backend(url: str) -> LockBackend:
     """Open one client: ``fake://NAME``, ``redis://host:port/db``, ``etcd://host:port[,host:port...]``."""
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(f"not a backend URL: {url!r} (expected scheme://...)")
-    scheme = urlsplit(url).scheme
+        shown = redact_url(url) if isinstance(url, str) else url
+        raise ConfigurationError(f"not a backend URL: {shown!r} (expected scheme://...)")
+    scheme = split_url(url, "backend").scheme
     target = _OPENERS.get(scheme)
     if target is None:
         raise ConfigurationError(
-            f"unknown backend scheme {scheme!r} in {url!r}; supported: {', '.join(sorted(_OPENERS))}"
+            f"unknown backend scheme {scheme!r} in {redact_url(url)!r}; supported: {', '.join(sorted(_OPENERS))}"
         )
     module_name, func_name = target.split(":")
     opener = getattr(importlib.import_module(module_name), func_name)

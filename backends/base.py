@@ -149,20 +149,35 @@ class FaultUnsupported(LockChaosError):
 
 # --- input validation shared by every backend ------------------------------------------------
 
+MAX_KEY_BYTES = 1024
+"""The longest key every backend must store, in bytes of UTF-8: Redis allows 512 MiB and etcd 1.5 MiB
+requests, but a lock name is a name, and one limit for all keeps "valid" the same on every backend
+(etcd answered a 1 MiB key with RESOURCE_EXHAUSTED, an outcome-unknown error, not a refusal)."""
+MAX_OWNER_BYTES = 256
+"""The longest owner every backend must store, in bytes of UTF-8 (an id, a host name and a pid fit)."""
 
-def _check_name(what: str, value: object) -> None:
+
+def _check_name(what: str, value: object, max_bytes: int) -> None:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a str, got {type(value).__name__}")
     if not value:
         raise ValueError(f"{what} must not be empty")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        # A lone surrogate (e.g. from os.fsdecode of a non-UTF-8 name) has no UTF-8 form: no server
+        # can store it, so every backend refuses it here instead of failing in its codec.
+        raise ValueError(f"{what} is not valid UTF-8 text: {exc.reason} at index {exc.start}") from None
+    if size > max_bytes:
+        raise ValueError(f"{what} is {size} bytes of UTF-8; at most {max_bytes} are allowed")
 
 
 def validate_key(key: object) -> None:
-    _check_name("key", key)
+    _check_name("key", key, MAX_KEY_BYTES)
 
 
 def validate_owner(owner: object) -> None:
-    _check_name("owner", owner)
+    _check_name("owner", owner, MAX_OWNER_BYTES)
 
 
 def validate_ttl(ttl_ms: object) -> None:
@@ -181,7 +196,13 @@ ABSENT = _Absent()
 
 
 def validate_call(key: object, owner: object = ABSENT, ttl_ms: object = ABSENT) -> None:
-    """Reject bad input identically on every backend, before any I/O."""
+    """Reject bad input identically on every backend, before any I/O: the one place that decides.
+
+    ``ValueError`` for: a key or owner that is not a non-empty ``str``, is not valid UTF-8 (a lone
+    surrogate), or is longer than ``MAX_KEY_BYTES`` (1024) / ``MAX_OWNER_BYTES`` (256) bytes of UTF-8;
+    a ``ttl_ms`` that is not an ``int`` > 0 (``bool`` included). Every backend can store any key and
+    owner that pass, so a call is never valid on one backend and refused, or indeterminate, on another.
+    """
     validate_key(key)
     if owner is not ABSENT:
         validate_owner(owner)

@@ -48,7 +48,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit
 
 # The harness forks server processes while gRPC threads run; its fork handlers only log noise
 # then, since every child execs at once. Set before grpc is imported; a user's setting wins.
@@ -69,7 +68,8 @@ from .base import (
     LockChaosError,
     validate_call,
 )
-from .urlopts import ms_option, prefix_option, url_options
+from .redaction import redact_url
+from .urlopts import ms_option, parse_endpoint, prefix_option, split_url, url_options
 
 T = TypeVar("T")
 
@@ -122,6 +122,11 @@ class EtcdConfig:
     timeout_ms: int
     connect_timeout_ms: int
 
+    @property
+    def display_url(self) -> str:
+        """The URL without secrets, for messages."""
+        return redact_url(self.url)
+
 
 _OPTIONS = ("prefix", "timeout_ms", "connect_timeout_ms")
 
@@ -130,48 +135,34 @@ def parse_etcd_url(url: str) -> EtcdConfig:
     """Parse and check an ``etcd://`` URL; any problem is one ConfigurationError line."""
     if not isinstance(url, str):
         raise ConfigurationError(f"etcd URL must be a str, got {type(url).__name__}")
-    parts = urlsplit(url)
+    shown = redact_url(url)
+    parts = split_url(url, "etcd")
     if parts.scheme != "etcd":
-        raise ConfigurationError(f"not an etcd URL: {url!r} (expected etcd://host:port[,host:port...])")
+        raise ConfigurationError(f"not an etcd URL: {shown!r} (expected etcd://host:port[,host:port...])")
     if parts.fragment:
-        raise ConfigurationError(f"etcd URL {url!r} has a #fragment; options go in ?query")
+        raise ConfigurationError(f"etcd URL {shown!r} has a #fragment; options go in ?query")
     if parts.path not in ("", "/"):
-        raise ConfigurationError(f"etcd URL {url!r} has a path {parts.path!r}; use ?prefix=... for keys")
+        raise ConfigurationError(f"etcd URL {shown!r} has a path {parts.path!r}; use ?prefix=... for keys")
     if "@" in parts.netloc:
-        raise ConfigurationError(f"etcd URL {url!r} has credentials; etcd auth is not supported")
+        raise ConfigurationError(f"etcd URL {shown!r} has credentials; etcd auth is not supported")
     if not parts.netloc:
-        raise ConfigurationError(f"etcd URL {url!r} names no endpoint (expected etcd://host:port)")
+        raise ConfigurationError(f"etcd URL {shown!r} names no endpoint (expected etcd://host:port)")
     endpoints: list[tuple[str, int]] = []
     for item in parts.netloc.split(","):
-        endpoint = _parse_endpoint(item, url)
+        endpoint = parse_endpoint(item, "etcd", url, DEFAULT_PORT)
         if endpoint in endpoints:
-            raise ConfigurationError(f"etcd URL {url!r} names endpoint {item!r} twice")
+            raise ConfigurationError(f"etcd URL {shown!r} names endpoint {item!r} twice")
         endpoints.append(endpoint)
 
-    opts = url_options(parts.query, _OPTIONS, "etcd", url)
-    prefix = prefix_option(opts, DEFAULT_PREFIX, url)
+    opts = url_options(parts.query, _OPTIONS, "etcd", shown)
+    prefix = prefix_option(opts, DEFAULT_PREFIX, shown)
     return EtcdConfig(
         url=url,
         endpoints=tuple(endpoints),
         prefix=prefix,
-        timeout_ms=ms_option(opts, "timeout_ms", DEFAULT_TIMEOUT_MS, url),
-        connect_timeout_ms=ms_option(opts, "connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS, url),
+        timeout_ms=ms_option(opts, "timeout_ms", DEFAULT_TIMEOUT_MS, shown),
+        connect_timeout_ms=ms_option(opts, "connect_timeout_ms", DEFAULT_CONNECT_TIMEOUT_MS, shown),
     )
-
-
-def _parse_endpoint(item: str, url: str) -> tuple[str, int]:
-    if not item:
-        raise ConfigurationError(f"etcd URL {url!r} has an empty endpoint (stray comma?)")
-    try:
-        split = urlsplit(f"//{item}")
-        host, port = split.hostname, split.port
-    except ValueError as exc:
-        raise ConfigurationError(f"bad host:port {item!r} in etcd URL {url!r}: {exc}") from None
-    if not host:
-        raise ConfigurationError(f"endpoint {item!r} in etcd URL {url!r} names no host")
-    if port == 0:
-        raise ConfigurationError(f"endpoint {item!r} in etcd URL {url!r} has port 0")
-    return (f"[{host}]" if ":" in host else host), (port or DEFAULT_PORT)
 
 
 # --- what a key holds -------------------------------------------------------------------------------
@@ -268,14 +259,14 @@ class EtcdLock(Closing):
             granted = retrying(probe)
         except _Refused as exc:
             self.close()
-            raise ConfigurationError(f"etcd at {self.config.url} refused us: {exc}") from None
+            raise ConfigurationError(f"etcd at {self.config.display_url} refused us: {exc}") from None
         except BackendUnavailable as exc:
             self.close()
             attempts = retrying.statistics.get("attempt_number", 1)
             kind = BackendTimeout if isinstance(exc, BackendTimeout) else BackendUnavailable
             code, details = _grpc_status(exc)
             raise kind(
-                f"cannot reach etcd at {self.config.url}: {code}: {details} "
+                f"cannot reach etcd at {self.config.display_url}: {code}: {details} "
                 f"({attempts} attempt(s) in {time.monotonic() - start:.1f} s)"
             ) from None
         finally:
@@ -385,7 +376,7 @@ class EtcdLock(Closing):
             self._client.close()
 
     def __repr__(self) -> str:
-        return f"<EtcdLock {self.config.url} prefix={self.prefix!r}>"
+        return f"<EtcdLock {self.config.display_url} prefix={self.prefix!r}>"
 
     # --- beyond the interface: for tests and cleanup checks --------------------------------------
 
@@ -468,7 +459,7 @@ class EtcdLock(Closing):
             ) from exc
         except eex.NoServerAvailableError as exc:
             raise BackendUnavailable(
-                f"etcd {op}: every endpoint of {self.config.url} failed in the last {FAILOVER_RETRY_S:g} s"
+                f"etcd {op}: every endpoint of {self.config.display_url} failed in the last {FAILOVER_RETRY_S:g} s"
             ) from exc
         except (eex.Etcd3Exception, grpc.RpcError) as exc:
             code, details = _grpc_status(exc)
@@ -490,7 +481,7 @@ class EtcdLock(Closing):
     def _where(self) -> str:
         with contextlib.suppress(Exception):
             return str(self._client.endpoint_in_use.netloc)
-        return self.config.url
+        return self.config.display_url
 
 
 class _NotFound(BackendUnavailable):

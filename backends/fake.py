@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 from .base import (
     BackendTimeout,
     BackendUnavailable,
     Capabilities,
     ConfigurationError,
+    HolderInfo,
     Lease,
     LockChaosError,
     validate_call,
 )
 from .clock import REAL_CLOCK, Clock
-from .urlopts import ms_option, url_options
+from .redaction import redact_url
+from .urlopts import ms_option, split_url, url_options
 
 T = TypeVar("T")
 
@@ -41,7 +42,16 @@ PROFILES: dict[str, Capabilities] = {
     "redis": Capabilities(durable=False),
     "redis-aof": Capabilities(durable=True),
     "etcd": Capabilities(ttl_granularity_ms=1000, min_ttl_ms=1000, expiry_lag_ms=1000, durable=True),
+    # A lock library that truncates TTLs to whole seconds and refuses what truncates to 0 (``SET EX``).
+    "truncating": Capabilities(ttl_granularity_ms=1000, ttl_rounding="down", min_ttl_ms=1000,
+                               refuses_below_min=True, durable=False),
 }
+
+
+def _check_refusal(caps: Capabilities, ttl_ms: int) -> None:
+    """A declared refusal, decided before any I/O like every other bad-input check."""
+    if caps.refuses_ttl(ttl_ms):
+        raise ValueError(f"ttl_ms must be >= {caps.min_ttl_ms} for this backend, got {ttl_ms}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +170,12 @@ class FakeKVLock:
 
     def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
+        _check_refusal(self.capabilities, ttl_ms)
         return self.serve(lambda: self._do_acquire(key, owner, ttl_ms), self.timeout_ms)
 
     def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
+        _check_refusal(self.capabilities, ttl_ms)
         return self.serve(lambda: self._do_renew(key, owner, ttl_ms), self.timeout_ms)
 
     def release(self, key: str, owner: str) -> bool:
@@ -244,10 +256,15 @@ class FakeClient:
     (indeterminate), exactly as with a real socket timeout.
     """
 
-    def __init__(self, server: FakeKVLock, *, timeout_ms: int | None = None) -> None:
+    def __init__(self, server: FakeKVLock, *, timeout_ms: int | None = None, tokens: bool = True,
+                 holder_info: HolderInfo = "lease") -> None:
         self.server = server
         self.name = server.name
-        self.capabilities = server.capabilities
+        # A tokenless or owner-opaque client is how the fake plays a lock library: same server
+        # semantics, but it shows (and declares) only what such a library can tell its caller.
+        self.capabilities = replace(server.capabilities, fencing_tokens=tokens and server.capabilities.fencing_tokens,
+                                    holder_info=holder_info)
+        self._tokens = tokens
         self.timeout_ms = server.timeout_ms if timeout_ms is None else timeout_ms
         self._lock = threading.Lock()
         self._partitioned = False
@@ -337,13 +354,21 @@ class FakeClient:
         clock.sleep(back_s)
         return result
 
+    def _shown(self, lease: Lease | None) -> Lease | None:
+        """The lease as this client may tell it: without a token when it declares none."""
+        if lease is None or self._tokens:
+            return lease
+        return replace(lease, token=None)
+
     def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
-        return self._call(lambda: self.server._do_acquire(key, owner, ttl_ms))
+        _check_refusal(self.capabilities, ttl_ms)
+        return self._shown(self._call(lambda: self.server._do_acquire(key, owner, ttl_ms)))
 
     def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
-        return self._call(lambda: self.server._do_renew(key, owner, ttl_ms))
+        _check_refusal(self.capabilities, ttl_ms)
+        return self._shown(self._call(lambda: self.server._do_renew(key, owner, ttl_ms)))
 
     def release(self, key: str, owner: str) -> bool:
         validate_call(key, owner)
@@ -351,7 +376,15 @@ class FakeClient:
 
     def holder(self, key: str) -> Lease | None:
         validate_call(key)
-        return self._call(lambda: self.server._do_holder(key))
+        info = self.capabilities.holder_info
+        if info == "none":
+            raise NotImplementedError("this client declares holder_info='none': it cannot tell the holder")
+        lease = self._shown(self._call(lambda: self.server._do_holder(key)))
+        if lease is None or info == "lease":
+            return lease
+        if info == "owner":
+            return replace(lease, ttl_ms=0)
+        return Lease(key=key, owner="", token=None, ttl_ms=0)
 
     def close(self) -> None:
         self._closed = True
@@ -383,13 +416,29 @@ def drop_fake_server(name: str) -> None:
         _servers.pop(name, None)
 
 
+_TOKENS = ("fencing", "none")
+_HOLDER_INFO: tuple[HolderInfo, ...] = ("lease", "owner", "presence", "none")
+
+
 def open_fake(url: str) -> FakeClient:
-    """``fake://NAME[?profile=etcd&timeout_ms=500]``: a new client of the server called NAME."""
-    parts = urlsplit(url)
+    """``fake://NAME[?profile=etcd&timeout_ms=500&tokens=none&holder=owner]``: a new client of NAME.
+
+    ``tokens=none`` makes the client a tokenless lock (leases carry no token, ``fencing_tokens`` is
+    declared False) and ``holder=owner|presence|none`` limits what ``holder()`` tells, as most lock
+    libraries do: the server's semantics stay the reference, only what the client shows changes.
+    """
+    parts = split_url(url, "fake")
     name = parts.netloc + parts.path
     if not name:
-        raise ConfigurationError(f"fake URL needs a server name: {url!r} (try fake://default)")
-    query = url_options(parts.query, ("profile", "timeout_ms"), "fake", url)
+        raise ConfigurationError(f"fake URL needs a server name: {redact_url(url)!r} (try fake://default)")
+    query = url_options(parts.query, ("profile", "timeout_ms", "tokens", "holder"), "fake", url)
+    tokens = query.get("tokens", "fencing")
+    if tokens not in _TOKENS:
+        raise ConfigurationError(f"tokens must be one of {', '.join(_TOKENS)}, got {tokens!r} in {redact_url(url)!r}")
+    holder = query.get("holder", "lease")
+    if holder not in _HOLDER_INFO:
+        raise ConfigurationError(f"holder must be one of {', '.join(_HOLDER_INFO)}, got {holder!r} in "
+                                 f"{redact_url(url)!r}")
     profile = query.get("profile")
     if profile is not None and profile not in PROFILES:
         raise ConfigurationError(f"unknown fake profile {profile!r}; choose from {sorted(PROFILES)}")
@@ -397,4 +446,5 @@ def open_fake(url: str) -> FakeClient:
     server = fake_server(name, capabilities=PROFILES[profile or "ideal"], rearm_on_restart=profile == "etcd")
     if profile is not None and server.capabilities != PROFILES[profile]:
         raise ConfigurationError(f"fake server {name!r} already exists with other capabilities")
-    return FakeClient(server, timeout_ms=timeout)
+    info: HolderInfo = next(h for h in _HOLDER_INFO if h == holder)
+    return FakeClient(server, timeout_ms=timeout, tokens=tokens == "fencing", holder_info=info)

@@ -23,16 +23,16 @@ PING with backoff for a bounded time, then fails with one line naming the URL.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import redis
 import redis.exceptions as rex
 from redis.backoff import NoBackoff
-from redis.commands.core import Script
 from redis.retry import Retry
 from tenacity import (
     Retrying,
@@ -54,7 +54,8 @@ from .base import (
     LockChaosError,
     validate_call,
 )
-from .urlopts import ms_option, prefix_option, url_options
+from .redaction import redact_url
+from .urlopts import ms_option, prefix_option, split_url, url_options
 
 T = TypeVar("T")
 
@@ -110,6 +111,23 @@ return 0
 """
 """KEYS: lock. ARGV: owner. Returns 1 if the owner held the key and it is now free, else 0."""
 
+
+
+@dataclass(frozen=True, slots=True)
+class _Lua:
+    """A script and its SHA1, so that a call is one EVALSHA straight through ``execute_command``:
+    redis-py's ``Script.__call__`` costs about as much again as the rest of the adapter."""
+
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> _Lua:
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+_ACQUIRE, _RENEW, _RELEASE = _Lua.of(ACQUIRE_LUA), _Lua.of(RENEW_LUA), _Lua.of(RELEASE_LUA)
+
 LOCK_FIELDS = ("owner", "token", "ttl")
 """``holder`` is one HMGET of these fields: a single command, so atomic without a script."""
 
@@ -134,36 +152,30 @@ class RedisConfig:
     @property
     def display_url(self) -> str:
         """The URL without its password, for messages."""
-        return _redact(self.url)
+        return redact_url(self.url)
 
 
 _OPTIONS = ("prefix", "timeout_ms", "durable")
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{netloc[2]}").geturl()
 
 
 def parse_redis_url(url: str) -> RedisConfig:
     """Parse and check a ``redis://`` URL; any problem is one ConfigurationError line."""
     if not isinstance(url, str):
         raise ConfigurationError(f"redis URL must be a str, got {type(url).__name__}")
-    shown = _redact(url)
-    parts = urlsplit(url)
+    shown = redact_url(url)
+    parts = split_url(url, "redis")
     if parts.scheme != "redis":
         raise ConfigurationError(f"not a redis URL: {shown!r} (expected redis://host:port/db)")
     if parts.fragment:
         raise ConfigurationError(f"redis URL {shown!r} has a #fragment; options go in ?query")
     try:
         host = parts.hostname or "localhost"
-        port = parts.port or 6379
+        port = parts.port
     except ValueError as exc:
         raise ConfigurationError(f"bad host:port in redis URL {shown!r}: {exc}") from None
+    if port == 0:
+        raise ConfigurationError(f"redis URL {shown!r} has port 0")
+    port = port or 6379
     db_text = parts.path.lstrip("/")
     if db_text == "":
         db = 0
@@ -227,9 +239,7 @@ class RedisLock(Closing):
             decode_responses=True, protocol=2,
             driver_info=None,  # no CLIENT SETINFO round trips on every new connection
         )
-        self._acquire: Script = self._client.register_script(ACQUIRE_LUA)
-        self._renew: Script = self._client.register_script(RENEW_LUA)
-        self._release: Script = self._client.register_script(RELEASE_LUA)
+        self._command: Callable[..., Any] = self._client.execute_command
         self._closed = False
         self.capabilities = Capabilities(
             ttl_granularity_ms=1, min_ttl_ms=1, expiry_lag_ms=EXPIRY_LAG_MS,
@@ -282,8 +292,8 @@ class RedisLock(Closing):
         pipe = self._client.pipeline(transaction=False)
         pipe.ping()
         pipe.config_get("append*")
-        for script in (self._acquire, self._renew, self._release):
-            pipe.script_load(script.script)
+        for script in (_ACQUIRE, _RENEW, _RELEASE):
+            pipe.script_load(script.source)
         replies: list[Any] = pipe.execute(raise_on_error=False)
         if isinstance(replies[0], Exception):
             raise replies[0]
@@ -310,8 +320,8 @@ class RedisLock(Closing):
     def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
         _check_ttl_range(ttl_ms)
-        token = self._call("acquire", key, lambda: self._acquire(
-            keys=[self.lock_key(key), self.counter_key(key)], args=[owner, ttl_ms]))
+        tag = f"{self.prefix}{{{_escape(key)}}}"
+        token = self._call("acquire", key, self._eval, _ACQUIRE, 2, f"{tag}:lock", f"{tag}:token", owner, ttl_ms)
         if token is None:
             return None
         return Lease(key=key, owner=owner, token=_as_int(token, "acquire token"), ttl_ms=ttl_ms)
@@ -319,23 +329,30 @@ class RedisLock(Closing):
     def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         validate_call(key, owner, ttl_ms)
         _check_ttl_range(ttl_ms)
-        token = self._call("renew", key, lambda: self._renew(
-            keys=[self.lock_key(key)], args=[owner, ttl_ms]))
+        token = self._call("renew", key, self._eval, _RENEW, 1, self.lock_key(key), owner, ttl_ms)
         if token is None:
             return None
         return Lease(key=key, owner=owner, token=_as_int(token, "renew token"), ttl_ms=ttl_ms)
 
     def release(self, key: str, owner: str) -> bool:
         validate_call(key, owner)
-        freed = self._call("release", key, lambda: self._release(keys=[self.lock_key(key)], args=[owner]))
+        freed = self._call("release", key, self._eval, _RELEASE, 1, self.lock_key(key), owner)
         return _as_int(freed, "release reply") == 1
+
+    def _eval(self, lua: _Lua, numkeys: int, *keys_and_args: object) -> Any:
+        """EVALSHA; on NOSCRIPT (a server restarted or flushed since connect) EVAL, which runs the
+        script and caches it again. NOSCRIPT means nothing ran, so running it once more is safe."""
+        try:
+            return self._command("EVALSHA", lua.sha, numkeys, *keys_and_args)
+        except rex.NoScriptError:
+            return self._command("EVAL", lua.source, numkeys, *keys_and_args)
 
     def holder(self, key: str) -> Lease | None:
         validate_call(key)
         lock_key = self.lock_key(key)
 
         def read() -> list[Any]:
-            fields: list[Any] = self._client.hmget(lock_key, list(LOCK_FIELDS))
+            fields: list[Any] = self._command("HMGET", lock_key, *LOCK_FIELDS)
             return fields
 
         try:
@@ -371,12 +388,15 @@ class RedisLock(Closing):
 
     # --- error translation ----------------------------------------------------------------------
 
-    def _call(self, op: str, key: str, call: Callable[[], T], *, translate_dropped: bool = True) -> T:
-        """Run one request; every failure becomes a lockchaos error that says what is known."""
+    def _call(
+        self, op: str, key: str, call: Callable[..., T], *args: Any, translate_dropped: bool = True
+    ) -> T:
+        """Run ``call(*args)``, one request; every failure becomes a lockchaos error that says what
+        is known. (Arguments rather than a closure: one allocation less per call.)"""
         if self._closed:
             raise LockChaosError(f"{self!r} is closed")
         try:
-            return call()
+            return call(*args)
         except (rex.TimeoutError, TimeoutError) as exc:
             raise BackendTimeout(
                 f"redis {op}({key!r}) at {self.config.display_url}: no reply within {self.timeout_ms} ms"

@@ -7,12 +7,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from lockchaos.backends.base import ConfigurationError
+from lockchaos.backends.base import ConfigurationError, InfrastructureError
 
 from . import exitcodes
 from .verdicts import Judgement, history_paths, judge, update_summary
 
-STYLE = {"pass": "green", "fail": "bold red", "known-unsafe": "yellow"}
+STYLE = {"pass": "green", "fail": "bold red", "known-unsafe": "yellow", "skipped": "dim"}
 
 
 def run_check(target: Path, *, strict: bool, console: Console) -> int:
@@ -22,9 +22,15 @@ def run_check(target: Path, *, strict: bool, console: Console) -> int:
             judgement = judge(path, strict=strict)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"{path}: not a readable lockchaos history: {exc}") from None
-        update_summary(path.parent, judgement)
+        try:
+            update_summary(path.parent, judgement)
+            unsaved = None
+        except InfrastructureError as exc:  # a read-only or full run directory: the verdict still stands
+            unsaved = exc
         console.print(judgement_table(str(path.parent), judgement))
         print_findings(console, judgement)
+        if unsaved is not None:
+            console.print(f"[yellow]verdict printed, not saved:[/] {unsaved}", soft_wrap=True, highlight=False)
         failed |= judgement.failed
     return exitcodes.CHECK_FAILED if failed else exitcodes.OK
 

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import random
+import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported
+from lockchaos.backends.redaction import redact_url
 
 from . import interrupts
+from .atomicfile import disk_error, is_disk_error, write_atomic
 from .environments import Environment, FakeEnvironment, ServerEnvironment
 from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, lease_dict, read_history
 from .nemesis import Nemesis
@@ -27,12 +31,14 @@ from .procworker import ProcessWorker, process_worker, uses_processes
 from .register import FencedRegister
 from .report import write_report
 from .runtime import RealRuntime, Runtime, VirtualRuntime
-from .scenarios import Scenario, fault_kinds, soak_schedule
+from .scenarios import FaultStep, Scenario, fault_kinds, soak_schedule
 from .targets import Target
 from .verdicts import SUMMARY_FILE, Judgement, judge
 from .worker import Timing, Worker
 
 LOCK_KEY = "lockchaos/soak"
+SCHEDULE_LISTED = 1000
+"""The meta record lists at most this many faults: a month-long soak's schedule is drawn as it runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,12 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
     """Run one scenario against one target; ``on_record`` sees every history record (progress)."""
     scenario = _resolve(scenario, opts)
     run_dir = run_dir_of(out_dir, target, scenario)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_disk_error(exc):
+            raise disk_error(run_dir, exc) from None
+        raise
     runtime: Runtime = VirtualRuntime() if opts.virtual_time else RealRuntime()
     wall0 = time.monotonic()
     try:
@@ -96,22 +107,31 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
         _write_summary(run_dir, target, scenario, opts, "error", f"{type(exc).__name__}: {exc}", None, 0.0, 0.0)
         raise
     try:
-        result = _run_in(env, target, scenario, opts, run_dir, runtime, wall0, on_record)
+        recorded = _run_in(env, target, scenario, opts, run_dir, runtime, wall0, on_record)
     except BaseException:
         with contextlib.suppress(Exception):  # a teardown error must not hide the run's own
             env.close()
         raise
-    env.close()
-    return result
+    env.close()  # before the checks: they need the history only, and a stop must not wait on servers
+    if isinstance(recorded, RunResult):
+        return recorded
+    interrupted, simulated = recorded
+    return _conclude(target, scenario, opts, run_dir, wall0, interrupted, simulated)
 
 
 def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path,
-            runtime: Runtime, wall0: float, on_record: Callable[[Record], None] | None) -> RunResult:
+            runtime: Runtime, wall0: float,
+            on_record: Callable[[Record], None] | None) -> RunResult | tuple[bool, float]:
+    """Record the run's history: a RunResult if it was skipped, else (interrupted, simulated seconds)."""
     rng = random.Random(opts.seed)
     kinds = fault_kinds(scenario)
     refused = {k: why for k in sorted(kinds) if (why := env.unsupported(k)) is not None}
+    steps: Iterable[FaultStep]
     if scenario.random_faults:
-        steps = soak_schedule(scenario.duration, rng.randrange(2**32), kinds - set(refused))
+        schedule_seed, drawable = rng.randrange(2**32), kinds - set(refused)
+        steps = soak_schedule(scenario.duration, schedule_seed, drawable)
+        listed = list(itertools.islice(soak_schedule(scenario.duration, schedule_seed, drawable),
+                                       SCHEDULE_LISTED + 1))
     else:
         steps = scenario.faults
         if refused:
@@ -119,6 +139,13 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             _write_summary(run_dir, target, scenario, opts, "skipped", reason, None, 0.0, 0.0)
             return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
                              time.monotonic() - wall0, 0.0, None)
+        listed = list(steps)
+    if env.capabilities.refuses_ttl(opts.ttl_ms):
+        reason = (f"{target.label} declares it refuses TTLs below {env.capabilities.min_ttl_ms} ms; "
+                  f"run with --ttl-ms {env.capabilities.min_ttl_ms} or more")
+        _write_summary(run_dir, target, scenario, opts, "skipped", reason, None, 0.0, 0.0)
+        return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
+                         time.monotonic() - wall0, 0.0, None)
     if scenario.persistence is not None and scenario.persistence != env.capabilities.durable:
         reason = (f"needs a {'durable' if scenario.persistence else 'non-durable'} server; "
                   f"{target.label} declares durable={env.capabilities.durable}")
@@ -145,8 +172,10 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             "ttl_ms": opts.ttl_ms, "workers": scenario.workers, "fencing": scenario.fencing,
             "virtual_time": opts.virtual_time, "duration_ttls": scenario.duration,
             "capabilities": asdict(caps), "key": LOCK_KEY,
-            "schedule": [asdict(s) for s in steps], "refused_faults": refused,
+            "schedule": [asdict(s) for s in listed[:SCHEDULE_LISTED]], "refused_faults": refused,
             "plan": asdict(scenario.plan), "workers_mode": "process" if processes else "thread",
+            **({"schedule_listed": f"the first {SCHEDULE_LISTED} faults of a longer schedule"}
+               if len(listed) > SCHEDULE_LISTED else {}),
         }))
         register = FencedRegister(LOCK_KEY, fencing=scenario.fencing, now_ns=runtime.now_ns, record=record)
         timing = Timing.of(scenario.plan, opts.ttl_ms)
@@ -188,13 +217,31 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             raise e
     if errors:
         raise errors[0]
-    records = list(read_history(run_dir / HISTORY_FILE))  # read once, judged twice
-    obs = observe(records)
-    judgement = judge(records, strict=opts.strict)
+    return interrupted, simulated
+
+
+def _judged(history: Path, strict: bool) -> tuple[Observations, Judgement]:
+    records = list(read_history(history))  # read once, judged twice
+    return observe(records), judge(records, strict=strict)
+
+
+def _conclude(target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path, wall0: float,
+              interrupted: bool, simulated: float) -> RunResult:
+    """Judge the recorded history, write the summary and the report; a stop cuts this short (Overdue)."""
     status: Literal["ran", "interrupted"] = "interrupted" if interrupted else "ran"
+    try:
+        obs, judgement = interrupts.within_grace(
+            functools.partial(_judged, run_dir / HISTORY_FILE, opts.strict), "checks")
+    except interrupts.Overdue:
+        reason = f"stopped before the checks were done: `lockchaos check {run_dir}` judges the history"
+        _write_summary(run_dir, target, scenario, opts, "interrupted", reason, None, time.monotonic() - wall0,
+                       simulated)
+        return RunResult(target.label, scenario.name, "interrupted", reason, run_dir, opts.seed,
+                         time.monotonic() - wall0, simulated, None)
     _write_summary(run_dir, target, scenario, opts, status, "", obs, time.monotonic() - wall0, simulated,
                    judgement)
-    write_report(run_dir)
+    with contextlib.suppress(interrupts.Overdue):  # the summary holds the verdicts; `lockchaos report` the page
+        interrupts.within_grace(functools.partial(write_report, run_dir), "report")
     return RunResult(target.label, scenario.name, status, "", run_dir, opts.seed,
                      time.monotonic() - wall0, simulated, obs, judgement)
 
@@ -240,19 +287,22 @@ def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunO
     }
     if judgement is not None:
         summary["checks"] = judgement.to_dict()
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     if status == "skipped":
         write_report(run_dir)
 
 
 def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
-    """The command line that runs this scenario again, the same way, with the same seed."""
+    """The command line that runs this scenario again, the same way, with the same seed.
+
+    A ``--url`` keeps its options (``?prefix=myapp:``) and loses its secrets (``:***@``): the line is
+    stored in summary.json and shown in every report, so the user puts the password back in."""
     if target.external_url is not None:
-        what = f"--url {target.external_url.split('?')[0]}" + (
-            f" --adapter {target.adapter_spec}" if target.adapter_spec else "")
+        what = f"--url {shlex.quote(redact_url(target.external_url))}" + (
+            f" --adapter {shlex.quote(target.adapter_spec)}" if target.adapter_spec else "")
     elif target.adapter_spec is not None:
         server = target.label.rpartition("@")[2]  # what --server said (redis-aof runs a "redis")
-        what = f"--adapter {target.adapter_spec} --server {server}"
+        what = f"--adapter {shlex.quote(target.adapter_spec)} --server {server}"
     else:
         what = f"--backend {target.label}"
     flags = [what, f"--scenario {scenario.name}", f"--seed {opts.seed}", f"--ttl-ms {opts.ttl_ms}"]

@@ -88,11 +88,17 @@ class FakeEnvironment:
         self.capabilities = caps
         self._links: dict[int, LinkFaults] = {}
         self._ours = target.adapter_spec is None
+        self._faultable_links = self._ours
         # A user's adapter opens the fake by URL: the scenario's client timeout rides along.
         self.url = f"fake://{self.name}" if timeout_ms is None else f"fake://{self.name}?timeout_ms={timeout_ms}"
         if not self._ours:
             try:
-                guarded_open(target, self.url).close()
+                probe = guarded_open(target, self.url)
+                # An adapter that is itself a fake client (a tokenless fake, say) is judged by what
+                # it declares, and its network can be faulted like ours.
+                self.capabilities = probe.capabilities
+                self._faultable_links = isinstance(probe, FakeClient)
+                probe.close()
             except BaseException:
                 self.close()
                 raise
@@ -119,7 +125,7 @@ class FakeEnvironment:
         return self._links.get(index)
 
     def unsupported(self, fault: str) -> str | None:
-        if fault in LINK_FAULTS and not self._ours:
+        if fault in LINK_FAULTS and not self._faultable_links:
             return (f"{fault}: the adapter talks to the in-process fake without a network; "
                     "use --server redis|etcd for network faults")
         return None
@@ -212,7 +218,8 @@ class ServerEnvironment:
             self.capabilities = probe.capabilities
             probe.close()
         except BaseException:
-            self.close()
+            with contextlib.suppress(Exception):  # "cannot reach" is the news, not the failed cleanup
+                self.close()
             raise
 
     def _url(self, url: str) -> str:

@@ -8,9 +8,11 @@ prefix is deleted key by key when the run ends, and nothing is ever flushed.
 from __future__ import annotations
 
 import uuid
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
+from lockchaos.backends.redaction import redact_text, redact_url
+from lockchaos.backends.urlopts import scheme_of_url, split_url
 
 from .serverflags import LOOPBACK
 
@@ -19,21 +21,23 @@ DEFAULT_PREFIX = {"redis": "lockchaos:", "etcd": "lockchaos/"}
 
 
 def scheme_of(url: str) -> str:
-    scheme = urlsplit(url).scheme
+    scheme = scheme_of_url(url)
     if scheme not in SEPARATOR:
-        raise ConfigurationError(f"--url must be a redis:// or etcd:// URL, got {url!r}")
+        raise ConfigurationError(f"--url must be a redis:// or etcd:// URL, got {redact_url(url)!r}")
     return scheme
 
 
 def with_run_prefix(url: str, run_id: str | None = None) -> tuple[str, str]:
-    """The URL with a fresh per-run ``prefix`` option, and that prefix."""
+    """The URL with a fresh per-run ``prefix`` option, and that prefix. Every other option is kept as
+    the user wrote it (a user's adapter may read options we do not know)."""
     scheme = scheme_of(url)
-    parts = urlsplit(url)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    base = query.get("prefix", DEFAULT_PREFIX[scheme])
+    parts = split_url(url, scheme)
+    pieces = [p for p in parts.query.split("&") if p]
+    theirs = [p for p in pieces if unquote_plus(p.partition("=")[0]) == "prefix"]
+    base = unquote_plus(theirs[-1].partition("=")[2]) if theirs else DEFAULT_PREFIX[scheme]
     prefix = f"{base}run-{run_id or uuid.uuid4().hex[:12]}{SEPARATOR[scheme]}"
-    query["prefix"] = prefix
-    return urlunsplit(parts._replace(query=urlencode(query))), prefix
+    query = "&".join([p for p in pieces if p not in theirs] + [urlencode({"prefix": prefix})])
+    return urlunsplit(parts._replace(query=query)), prefix
 
 
 def is_loopback(url: str) -> bool:
@@ -51,7 +55,8 @@ def purge_prefix(url: str, prefix: str) -> int:
     except ConfigurationError:
         raise
     except Exception as exc:
-        raise InfrastructureError(f"could not remove the run's keys under {prefix!r}: {exc}") from None
+        why = redact_text(str(exc))
+        raise InfrastructureError(f"could not remove the run's keys under {prefix!r}: {why}") from None
 
 
 def _purge_redis(url: str, prefix: str) -> int:

@@ -8,6 +8,7 @@ the same seed produces the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from lockchaos.backends.base import Lease
+from lockchaos.backends.base import InfrastructureError, Lease
 
 Outcome = Literal["ok", "fail", "indeterminate"]
 OpName = Literal["acquire", "renew", "release", "holder"]
@@ -37,6 +38,9 @@ class OpRecord:
     outcome: Outcome
     lease: dict[str, Any] | None = None
     error: str | None = None
+    error_type: str | None = None
+    """The exception's class (``module.QualName``): an ``error`` that starts with ``unexpected`` is one
+    the adapter did not map to ``BackendUnavailable`` (its outcome is unknown all the same)."""
     type: str = field(default="op", init=False)
 
 
@@ -109,22 +113,49 @@ class HistoryWriter:
         self.path = path
         self.t0 = t0
         self._lock = threading.Lock()
-        self._file: IO[str] | None = path.open("w", encoding="utf-8")
+        self.failure: str | None = None
+        """Why the history could not be written (full or read-only disk): every later append raises it."""
+        try:
+            self._file: IO[str] | None = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise InfrastructureError(f"cannot write {path}: {exc.strerror or exc}") from None
         self.count = 0
 
     def append(self, record: Record) -> None:
+        """Write and flush one line; a write error ends the run as an infrastructure failure."""
         line = to_json(record, self.t0) + "\n"
         with self._lock:
+            if self.failure is not None:
+                raise InfrastructureError(self.failure)
             if self._file is None:
                 return  # a straggler after close: the run is over, its verdict is sealed
-            self._file.write(line)
-            self._file.flush()
+            try:
+                self._file.write(line)
+                self._file.flush()
+            except OSError as exc:
+                self.failure = f"cannot write {self.path}: {exc.strerror or exc}"
+                self._abandon()
+                raise InfrastructureError(self.failure) from None
             self.count += 1
+
+    def _abandon(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):  # its buffer cannot be flushed either; the fd is closed
+                file.close()
+        if self.count == 0:  # not one line: an empty file would only look like a broken history
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                try:
+                    self._file.close()
+                except OSError as exc:
+                    self.failure = f"cannot write {self.path}: {exc.strerror or exc}"
+                    self._file = None
+                    raise InfrastructureError(self.failure) from None
                 self._file = None
 
 
@@ -136,20 +167,55 @@ _TYPES: dict[str, type[Any]] = {
 }
 
 
-def parse_record(line: str) -> Record:
+MAX_LINE_BYTES = 1 << 20
+"""A record is a few hundred bytes; a longer line than this is not one, and is never read whole."""
+MAX_TIME_NS = 366 * 24 * 3600 * 1_000_000_000
+"""Times are since the run's start and a run lasts at most 30 days: a later time cannot be true."""
+
+
+def parse_record(line: str | bytes) -> Record:
     raw = orjson.loads(line)
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
     kind = raw.pop("type")
     return _TYPES[kind](**raw)  # type: ignore[no-any-return]
 
 
+def impossibility(rec: Record) -> str | None:
+    """Why ``rec`` cannot have been recorded by any run (bad input, not a backend's fault), or None."""
+    for name in _TIME_FIELDS:
+        if name not in rec.__dataclass_fields__:
+            continue
+        t = getattr(rec, name)
+        if not isinstance(t, int) or isinstance(t, bool):
+            return f"{name} is not an integer number of nanoseconds: {t!r}"
+        if not 0 <= t <= MAX_TIME_NS:
+            return f"{name} {t} is outside the run (0 to {MAX_TIME_NS} ns)"
+    if isinstance(rec, OpRecord) and rec.complete_ns < rec.invoke_ns:
+        return f"the {rec.op} completes ({rec.complete_ns}) before it is invoked ({rec.invoke_ns})"
+    return None
+
+
 def read_history(path: Path) -> Iterator[Record]:
-    """Every complete record; a torn final line (killed run) is skipped, corruption elsewhere raises."""
-    with path.open(encoding="utf-8") as f:
-        lines = f.readlines()
-    for i, line in enumerate(lines):
-        try:
-            yield parse_record(line)
-        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError):
-            if i == len(lines) - 1 and not line.endswith("\n"):
-                return
-            raise ValueError(f"{path}:{i + 1}: not a history record") from None
+    """Every complete record; a torn final line (killed run) is skipped, corruption elsewhere raises.
+
+    Lines are read in bounded pieces: an over-long line is refused without being loaded whole, and
+    a record no run can have written (an op completing before its invocation, a time outside the
+    run) is refused with its line number: ``ValueError`` for both, which ``check`` reports as bad input.
+    """
+    with path.open("rb") as f:
+        number = 0
+        while line := f.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                raise ValueError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes: not a history record")
+            try:
+                rec = parse_record(line)
+            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError):
+                if not line.endswith(b"\n"):  # only the last line can lack its newline: torn by a kill
+                    return
+                raise ValueError(f"{path}:{number}: not a history record") from None
+            why = impossibility(rec)
+            if why is not None:
+                raise ValueError(f"{path}:{number}: impossible record: {why}")
+            yield rec

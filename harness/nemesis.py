@@ -8,7 +8,7 @@ before the run starts, so the scenario is skipped with the reason instead of pas
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from lockchaos.backends.base import FaultUnsupported, Lease
@@ -62,7 +62,7 @@ WORKER_FAULTS = {"holder-crash", "holder-pause", "renewer-death"}
 class Nemesis:
     def __init__(
         self,
-        steps: Sequence[FaultStep],
+        steps: Iterable[FaultStep],
         *,
         ttl_ms: int,
         runtime: Runtime,
@@ -71,7 +71,8 @@ class Nemesis:
         workers: Sequence[HolderFaults],
         rng: random.Random,
     ) -> None:
-        self.steps = sorted(steps, key=lambda s: s.at)
+        # A fixed list is sorted here; an iterator (the soak's lazy schedule) is drawn in order of start.
+        self.steps: Iterable[FaultStep] = sorted(steps, key=lambda s: s.at) if isinstance(steps, Sequence) else steps
         self.ttl_s = ttl_ms / 1000
         self.rt = runtime
         self._record = record

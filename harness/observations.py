@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .history import FaultRecord, OpRecord, Record, WriteRecord
+from .history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,8 @@ class Observations:
     writes_accepted: int
     writes_rejected: int
     stale_writes: int
-    """Writes carrying a token older than one already granted by the time of the write."""
+    """Writes carrying a token older than one already granted by the time of the write; for a lock
+    without tokens, writes by a client whose lease another grant had superseded by then."""
     stale_writes_accepted: int
     token_regressions: int
     """Grants whose token is not above every earlier grant's (a counter lost on restart)."""
@@ -36,17 +37,26 @@ def observe(records: Iterable[Record]) -> Observations:
     faults: Counter[str] = Counter()
     acquisitions = accepted = rejected = stale = stale_accepted = regressions = renew_after = 0
     granted_max = 0
+    grant_seq = 0  # lease identity, for tokenless locks: how many grants so far, and each client's last
+    client_seq: dict[str, int] = {}
     grants: list[tuple[int, int]] = []  # (complete, token), recent ones only
     restart_ends: list[int] = []
     final: dict[str, Any] | None = None
     examples: list[dict[str, Any]] = []
+    tokens = True  # a lock declaring no fencing tokens is observed by lease identity only
     for rec in records:
-        if isinstance(rec, OpRecord):
+        if isinstance(rec, NoteRecord) and rec.kind == "meta":
+            tokens = bool(rec.data.get("capabilities", {}).get("fencing_tokens", True))
+        elif isinstance(rec, OpRecord):
             ops[f"{rec.op}:{rec.outcome}"] += 1
             if rec.client == "observer":
                 final = rec.lease
             elif rec.op == "acquire" and rec.outcome == "ok" and rec.lease is not None:
                 acquisitions += 1
+                grant_seq += 1
+                client_seq[rec.client] = grant_seq
+                if rec.lease.get("token") is None or not tokens:
+                    continue  # a tokenless lock: no token order to observe
                 token = int(rec.lease["token"])
                 # Only grants that completed before this one was sent count: overlapping calls may finish
                 # in either order (a slow reply), which is not a regression.
@@ -65,12 +75,14 @@ def observe(records: Iterable[Record]) -> Observations:
         elif isinstance(rec, WriteRecord):
             accepted += rec.accepted
             rejected += not rec.accepted
-            if rec.token is not None and rec.token < granted_max:
+            wtoken = rec.token if tokens else None
+            superseded = wtoken is None and client_seq.get(rec.client, grant_seq) < grant_seq
+            if superseded or (wtoken is not None and wtoken < granted_max):
                 stale += 1
                 stale_accepted += rec.accepted
                 if len(examples) < 5:
                     examples.append({"kind": "stale-write", "client": rec.client, "token": rec.token,
-                                     "newer_token": granted_max, "accepted": rec.accepted,
+                                     "newer_token": None if superseded else granted_max, "accepted": rec.accepted,
                                      "at_ns": rec.time_ns})
         elif isinstance(rec, FaultRecord):
             if rec.phase == "start":

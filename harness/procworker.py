@@ -164,10 +164,12 @@ class _RemoteLink:
 class _RemoteClient:
     """A client that lives in the driver (the in-process fake), called through the pipe."""
 
-    def __init__(self, port: _Port, name: str, capabilities: Capabilities) -> None:
+    def __init__(self, port: _Port, name: str, capabilities: Capabilities, timeout_ms: object) -> None:
         self._port = port
         self.name = name
         self.capabilities = capabilities
+        if isinstance(timeout_ms, int):  # the client's own timeout, as it declares it (slow-call checker)
+            self.timeout_ms = timeout_ms
 
     def _call(self, method: str, *args: object) -> Any:
         kind, value = self._port.ask("call", method, args)
@@ -260,7 +262,7 @@ def child_main(spec: ChildSpec, rpc: Connection, ctl: Connection) -> None:
     def open_client() -> LockBackend:
         reply = port.ask("open")
         if reply[0] == "remote":
-            return _RemoteClient(port, reply[1], reply[2])
+            return _RemoteClient(port, reply[1], reply[2], reply[3])
         return spec.opener.open(reply[1])
 
     def link_of() -> LinkFaults | None:
@@ -272,13 +274,16 @@ def child_main(spec: ChildSpec, rpc: Connection, ctl: Connection) -> None:
                           random.Random(spec.seed), link_of, owner_id=spec.owner_id)
     worker.incarnation = spec.incarnation
     worker._port = port
-    try:
-        worker.connect()
-    except BackendUnavailable:
-        pass  # a server down at (re)start: the loop retries, as a thread worker's does
-    except BaseException as exc:  # a broken adapter: the driver raises it as a thread worker's would
-        port.send("failed", _portable(exc))
-        return
+    if spec.incarnation == 1:  # before the run, as the driver opens a thread worker's client
+        try:
+            worker.connect()
+        except BackendUnavailable:
+            pass  # a server down at start: the loop retries, as a thread worker's does
+        except BaseException as exc:  # a broken adapter: the driver raises it as a thread worker's would
+            port.send("failed", _portable(exc))
+            return
+    # A revived worker reopens its client in its loop, as a thread worker does after a crash: a
+    # factory failing there is an error-handling finding and a retry, not the end of the run.
     port.send("ready")
     if ctl.recv() != ("go",):
         return
@@ -601,7 +606,7 @@ class ProcessWorker:
             return ("url", url)
         self._close_client()
         self._client = self._place.open_client(self.index)
-        return ("remote", self._client.name, self._client.capabilities)
+        return ("remote", self._client.name, self._client.capabilities, getattr(self._client, "timeout_ms", None))
 
     def _client_call(self, method: str, args: tuple[Any, ...]) -> tuple[str, object]:
         if self._client is None:

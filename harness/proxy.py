@@ -5,6 +5,17 @@ and the gRPC stack of the etcd client as a network would deliver it: as timeouts
 ``ECONNREFUSED``, not through mocks. One selector thread per proxy owns every socket; fault commands
 run *on* that thread and return once in effect, so that the fault window a history records is the
 window the clients saw.
+
+While no fault needs to see the bytes (no blackhole, no latency: ``refuse`` only touches the
+listener), each connection is relayed by the kernel (``proxylink.KernelRelay``: a second thread per
+proxy waits in ``epoll(7)`` and moves bytes with ``splice(2)``), so that a chunk costs a few
+microseconds of GIL instead of the whole per-chunk Python path (allocation, queue, timers, selector
+bookkeeping), and one wake-up serves every connection that is ready. A fault command first has
+that thread let go of every connection (it waits for nothing else, so this takes one wake-up),
+takes the bytes still in the pipes into the Python queues, and only then applies: it is in effect
+when the call returns, exactly as on the Python path. When the proxy is healthy again, connections
+whose queues have drained go back to the kernel path. Without ``os.splice`` and ``epoll`` (not
+Linux) every byte takes the Python path.
 """
 
 from __future__ import annotations
@@ -14,13 +25,13 @@ import dataclasses
 import errno
 import ipaddress
 import math
+import os
 import queue
 import selectors
 import socket
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from types import TracebackType
@@ -28,11 +39,12 @@ from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
+from lockchaos.backends.redaction import redact_url
 
+from .proxylink import CHUNK, SPLICE_AVAILABLE, Conn, KernelRelay, Pipe
 from .serverflags import LOOPBACK
 
 _DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
-_CHUNK = 65536
 _MAX_QUEUED = 1 << 20  # per direction; beyond it the proxy stops reading, as a full TCP window would
 _MAX_CONNECTIONS = 256  # bounds the fds that a client reconnecting in a loop can make us hold
 _ACCEPTS_PER_TICK = 64
@@ -44,7 +56,8 @@ _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProxyStats:
-    """Counters since start; always a consistent snapshot (the loop swaps in a new one per change)."""
+    """Counters since start. A snapshot never counts a byte twice; bytes the relay thread has just
+    passed on may show a moment later (it counts after each chunk, without a lock)."""
 
     accepted: int = 0  # connections accepted from clients
     rejected: int = 0  # accepted, then reset at once (refuse() off Linux, or over the connection cap)
@@ -53,6 +66,7 @@ class ProxyStats:
     bytes_up: int = 0  # client -> server, delivered
     bytes_down: int = 0  # server -> client, delivered
     bytes_dropped: int = 0  # read by the proxy and never delivered (blackhole, reset, stop)
+    spliced: int = 0  # open connections currently relayed by the kernel (no fault needs their bytes)
 
 
 def _resolve(host: str, port: int, allow_non_loopback: bool) -> tuple[int, tuple[str, int]]:
@@ -105,30 +119,6 @@ def _abort(sock: socket.socket) -> None:
     sock.close()
 
 
-@dataclasses.dataclass(slots=True, eq=False)
-class _Pipe:
-    """One direction of one connection: a FIFO of (arrival time, bytes). Latency is applied when
-    sending (due = arrival + current latency), so a change of latency retimes queued bytes and the
-    FIFO keeps them in order; each direction waits on its own queue, never on the other's."""
-
-    src: socket.socket
-    dst: socket.socket
-    chunks: deque[tuple[float, bytes]] = dataclasses.field(default_factory=deque)
-    queued: int = 0
-    eof: bool = False  # src sent FIN: shut dst for writing once the queue is drained
-    shut: bool = False
-    blocked: bool = False  # dst's send buffer is full: wait for EVENT_WRITE
-
-
-class _Conn:
-    __slots__ = ("client", "closed", "connecting", "down", "events", "up", "upstream")
-
-    def __init__(self, client: socket.socket, upstream: socket.socket, connecting: bool) -> None:
-        self.client, self.upstream, self.connecting, self.closed = client, upstream, connecting, False
-        self.up, self.down = _Pipe(client, upstream), _Pipe(upstream, client)
-        self.events = {client: 0, upstream: 0}  # as registered with the selector
-
-
 class FaultProxy:
     """Forwards 127.0.0.1:<port> to one upstream and injects network faults on command.
 
@@ -137,9 +127,12 @@ class FaultProxy:
     """
 
     def __init__(
-        self, upstream_host: str, upstream_port: int, *, name: str = "", allow_non_loopback: bool = False
+        self, upstream_host: str, upstream_port: int, *, name: str = "", allow_non_loopback: bool = False,
+        splice: bool = True,
     ) -> None:
+        """``splice=False`` keeps every byte on the Python path (to measure or test that path)."""
         self.upstream_host, self.upstream_port, self.name = upstream_host, upstream_port, name
+        self._splice = splice and SPLICE_AVAILABLE
         self._family, self._upstream = _resolve(upstream_host, upstream_port, allow_non_loopback)
         self._port = 0
         self._listener: socket.socket | None = None
@@ -148,8 +141,15 @@ class FaultProxy:
         self._sel: selectors.BaseSelector | None = None
         self._thread: threading.Thread | None = None
         self._commands: queue.SimpleQueue[tuple[Callable[[], object], Future[None]]] = queue.SimpleQueue()
-        self._conns: set[_Conn] = set()
-        self._stats = ProxyStats()
+        self._conns: set[Conn] = set()
+        # Counters, written by the loop thread only; multi-field changes and the hand-over of a relay
+        # thread's byte count take _stats_lock, so that stats() never counts a byte twice.
+        self._stats_lock = threading.Lock()
+        self._accepted = self._rejected = self._resets = self._open = 0
+        self._up = self._down = self._dropped = 0
+        self._relaying: set[Pipe] = set()  # pipes of connections handed to the relay
+        self._spliced = 0
+        self._relay: KernelRelay | None = None
         # once started, written by the loop thread only
         self._running = self._refusing = False
         # Each fault has a direction: "up" is client -> server (requests), "down" the replies.
@@ -171,7 +171,18 @@ class FaultProxy:
         return LOOPBACK, self.port
 
     def stats(self) -> ProxyStats:
-        return self._stats
+        """A snapshot of the counters; relay threads' bytes are read as far as they have got."""
+        with self._stats_lock:
+            up, down = self._up, self._down
+            for pipe in self._relaying:
+                if pipe.upward:
+                    up += pipe.delivered
+                else:
+                    down += pipe.delivered
+            return ProxyStats(
+                accepted=self._accepted, rejected=self._rejected, reset=self._resets, open=self._open,
+                bytes_up=up, bytes_down=down, bytes_dropped=self._dropped, spliced=self._spliced,
+            )
 
     def url_for(self, url: str) -> str:
         """``url`` aimed at this proxy. A URL naming another server is refused: proxying it to this
@@ -179,15 +190,15 @@ class FaultProxy:
         parts = urlsplit(url)
         userinfo, at, hosts = parts.netloc.rpartition("@")
         if parts.scheme not in _DEFAULT_PORTS or "," in hosts:
-            raise ConfigurationError(f"cannot proxy {url!r}: expected redis://... or etcd:// with one host")
+            raise ConfigurationError(f"cannot proxy {redact_url(url)!r}: expected redis://... or etcd:// with one host")
         try:
             endpoint = urlsplit(f"//{hosts}")
             host, port = endpoint.hostname or "", endpoint.port or _DEFAULT_PORTS[parts.scheme]
         except ValueError as exc:
-            raise ConfigurationError(f"bad URL {url!r}: {exc}") from None
+            raise ConfigurationError(f"bad URL {redact_url(url)!r}: {exc}") from None
         loopbacks = _is_loopback_name(host) and _is_loopback_name(self.upstream_host)
         if port != self.upstream_port or not (loopbacks or host.lower() == self.upstream_host.lower()):
-            raise ConfigurationError(f"{url!r} does not name the upstream of {self!r}")
+            raise ConfigurationError(f"{redact_url(url)!r} does not name the upstream of {self!r}")
         return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{LOOPBACK}:{self.port}"))
 
     # -- lifecycle
@@ -203,11 +214,16 @@ class FaultProxy:
             self._sel = selectors.DefaultSelector()
             self._sel.register(self._listener, _READ, "accept")
             self._sel.register(self._wake_r, _READ, "wake")
+            if self._splice:
+                self._relay = KernelRelay(f"fault-proxy-{self.name}-relay", self._post).start()
             self._running = True
             self._thread = threading.Thread(target=self._run, name=f"fault-proxy-{self.name}", daemon=True)
             self._thread.start()
         except (OSError, RuntimeError) as exc:
             self._running = False
+            if self._relay is not None:
+                self._relay.stop()
+                self._relay = None
             self._close_own_sockets()
             raise InfrastructureError(f"cannot start {self!r}: {exc}") from exc
         return self
@@ -250,13 +266,13 @@ class FaultProxy:
         """Forward every chunk ``ms`` later in each direction, in order, the queued ones included."""
         if isinstance(ms, bool) or not isinstance(ms, int | float) or not math.isfinite(ms) or ms < 0:
             raise ConfigurationError(f"latency must be a finite number of ms >= 0, got {ms!r}")
-        self._call(lambda: self._delay_s.update(up=ms / 1000, down=ms / 1000))
+        self._call(lambda: self._do_delay(up=ms / 1000, down=ms / 1000))
 
     def delay_replies(self, ms: float) -> None:
         """Forward server -> client bytes ``ms`` later, requests at once: a reply that arrives late."""
         if isinstance(ms, bool) or not isinstance(ms, int | float) or not math.isfinite(ms) or ms < 0:
             raise ConfigurationError(f"reply delay must be a finite number of ms >= 0, got {ms!r}")
-        self._call(lambda: self._delay_s.update(down=ms / 1000))
+        self._call(lambda: self._do_delay(down=ms / 1000))
 
     def blackhole_replies(self) -> None:
         """Requests still reach the server, but its replies vanish: the call took effect, the client
@@ -286,15 +302,22 @@ class FaultProxy:
             raise InfrastructureError(f"{self!r}: its thread did not answer within {timeout:g} s") from None
 
     def _do_blackhole(self, up: bool = True, down: bool = True) -> None:
+        self._unsplice_all()
         self._dropping["up"] |= up
         self._dropping["down"] |= down
         for conn in self._conns:
             for pipe in (conn.up,) * up + (conn.down,) * down:
-                self._bump(bytes_dropped=pipe.queued)
+                self._dropped += pipe.queued
                 pipe.chunks.clear()
                 pipe.queued = 0
 
+    def _do_delay(self, **delay_s: float) -> None:
+        if any(delay_s.values()):
+            self._unsplice_all()
+        self._delay_s.update(delay_s)
+
     def _do_reset(self) -> None:
+        self._unsplice_all()
         for conn in list(self._conns):
             self._drop(conn, abort=True)
 
@@ -327,8 +350,13 @@ class FaultProxy:
                 self._tick()
         finally:
             self._running = False
+            with contextlib.suppress(InfrastructureError):
+                self._unsplice_all()
             for conn in list(self._conns):
-                self._drop(conn, abort=True)
+                with contextlib.suppress(InfrastructureError):
+                    self._drop(conn, abort=True)
+            if self._relay is not None:
+                self._relay.stop()
             while not self._commands.empty():  # nobody will run these: fail them, don't hang callers
                 self._commands.get_nowait()[1].set_exception(InfrastructureError(f"{self!r} stopped"))
 
@@ -350,10 +378,15 @@ class FaultProxy:
             except Exception as exc:
                 fut.set_exception(exc)
         now = time.monotonic()
+        healthy = self._healthy()
         for conn in list(self._conns):
+            if conn.spliced:
+                continue
             self._flush(conn, conn.up, now)
             self._flush(conn, conn.down, now)
-            if not conn.closed:
+            if conn.closed:
+                continue
+            if not (healthy and self._may_splice(conn) and self._start_splicing(conn)):
                 self._update_interest(conn)
 
     def _timeout(self, now: float) -> float:
@@ -371,23 +404,23 @@ class FaultProxy:
                 client, _ = self._listener.accept()
             except OSError:  # backlog empty, or out of fds: the rest waits for the next tick
                 return
-            self._bump(accepted=1)
+            self._accepted += 1
             if self._refusing or len(self._conns) >= _MAX_CONNECTIONS:
                 _abort(client)
-                self._bump(rejected=1)
+                self._rejected += 1
                 continue
             upstream = socket.socket(self._family, socket.SOCK_STREAM)
             for sock in (client, upstream):
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # Nagle would add latency
             err = upstream.connect_ex(self._upstream)
-            conn = _Conn(client, upstream, connecting=err == errno.EINPROGRESS)
+            conn = Conn(client, upstream, connecting=err == errno.EINPROGRESS)
             self._conns.add(conn)
-            self._bump(open=1)
+            self._open += 1
             if err not in (0, errno.EINPROGRESS):
                 self._drop(conn, abort=True)  # upstream refused: the client sees a reset
 
-    def _on_event(self, conn: _Conn, sock: object, mask: int) -> None:
+    def _on_event(self, conn: Conn, sock: object, mask: int) -> None:
         if mask & _WRITE and conn.connecting and sock is conn.upstream:
             if conn.upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                 self._drop(conn, abort=True)  # upstream refused: the client sees a reset
@@ -399,7 +432,7 @@ class FaultProxy:
             return
         pipe = conn.up if sock is conn.client else conn.down
         try:
-            data = pipe.src.recv(_CHUNK)
+            data = pipe.src.recv(CHUNK)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:  # a reset on one side becomes a reset on the other
@@ -411,12 +444,12 @@ class FaultProxy:
         elif not data:
             pipe.eof = True
         elif dropping:
-            self._bump(bytes_dropped=len(data))
+            self._dropped += len(data)
         else:
             pipe.chunks.append((time.monotonic(), data))
             pipe.queued += len(data)
 
-    def _flush(self, conn: _Conn, pipe: _Pipe, now: float) -> None:
+    def _flush(self, conn: Conn, pipe: Pipe, now: float) -> None:
         """Send what is due, in order, until the queue is empty or the socket's buffer is full."""
         if conn.closed or (pipe is conn.up and conn.connecting):
             return
@@ -431,7 +464,10 @@ class FaultProxy:
                 self._drop(conn, abort=True)
                 return
             pipe.queued -= sent
-            self._bump(**{"bytes_up" if pipe is conn.up else "bytes_down": sent})
+            if pipe.upward:
+                self._up += sent
+            else:
+                self._down += sent
             if sent < len(data):
                 pipe.chunks[0], pipe.blocked = (arrival, data[sent:]), True
                 return
@@ -443,10 +479,10 @@ class FaultProxy:
             if conn.up.shut and conn.down.shut:
                 self._drop(conn, abort=False)
 
-    def _delay(self, conn: _Conn, pipe: _Pipe) -> float:
+    def _delay(self, conn: Conn, pipe: Pipe) -> float:
         return self._delay_s["up" if pipe is conn.up else "down"]
 
-    def _update_interest(self, conn: _Conn) -> None:
+    def _update_interest(self, conn: Conn) -> None:
         """Read only what there is room to queue (back-pressure); wait for writability only when
         a send could not complete, or the upstream connect is under way."""
         assert self._sel is not None
@@ -466,20 +502,102 @@ class FaultProxy:
             else:
                 self._sel.modify(sock, events, conn)
 
-    def _drop(self, conn: _Conn, *, abort: bool) -> None:
+    def _drop(self, conn: Conn, *, abort: bool) -> None:
         if conn.closed:
             return
-        conn.closed = True
-        self._conns.discard(conn)
-        for sock in (conn.client, conn.upstream):
-            if conn.events[sock] and self._sel is not None:
-                self._sel.unregister(sock)
-            _abort(sock) if abort else sock.close()
-        self._bump(open=-1, reset=int(abort), bytes_dropped=conn.up.queued + conn.down.queued)
+        try:
+            self._unsplice(conn)
+        finally:
+            conn.closed = True
+            self._conns.discard(conn)
+            for sock in (conn.client, conn.upstream):
+                if conn.events[sock] and self._sel is not None:
+                    self._sel.unregister(sock)
+                _abort(sock) if abort else sock.close()
+            for fd in (*(conn.up.kernel or ()), *(conn.down.kernel or ())):
+                os.close(fd)
+            conn.up.kernel = conn.down.kernel = None
+            with self._stats_lock:
+                self._open -= 1
+                self._resets += abort
+                self._dropped += conn.up.queued + conn.down.queued
 
-    def _bump(self, **delta: int) -> None:
-        stats = self._stats
-        self._stats = dataclasses.replace(stats, **{k: getattr(stats, k) + v for k, v in delta.items()})
+    # -- the kernel path
+    def _healthy(self) -> bool:
+        """No fault needs to see the bytes (refusing new connections does not)."""
+        return self._splice and not (self._dropping["up"] or self._dropping["down"]
+                                     or self._delay_s["up"] or self._delay_s["down"])
+
+    @staticmethod
+    def _may_splice(conn: Conn) -> bool:
+        return not conn.connecting and not any(p.chunks or p.blocked for p in (conn.up, conn.down))
+
+    def _start_splicing(self, conn: Conn) -> bool:
+        """Hand the connection to the relay thread (its queues are empty). False if the kernel path
+        cannot be set up (out of fds): the connection stays on the Python path."""
+        assert self._sel is not None
+        if self._relay is None:
+            return False
+        if conn.up.kernel is None or conn.down.kernel is None:
+            try:
+                for pipe in (conn.up, conn.down):
+                    pipe.kernel = pipe.kernel or os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                return False  # _drop closes whichever pipe was made
+        for sock in (conn.client, conn.upstream):
+            if conn.events[sock]:
+                self._sel.unregister(sock)
+                conn.events[sock] = 0
+        conn.spliced = True
+        with self._stats_lock:
+            self._spliced += 1
+            self._relaying.update((conn.up, conn.down))
+        self._relay.add(conn)
+        return True
+
+    def _unsplice_all(self) -> None:
+        self._unsplice(*[conn for conn in self._conns if conn.spliced])
+
+    def _unsplice(self, *conns: Conn) -> None:
+        """Take the connections back from the relay and queue what is still in their pipes (it
+        arrived just now), so that a fault applied next sees every byte not yet delivered."""
+        conns = tuple(conn for conn in conns if conn.spliced)
+        if not conns:
+            return
+        assert self._relay is not None
+        self._relay.remove(conns)
+        now = time.monotonic()
+        with self._stats_lock:
+            for conn in conns:
+                conn.spliced = False
+                self._spliced -= 1
+                for pipe in (conn.up, conn.down):
+                    self._relaying.discard(pipe)
+                    if pipe.upward:
+                        self._up += pipe.delivered
+                    else:
+                        self._down += pipe.delivered
+                    pipe.delivered = 0
+        for conn in conns:
+            for pipe in (conn.up, conn.down):
+                while pipe.in_pipe and pipe.kernel is not None:  # bounded: the pipe holds in_pipe bytes
+                    data = os.read(pipe.kernel[0], pipe.in_pipe)
+                    pipe.chunks.append((now, data))
+                    pipe.queued += len(data)
+                    pipe.in_pipe -= len(data)
+
+    def _post(self, conn: Conn) -> None:
+        """From the relay thread: ask the loop to close a connection that is done or failed."""
+        self._commands.put((lambda: self._settle(conn), Future()))
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"\0")
+
+    def _settle(self, conn: Conn) -> None:
+        if conn.failed:
+            self._drop(conn, abort=True)
+        elif conn.up.shut and conn.down.shut:
+            self._drop(conn, abort=False)
 
     def _close_own_sockets(self) -> None:
         if self._sel is not None:

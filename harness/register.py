@@ -32,8 +32,9 @@ class FencedRegister:
         # it by lease identity (a write after the writer's grant surely ended is a stale write).
         with self._lock:
             accepted = not self.fencing or token is None or token >= self._max_token
-            if accepted and token is not None:
-                self._max_token = max(self._max_token, token)
+            if accepted:
+                if token is not None:
+                    self._max_token = max(self._max_token, token)
                 self.accepted += 1
             else:
                 self.rejected += 1

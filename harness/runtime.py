@@ -91,6 +91,8 @@ class RealRuntime:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stop.wait(min(0.2, remaining)):
                 break
+            if not any(t.is_alive() for t in threads):  # every task ended early (a full disk): so does the run
+                break
         self._stop.set()
         deadline = time.monotonic() + self.join_timeout_s
         stuck = []

@@ -8,6 +8,7 @@ description names the way real lock users have been burnt that the scenario repr
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -155,17 +156,19 @@ _SOAK_MENU: tuple[FaultStep, ...] = (
 )
 
 
-def soak_schedule(duration: float, seed: int, kinds: set[str] | None = None) -> tuple[FaultStep, ...]:
-    """A seeded random schedule: a fault every 2-4 TTLs, each from the menu (optionally filtered)."""
+def soak_schedule(duration: float, seed: int, kinds: set[str] | None = None) -> Iterator[FaultStep]:
+    """A seeded random schedule: a fault every 2-4 TTLs, each from the menu (optionally filtered).
+
+    Drawn lazily, in order of start, as the nemesis reaches each fault: a month-long soak holds one
+    step at a time, and starts at once instead of first building hundreds of thousands of them.
+    """
     rng = random.Random(seed)
     menu = [s for s in _SOAK_MENU if kinds is None or s.fault in kinds]
-    steps = []
     t = 1.0 + rng.uniform(0, 1)
     while menu and t < duration - 1:
         step = replace(rng.choice(menu), at=round(t, 3))
-        steps.append(step)
+        yield step
         t += step.duration + rng.uniform(2, 4)
-    return tuple(steps)
 
 
 def find_scenario(name: str) -> Scenario:

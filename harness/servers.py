@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
+from lockchaos.backends.redaction import redact_url
 
 from . import watchdog
 from .serverflags import (
@@ -530,15 +531,15 @@ class ExternalServer:
     def __init__(self, url: str, *, allow_destructive: bool = False) -> None:
         parts = urlsplit(url)
         if parts.scheme not in _DEFAULT_PORTS:
-            raise ConfigurationError(f"unsupported server URL {url!r}: expected redis://... or etcd://...")
+            raise ConfigurationError(f"unsupported server URL {redact_url(url)!r}: expected redis://... or etcd://...")
         first = parts.netloc.rpartition("@")[2].split(",")[0]
         try:
             endpoint = urlsplit(f"//{first}")
             host, port = endpoint.hostname, endpoint.port
         except ValueError as exc:
-            raise ConfigurationError(f"bad server URL {url!r}: {exc}") from None
+            raise ConfigurationError(f"bad server URL {redact_url(url)!r}: {exc}") from None
         if not host:
-            raise ConfigurationError(f"server URL {url!r} names no host")
+            raise ConfigurationError(f"server URL {redact_url(url)!r} names no host")
         self._url = url
         self._kind = parts.scheme
         self._host = host

@@ -24,10 +24,12 @@ from rich.table import Table
 from lockchaos.backends.base import FaultUnsupported
 
 from . import exitcodes, interrupts
+from .atomicfile import write_atomic
 from .check import STYLE, print_findings
 from .driver import RunOptions, RunResult, run_dir_of, run_scenario
 from .history import FaultRecord, OpRecord, Record
 from .report import write_index, write_junit
+from .rundir import claim, default_run_dir
 from .scenarios import Scenario
 from .targets import Target, probe_client, provisioned
 
@@ -43,6 +45,7 @@ class SoakPlan:
     ttl_ms: int | None
     out_dir: Path
     output: str = "rich"  # rich (progress and table), quiet (one line), json (the index on stdout)
+    default_out: bool = False  # no --out: a new lockchaos-runs/<timestamp>, named when the run starts
 
 
 def _options_for(plan: SoakPlan, target: Target) -> RunOptions:
@@ -55,7 +58,8 @@ def run_soak(plan: SoakPlan, console: Console) -> int:
         if target.adapter_spec is not None:
             with provisioned(target) as env:
                 probe_client(env)
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    # Claimed only now, so that a broken adapter leaves nothing behind; a second run on it exits 2 here.
+    plan = replace(plan, out_dir=claim(default_run_dir() if plan.default_out else plan.out_dir))
     results: list[RunResult] = []
     infra: list[str] = []
     lock = threading.Lock()
@@ -147,7 +151,7 @@ def _table(results: Sequence[RunResult], plan: SoakPlan) -> Table:
     for r in sorted(results, key=lambda r: (r.backend, order.get(r.scenario, 0))):
         o = r.observations
         if o is None or r.judgement is None:
-            table.add_row(r.backend, r.scenario, "[dim]skipped[/]", "", "", "", "", "", "")
+            table.add_row(r.backend, r.scenario, f"[dim]{r.status}[/]", "", "", "", "", "", "")
             table.add_row("", f"[dim]{r.reason}[/]", "", "", "", "", "", "", "")
             continue
         j = r.judgement
@@ -170,5 +174,5 @@ def _write_index(plan: SoakPlan, results: Sequence[RunResult], infra: Sequence[s
         "infrastructure_failures": list(infra),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (plan.out_dir / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_atomic(plan.out_dir / "index.json", json.dumps(index, indent=2) + "\n")
     return index

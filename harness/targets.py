@@ -16,6 +16,8 @@ from typing import Protocol
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import BackendUnavailable, ConfigurationError, InfrastructureError, LockBackend
 from lockchaos.backends.fake import FakeKVLock, drop_fake_server, fake_server
+from lockchaos.backends.redaction import redact_text, redact_url
+from lockchaos.backends.urlopts import check_server_url
 
 from .adapters import AdapterFactory, checked_backend, load_factory
 from .servers import ServerHandle
@@ -84,7 +86,10 @@ def external_target(url: str, *, backend: str | None = None, adapter: str | None
 
     kind = scheme_of(url)
     if backend is not None and backend != kind:
-        raise ConfigurationError(f"--backend {backend} does not match --url {url.split('?')[0]}")
+        raise ConfigurationError(f"--backend {backend} does not match --url {redact_url(url)}")
+    # At argument time, so a bad URL is exit 2 before any run directory or server exists: our
+    # backend's own parser, or (a user's adapter reads its own options) the endpoints alone.
+    check_server_url(url, options=adapter is None)
     if adapter is not None:
         return Target(f"{adapter}@external-{kind}", kind, load_factory(adapter), adapter_spec=adapter,
                       external_url=url)
@@ -165,17 +170,20 @@ def guarded_open(target: Target, url: str, timeout_s: float | None = None) -> Lo
                               daemon=True)  # a hung factory is abandoned, never waited for at exit
     opener.start()
     opener.join(timeout_s)
+    shown = redact_url(url)
     if not box:
-        raise ConfigurationError(f"{target.label}: opening a client of {url} did not return within "
+        raise ConfigurationError(f"{target.label}: opening a client of {shown} did not return within "
                                  f"{timeout_s:g} s (a hanging adapter factory?)")
     outcome = box[0]
     if isinstance(outcome, (ConfigurationError, InfrastructureError)):
-        raise outcome
+        raise type(outcome)(redact_text(str(outcome)))  # a user's adapter may quote the URL it got
     if isinstance(outcome, BackendUnavailable):
-        raise InfrastructureError(f"{target.label}: cannot reach {url}: {outcome}")
+        why = redact_text(str(outcome))  # our backends already say "cannot reach <url>": once is enough
+        raise InfrastructureError(f"{target.label}: {why}" if why.startswith("cannot reach ") else
+                                  f"{target.label}: cannot reach {shown}: {why}")
     if isinstance(outcome, BaseException):
-        raise ConfigurationError(
-            f"{target.label}: opening a client of {url} raised {type(outcome).__name__}: {outcome}")
+        raise ConfigurationError(f"{target.label}: opening a client of {shown} raised "
+                                 f"{type(outcome).__name__}: {redact_text(str(outcome))}")
     return outcome
 
 

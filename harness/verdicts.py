@@ -6,12 +6,14 @@ also one truncated by a killed harness), so both produce the same verdicts from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomicfile import write_atomic
 from .checkers import check_history
 from .checkers.findings import CheckResult
 from .history import HISTORY_FILE, Record
@@ -69,8 +71,14 @@ def history_paths(target: Path) -> list[Path]:
 
 
 def update_summary(run_dir: Path, judgement: Judgement) -> dict[str, Any]:
+    """Put the verdicts into the run's summary.json; an unreadable one (a 0-byte file an older version
+    left on a full disk) is replaced. A full or read-only directory raises InfrastructureError."""
     path = run_dir / SUMMARY_FILE
-    summary: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    summary: dict[str, Any] = {}
+    if path.is_file():
+        with contextlib.suppress(ValueError):  # JSONDecodeError, UnicodeDecodeError
+            loaded = json.loads(path.read_bytes())
+            summary = loaded if isinstance(loaded, dict) else {}
     summary["checks"] = judgement.to_dict()
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(path, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -15,13 +15,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
+from lockchaos.backends.redaction import redact_text
 
-from .history import FaultRecord, OpName, OpRecord, Outcome, Record, lease_dict
+from .history import FaultRecord, NoteRecord, OpName, OpRecord, Outcome, Record, lease_dict
 from .register import FencedRegister
-from .runtime import Runtime
+from .runtime import RunStopped, Runtime
 from .scenarios import WorkerPlan
 
 NS_PER_MS = 1_000_000
+
+
+def _qualname(exc: BaseException) -> str:
+    cls = type(exc)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class LinkFaults(Protocol):
@@ -124,6 +130,7 @@ class Worker:
         invoke = self.rt.now_ns()
         error: str | None = None
         value: object = None
+        error_type: str | None = None
         try:
             value = call()
             if op == "holder":
@@ -131,13 +138,26 @@ class Worker:
             else:
                 outcome = "ok" if value not in (None, False) else "fail"
         except BackendUnavailable as exc:
-            outcome, error = "indeterminate", f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # an adapter bug is still an unknown outcome, and the error is kept
-            outcome, error = "indeterminate", f"unexpected {type(exc).__name__}: {exc}"
+            # an adapter's message may quote its URL: redacted
+            outcome, error, error_type = ("indeterminate", f"{type(exc).__name__}: {redact_text(str(exc))}",
+                                          _qualname(exc))
+        except Exception as exc:
+            # Not mapped to BackendUnavailable (a raw ConnectionError, a gRPC error, a ValueError for
+            # valid input: the worker only ever passes valid input). Its outcome is unknown all the
+            # same, so the safety checks treat it as indeterminate; the error-handling checker reports it.
+            outcome, error, error_type = ("indeterminate",
+                                          f"unexpected {type(exc).__name__}: {redact_text(str(exc))}", _qualname(exc))
+        except RunStopped:
+            # The run ended while the call was in flight: it may have taken effect (a release whose reply
+            # was late), so it is recorded as indeterminate, never dropped from the history.
+            self._record(OpRecord(client=self.name, op=op, key=self.key, args=args, invoke_ns=invoke,
+                                  complete_ns=self.rt.now_ns(), outcome="indeterminate",
+                                  error="RunStopped: the run ended during the call", error_type=None))
+            raise
         lease = value if isinstance(value, Lease) else None
         self._record(OpRecord(client=self.name, op=op, key=self.key, args=args, invoke_ns=invoke,
                               complete_ns=self.rt.now_ns(), outcome=outcome, lease=lease_dict(lease),
-                              error=error))
+                              error=error, error_type=error_type))
         return outcome, value
 
     def _fault(self, fault: str, phase: str, **detail: Any) -> None:
@@ -171,12 +191,22 @@ class Worker:
         if self.client is None:
             self.client = self._open_client()
             self.link = self._link_of()  # a new client may come with a new link to fault
+            # The client's own call timeout, when it tells it: the slow-call checker judges against it.
+            timeout = getattr(self.client, "timeout_ms", None)
+            self._record(NoteRecord("client", self.rt.now_ns(), {
+                "client": self.name, "timeout_ms": timeout if isinstance(timeout, int) else None}))
         return self.client
 
     def _cycle(self) -> None:
         try:
             client = self.connect()
         except BackendUnavailable:
+            self.rt.sleep(self.t.retry_every_s)
+            return
+        except Exception as exc:  # the factory let an unmapped error through: reported, then retried
+            self._record(NoteRecord("open-error", self.rt.now_ns(), {
+                "client": self.name, "error": f"unexpected {type(exc).__name__}: {redact_text(str(exc))}",
+                "error_type": _qualname(exc)}))
             self.rt.sleep(self.t.retry_every_s)
             return
         ttl = self.t.ttl_ms

@@ -246,6 +246,44 @@ class NoInputValidation(CorrectAdapter):
         return Lease(key, owner, self.kv.incr(key), applied)
 
 
+def _own_validation(key: object, owner: object = None, ttl_ms: object = 1) -> None:
+    """An adapter's hand-written checks: types, emptiness and TTL, but no UTF-8 or length limits."""
+    for value in (key, owner if owner is not None else "x"):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"bad name {value!r}")
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or ttl_ms <= 0:
+        raise ValueError(f"bad ttl {ttl_ms!r}")
+
+
+class ValidatesWithoutNameLimits(CorrectAdapter):
+    """Checks its input by hand and forgets UTF-8 and length limits: harmless on this store, a codec
+    error or an indeterminate call on a real server."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        _own_validation(key, owner, ttl_ms)
+        applied = self._applied(ttl_ms)
+        with self.kv.lock:
+            if self.kv._live(key) is not None:
+                return None
+            self.kv.counters[key] = token = self.kv.counters.get(key, 0) + 1
+            self.kv.data[key] = _Value(owner, token, applied, time.monotonic() + applied / 1000)
+        return Lease(key, owner, token, applied)
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        _own_validation(key, owner, ttl_ms)
+        v = self.kv.compare_and_extend(key, owner, self._applied(ttl_ms))
+        return None if v is None else Lease(key, v.owner, v.token, v.ttl_ms)
+
+    def release(self, key: str, owner: str) -> bool:
+        _own_validation(key, owner)
+        return self.kv.compare_and_delete(key, owner)
+
+    def holder(self, key: str) -> Lease | None:
+        _own_validation(key)
+        v = self.kv.get(key)
+        return None if v is None else Lease(key, v.owner, v.token, v.ttl_ms)
+
+
 class DeclaresExpiryLagItDoesNotHave(CorrectAdapter):
     """Leases live 300 ms longer than the TTL while the declaration promises no lag at all."""
 
@@ -272,10 +310,16 @@ BROKEN: dict[str, type[CorrectAdapter]] = {
     "no_input_validation": NoInputValidation,
     "undeclared_expiry_lag": DeclaresExpiryLagItDoesNotHave,
 }
+"""Adapters each soak scenario and the contract must catch (tests/test_soak_catches_broken.py)."""
 
 
 def correct(url: str) -> CorrectAdapter:
     return CorrectAdapter(url)
+
+
+def validates_without_name_limits(url: str) -> CorrectAdapter:
+    """Not in BROKEN: it is correct on every name a soak uses, so only the contract can catch it."""
+    return ValidatesWithoutNameLimits(url)
 
 
 def _factory(cls: type[CorrectAdapter]):  # type: ignore[no-untyped-def]

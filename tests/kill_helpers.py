@@ -29,3 +29,22 @@ def hangs(url: str) -> LockBackend:
 
 def returns_none(url: str) -> LockBackend:
     return None  # type: ignore[return-value]
+
+
+def rendezvous(url: str) -> LockBackend:
+    """The fake, once every process sharing ``$LOCKCHAOS_RENDEZVOUS`` (a directory) has got this far.
+
+    Two soaks that meet here have both passed their argument checks and neither has written yet:
+    what follows is a true race for the run directory.
+    """
+    import os
+    from pathlib import Path
+
+    where = Path(os.environ["LOCKCHAOS_RENDEZVOUS"])
+    (where / str(os.getpid())).touch()
+    deadline = time.monotonic() + 30
+    while len(list(where.iterdir())) < int(os.environ.get("LOCKCHAOS_RENDEZVOUS_N", "2")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("rendezvous: the other process never came")
+        time.sleep(0.005)
+    return open_backend(url)

@@ -129,10 +129,14 @@ def test_slow_failover_after_holder_crash_is_caught() -> None:
     assert "slow-failover" in kinds(res)
 
 
-def test_unexpected_exception_is_a_conformance_violation() -> None:
+def test_unexpected_exception_is_an_error_handling_violation_not_a_semantics_one() -> None:
+    # Issue 13: an unmapped exception is the adapter's error mapping failing, reported as its own kind;
+    # the call's outcome is unknown, so the lock-semantics checkers treat it as indeterminate.
     rec = OpRecord("a", "release", "k", {"owner": "a"}, 0, 5 * MS, "indeterminate", None,
                    "unexpected PermissionError: not yours")
-    assert "unexpected-exception" in kinds(results(meta(), rec))
+    res = results(meta(), rec)
+    assert "unmapped-exception" in kinds(res)
+    assert res["error-handling"].verdict() == "fail" and not res["conformance"].findings
 
 
 # --- near misses that must pass -----------------------------------------------------------------

@@ -41,14 +41,20 @@ BAD_USAGE = [
     (["soak", "--adapter", "tests.kill_helpers:raises", "--server", "none"],
      "raised RuntimeError: factory cannot connect to anything"),
     (["soak", "--adapter", "tests.kill_helpers:returns_none", "--server", "none"], "is not a LockBackend"),
-    (["contract", "--adapter", "tests.kill_helpers:raises", "--server", "redis"], "raised RuntimeError"),
+    pytest.param(["contract", "--adapter", "tests.kill_helpers:raises", "--server", "redis"], "raised RuntimeError",
+                 marks=pytest.mark.redis),
     (["report"], "the following arguments are required"),
     (["check"], "the following arguments are required"),
     (["soak", "--backend", "all", "--server", "none"], "--server goes with --adapter"),
 ]
 
 
-@pytest.mark.parametrize("argv, message", BAD_USAGE, ids=[" ".join(a) or "no-args" for a, _ in BAD_USAGE])
+def _usage_id(case: object) -> str:
+    argv = case.values[0] if isinstance(case, type(pytest.param())) else case[0]  # type: ignore[index]
+    return " ".join(argv) or "no-args"
+
+
+@pytest.mark.parametrize("argv, message", BAD_USAGE, ids=[_usage_id(c) for c in BAD_USAGE])
 def test_bad_usage_exits_2_with_one_line(argv: list[str], message: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
@@ -87,6 +93,7 @@ def test_missing_server_binary_exits_3_naming_it(env: str, value: str, message: 
     assert len(err) == 1 and message in err[0]
 
 
+@pytest.mark.redis
 def test_wrong_protocol_url_exits_3_within_seconds(capsys: pytest.CaptureFixture[str]) -> None:
     import time
 

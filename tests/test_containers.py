@@ -45,6 +45,8 @@ from lockchaos.harness.containers import (
 from lockchaos.harness.contract import run_contract
 from lockchaos.harness.servers import ServerHandle
 
+pytestmark = [pytest.mark.docker]
+
 ROOT = Path(__file__).resolve().parents[1]
 PREP = "eval \"$(scripts/container-host.sh)\" (as root) before running these tests"
 

@@ -13,6 +13,8 @@ import redis
 from lockchaos.harness.cli import main
 from lockchaos.harness.servers import EtcdServer, RedisServer
 
+pytestmark = [pytest.mark.redis, pytest.mark.etcd]
+
 
 @pytest.fixture
 def their_redis() -> Iterator[tuple[str, redis.Redis]]:

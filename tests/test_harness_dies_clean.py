@@ -22,6 +22,8 @@ import pytest
 
 from lockchaos.harness.cli import main
 
+pytestmark = [pytest.mark.redis, pytest.mark.etcd]
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ("redis-server", "etcd")
 

@@ -17,8 +17,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
-from lockchaos.harness.proxy import FaultProxy, ProxyPool
+from lockchaos.harness.proxy import SPLICE_AVAILABLE, FaultProxy, ProxyPool
 from lockchaos.harness.servers import EtcdServer, RedisServer
+
+pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 
 PING = b"PING\r\n"
 PONG = b"+PONG\r\n"
@@ -441,3 +443,150 @@ def test_delay_replies_slows_only_the_answer() -> None:
         took = time.monotonic() - start
         assert took >= 0.29
         assert direct.get("k") == b"v"
+
+
+# --- the kernel path: healthy connections are spliced, faults switch them back to the Python path
+
+FAULT_CALL_BOUND_S = 1.0  # a fault call takes every connection back from the relay thread first
+
+
+def spliced_ping(proxy: FaultProxy, sock: socket.socket, expect_spliced: int = 1) -> None:
+    """A round trip, then wait until the connection(s) are on the kernel path."""
+    sock.sendall(PING)
+    assert sock.recv(100) == PONG
+    assert wait_until(lambda: proxy.stats().spliced == expect_spliced), proxy.stats()
+
+
+def timed(fn: Callable[[], None]) -> float:
+    t0 = time.monotonic()
+    fn()
+    return time.monotonic() - t0
+
+
+def test_healthy_connections_are_relayed_by_the_kernel_and_python_path_stays_available(
+    redis_server: RedisServer, raw: Callable[[int], socket.socket]
+) -> None:
+    assert SPLICE_AVAILABLE, "this platform lacks os.splice/os.eventfd: every byte takes the Python path"
+    with FaultProxy(redis_server.host, redis_server.port, name="k") as kernel:
+        spliced_ping(kernel, raw(kernel.port))
+        # a relay thread counts a chunk just after it has passed it on, so the count may lag a moment
+        assert wait_until(lambda: (kernel.stats().bytes_up, kernel.stats().bytes_down) == (len(PING), len(PONG)))
+    with FaultProxy(redis_server.host, redis_server.port, name="py", splice=False) as python:
+        sock = raw(python.port)
+        sock.sendall(PING)
+        assert sock.recv(100) == PONG
+        time.sleep(0.05)
+        assert python.stats().spliced == 0
+
+
+def test_blackhole_on_a_spliced_connection_is_in_effect_when_the_call_returns_both_ways(
+    proxy: FaultProxy, redis_server: RedisServer, raw: Callable[[int], socket.socket],
+    client: Callable[..., redis.Redis],
+) -> None:
+    sock = raw(proxy.port)
+    spliced_ping(proxy, sock)
+    assert timed(proxy.blackhole) < FAULT_CALL_BOUND_S
+    assert proxy.stats().spliced == 0
+    sock.sendall(b"SET up-dropped 1\r\n")  # up: never reaches the server
+    sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        sock.recv(100)
+    assert client(redis_server.port).get("up-dropped") is None
+    proxy.heal()
+    sock.settimeout(2)
+    spliced_ping(proxy, sock)  # back on the kernel path
+
+    assert timed(proxy.blackhole_replies) < FAULT_CALL_BOUND_S  # down only
+    assert proxy.stats().spliced == 0
+    sock.sendall(b"SET down-dropped 1\r\n")
+    sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):  # the reply vanished...
+        sock.recv(100)
+    assert wait_until(lambda: client(redis_server.port).get("down-dropped") == b"1")  # ...the request did not
+    assert wait_until(lambda: proxy.stats().bytes_dropped >= len(b"+OK\r\n")), proxy.stats()
+
+
+def test_latency_on_a_spliced_connection_delays_the_next_bytes_each_way(
+    proxy: FaultProxy, raw: Callable[[int], socket.socket]
+) -> None:
+    sock = raw(proxy.port)
+    spliced_ping(proxy, sock)
+
+    def round_trip_s() -> float:
+        t0 = time.monotonic()
+        sock.sendall(PING)
+        assert sock.recv(100) == PONG
+        return time.monotonic() - t0
+
+    assert timed(lambda: proxy.set_latency(100)) < FAULT_CALL_BOUND_S
+    assert round_trip_s() >= 0.2  # 100 ms each way
+    proxy.heal()
+    spliced_ping(proxy, sock)
+    assert timed(lambda: proxy.delay_replies(150)) < FAULT_CALL_BOUND_S
+    assert round_trip_s() >= 0.15
+    proxy.heal()
+    spliced_ping(proxy, sock)
+    assert statistics.median(round_trip_s() for _ in range(5)) < 0.1
+
+
+def test_reset_and_close_on_spliced_connections(
+    proxy: FaultProxy, raw: Callable[[int], socket.socket]
+) -> None:
+    a, b = raw(proxy.port), raw(proxy.port)
+    spliced_ping(proxy, a, expect_spliced=2)  # a connection is spliced once connected, idle or not
+    spliced_ping(proxy, b, expect_spliced=2)
+    b.close()  # a FIN through the kernel path closes the server side, and the proxy forgets it
+    assert wait_until(lambda: proxy.stats().open == 1 and proxy.stats().spliced == 1), proxy.stats()
+    assert timed(proxy.reset) < FAULT_CALL_BOUND_S
+    with pytest.raises(ConnectionResetError):
+        a.recv(100)
+    stats = proxy.stats()
+    assert (stats.open, stats.reset, stats.spliced) == (0, 1, 0)
+
+
+def test_many_spliced_connections_switch_to_a_fault_within_a_bound(
+    proxy: FaultProxy, raw: Callable[[int], socket.socket]
+) -> None:
+    socks = [raw(proxy.port) for _ in range(32)]
+    for sock in socks:
+        spliced_ping(proxy, sock, expect_spliced=32)
+    assert timed(proxy.blackhole) < FAULT_CALL_BOUND_S
+    for sock in socks:
+        sock.sendall(PING)
+    assert wait_until(lambda: proxy.stats().bytes_dropped == 32 * len(PING)), proxy.stats()
+    for sock in socks:
+        sock.settimeout(0.01)
+        with pytest.raises(TimeoutError):
+            sock.recv(100)
+    proxy.heal()
+    assert wait_until(lambda: proxy.stats().spliced == 32)
+
+
+def test_bytes_in_flight_on_the_kernel_path_survive_switching_paths(
+    proxy: FaultProxy, client: Callable[..., redis.Redis]
+) -> None:
+    """Bytes the relay holds in its pipes when a fault arrives are queued, not lost, and keep their
+    order: a 6 MiB reply read slowly through a small receive buffer (so that the relay works against
+    back-pressure) while the proxy flips from the kernel path to the Python path and back arrives
+    intact."""
+    big = os.urandom(6 << 20)
+    assert client(proxy.port, timeout=10.0).set("flip", big)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", proxy.port))
+        sock.sendall(b"GET flip\r\n")
+        expected = b"$%d\r\n%s\r\n" % (len(big), big)
+        got = bytearray()
+        reads = flips = 0
+        while len(got) < len(expected) and reads < 1_000_000:
+            chunk = sock.recv(16384)
+            assert chunk, "the proxy closed the connection"
+            got += chunk
+            reads += 1
+            if proxy.stats().spliced:  # on the kernel path now: take it off mid-transfer
+                proxy.set_latency(1)
+                proxy.heal()
+                flips += 1
+    assert bytes(got) == expected and flips >= 5, flips
+    assert proxy.stats().bytes_dropped == 0

@@ -19,9 +19,12 @@ def lockchaos_factory():
 def test_conftest_fixture_runs_one_test_per_rule(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONFTEST)
     result = pytester.runpytest("-v", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=len(rule_names()))
+    outcomes = result.parseoutcomes()
+    # Rules for capabilities the fake does not declare (refusals, truncation) skip, saying why.
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0
+    assert outcomes["passed"] + outcomes.get("skipped", 0) == len(rule_names())
     for name in rule_names():
-        result.stdout.fnmatch_lines([f"*conftest.py::{name} PASSED*"])
+        result.stdout.fnmatch_lines([f"*conftest.py::{name} [PS][AK][SI]*"])
 
 
 def test_adapter_option_runs_the_contract_and_names_failing_rules(pytester: pytest.Pytester) -> None:

@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from lockchaos.backends.base import ConfigurationError
+from lockchaos.harness.checkers import CHECKERS
 from lockchaos.harness.checkers.model import load_history
 from lockchaos.harness.driver import RunOptions, RunResult, run_scenario
 from lockchaos.harness.history import FaultRecord, HistoryWriter, NoteRecord, OpRecord, WriteRecord
@@ -228,10 +229,11 @@ def test_junit_has_a_suite_per_backend_a_case_per_checker_and_right_counts(soak_
         assert suite.get("failures") == str(sum(1 for c in cases if c.find("failure") is not None))
         assert suite.get("skipped") == str(sum(1 for c in cases if c.find("skipped") is not None))
     fake = suites["lockchaos.fake"].findall("testcase")
-    assert len(fake) == 2 * 6
+    assert len(fake) == 2 * len(CHECKERS)  # two runs, one case per checker
     assert {c.get("classname") for c in fake} == {"lockchaos.fake.holder-pause", "lockchaos.fake.clean-handover"}
     assert {c.get("name") for c in fake} == {"conformance", "exclusion-grants", "exclusion-register", "fencing",
-                                             "liveness", "residue"}
+                                             "liveness", "error-handling", "slow-call",
+                                             "residue"}
     assert root.get("tests") == str(sum(len(s.findall("testcase")) for s in suites.values()))
 
 

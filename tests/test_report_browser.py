@@ -19,6 +19,8 @@ from lockchaos.harness.scenarios import find_scenario
 from lockchaos.harness.targets import backend_target
 from tests.test_check_cli import _planted
 
+pytestmark = [pytest.mark.browser, pytest.mark.redis]
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]

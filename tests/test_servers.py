@@ -146,6 +146,8 @@ def test_server_started_from_a_short_lived_thread_outlives_the_thread() -> None:
         assert redis_client(server).ping()
 
 
+@pytest.mark.redis
+@pytest.mark.etcd
 def test_provision_starts_the_named_kind_and_rejects_unknown_ones() -> None:
     with provision("redis", persistence=True) as server:
         assert isinstance(server, RedisServer) and server.persistence and server.is_running()

@@ -21,7 +21,7 @@ CAUGHT_BY: dict[str, tuple[str, set[str]]] = {
     "lying_release": ("silent-renewer-death", {"conformance"}),
     "no_expiry": ("contention", {"conformance"}),
     "no_input_validation": ("clean-handover", {"conformance"}),
-    "raises_for_not_yours": ("silent-renewer-death", {"conformance"}),
+    "raises_for_not_yours": ("silent-renewer-death", {"conformance", "error-handling"}),
     "reentrant": ("duplicate-owner", {"conformance"}),
     "release_without_owner_check": ("silent-renewer-death", {"exclusion-grants", "conformance"}),
     "renew_does_not_extend": ("clean-handover", {"exclusion-grants", "conformance"}),

@@ -17,6 +17,8 @@ from lockchaos.harness.history import OpRecord, WriteRecord, read_history
 from lockchaos.harness.scenarios import find_scenario
 from lockchaos.harness.targets import backend_target
 
+pytestmark = [pytest.mark.redis, pytest.mark.etcd]
+
 TTL = {"redis": 300, "etcd": 1000}
 
 

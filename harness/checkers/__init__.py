@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..history import Record
-from . import conformance, exclusion, fencing, liveness, residue
+from . import conformance, errors, exclusion, fencing, liveness, residue, slowcalls
 from .findings import CheckResult, Finding
 from .model import History, load_history
 
 CHECKERS = (conformance.check, exclusion.check_grants, exclusion.check_register, fencing.check, liveness.check,
-            residue.check)
+            errors.check, slowcalls.check, residue.check)
 
 
 def check_history(source: Path | Iterable[Record] | History) -> tuple[History, list[CheckResult]]:

@@ -37,11 +37,7 @@ def check(h: History) -> CheckResult:
     for op in sorted(h.ops, key=lambda o: o.invoke):
         active = window.at(op)
         rec = op.rec
-        if rec.error is not None and rec.error.startswith("unexpected"):
-            findings.append(_finding(op, "unexpected-exception",
-                                     f"{rec.op} raised instead of returning or BackendUnavailable: {rec.error}"))
-            continue
-        if rec.outcome == "indeterminate":
+        if rec.outcome == "indeterminate":  # unmapped exceptions too: the error-handling checker reports them
             continue
         counted += 1
         owner = str(rec.args.get("owner", rec.client))
@@ -53,6 +49,10 @@ def check(h: History) -> CheckResult:
         elif rec.op == "holder":
             _holder(h, op, active, findings)
     return CheckResult(NAME, tuple(findings), {"ops_checked": counted, "grants": len(h.grants)})
+
+
+def _tok(token: int | None) -> str:
+    return "" if token is None else f" (token {token})"
 
 
 def _finding(op: Op, kind: str, message: str, *lines: int, tokens: tuple[int, ...] = ()) -> Finding:
@@ -75,7 +75,7 @@ def _acquire(h: History, op: Op, active: list[Grant], findings: list[Finding]) -
         for g in active:
             if g.acquire is not op and g.owner == owner and surely_held_throughout(h, g, op.invoke, op.complete):
                 findings.append(_finding(op, "reentrant-grant",
-                                         f"acquire by {owner} succeeded while its own lease (token {g.token}) was "
+                                         f"acquire by {owner} succeeded while its own lease{_tok(g.token)} was "
                                          "surely in force: the lock is re-entrant", g.acquire.line))
                 break
         return
@@ -97,8 +97,9 @@ def _owner_op(h: History, op: Op, mine: list[Grant], findings: list[Finding]) ->
             return
         if rec.op == "renew" and rec.lease is not None:
             tokens = {g.token for g in live if g.token is not None}
-            token = int(rec.lease["token"])
-            if tokens and token not in tokens and all(g.definite for g in live):
+            raw = rec.lease.get("token")
+            token = None if raw is None or not h.caps.fencing_tokens else int(raw)
+            if token is not None and tokens and token not in tokens and all(g.definite for g in live):
                 findings.append(_finding(op, "renew-token", f"renew returned token {token}, the grant has "
                                          f"{sorted(tokens)}", *(g.acquire.line for g in live),
                                          tokens=(token, *sorted(tokens))))
@@ -111,25 +112,33 @@ def _owner_op(h: History, op: Op, mine: list[Grant], findings: list[Finding]) ->
     if held:
         g = held[0]
         findings.append(_finding(op, f"{rec.op}-refused-for-holder",
-                                 f"{rec.op} refused although the owner's lease (token {g.token}) was surely "
+                                 f"{rec.op} refused although the owner's lease{_tok(g.token)} was surely "
                                  "in force for the whole call", g.acquire.line,
                                  tokens=() if g.token is None else (g.token,)))
 
 
 def _holder(h: History, op: Op, active: list[Grant], findings: list[Finding]) -> None:
+    """Judge only what ``holder()`` is declared to tell: owner and token, the owner, or presence."""
     lease = op.rec.lease
+    info = h.caps.holder_info
+    if info == "none":
+        return
     if lease is None:
         held = [g for g in active if surely_held_throughout(h, g, op.invoke, op.complete)]
         if held:
             g = held[0]
             findings.append(_finding(op, "holder-missed",
-                                     f"holder saw no lease while {g.owner}'s (token {g.token}) was surely in force",
+                                     f"holder saw no lease while {g.owner}'s{_tok(g.token)} was surely in force",
                                      g.acquire.line, tokens=() if g.token is None else (g.token,)))
         return
-    owner, token = lease["owner"], int(lease["token"])
-    candidates = [g for g in active if g.owner == owner and g.token in (token, None)
+    owner = str(lease["owner"])
+    raw = lease.get("token")
+    token = None if raw is None or not h.caps.fencing_tokens else int(raw)
+    candidates = [g for g in active if (info == "presence" or g.owner == owner)
+                  and (token is None or g.token in (token, None))
                   and possibly_held_within(g, op.invoke, op.complete)]
     if not candidates:
+        who = "a holder" if info == "presence" else owner + ("" if token is None else f" with token {token}")
         findings.append(_finding(op, "holder-phantom",
-                                 f"holder reported {owner} with token {token}, which cannot have been in force "
-                                 "(expired, released or never granted)", tokens=(token,)))
+                                 f"holder reported {who}, which cannot have been in force "
+                                 "(expired, released or never granted)", tokens=() if token is None else (token,)))

@@ -8,8 +8,10 @@ interleaving by a stale holder is what the scenario demonstrates (known-unsafe),
 
 from __future__ import annotations
 
+import bisect
+
 from .findings import CheckResult, Finding, Severity
-from .model import History, surely_held_throughout
+from .model import Grant, History, surely_held_throughout
 
 NAME_GRANTS = "exclusion-grants"
 NAME_REGISTER = "exclusion-register"
@@ -23,12 +25,12 @@ def check_grants(h: History) -> CheckResult:
         for g1 in reversed(definite[:i]):
             if g1.latest_end < a.invoke:
                 continue
-            if g1.owner == g2.owner and g1.token == g2.token:
-                continue
+            if g1.owner == g2.owner and g1.token is not None and g1.token == g2.token:
+                continue  # one lease seen twice
             if surely_held_throughout(h, g1, a.invoke, a.complete):
                 findings.append(Finding(
                     NAME_GRANTS, "double-grant", "violation",
-                    f"{g2.owner} was granted token {g2.token} while {g1.owner}'s lease (token {g1.token}) was "
+                    f"{g2.owner} was granted{_tok(g2.token)} while {g1.owner}'s lease{_tok(g1.token)} was "
                     "surely in force for the whole acquire",
                     a.complete, (g1.owner, g2.owner), tuple(t for t in (g1.token, g2.token) if t is not None),
                     (g1.acquire.line, a.line)))
@@ -36,8 +38,13 @@ def check_grants(h: History) -> CheckResult:
     return CheckResult(NAME_GRANTS, tuple(findings), {"grants": len(definite)})
 
 
+def _tok(token: int | None) -> str:
+    return "" if token is None else f" (token {token})"
+
+
 def check_register(h: History) -> CheckResult:
     findings: list[Finding] = []
+    stale_by_lease = _stale_by_lease(h, findings)
     max_token = 0
     max_line = 0
     token_writer: dict[int, tuple[str, int, int]] = {}
@@ -48,7 +55,7 @@ def check_register(h: History) -> CheckResult:
         if not w.accepted:
             stale_rejected += 1
             continue
-        if w.token is None:
+        if w.token is None or not h.caps.fencing_tokens:
             continue  # a tokenless lock's writes are judged by lease identity, never by tokens
         if w.token < max_token:
             severity: Severity = "violation" if w.fencing else "known-unsafe"
@@ -70,9 +77,58 @@ def check_register(h: History) -> CheckResult:
                                     w.time_ns, (owner[0], w.client), (w.token,), (owner[1], line)))
         if w.token >= max_token:
             max_token, max_line = w.token, line
-    stats = {"writes": len(h.writes), "stale_rejected_by_fencing": stale_rejected,
-             "stale_accepted": interleavings}
+    stats: dict[str, object] = {"writes": len(h.writes), "stale_rejected_by_fencing": stale_rejected,
+             "stale_accepted": interleavings + stale_by_lease}
+    if not h.caps.fencing_tokens:
+        stats["judged_by"] = "lease identity: the lock issues no fencing tokens"
     return CheckResult(NAME_REGISTER, tuple(_first_per_kind(findings)), stats)
+
+
+def _stale_by_lease(h: History, findings: list[Finding]) -> int:
+    """Tokenless writes judged by lease identity: a write by a holder whose own grant surely ended.
+
+    Surely ended: the write came after the latest instant the writer's grant can have been in force,
+    or another client was granted the lock after the writer's grant and before the write (the lease
+    was superseded: either it had ended, or two held at once, which ``check_grants`` judges). A lock
+    that issues no token cannot be fenced, so such a write is its declared hazard (known-unsafe),
+    whatever the scenario's register policy.
+    """
+    definite = sorted((g for g in h.grants if g.definite), key=lambda g: g.acquire.complete)
+    by_client: dict[str, list[Grant]] = {}
+    for g in definite:
+        by_client.setdefault(g.client, []).append(g)
+    completes = {c: [g.acquire.complete for g in gs] for c, gs in by_client.items()}
+    newest: dict[str, Grant] = {}  # per client, its latest-invoked grant completed so far
+    nxt = 0
+    count = 0
+    for line, w in h.writes:
+        while nxt < len(definite) and definite[nxt].acquire.complete <= w.time_ns:
+            g = definite[nxt]
+            if g.client not in newest or g.acquire.invoke > newest[g.client].acquire.invoke:
+                newest[g.client] = g
+            nxt += 1
+        if (w.token is not None and h.caps.fencing_tokens) or not w.accepted or w.client not in by_client:
+            continue
+        i = bisect.bisect_right(completes[w.client], w.time_ns) - 1
+        if i < 0:
+            continue
+        g = by_client[w.client][i]  # the grant the writer believes in: its latest one granted by then
+        since = [o for c, o in newest.items() if c != w.client and o.acquire.invoke > g.acquire.complete]
+        if w.time_ns <= g.latest_end and not since:
+            continue
+        count += 1
+        if count > 20:
+            continue  # a stale holder writes many times; the first few prove the point
+        other = min(since, key=lambda o: o.acquire.complete) if since else None
+        why = (f"{other.client} was granted the lock after it (history line {other.acquire.line})"
+               if other is not None else
+               f"{(w.time_ns - g.latest_end) / 1e9:.3f} s after its lease had surely ended")
+        findings.append(Finding(
+            NAME_REGISTER, "stale-write", "known-unsafe",
+            f"{w.client} wrote with a superseded lease: {why}; the lock issues no fencing token, so nothing "
+            "can refuse a stale holder's write", w.time_ns, (w.client, *(() if other is None else (other.client,))),
+            (), (g.acquire.line, *(() if other is None else (other.acquire.line,)), line)))
+    return count
 
 
 def _first_per_kind(findings: list[Finding], keep: int = 20) -> list[Finding]:

@@ -14,8 +14,14 @@ NAME = "fencing"
 
 
 def check(h: History) -> CheckResult:
-    findings: list[Finding] = []
     restarts = h.server_faults("server-kill")
+    if not h.caps.fencing_tokens:
+        # No token to judge: a made-up one would only produce false "regressions". What fencing would
+        # have prevented shows up as stale writes judged by lease identity (exclusion-register).
+        lost = _lost_on_restart(h)
+        reason = "the lock issues no fencing tokens (capabilities.fencing_tokens=False): token rules do not apply"
+        return CheckResult(NAME, tuple(lost), {"skipped": reason, "restarts": len(restarts)}, skipped=reason)
+    findings: list[Finding] = []
     definite = sorted((g for g in h.grants if g.definite and g.token is not None), key=lambda g: g.acquire.invoke)
     best: tuple[int, int, str, int] | None = None  # token, complete, owner, line of the highest earlier grant
     for g in definite:
@@ -50,7 +56,8 @@ def _lost_on_restart(h: History) -> list[Finding]:
             for r in g.renews:
                 if r.rec.outcome == "fail" and f.end <= r.invoke and r.complete < _earliest(g, f.start):
                     out.append(Finding(NAME, "lost-on-restart", "known-unsafe",
-                                       f"{g.owner} lost its lease (token {g.token}) to a restart of a server "
+                                       f"{g.owner} lost its lease{'' if g.token is None else f' (token {g.token})'} "
+                                       "to a restart of a server "
                                        "without durable state", r.complete, (g.owner,),
                                        () if g.token is None else (g.token,), (g.acquire.line, r.line)))
                     break

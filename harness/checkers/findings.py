@@ -37,6 +37,8 @@ class CheckResult:
     checker: str
     findings: tuple[Finding, ...]
     stats: dict[str, Any] = field(default_factory=dict)
+    skipped: str = ""
+    """Why this checker does not apply to the run (a fencing check of a lock with no tokens), if so."""
 
     @property
     def violations(self) -> tuple[Finding, ...]:
@@ -46,7 +48,9 @@ class CheckResult:
     def known_unsafe(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity == "known-unsafe")
 
-    def verdict(self, strict: bool = False) -> Literal["pass", "fail", "known-unsafe"]:
+    def verdict(self, strict: bool = False) -> Literal["pass", "fail", "known-unsafe", "skipped"]:
         if self.violations or (strict and self.known_unsafe):
             return "fail"
-        return "known-unsafe" if self.known_unsafe else "pass"
+        if self.known_unsafe:
+            return "known-unsafe"
+        return "skipped" if self.skipped else "pass"

@@ -54,7 +54,7 @@ class Grant:
     acquire: Op
     owner: str  # the owner id given to the lock
     client: str  # the worker that holds it (two workers may share an owner id)
-    token: int | None  # None: an indeterminate acquire whose token nobody saw
+    token: int | None  # None: an indeterminate acquire whose token nobody saw, or a tokenless lock
     ttl_ms: int
     effect_horizon: int  # the latest instant the acquire can have taken effect
     renews: list[Op] = field(default_factory=list)
@@ -77,6 +77,12 @@ class History:
     grants: list[Grant]
     end_ns: int
     truncated: bool
+    client_timeouts: dict[str, int | None] = field(default_factory=dict)
+    """Each worker client's declared call timeout (``timeout_ms``), when the client tells it."""
+    stopped_ns: int = 0
+    """When the workers were stopped (quiesce or interrupt): nothing they did not do by then is late."""
+    open_errors: list[tuple[int, NoteRecord]] = field(default_factory=list)
+    """Opening a client raised an exception the factory did not map (line, note)."""
 
     def server_faults(self, *names: str) -> list[FaultWindow]:
         return [f for f in self.faults if f.fault in names]
@@ -100,9 +106,18 @@ class History:
         return h + EPSILON_NS
 
 
-def _load(records: Iterable[tuple[int, Record]]) -> tuple[dict[str, Any], list[Op],
-                                                           list[tuple[int, WriteRecord]],
-                                                           list[FaultWindow], int, bool]:
+@dataclass
+class _Notes:
+    """Run-level facts from note records, besides the meta."""
+
+    timeouts: dict[str, int | None] = field(default_factory=dict)
+    stopped_ns: int = 0
+    open_errors: list[tuple[int, NoteRecord]] = field(default_factory=list)
+
+
+def _load(records: Iterable[tuple[int, Record]],
+          notes: _Notes) -> tuple[dict[str, Any], list[Op], list[tuple[int, WriteRecord]],
+                                                    list[FaultWindow], int, bool]:
     meta: dict[str, Any] = {}
     ops: list[Op] = []
     writes: list[tuple[int, WriteRecord]] = []
@@ -129,6 +144,12 @@ def _load(records: Iterable[tuple[int, Record]]) -> tuple[dict[str, Any], list[O
         elif isinstance(rec, NoteRecord):
             if rec.kind == "meta":
                 meta = rec.data
+            elif rec.kind == "client":
+                notes.timeouts[str(rec.data.get("client"))] = rec.data.get("timeout_ms")
+            elif rec.kind == "open-error":
+                notes.open_errors.append((line, rec))
+            elif rec.kind in ("quiesce", "interrupted") and not notes.stopped_ns:
+                notes.stopped_ns = rec.time_ns
             elif rec.kind == "end":
                 ended = True
             elif rec.kind == "residue":  # what the server held after the run: the residue checker's
@@ -145,11 +166,13 @@ def load_history(source: Path | Iterable[Record]) -> History:
         numbered: Iterable[tuple[int, Record]] = enumerate(read_history(source), start=1)
     else:
         numbered = enumerate(source, start=1)
-    meta, ops, writes, faults, end_ns, truncated = _load(numbered)
+    notes = _Notes()
+    meta, ops, writes, faults, end_ns, truncated = _load(numbered, notes)
     if not meta:
         raise ValueError("history has no meta record: not a lockchaos history")
     caps = Capabilities(**meta["capabilities"])
-    h = History(meta, caps, int(meta["ttl_ms"]), ops, writes, faults, [], end_ns, truncated)
+    h = History(meta, caps, int(meta["ttl_ms"]), ops, writes, faults, [], end_ns, truncated, notes.timeouts,
+                notes.stopped_ns or end_ns, notes.open_errors)
     h.grants = _grants(h)
     _bound(h)
     return h
@@ -163,7 +186,9 @@ def _grants(h: History) -> list[Grant]:
         rec = op.rec
         if rec.op == "acquire" and rec.outcome in ("ok", "indeterminate"):
             lease = rec.lease
-            token = None if lease is None else int(lease["token"])
+            # A lock declaring no fencing tokens is never judged by one, even if it hands out numbers.
+            token = (None if lease is None or lease.get("token") is None or not h.caps.fencing_tokens
+                     else int(lease["token"]))
             ttl = int(lease["ttl_ms"]) if lease else h.caps.applied_ttl(int(rec.args.get("ttl_ms", h.ttl_ms)))
             g = Grant(op, str(rec.args.get("owner", rec.client)), rec.client, token, ttl, h.horizon(op))
             grants.append(g)

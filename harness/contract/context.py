@@ -68,7 +68,7 @@ class ContractContext:
         self._keys = itertools.count()
         self._run = uuid.uuid4().hex[:8]
         self.caps: Capabilities = self.client().capabilities
-        self.ttl_ms = self.caps.applied_ttl(max(base_ttl_ms, self.caps.min_ttl_ms))
+        self.ttl_ms = self.caps.applied_ttl(self._on_grid(max(base_ttl_ms, self.caps.min_ttl_ms)))
 
     def client(self) -> LockBackend:
         backend = self._factory()
@@ -81,9 +81,15 @@ class ContractContext:
     def owner(self, tag: str) -> str:
         return f"{tag}-{self._run}"
 
+    def _on_grid(self, ttl_ms: int) -> int:
+        """``ttl_ms`` rounded up to the declared granularity, so that a backend rounding down
+        (truncating) applies no less than asked: rules size their TTLs by the room they need."""
+        gran = self.caps.ttl_granularity_ms
+        return -(-ttl_ms // gran) * gran
+
     def ttl_with_room(self, room_ms: int) -> int:
         """An applied TTL of at least ``room_ms``: rules that act mid-lease need that much time."""
-        return self.caps.applied_ttl(max(self.ttl_ms, room_ms))
+        return self.caps.applied_ttl(self._on_grid(max(self.ttl_ms, room_ms)))
 
     def close(self) -> None:
         for backend in self._clients:
@@ -114,14 +120,30 @@ class ContractContext:
     def earliest_expiry_ns(granted: Timed, ttl_ms: int) -> int:
         return granted.invoke_ns + ttl_ms * NS_PER_MS
 
+    def look(self, backend: LockBackend, key: str) -> Lease | None:
+        """Who holds ``key``, asked only as the backend declares it can tell.
+
+        ``holder()`` where it tells anything; for ``holder_info="none"`` a probe owner tries to
+        acquire the key (and releases at once what it got): refused means held (a presence-only
+        lease is returned), granted means free. A process-wide registry of leases is never used.
+        """
+        if self.caps.holder_info != "none":
+            return backend.holder(key)
+        probe_owner = f"probe-{self._run}-{next(self._keys)}"
+        got = backend.acquire(key, probe_owner, self.ttl_ms)
+        if got is None:
+            return Lease(key, "", None, 0)
+        backend.release(key, probe_owner)
+        return None
+
     def probe_gone(self, backend: LockBackend, key: str, granted: Timed, ttl_ms: int) -> Lease | None:
         """``holder`` called once the lease granted in ``granted`` must have expired."""
         self.sleep_until(self.latest_expiry_ns(granted, ttl_ms) + 1)
-        return backend.holder(key)
+        return self.look(backend, key)
 
     def probe_held(self, backend: LockBackend, key: str, until_ns: int) -> Lease | None:
         """``holder`` that must complete before ``until_ns``, else the probe proves nothing."""
-        probe = self.timed(lambda: backend.holder(key))
+        probe = self.timed(lambda: self.look(backend, key))
         if probe.complete_ns >= until_ns:
             raise Inconclusive("holder() completed after the lease could have expired")
         value = probe.value

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lockchaos.backends.base import Lease, LockBackend
+from lockchaos.backends.base import MAX_KEY_BYTES, MAX_OWNER_BYTES, Lease, LockBackend
 
 from .context import NS_PER_MS, ContractContext, ContractFailure, Inconclusive, RuleSkipped, Timed, expect
 
@@ -61,6 +61,28 @@ def _require_fencing(ctx: ContractContext) -> None:
         raise RuleSkipped("the backend does not declare fencing-grade tokens")
 
 
+def _holder_shows(ctx: ContractContext, seen: Lease | None, lease: Lease | None) -> bool:
+    """Whether ``holder()``'s answer is ``lease`` as far as ``capabilities.holder_info`` lets it tell."""
+    info = ctx.caps.holder_info
+    if seen is None or lease is None:
+        return seen is None and lease is None
+    if info == "lease":
+        return seen == lease
+    if info == "owner":
+        return seen.key == lease.key and seen.owner == lease.owner and seen.token == lease.token
+    return seen.key == lease.key  # presence: only that someone holds it
+
+
+def _expect_holder(ctx: ContractContext, c: LockBackend, key: str, lease: Lease | None, message: str) -> None:
+    """``holder()`` shows ``lease`` (or a free key), judged only by what the backend declares it can tell;
+    nothing is asked of a backend whose ``holder()`` tells nothing (``holder_info="none"``)."""
+    if ctx.caps.holder_info == "none":
+        return
+    seen = c.holder(key)
+    expect(_holder_shows(ctx, seen, lease), f"{message} (holder: {seen!r}, expected {lease!r} as far as "
+           f"holder_info={ctx.caps.holder_info!r} tells)")
+
+
 # --- acquire and holder ---------------------------------------------------------------------------
 
 
@@ -72,7 +94,11 @@ def acquire_free_key_grants(ctx: ContractContext) -> None:
     lease = _lease(_granted(ctx, c, key, owner, ctx.ttl_ms))
     expect(lease.key == key, f"lease.key is {lease.key!r}, expected {key!r}")
     expect(lease.owner == owner, f"lease.owner is {lease.owner!r}, expected {owner!r}")
-    expect(isinstance(lease.token, int), f"lease.token is {lease.token!r}, not an int")
+    if ctx.caps.fencing_tokens:
+        expect(isinstance(lease.token, int), f"lease.token is {lease.token!r}, not an int")
+    else:
+        expect(lease.token is None, f"lease.token is {lease.token!r}, yet the backend declared fencing_tokens=False "
+               "(a token no checker may rely on must not be made up)")
     expect(lease.ttl_ms == ctx.caps.applied_ttl(ctx.ttl_ms),
            f"lease.ttl_ms is {lease.ttl_ms}, capabilities say {ctx.caps.applied_ttl(ctx.ttl_ms)}")
 
@@ -85,7 +111,7 @@ def acquire_is_not_reentrant(ctx: ContractContext) -> None:
     first = _lease(_granted(ctx, c, key, owner, ctx.ttl_with_room(2000)))
     again = c.acquire(key, owner, ctx.ttl_ms)
     expect(again is None, f"second acquire by the holder returned {again!r}")
-    expect(c.holder(key) == first, "a refused re-entrant acquire changed the holder")
+    _expect_holder(ctx, c, key, first, "a refused re-entrant acquire changed the holder")
 
 
 @rule
@@ -96,18 +122,28 @@ def acquire_held_by_other_fails(ctx: ContractContext) -> None:
     first = _lease(_granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000)))
     other = b.acquire(key, ctx.owner("b"), ctx.ttl_ms)
     expect(other is None, f"acquire of a held key by another owner returned {other!r}")
-    expect(b.holder(key) == first, "a refused acquire changed the holder")
+    _expect_holder(ctx, b, key, first, "a refused acquire changed the holder")
 
 
 @rule
 def holder_reports_current_lease(ctx: ContractContext) -> None:
-    """holder returns None for a free key and the current lease (owner, token, TTL) for a held one."""
+    """holder returns None for a free key and, for a held one, what capabilities.holder_info declares."""
     a, b = ctx.client(), ctx.client()
     key = ctx.key("holder")
+    info = ctx.caps.holder_info
+    if info == "none":
+        try:
+            told = b.holder(key)
+        except NotImplementedError:
+            return
+        raise ContractFailure(f"holder_info='none' declared, but holder() answered {told!r} instead of raising "
+                              "NotImplementedError")
     expect(b.holder(key) is None, "holder of a never-used key is not None")
     lease = _lease(_granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000)))
     seen = b.holder(key)
-    expect(seen == lease, f"holder from another client is {seen!r}, expected {lease!r}")
+    expected = {"lease": lease, "owner": Lease(key, lease.owner, lease.token, 0),
+                "presence": Lease(key, "", None, 0)}[info]
+    expect(seen == expected, f"holder from another client is {seen!r}; holder_info={info!r} declares {expected!r}")
 
 
 @rule
@@ -126,8 +162,7 @@ def acquire_is_atomic_under_contention(ctx: ContractContext) -> None:
                f"round {round_no}: {len(winners)} of {threads} simultaneous acquires won "
                f"({sorted(w.owner for w in winners)})")
         for c in clients[:1]:
-            holder = c.holder(key)
-            expect(holder == winners[0], f"round {round_no}: holder {holder!r} is not the winner")
+            _expect_holder(ctx, c, key, winners[0], f"round {round_no}: the holder is not the winner")
 
 
 def _race(ctx: ContractContext, clients: list[LockBackend], key: str, ttl: int) -> list[object]:
@@ -172,10 +207,12 @@ def renew_by_owner_extends(ctx: ContractContext) -> None:
            f"renew changed the lease from {lease!r} to {new!r}")
     expect(new.ttl_ms == ctx.caps.applied_ttl(ttl), f"renew applied TTL {new.ttl_ms}, expected "
            f"{ctx.caps.applied_ttl(ttl)}")
+    if ctx.caps.holder_info == "none":
+        return  # whether the renewed lease outlived the first one cannot be asked of holder()
     # After the first lease surely expired, the renewed one must still be held.
     ctx.sleep_until(ctx.latest_expiry_ns(granted, ttl) + 1)
     seen = ctx.probe_held(c, key, ctx.earliest_expiry_ns(renewed, ttl))
-    expect(seen is not None and seen.owner == owner,
+    expect(seen is not None and (ctx.caps.holder_info == "presence" or seen.owner == owner),
            f"renewed lease was gone when only the original TTL had run out (holder: {seen!r})")
 
 
@@ -195,8 +232,11 @@ def renew_many_times_keeps_the_lease(ctx: ContractContext) -> None:
         renewed, last_invoke = renewal.value, renewal.invoke_ns
         expect(isinstance(renewed, Lease) and renewed.token == first.token,
                f"renewal {i + 1} returned {renewed!r}")
-    seen = c.holder(key)
-    expect(seen is not None and seen.token == first.token, f"lease lost after renewals: {seen!r}")
+    if ctx.caps.holder_info != "none":
+        seen = c.holder(key)
+        expect(seen is not None and (ctx.caps.holder_info == "presence" or
+                                     (seen.owner, seen.token) == (first.owner, first.token)),
+               f"lease lost after renewals: {seen!r}")
 
 
 @rule
@@ -207,7 +247,7 @@ def renew_by_other_owner_fails(ctx: ContractContext) -> None:
     lease = _lease(_granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000)))
     stolen = b.renew(key, ctx.owner("b"), ctx.ttl_ms)
     expect(stolen is None, f"renew by a non-holder returned {stolen!r}")
-    expect(a.holder(key) == lease, "a refused renew changed the holder")
+    _expect_holder(ctx, a, key, lease, "a refused renew changed the holder")
 
 
 @rule
@@ -216,7 +256,7 @@ def renew_of_free_key_fails(ctx: ContractContext) -> None:
     c = ctx.client()
     key = ctx.key("renew-free")
     expect(c.renew(key, ctx.owner("a"), ctx.ttl_ms) is None, "renew of a free key succeeded")
-    expect(c.holder(key) is None, "renew of a free key created a holder")
+    _expect_holder(ctx, c, key, None, "renew of a free key created a holder")
 
 
 @rule
@@ -228,7 +268,7 @@ def renew_after_expiry_fails(ctx: ContractContext) -> None:
     expect(ctx.probe_gone(c, key, granted, ctx.ttl_ms) is None, "lease outlived TTL + declared lag")
     late = c.renew(key, owner, ctx.ttl_ms)
     expect(late is None, f"renew after expiry returned {late!r}")
-    expect(c.holder(key) is None, "renew after expiry revived the lease")
+    _expect_holder(ctx, c, key, None, "renew after expiry revived the lease")
 
 
 # --- release --------------------------------------------------------------------------------------
@@ -241,7 +281,7 @@ def release_by_owner_frees_key(ctx: ContractContext) -> None:
     key = ctx.key("release")
     _granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000))
     expect(a.release(key, ctx.owner("a")) is True, "release by the holder did not return True")
-    expect(b.holder(key) is None, "key still held after its holder released it")
+    _expect_holder(ctx, b, key, None, "key still held after its holder released it")
     expect(b.acquire(key, ctx.owner("b"), ctx.ttl_ms) is not None, "released key could not be acquired")
 
 
@@ -252,7 +292,7 @@ def release_by_other_owner_fails(ctx: ContractContext) -> None:
     key = ctx.key("release-other")
     lease = _lease(_granted(ctx, a, key, ctx.owner("a"), ctx.ttl_with_room(2000)))
     expect(b.release(key, ctx.owner("b")) is False, "release by a non-holder did not return False")
-    expect(a.holder(key) == lease, "release by a non-holder changed the holder")
+    _expect_holder(ctx, a, key, lease, "release by a non-holder changed the holder")
 
 
 @rule
@@ -272,7 +312,7 @@ def release_after_expiry_fails(ctx: ContractContext) -> None:
     expect(a.release(key, ctx.owner("a")) is False, "release after expiry returned True")
     later = _lease(_granted(ctx, b, key, ctx.owner("b"), ctx.ttl_with_room(2000)))
     expect(a.release(key, ctx.owner("a")) is False, "stale owner released the new holder's lease")
-    expect(b.holder(key) == later, "stale release changed the new holder")
+    _expect_holder(ctx, b, key, later, "stale release changed the new holder")
 
 
 # --- expiry and tokens ----------------------------------------------------------------------------
@@ -346,7 +386,56 @@ def bad_input_raises_value_error(ctx: ContractContext) -> None:
         except Exception as exc:
             raise ContractFailure(f"{label} raised {type(exc).__name__}, not ValueError: {exc}") from None
         raise ContractFailure(f"{label} returned {result!r} instead of raising ValueError")
-    expect(c.holder(key) is None, "a rejected call changed the key's state")
+    _expect_holder(ctx, c, key, None, "a rejected call changed the key's state")
+
+
+def _padded(base: str, size: int, fill: str = "\u00e9") -> str:
+    """``base`` padded to exactly ``size`` bytes of UTF-8 with two-byte characters (then one ASCII
+    byte if needed), so that an adapter counting characters instead of bytes shows up."""
+    room = size - len(base.encode())
+    return base + fill * (room // 2) + "x" * (room % 2)
+
+
+@rule
+def names_beyond_the_shared_limits_raise_value_error(ctx: ContractContext) -> None:
+    """A key or owner that is not valid UTF-8, or longer than 1024 / 256 bytes of UTF-8, raises
+    ValueError before any I/O; a key and an owner exactly at the limits work."""
+    c: Any = ctx.client()
+    key, owner, ttl = ctx.key("limits"), ctx.owner("a"), ctx.ttl_ms
+    bad_keys = [key + "\ud800", "\udcff" + key, _padded(key, MAX_KEY_BYTES + 1)]
+    bad_owners = [owner + "\ud800", _padded(owner, MAX_OWNER_BYTES + 1)]
+    calls: list[tuple[str, tuple[object, ...]]] = []
+    for bad in bad_keys:
+        calls += [("acquire", (bad, owner, ttl)), ("renew", (bad, owner, ttl)),
+                  ("release", (bad, owner)), ("holder", (bad,))]
+    for bad in bad_owners:
+        calls += [("acquire", (key, bad, ttl)), ("renew", (key, bad, ttl)), ("release", (key, bad))]
+    for op, args in calls:
+        label = f"{op}({', '.join(_shown(a) for a in args)})"
+        try:
+            result = getattr(c, op)(*args)
+        except ValueError:
+            continue
+        except Exception as exc:
+            raise ContractFailure(f"{label} raised {type(exc).__name__}, not ValueError: {exc}") from None
+        raise ContractFailure(f"{label} returned {result!r} instead of raising ValueError")
+    longest_key, longest_owner = _padded(key, MAX_KEY_BYTES), _padded(owner, MAX_OWNER_BYTES)
+    lease = _lease(_granted(ctx, c, longest_key, longest_owner, ctx.ttl_with_room(2000)))
+    expect(lease.key == longest_key and lease.owner == longest_owner,
+           f"the lease of a {MAX_KEY_BYTES}-byte key and a {MAX_OWNER_BYTES}-byte owner names another "
+           f"key or owner ({len(lease.key.encode())} and {len(lease.owner.encode())} bytes)")
+    if ctx.caps.holder_info in ("lease", "owner"):
+        seen = c.holder(longest_key)
+        expect(seen is not None and seen.owner == longest_owner,
+               f"holder of a {MAX_KEY_BYTES}-byte key does not name its {MAX_OWNER_BYTES}-byte owner")
+    expect(c.release(longest_key, longest_owner) is True, "release of a key at the length limit failed")
+
+
+def _shown(arg: object) -> str:
+    """An argument for a failure message: long names by their size, not 1 KiB of text."""
+    if isinstance(arg, str) and len(arg) > 40:
+        return f"<{len(arg)} chars, {len(arg.encode('utf-8', 'surrogatepass'))} bytes>"
+    return repr(arg)
 
 
 # --- declared capabilities ------------------------------------------------------------------------
@@ -376,6 +465,9 @@ def declared_ttl_rounding_is_applied(ctx: ContractContext) -> None:
 @rule
 def declared_minimum_ttl_is_applied(ctx: ContractContext) -> None:
     """A TTL below the declared minimum is raised to it, and the lease lives that long."""
+    if ctx.caps.refuses_below_min:
+        raise RuleSkipped("the backend declares it refuses TTLs below its minimum "
+                          "(checked by declared_refusal_below_minimum)")
     c = ctx.client()
     applied = ctx.caps.applied_ttl(1)
     key = ctx.key("min")
@@ -413,12 +505,17 @@ def declared_durability_holds_across_restart(ctx: ContractContext) -> None:
     lease = _lease(_granted(ctx, a, key, ctx.owner("a"), ttl))
     ctx.server.restart_server()
     b = ctx.client()
-    seen = _retry_unavailable(ctx, lambda: b.holder(key))
-    expect(seen == lease, f"after a restart the holder is {seen!r}, expected {lease!r}")
+    if ctx.caps.holder_info != "none":
+        seen = _retry_unavailable(ctx, lambda: b.holder(key))
+        expect(_holder_shows(ctx, seen, lease), f"after a restart the holder is {seen!r}, expected {lease!r}")
+    else:  # the lease must still refuse another owner
+        other = _retry_unavailable(ctx, lambda: b.acquire(key, ctx.owner("c"), ctx.ttl_ms))
+        expect(other is None, f"after a restart another owner was granted the held key: {other!r}")
     expect(b.release(key, ctx.owner("a")) is True, "release after restart failed")
     after = b.acquire(key, ctx.owner("b"), ctx.ttl_ms)
-    expect(after is not None and _token(after) > _token(lease),
-           f"token after restart {after!r} is not above {lease.token}")
+    expect(after is not None, "a released key could not be acquired after a restart")
+    if ctx.caps.fencing_tokens:
+        expect(_token(after) > _token(lease), f"token after restart {after!r} is not above {lease.token}")
 
 
 def _retry_unavailable(ctx: ContractContext, call: Callable[[], Lease | None]) -> Lease | None:
@@ -433,6 +530,76 @@ def _retry_unavailable(ctx: ContractContext, call: Callable[[], Lease | None]) -
             if ctx.now_ns() > deadline:
                 raise ContractFailure("server unavailable for 10 s after restart") from None
             ctx.clock.sleep(0.05)
+
+
+# --- declared TTL refusals and truncation (issue 13: lock libraries that truncate or refuse TTLs) ---
+
+
+@rule
+def declared_refusal_below_minimum(ctx: ContractContext) -> None:
+    """A backend declaring refuses_below_min raises ValueError for a TTL below its minimum, changing nothing."""
+    if not ctx.caps.refuses_below_min:
+        raise RuleSkipped("the backend does not declare refuses_below_min (low TTLs are raised to the minimum)")
+    c = ctx.client()
+    key, owner = ctx.key("refuse"), ctx.owner("a")
+    low = sorted({1, ctx.caps.min_ttl_ms - 1} - {0})
+    if not low or ctx.caps.min_ttl_ms == 1:
+        raise RuleSkipped("a minimum of 1 ms leaves no valid TTL below it to refuse")
+    for ttl in low:
+        expect(ctx.caps.refuses_ttl(ttl), f"internal: {ttl} ms is not below the declared minimum")
+        for op in ("acquire", "renew"):
+            try:
+                result = c.acquire(key, owner, ttl) if op == "acquire" else c.renew(key, owner, ttl)
+            except ValueError:
+                continue
+            except Exception as exc:
+                raise ContractFailure(f"{op} with ttl_ms={ttl} (below the declared minimum {ctx.caps.min_ttl_ms} "
+                                      f"ms) raised {type(exc).__name__}, not ValueError: {exc}") from None
+            raise ContractFailure(f"{op} with ttl_ms={ttl} returned {result!r}; the backend declares it refuses "
+                                  f"TTLs below {ctx.caps.min_ttl_ms} ms with ValueError")
+    _expect_holder(ctx, c, key, None, "a refused TTL changed the key's state")
+    granted = _lease(_granted(ctx, c, key, owner, ctx.caps.min_ttl_ms))
+    expect(granted.ttl_ms == ctx.caps.applied_ttl(ctx.caps.min_ttl_ms),
+           f"the minimum TTL {ctx.caps.min_ttl_ms} ms was applied as {granted.ttl_ms} ms")
+
+
+@rule
+def declared_refusal_happens_before_io(ctx: ContractContext) -> None:
+    """A declared refusal is decided before any I/O: ValueError even while the server cannot be reached."""
+    if not ctx.caps.refuses_below_min or ctx.caps.min_ttl_ms == 1:
+        raise RuleSkipped("the backend does not declare refuses_below_min above 1 ms")
+    c = ctx.client()
+    c.close()  # a closed client can do no I/O: only a check made before any can still answer ValueError
+    try:
+        c.acquire(ctx.key("refuse-io"), ctx.owner("a"), ctx.caps.min_ttl_ms - 1)
+    except ValueError:
+        return
+    except Exception as exc:
+        raise ContractFailure(f"a refused TTL on a closed client raised {type(exc).__name__}, not ValueError: "
+                              "the refusal is not decided before I/O") from None
+    raise ContractFailure("a refused TTL on a closed client returned instead of raising ValueError")
+
+
+@rule
+def declared_truncation_expires_at_the_truncated_ttl(ctx: ContractContext) -> None:
+    """A backend declaring ttl_rounding='down' grants, and expires at, the truncated TTL (1.9 s -> 1 s)."""
+    if ctx.caps.ttl_rounding != "down" or ctx.caps.ttl_granularity_ms == 1:
+        raise RuleSkipped("the backend does not declare truncating TTLs (ttl_rounding='down' over a granularity)")
+    g = ctx.caps.ttl_granularity_ms
+    c = ctx.client()
+    requested = max(ctx.ttl_ms, ctx.caps.min_ttl_ms) + g - 1  # just under the next step: truncation shows most
+    applied = ctx.caps.applied_ttl(requested)
+    expect(applied < requested, f"internal: {requested} ms does not truncate")
+    key = ctx.key("truncate")
+    granted = _granted(ctx, c, key, ctx.owner("a"), requested)
+    expect(_lease(granted).ttl_ms == applied,
+           f"requested {requested} ms: lease says {_lease(granted).ttl_ms} ms; truncation declares {applied} ms")
+    # Gone at the truncated TTL (+ lag), long before the requested one.
+    gone = ctx.probe_gone(c, key, granted, applied)
+    if ctx.now_ns() >= ctx.earliest_expiry_ns(granted, requested):
+        raise Inconclusive("the probe ran after the requested TTL: it cannot tell truncation from rounding")
+    expect(gone is None, f"requested {requested} ms, declared truncated to {applied} ms, but the lease was still "
+           f"held after {applied} ms + declared lag {ctx.caps.expiry_lag_ms} ms: the TTL is not truncated")
 
 
 def rule_names() -> list[str]:

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
+from lockchaos.backends.redaction import redact_text
 
+from ..atomicfile import write_atomic
 from ..history import HISTORY_FILE
 from ..scenarios import find_scenario
 from ..verdicts import SUMMARY_FILE
@@ -34,7 +36,7 @@ def write_report(run_dir: Path) -> Path:
     if not history.is_file():
         if summary.get("status") != "skipped":
             raise ConfigurationError(f"{run_dir}: no {HISTORY_FILE} here (give a run directory or a history file)")
-        out.write_text(skipped_page(summary), encoding="utf-8")
+        write_atomic(out, skipped_page(summary))
         return out
     return write_report_for(history, out, summary)
 
@@ -42,7 +44,7 @@ def write_report(run_dir: Path) -> Path:
 def write_report_for(history: Path, out: Path, summary: dict[str, Any] | None = None) -> Path:
     """Write a report of any history file (``summary`` defaults to the one beside a run's history)."""
     run = load_run(history, summary_beside(history) if summary is None else summary)
-    out.write_text(page(run), encoding="utf-8")
+    write_atomic(out, page(run))
     return out
 
 
@@ -123,10 +125,14 @@ def _verdicts(run: LoadedRun) -> str:
 
 
 def reproduce_command(summary: dict[str, Any], meta: dict[str, Any]) -> str | None:
-    """The recorded command, completed with ``--workers``/``--duration`` when the run overrode them."""
+    """The recorded command, completed with ``--workers``/``--duration`` when the run overrode them.
+
+    Redacted again: a run recorded by an older lockchaos may hold a password in its summary."""
     cmd = summary.get("reproduce")
     backend, scenario, seed, ttl = (meta.get(k) for k in ("backend", "scenario", "seed", "ttl_ms"))
-    if not isinstance(cmd, str):
+    if isinstance(cmd, str):
+        cmd = redact_text(cmd)
+    else:
         if None in (backend, scenario, seed, ttl):
             return None
         cmd = (f"lockchaos soak --backend {backend} --scenario {scenario} --seed {seed} --ttl-ms {ttl}"

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
+from ..atomicfile import write_atomic
 from .html import REPORT_FILE
 from .markup import esc
 from .runs import RunEntry, checks_of, discover, split_infrastructure
@@ -58,7 +59,7 @@ def write_index(out_dir: Path) -> Path:
             f"<title>lockchaos soak: {esc(out_dir.name)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
             "</body></html>\n")
     out = out_dir / INDEX_HTML
-    out.write_text(page, encoding="utf-8")
+    write_atomic(out, page)
     return out
 
 

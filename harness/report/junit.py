@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from ..atomicfile import write_atomic
 from .markup import clean
 from .runs import RunEntry, checks_of, discover, split_infrastructure
 
@@ -45,7 +46,7 @@ def write_junit(out_dir: Path) -> Path:
     root.set("time", f"{total_time:.3f}")
     ET.indent(root)
     out = out_dir / JUNIT_FILE
-    ET.ElementTree(root).write(out, encoding="utf-8", xml_declaration=True)
+    write_atomic(out, ET.tostring(root, encoding="utf-8", xml_declaration=True))
     return out
 
 
@@ -84,6 +85,10 @@ def _run_cases(suite: ET.Element, run: RunEntry, counts: dict[str, int]) -> floa
                        else f"{name} failed")
             kind = str(first[0].get("kind", "failure")) if first else "failure"
             ET.SubElement(case, "failure", message=clean(message), type=clean(kind)).text = clean(text)
+        elif verdict == "skipped":
+            reason = str((c.get("stats") or {}).get("skipped", "not applicable to this run"))
+            ET.SubElement(case, "skipped", message=clean(reason))
+            counts["skipped"] += 1
         elif verdict == "known-unsafe":
             ET.SubElement(case, "system-out").text = clean("known-unsafe (passes unless --strict)\n" + text)
     return wall

@@ -9,7 +9,8 @@ from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
 
-from ..history import HISTORY_FILE, parse_record
+from .. import interrupts
+from ..history import HISTORY_FILE, MAX_LINE_BYTES, parse_record
 from ..verdicts import SUMMARY_FILE, judge
 from .loading import read_summary
 
@@ -106,8 +107,8 @@ def _meta(history: Path) -> dict[str, Any]:
     if not history.is_file():
         return {}
     try:
-        with history.open(encoding="utf-8") as fh:
-            rec = parse_record(fh.readline())
+        with history.open("rb") as fh:
+            rec = parse_record(fh.readline(MAX_LINE_BYTES + 1))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
         return {}
     data = getattr(rec, "data", None)
@@ -122,6 +123,8 @@ def checks_of(run: RunEntry) -> dict[str, Any] | None:
     if not run.history.is_file():
         return None
     try:
-        return judge(run.history).to_dict()
+        return interrupts.within_grace(lambda: judge(run.history).to_dict(), "checks")
+    except interrupts.Overdue:  # a stopped soak's index: this run's verdict stays unknown
+        return None
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError(f"{run.history}: not a readable lockchaos history: {exc}") from None

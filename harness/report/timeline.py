@@ -10,6 +10,7 @@ lanes: fault windows and findings.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -99,7 +100,25 @@ def extract(h: History, findings: Iterable[FindingRow]) -> TimelineData:
         (ln.accepted if w.accepted else ln.rejected).append(t)
         first, last = written.get((w.client, w.token), (t, t))
         written[(w.client, w.token)] = (min(first, t), max(last, t))
+    times: dict[str, list[float]] = {}
+    for _, w in h.writes:
+        if w.token is None:  # a tokenless lock: writes belong to the grant they follow
+            times.setdefault(w.client, []).append(w.time_ns / NS)
+    nxt: dict[int, float] = {}  # id(grant) -> when its client's next acquire began
+    last_of: dict[str, Grant] = {}
+    for g in sorted(h.grants, key=lambda g: g.acquire.invoke):
+        if g.client in last_of:
+            nxt[id(last_of[g.client])] = g.acquire.invoke / NS
+        last_of[g.client] = g
     for g in h.grants:
+        if g.token is None and g.definite:
+            end = nxt.get(id(g), float("inf"))
+            ts = times.get(g.client, [])
+            lo, hi = bisect.bisect_left(ts, g.acquire.complete / NS), bisect.bisect_left(ts, end)
+            if lo < hi:
+                written[(g.client, None)] = (ts[lo], ts[hi - 1])
+            else:
+                written.pop((g.client, None), None)
         _grant_spans(h, g, lane(g.client), written)
     ordered = [lanes[k] for k in sorted(lanes, key=_lane_order)]
     for ln in ordered:
@@ -125,7 +144,8 @@ def _grant_spans(h: History, g: Grant, ln: Lane, written: dict[tuple[str, int | 
     proofs += [r.complete for r in g.renews if r.rec.outcome == "fail"]
     end_ns = max(start_ns, min([g.latest_end, h.end_ns, *(p for p in proofs if p >= start_ns)]))
     start, end = start_ns / NS, end_ns / NS
-    token = f"token {g.token}" if g.token is not None else "token unknown"
+    token = (f"token {g.token}" if g.token is not None else
+             "a lease (no token)" if not h.caps.fencing_tokens else "token unknown")
     if not g.definite:
         ln.maybe.append(Span(start, end, f"{g.client} {token}: acquire indeterminate, may have been granted "
                                          f"{start:.3f}-{end:.3f} s (history line {acq.line})",
@@ -134,7 +154,7 @@ def _grant_spans(h: History, g: Grant, ln: Lane, written: dict[tuple[str, int | 
     ln.granted.append(Span(start, end, f"{g.client} {token} granted {start:.3f}-{end:.3f} s "
                                        f"(history line {acq.line})", token_lo=g.token, token_hi=g.token))
     last = start
-    if g.token is not None and (g.client, g.token) in written:
+    if (g.token is not None or not h.caps.fencing_tokens) and (g.client, g.token) in written:
         last = max(last, written[(g.client, g.token)][1])
     for r in g.renews:
         last = max(last, r.complete / NS)
