@@ -281,13 +281,16 @@ def child_main(spec: ChildSpec, rpc: Connection, ctl: Connection) -> None:
                           random.Random(spec.seed), link_of, owner_id=spec.owner_id)
     worker.incarnation = spec.incarnation
     worker._port = port
-    try:
-        worker.connect()
-    except BackendUnavailable:
-        pass  # a server down at (re)start: the loop retries, as a thread worker's does
-    except BaseException as exc:  # a broken adapter: the driver raises it as a thread worker's would
-        port.send("failed", _portable(exc))
-        return
+    if spec.incarnation == 1:  # before the run, as the driver opens a thread worker's client
+        try:
+            worker.connect()
+        except BackendUnavailable:
+            pass  # a server down at start: the loop retries, as a thread worker's does
+        except BaseException as exc:  # a broken adapter: the driver raises it as a thread worker's would
+            port.send("failed", _portable(exc))
+            return
+    # A revived worker reopens its client in its loop, as a thread worker does after a crash: a
+    # factory failing there is an error-handling finding and a retry, not the end of the run.
     port.send("ready")
     if ctl.recv() != ("go",):
         return

@@ -24,6 +24,7 @@ def _meta(run_dir: Path) -> dict[str, object]:
                 if isinstance(r, NoteRecord) and r.kind == "meta")
 
 
+@pytest.mark.redis
 def test_scenario_client_timeout_reaches_a_users_adapter(tmp_path: Path) -> None:
     url_adapters.SEEN_TIMEOUTS.clear()
     scenario = replace(find_scenario("slow-acquire-reply"), duration=3)
@@ -44,6 +45,7 @@ def test_scenario_client_timeout_reaches_an_adapter_on_the_fake(tmp_path: Path) 
     assert set(url_adapters.SEEN_TIMEOUTS) == {2 * TTL_MS}
 
 
+@pytest.mark.redis
 def test_server_restart_durable_runs_an_adapter_against_a_durable_redis(tmp_path: Path) -> None:
     # Our Redis client asks the server (durable=auto): it declares durable only with AOF fsync always.
     target = adapter_target("lockchaos.backends:open_backend", "redis-aof")
@@ -55,6 +57,7 @@ def test_server_restart_durable_runs_an_adapter_against_a_durable_redis(tmp_path
     assert result.judgement is not None and not result.judgement.failed, result.judgement.to_dict()
 
 
+@pytest.mark.redis
 def test_redis_aof_server_is_durable_for_every_scenario_of_an_adapter(tmp_path: Path) -> None:
     target = adapter_target("lockchaos.backends:open_backend", "redis-aof")
     result = run_scenario(target, replace(find_scenario("clean-handover"), duration=2),
@@ -64,6 +67,7 @@ def test_redis_aof_server_is_durable_for_every_scenario_of_an_adapter(tmp_path: 
     assert "--server redis-aof" in result.run_dir.joinpath("summary.json").read_text()
 
 
+@pytest.mark.redis
 def test_plain_redis_server_for_an_adapter_stays_non_durable(tmp_path: Path) -> None:
     target = adapter_target("lockchaos.backends:open_backend", "redis")
     result = run_scenario(target, replace(find_scenario("clean-handover"), duration=2),

@@ -20,7 +20,7 @@ import pytest
 
 from lockchaos.harness.cli import main
 from lockchaos.harness.driver import RunOptions, RunResult, run_scenario
-from lockchaos.harness.history import FaultRecord, OpRecord, Record, read_history
+from lockchaos.harness.history import FaultRecord, NoteRecord, OpRecord, Record, read_history
 from lockchaos.harness.scenarios import find_scenario
 from lockchaos.harness.targets import adapter_target, backend_target
 
@@ -65,6 +65,7 @@ def run(backend: str, scenario: str, tmp_path: Path, on_record: Callable[[Record
     return result
 
 
+@pytest.mark.redis
 def test_crashed_worker_process_is_killed_and_leaves_no_process(tmp_path: Path) -> None:
     at: dict[str, set[int]] = {}
 
@@ -84,6 +85,7 @@ def test_crashed_worker_process_is_killed_and_leaves_no_process(tmp_path: Path) 
     assert result.judgement is not None and not result.judgement.failed
 
 
+@pytest.mark.redis
 def test_paused_worker_process_freezes_its_library_renewal_thread(tmp_path: Path) -> None:
     # The adapter renews every held lease from its own thread every 40 ms (TTL 300 ms). Were only the
     # worker's loop paused (a thread worker), that thread would keep the lease alive through the pause;
@@ -109,6 +111,7 @@ def test_catalogue_on_real_time_fake_passes_with_process_workers(scenario: str, 
     assert worker_processes() == []
 
 
+@pytest.mark.redis
 @pytest.mark.parametrize("scenario", ["holder-pause-fenced", "server-restart", "latency", "acquire-interrupted"])
 def test_catalogue_on_redis_passes_with_process_workers(scenario: str, tmp_path: Path) -> None:
     result = run("redis", scenario, tmp_path)
@@ -129,6 +132,7 @@ def test_bad_workers_mode_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
     assert "--workers-mode" in capsys.readouterr().err
 
 
+@pytest.mark.redis
 def test_killed_harness_leaves_no_worker_process(tmp_path: Path) -> None:
     out = tmp_path / "run"
     log = (tmp_path / "harness.log").open("wb")
@@ -157,20 +161,21 @@ def test_killed_harness_leaves_no_worker_process(tmp_path: Path) -> None:
     assert wait_until(all_gone, timeout=10), [w.pid for w in workers]
 
 
-def test_factory_failing_in_a_revived_worker_process_ends_with_status_3(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    log = tmp_path / "harness.log"
-    with log.open("wb") as f:
-        status = subprocess.run(
-            [sys.executable, "-m", "lockchaos", "soak", "--adapter",
-             "tests.renewing_adapters:explodes_in_a_revived_worker", "--server", "redis",
-             "--scenario", "holder-crash", "--ttl-ms", "300", "--seed", "1", "--out", str(out)],
-            cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            timeout=120).returncode
-    assert status == 3
-    assert "exploded in a revived worker process" in log.read_text()
+@pytest.mark.redis
+def test_factory_failing_in_a_revived_worker_process_is_an_error_handling_finding(tmp_path: Path) -> None:
+    # As with a thread worker reopening its client after a crash: reported, retried, the run goes on.
+    target = adapter_target("tests.renewing_adapters:explodes_in_a_revived_worker", "redis")
+    result = run_scenario(target, find_scenario("holder-crash"),
+                          RunOptions(seed=1, ttl_ms=TTL_MS, workers_mode="process"), tmp_path)
+    assert result.status == "ran", result.reason
+    assert result.judgement is not None and "error-handling" in result.judgement.failing()
+    notes = [r for r in read_history(result.run_dir / "history.jsonl")
+             if isinstance(r, NoteRecord) and r.kind == "open-error"]
+    assert notes and all("exploded in a revived worker process" in n.data["error"] for n in notes)
+    assert worker_processes() == []
 
 
+@pytest.mark.redis
 def test_call_in_flight_when_its_process_is_killed_is_recorded_indeterminate(tmp_path: Path) -> None:
     # Every acquire takes 2 s, so nobody holds the lock when the crash comes (the nemesis then picks a
     # worker at random): the kill lands in the middle of its acquire, which may or may not have been
