@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported
-from lockchaos.backends.redaction import redact_url
+from lockchaos.backends.redaction import redact_text, redact_url
 
 from . import interrupts
 from .atomicfile import disk_error, is_disk_error, write_atomic
@@ -104,7 +104,8 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
     try:
         env = _environment(target, scenario, runtime, opts)
     except Exception as exc:  # say so in the run directory: an empty one would look like a result
-        _write_summary(run_dir, target, scenario, opts, "error", f"{type(exc).__name__}: {exc}", None, 0.0, 0.0)
+        _write_summary(run_dir, target, scenario, opts, "error", f"{type(exc).__name__}: {redact_text(str(exc))}",
+                       None, 0.0, 0.0)
         raise
     try:
         recorded = _run_in(env, target, scenario, opts, run_dir, runtime, wall0, on_record)
@@ -206,7 +207,8 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms)
             record(NoteRecord("residue", runtime.now_ns(), {"at_stop": at_stop, "at_end": env.residue()}))
         simulated = (runtime.now_ns() - t0) / 1e9
-        record(NoteRecord("end", runtime.now_ns(), {"errors": [f"{type(e).__name__}: {e}" for e in errors]}))
+        record(NoteRecord("end", runtime.now_ns(),
+                          {"errors": [f"{type(e).__name__}: {redact_text(str(e))}" for e in errors]}))
     finally:
         for w in workers:  # no worker process outlives its run
             if isinstance(w, ProcessWorker):
@@ -257,7 +259,7 @@ def _quiesce(env: Environment, runtime: Runtime, record: Any, ttl_ms: int, lag_m
             lease = observer.holder(LOCK_KEY)
             outcome, error = "ok", None
         except Exception as exc:
-            lease, outcome, error = None, "indeterminate", f"{type(exc).__name__}: {exc}"
+            lease, outcome, error = None, "indeterminate", f"{type(exc).__name__}: {redact_text(str(exc))}"
         record(OpRecord("observer", "holder", LOCK_KEY, {}, invoke, runtime.now_ns(), outcome,  # type: ignore[arg-type]
                         lease_dict(lease), error))
     finally:

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from lockchaos.backends.base import FaultUnsupported
+from lockchaos.backends.redaction import redact_text
 
 from . import exitcodes, interrupts
 from .atomicfile import write_atomic
@@ -90,11 +91,11 @@ def run_soak(plan: SoakPlan, console: Console) -> int:
                 try:
                     result = run_scenario(target, scenario, opts, plan.out_dir, on_record=count)
                 except FaultUnsupported as exc:  # found mid-run: the driver wrote no summary of its own
-                    result = RunResult(target.label, scenario.name, "skipped", str(exc),
+                    result = RunResult(target.label, scenario.name, "skipped", redact_text(str(exc)),
                                        run_dir_of(plan.out_dir, target, scenario), opts.seed, 0.0, 0.0, None)
                 except Exception as exc:  # a server that would not start, an adapter that blew up
                     with lock:
-                        infra.append(f"{target.label}/{scenario.name}: {type(exc).__name__}: {exc}")
+                        infra.append(f"{target.label}/{scenario.name}: {type(exc).__name__}: {redact_text(str(exc))}")
                     progress.advance(task)
                     continue
                 with lock:
