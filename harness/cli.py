@@ -1,4 +1,4 @@
-"""The ``lockchaos`` command line: parse, validate everything, then run (DESIGN.md names are stable)."""
+"""The ``lockchaos`` command line: parse, validate everything, then run (command and flag names are a contract)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exit statuses are a contract with CI scripts (DESIGN.md): keep them in one place."""
+"""Exit statuses are a contract with CI scripts (README, Verdicts): keep them in one place."""
 
 OK = 0
 CHECK_FAILED = 1
