@@ -120,10 +120,20 @@ def _non_negative_int(flag: str) -> Callable[[str], int]:
     return _bounded_int(flag, 0, 2**63 - 1)
 
 
+def _backend_list(text: str) -> str:
+    """``--backend`` takes one choice or several, comma-separated (``all,libs``: ours and every library)."""
+    parts = [p.strip() for p in text.split(",")]
+    bad = [p for p in parts if p not in BACKEND_CHOICES]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(f"invalid --backend {text!r}: choose from {', '.join(BACKEND_CHOICES)} "
+                                         "(several, comma-separated)")
+    return ",".join(parts)
+
+
 def _add_target_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKEND_CHOICES,
+    p.add_argument("--backend", type=_backend_list, metavar="|".join(BACKEND_CHOICES),
                    help="one of our backends, or all of them; a lock library, or libs for all of them; "
-                        "a cluster (etcd-cluster, redis-sentinel: never in all)")
+                        "a cluster (etcd-cluster, redis-sentinel: never in all); several, comma-separated")
     p.add_argument("--adapter", metavar="PKG.MOD:FACTORY", help="your adapter: factory(url) -> LockBackend")
     p.add_argument("--server", choices=SERVERS, help="server the harness provides to --adapter")
     p.add_argument("--provision", choices=("process", "container"), default="process",

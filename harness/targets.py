@@ -57,13 +57,12 @@ class Target:
 
 
 def backend_names(choice: str | None) -> tuple[str, ...]:
-    """The backends a ``--backend`` choice stands for (none given: ``all``)."""
-    if choice in (None, "all"):
-        return BACKENDS
-    if choice == "libs":
-        return LIBRARY_BACKENDS
-    assert choice is not None
-    return (choice,)
+    """The backends a ``--backend`` choice stands for (none given: ``all``); several comma-separated."""
+    groups = {"all": BACKENDS, "libs": LIBRARY_BACKENDS}
+    names: list[str] = []
+    for part in (choice or "all").split(","):
+        names.extend(n for n in groups.get(part, (part,)) if n not in names)
+    return tuple(names)
 
 
 def backend_target(name: str, *, persistence: bool = False, provision: str = "process") -> Target:

@@ -116,3 +116,17 @@ def test_console_script_and_module_entry_point_agree() -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.startswith("lockchaos: error:")
+
+
+def test_backend_takes_several_comma_separated_choices_in_order_without_repeats() -> None:
+    from lockchaos.harness.targets import BACKENDS, LIBRARY_BACKENDS, backend_names
+
+    assert backend_names("all,libs") == (*BACKENDS, *LIBRARY_BACKENDS)
+    assert backend_names("redis,fake,redis") == ("redis", "fake")
+    assert backend_names(None) == BACKENDS
+
+
+def test_unknown_backend_in_a_list_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["soak", "--backend", "redis,nope", "--virtual-time"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid --backend 'redis,nope'" in err[0]
