@@ -30,7 +30,7 @@ library-findings: venv servers
 ## Lint, type-check and run the tests: real redis-server and etcd, real containers on a private
 ## Docker engine (started for the tests and stopped after them, however they end), headless Chromium.
 test: venv servers browser lint
-	@rc=0; $(ENGINE_ENV) && $(BIN)/python -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(ENGINE_ENV) && $(BIN)/python -m pytest -q -n 3 $(PYTEST_ARGS) || rc=$$?; \
 		$(CONTAINER_HOST) stop; exit $$rc
 
 ## For contributors: no root, no servers, no Docker, no browser (the fake, virtual time, checkers,

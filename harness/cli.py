@@ -125,8 +125,8 @@ def _backend_list(text: str) -> str:
     parts = [p.strip() for p in text.split(",")]
     bad = [p for p in parts if p not in BACKEND_CHOICES]
     if bad or not parts:
-        raise argparse.ArgumentTypeError(f"invalid --backend {text!r}: choose from {', '.join(BACKEND_CHOICES)} "
-                                         "(several, comma-separated)")
+        raise argparse.ArgumentTypeError(f"invalid choice: {(bad or [text])[0]!r} (choose from "
+                                         f"{', '.join(BACKEND_CHOICES)}; several, comma-separated)")
     return ",".join(parts)
 
 

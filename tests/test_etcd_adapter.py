@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import uuid
@@ -74,7 +75,9 @@ def closed_port() -> int:
 @pytest.mark.slow
 def test_contract_passes_against_a_real_etcd(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["contract", "--backend", "etcd"]) == 0
-    assert f"{len(rule_names())} passed, 0 failed, 0 skipped" in capsys.readouterr().out
+    # Rules for what etcd does not declare (TTL truncation, refusals below the minimum) skip with the reason.
+    tally = re.search(r"(\d+) passed, 0 failed, (\d+) skipped", capsys.readouterr().out)
+    assert tally is not None and int(tally[1]) + int(tally[2]) == len(rule_names()) and int(tally[2]) <= 3
 
 
 # --- what the contract cannot see ---------------------------------------------------------------------
