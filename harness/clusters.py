@@ -101,13 +101,17 @@ class ProcessCluster:
         self._members = self._build()
         self._started = True
         try:
-            _parallel(self._members, lambda m: m.start())
+            self._start_members()
             self._after_start()
         except BaseException:
             with contextlib.suppress(Exception):
                 self.stop()
             raise
         return self
+
+    def _start_members(self) -> None:
+        """All members at once, by default."""
+        _parallel(self._members, lambda m: m.start())
 
     def _after_start(self) -> None:
         """Wait for the roles to settle; nothing by default."""
@@ -519,22 +523,11 @@ class SentinelCluster(ProcessCluster):
                                         replicas=replica_ports, peers=peers))
         return nodes
 
-    def start(self) -> Self:
+    def _start_members(self) -> None:
         # The data nodes first: a Sentinel started before its primary answers would wait for it.
-        if self._started:
-            raise InfrastructureError(f"{self!r} is already started")
-        self._members = self._build()
-        self._started = True
-        try:
-            _parallel(self.nodes, lambda m: m.start())
-            self._await_replicas()
-            _parallel(self.sentinels, lambda m: m.start())
-            self._after_start()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.stop()
-            raise
-        return self
+        _parallel(self.nodes, lambda m: m.start())
+        self._await_replicas()
+        _parallel(self.sentinels, lambda m: m.start())
 
     def _after_start(self) -> None:
         """Wait until every Sentinel knows every replica and every other Sentinel: before that, a
