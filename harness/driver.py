@@ -27,7 +27,7 @@ from .environments import Environment, FakeEnvironment, ServerEnvironment
 from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, lease_dict, read_history
 from .nemesis import Nemesis
 from .observations import Observations, observe
-from .procworker import ProcessWorker, process_worker, uses_processes
+from .procworker import WORKERS_LOG, ProcessWorker, process_worker, uses_processes
 from .register import FencedRegister
 from .report import write_report
 from .runtime import RealRuntime, Runtime, VirtualRuntime
@@ -186,7 +186,8 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             if processes:
                 w = process_worker(i, f"w{i}", target=target, env=env, key=LOCK_KEY, plan=scenario.plan,
                                    timing=timing, runtime=runtime, record=record, register=register,
-                                   rng=random.Random(rng.randrange(2**32)), owner_id=owner_id)
+                                   rng=random.Random(rng.randrange(2**32)), owner_id=owner_id,
+                                   log_path=run_dir / WORKERS_LOG)
             else:
                 w = Worker(f"w{i}", functools.partial(env.open_client, i), LOCK_KEY, scenario.plan, timing,
                            runtime, record, register, random.Random(rng.randrange(2**32)),
@@ -214,6 +215,9 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             if isinstance(w, ProcessWorker):
                 w.terminate()
         history.close()
+        with contextlib.suppress(OSError):  # keep workers.log only when a worker had something to say
+            if (run_dir / WORKERS_LOG).stat().st_size == 0:
+                (run_dir / WORKERS_LOG).unlink()
     for e in errors:
         if isinstance(e, FaultUnsupported):
             raise e

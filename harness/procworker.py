@@ -35,6 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lockchaos.backends.base import (
@@ -132,6 +133,9 @@ class _RemoteRegister(FencedRegister):
     def write(self, client: str, token: int | None) -> bool:
         return bool(self._port.ask("write", client, token))
 
+
+WORKERS_LOG = "workers.log"
+"""In a run directory: what worker processes printed (a library's own tracebacks and log lines)."""
 
 # What the nemesis arms on a worker, as a fresh incarnation has it; set in the child by name.
 _DISARMED: dict[str, object] = {"pause_for_s": 0.0, "renewer_dead": False, "lose_release_reply": False,
@@ -344,8 +348,10 @@ class ProcessWorker:
     """
 
     def __init__(self, index: int, spec: ChildSpec, place: ClientPlace, runtime: Runtime,
-                 record: Callable[[Record], None], register: FencedRegister, rng: random.Random) -> None:
+                 record: Callable[[Record], None], register: FencedRegister, rng: random.Random,
+                 log_path: Path | None = None) -> None:
         self.index = index
+        self._log_path = log_path
         self.wid = spec.wid
         self._spec = spec
         self._place = place
@@ -447,14 +453,19 @@ class ProcessWorker:
                          self._rng.randrange(2**32), self._spec.owner_id, self._spec.opener, os.getpid())
         fds = (rpc_child.fileno(), ctl_child.fileno())
         argv = [sys.executable, "-c", _CHILD_CODE, *map(str, fds), str(os.getpid())]
+        # What a library prints (its renewal thread's tracebacks, its log lines) goes to the run
+        # directory's workers.log, not over the harness's progress display.
+        log = None if self._log_path is None else self._log_path.open("ab")
         try:
             # Its own session: Ctrl-C at a terminal is the driver's, which stops its workers in order.
             proc = _STARTER.submit(subprocess.Popen, argv, stdin=subprocess.DEVNULL, pass_fds=fds,
-                                   start_new_session=True,
+                                   start_new_session=True, stdout=log, stderr=log,
                                    env={**os.environ, WORKER_ENV: self.name}).result()
         finally:
             rpc_child.close()
             ctl_child.close()
+            if log is not None:
+                log.close()
         self._proc, self._rpc, self._ctl, self._ready = proc, rpc_parent, ctl_parent, False
         with contextlib.suppress(OSError):  # a child that died at once says so on connect
             rpc_parent.send(sys.path)  # the driver's import path: a user's adapter module, our tests
@@ -689,11 +700,12 @@ def _not_sendable(target: Target) -> str | None:
 
 def process_worker(index: int, wid: str, *, target: Target, env: Environment, key: str, plan: WorkerPlan,
                    timing: Timing, runtime: Runtime, record: Callable[[Record], None],
-                   register: FencedRegister, rng: random.Random, owner_id: str | None) -> ProcessWorker:
+                   register: FencedRegister, rng: random.Random, owner_id: str | None,
+                   log_path: Path | None = None) -> ProcessWorker:
     """A worker process for the driver: started at once (children start in parallel), ready on ``connect``."""
     # A user's adapter is imported again in the child by its spec; ours is pickled by reference.
     opener = ClientOpener(target.label, target.adapter_spec,
                           None if target.adapter_spec is not None else target.factory)
     spec = ChildSpec(wid, 1, key, plan, timing, 0, owner_id, opener, os.getpid())
     return ProcessWorker(index, spec, ClientPlace(env.client_url, env.open_client, env.link), runtime, record,
-                         register, rng)
+                         register, rng, log_path)

@@ -90,3 +90,15 @@ class SlowAcquire(AutoRenewing):
 
 def slow_acquire(url: str) -> LockBackend:
     return SlowAcquire(open_backend(url))
+
+
+NOISE = "noisy-library: renewal thread says hello"
+
+
+def noisy(url: str) -> LockBackend:
+    """Our client, opened by a library that prints to stderr (as python-redis-lock's dying thread does)."""
+    import os
+    import sys
+
+    print(f"{NOISE} in {os.environ.get('LOCKCHAOS_WORKER', 'the harness')}", file=sys.stderr, flush=True)
+    return open_backend(url)

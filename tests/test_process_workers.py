@@ -205,3 +205,20 @@ def test_a_factory_a_worker_process_cannot_import_is_refused_or_run_in_threads()
     assert uses_processes(backend_target("redis"), "auto", False)
     assert not uses_processes(backend_target("fake"), "auto", False)
     assert not uses_processes(backend_target("redis"), "process", True)  # virtual time: in-process
+
+
+def test_what_worker_processes_print_goes_to_the_run_directory_not_the_console(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from tests.renewing_adapters import NOISE
+
+    target = adapter_target("tests.renewing_adapters:noisy", "redis")
+    result = run_scenario(target, find_scenario("clean-handover"),
+                          RunOptions(seed=1, ttl_ms=TTL_MS, workers_mode="process"), tmp_path)
+    assert result.status == "ran", result.reason
+    assert f"{NOISE} in w0#1" in (result.run_dir / "workers.log").read_text()
+    assert f"{NOISE} in w" not in capfd.readouterr().err  # the harness's own opens may print, not workers
+
+
+def test_a_run_whose_workers_said_nothing_keeps_no_workers_log(tmp_path: Path) -> None:
+    result = run("redis", "clean-handover", tmp_path)
+    assert not (result.run_dir / "workers.log").exists()
