@@ -26,6 +26,7 @@ _OPENERS = {
     "redis": "lockchaos.backends.redis:open_redis",
     "etcd": "lockchaos.backends.etcd:open_etcd",
     "redis+sentinel": "lockchaos.backends.sentinel:open_sentinel",
+    "redlock": "lockchaos.backends.libs.pottery_quorum:open_pottery_quorum",
 }
 
 

@@ -322,6 +322,17 @@ class ClusterServerFaults:
     def resume_member(self, name: str) -> None:
         self.cluster.resume_member(name)
 
+    def masters(self) -> list[str]:
+        return self._redlock().masters()
+
+    def granting_masters(self) -> list[str]:
+        return self._redlock().granting_masters()
+
+    def _redlock(self) -> RedlockCluster:
+        if not isinstance(self.cluster, RedlockCluster):
+            raise FaultUnsupported(f"{self.cluster!r} has no independent Redlock masters")
+        return self.cluster
+
 
 # --- Redis with Sentinel ------------------------------------------------------------------------------
 
@@ -588,9 +599,68 @@ class SentinelCluster(ProcessCluster):
         return f"<SentinelCluster {LOOPBACK}:{ports or 'unstarted'}>"
 
 
+# --- Redlock: independent masters -------------------------------------------------------------------
+
+REDLOCK_MASTERS = 5
+REDLOCK_KEY_PATTERN = "redlock:*"
+"""pottery's Redlock names its keys ``redlock:<name>``."""
+
+
+class RedlockCluster(ProcessCluster):
+    """Five independent non-persistent redis-server masters on loopback: no replication, no Sentinel.
+
+    Redlock has no leader: a lock is a quorum of masters (3 of 5). A master restarted after kill -9
+    comes back empty, forgetting the grants it held; that is the hazard the Redlock faults exercise.
+    """
+
+    kind = "redlock"
+
+    def __init__(self, *, masters: int = REDLOCK_MASTERS) -> None:
+        super().__init__()
+        self.size = masters
+        from lockchaos.backends.libs.pottery_quorum import RESTART_MS
+        from lockchaos.backends.redis import DEFAULT_TIMEOUT_MS
+
+        self.failover_ms = DEFAULT_TIMEOUT_MS + RESTART_MS
+
+    @property
+    def url(self) -> str:
+        return "redlock://" + ",".join(f"{m.host}:{m.port}" for m in self._members) + "/0"
+
+    def _build(self) -> list[_ProcessServer]:
+        return [RedisNode(f"m{i}", port, None) for i, port in enumerate(free_ports(self.size))]
+
+    def leader(self) -> str:
+        raise FaultUnsupported("Redlock has no leader: its masters are independent (use the redlock faults)")
+
+    def masters(self) -> list[str]:
+        return [m.name for m in self.nodes]
+
+    @property
+    def nodes(self) -> list[RedisNode]:
+        return [m for m in self._members if isinstance(m, RedisNode)]
+
+    def granting_masters(self) -> list[str]:
+        """The running masters that hold some Redlock key now (that granted a lock still in force)."""
+        out = []
+        for node in self.nodes:
+            if not node.is_running() or node.paused:
+                continue
+            client = redis.Redis(host=node.host, port=node.port, socket_timeout=_STATUS_TIMEOUT_S,
+                                 socket_connect_timeout=_STATUS_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+            try:
+                if next(iter(client.scan_iter(match=REDLOCK_KEY_PATTERN, count=100)), None) is not None:
+                    out.append(node.name)
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+        return out
+
+
 # --- what the CLI provisions -------------------------------------------------------------------------
 
-CLUSTERS = ("etcd-cluster", "redis-sentinel")
+CLUSTERS = ("etcd-cluster", "redis-sentinel", "redlock")
 
 
 def provision_cluster(kind: str) -> ProcessCluster:
@@ -599,4 +669,6 @@ def provision_cluster(kind: str) -> ProcessCluster:
         return EtcdCluster().start()
     if kind == "redis-sentinel":
         return SentinelCluster().start()
+    if kind == "redlock":
+        return RedlockCluster().start()
     raise InfrastructureError(f"unknown cluster kind {kind!r}")

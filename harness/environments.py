@@ -20,7 +20,7 @@ from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_
 
 from .clusters import ClusterServerFaults, ProcessCluster
 from .external import is_loopback, purge_prefix, with_run_prefix
-from .nemesis import CLUSTER_FAULTS, LINK_FAULTS, SERVER_FAULTS, ServerFaults
+from .nemesis import CLUSTER_FAULTS, LINK_FAULTS, REDLOCK_FAULTS, SERVER_FAULTS, ServerFaults
 from .proxy import FaultProxy, ProxyPool
 from .residue import Snapshot, fake_snapshot, server_snapshot
 from .runtime import Runtime
@@ -335,6 +335,11 @@ class ServerEnvironment:
     def unsupported(self, fault: str) -> str | None:
         if fault == "clock-jump":
             return CLOCK_JUMP_UNREACHABLE.get(self.handle.kind, CLOCK_JUMP_UNREACHABLE["redis"])
+        if fault in REDLOCK_FAULTS and (self._cluster is None or self._cluster.kind != "redlock"):
+            return (f"{fault}: {self.target.label} has no independent Redlock masters to kill; "
+                    "use --backend redlock")
+        if fault in CLUSTER_FAULTS - REDLOCK_FAULTS and self._cluster is not None and self._cluster.kind == "redlock":
+            return f"{fault}: Redlock's masters are independent, there is no leader to fail over"
         if fault in CLUSTER_FAULTS and self._prefix is None and self._cluster is None:
             return (f"{fault}: {self.target.label} is a single server with no leader to fail over; "
                     "use --backend etcd-cluster or redis-sentinel")

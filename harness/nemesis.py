@@ -71,8 +71,23 @@ class ClusterFaults(Protocol):
     def resume_member(self, name: str) -> None: ...
 
 
+@runtime_checkable
+class MasterFaults(Protocol):
+    """Faults on Redlock's independent masters, by name; a restarted master comes back empty."""
+
+    def masters(self) -> list[str]: ...
+
+    def granting_masters(self) -> list[str]: ...
+
+    def kill_member(self, name: str) -> None: ...
+
+    def restart_member(self, name: str) -> None: ...
+
+
 SERVER_FAULTS = {"server-kill", "server-pause", "clock-jump"}
-CLUSTER_FAULTS = {"leader-crash", "leader-pause"}
+REDLOCK_FAULTS = {"redlock-minority-kill", "redlock-master-amnesia"}
+"""Redlock's: kill -9 a minority of its masters; restart one that granted the holder's lock, emptied."""
+CLUSTER_FAULTS = {"leader-crash", "leader-pause", *REDLOCK_FAULTS}
 LINK_FAULTS = {"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply", "late-release",
                "lose-acquire-reply"}
 WORKER_FAULTS = {"holder-crash", "holder-pause", "renewer-death"}
@@ -133,6 +148,9 @@ class Nemesis:
         duration = step.duration * self.ttl_s
         if step.fault in SERVER_FAULTS:
             self._server_fault(step, duration)
+            return
+        if step.fault in REDLOCK_FAULTS:
+            self._redlock_fault(step, duration)
             return
         if step.fault in CLUSTER_FAULTS:
             self._cluster_fault(step, duration)
@@ -262,3 +280,34 @@ class Nemesis:
             finally:
                 cluster.resume_member(member)
         self._edge(step, "end", target, member=member)
+
+    def _redlock_fault(self, step: FaultStep, duration: float) -> None:
+        """kill -9 masters and restart them empty (no persistence), resolved when the fault fires.
+
+        ``redlock-minority-kill``: a minority (2 of 5), drawn from the seed. ``redlock-master-amnesia``:
+        the holder is paused for ``amount`` TTLs and one master that granted its lock restarts
+        empty: with the holder's lock on a bare quorum, the rest become a quorum for a contender.
+        """
+        masters = self.server
+        if not isinstance(masters, MasterFaults):
+            raise FaultUnsupported(f"{step.fault}: the server has no independent Redlock masters")
+        if step.fault == "redlock-minority-kill":
+            names = sorted(self.rng.sample(masters.masters(), (len(masters.masters()) - 1) // 2))
+            detail: dict[str, Any] = {"members": names}
+        else:
+            holders = [w for w in self._pick("holder") if w.believed is not None]
+            for w in holders:  # the worker records the pause when it really stalls
+                w.pause_for_s = step.amount * self.ttl_s
+            granting = masters.granting_masters()
+            names = [self.rng.choice(granting)] if granting else []
+            detail = {"members": names, "holder": ",".join(w.name for w in holders), "granting": granting}
+        target = "masters:" + ",".join(names)
+        self._edge(step, "start", target, **detail)
+        try:
+            for name in names:
+                masters.kill_member(name)
+            self.rt.sleep(duration)
+        finally:
+            for name in names:
+                masters.restart_member(name)
+        self._edge(step, "end", target, **detail)

@@ -160,6 +160,14 @@ CATALOGUE: tuple[Scenario, ...] = (
              "The leader or primary freezes (SIGSTOP) past the TTL, then resumes: a new one takes over "
              "meanwhile; calls stuck on the frozen one time out, and on resume it must not act as leader.",
              duration=10, faults=(FaultStep(2.0, "leader-pause", target="server", duration=1.5),)),
+    Scenario("redlock-master-amnesia",
+             "Redlock over five masters without persistence (Kleppmann, 2016): two masters restart empty, "
+             "leaving the holder's lock on a bare quorum of three; then the holder pauses while one of "
+             "those three restarts empty, and a contender reaches a quorum on the three that forgot: "
+             "two holders at once.",
+             duration=8, plan=WorkerPlan(hold=6),
+             faults=(FaultStep(0.5, "redlock-minority-kill", target="server", duration=0.3),
+                     FaultStep(2.0, "redlock-master-amnesia", target="holder", duration=0.1, amount=1.5))),
     Scenario("soak",
              "The nightly job: a seeded random mix of every fault for the whole duration.",
              duration=30, workers=5, random_faults=True,
@@ -187,6 +195,9 @@ _SOAK_MENU: tuple[FaultStep, ...] = (
     # Cluster faults: refused (so never drawn) on a single server.
     FaultStep(0, "leader-crash", target="server", duration=2),
     FaultStep(0, "leader-pause", target="server", duration=1.2),
+    # Redlock faults: refused (so never drawn) without independent masters.
+    FaultStep(0, "redlock-minority-kill", target="server", duration=1),
+    FaultStep(0, "redlock-master-amnesia", target="holder", duration=0.2, amount=1.5),
 )
 
 

@@ -34,7 +34,8 @@ from .rundir import claim, default_run_dir
 from .scenarios import Scenario
 from .targets import Target, probe_client, provisioned
 
-DEFAULT_TTL_MS = {"fake": 1000, "redis": 1000, "etcd": 2000, "etcd-cluster": 2000, "redis-sentinel": 1000}
+DEFAULT_TTL_MS = {"fake": 1000, "redis": 1000, "etcd": 2000, "etcd-cluster": 2000, "redis-sentinel": 1000,
+                  "redlock": 1000}
 """etcd leases are whole seconds and expire up to ~0.5 s late: it needs a few seconds of TTL."""
 
 

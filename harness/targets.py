@@ -27,7 +27,7 @@ from .servers import ServerHandle
 BACKENDS = ("fake", "redis", "etcd")
 """What ``--backend all`` runs: lockchaos's own backends."""
 # Clusters (harness/clusters.py): named explicitly, never part of "all" (process mode only for now).
-CLUSTER_BACKENDS = ("etcd-cluster", "redis-sentinel")
+CLUSTER_BACKENDS = ("etcd-cluster", "redis-sentinel", "redlock")
 LIBRARY_BACKENDS = tuple(LIBRARIES)
 """The Python lock libraries shipped as backends (``lockchaos[libs]``); ``--backend libs`` runs them all."""
 BACKEND_CHOICES = (*BACKENDS, *LIBRARY_BACKENDS, *CLUSTER_BACKENDS, "all", "libs")
