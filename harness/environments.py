@@ -176,6 +176,9 @@ class FakeEnvironment:
         if fault in LINK_FAULTS and not self._faultable_links:
             return (f"{fault}: the adapter talks to the in-process fake without a network; "
                     "use --server redis|etcd for network faults")
+        if fault in REDLOCK_FAULTS:
+            return (f"{fault}: the reference is one ideal service with no independent Redlock masters; "
+                    "use --backend redlock")
         return None
 
     def residue(self) -> Snapshot:

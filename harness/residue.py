@@ -43,7 +43,7 @@ def server_snapshot(url: str, prefix: str | None) -> Snapshot:
     scope = "server" if prefix is None else f"prefix:{prefix}"
     try:
         scheme = urlsplit(url).scheme
-        inspect = _redis if scheme == "redis" else _etcd
+        inspect = {"redis": _redis, "redlock": _redlock}.get(scheme, _etcd)
         snap = inspect(url, prefix)
     except Exception as exc:  # a dead or paused server: the checker says it could not look
         return {"scope": scope, "keys": [], "leases": None, "truncated": False,
@@ -79,6 +79,18 @@ def _redis(url: str, prefix: str | None) -> Snapshot:
         return {"keys": keys, "leases": None, "truncated": truncated, "error": None}
     finally:
         client.close()
+
+
+def _redlock(url: str, prefix: str | None) -> Snapshot:
+    """Every master's keys, each named ``<master>/<key>``: a key left on any one of them is residue."""
+    parts = urlsplit(url)
+    keys: list[dict[str, Any]] = []
+    truncated = False
+    for hostport in parts.netloc.split(","):
+        snap = _redis(urlunsplit(parts._replace(scheme="redis", netloc=hostport)), prefix)
+        keys += [{**k, "key": f"{hostport}/{k['key']}"} for k in snap["keys"]]
+        truncated = truncated or bool(snap["truncated"])
+    return {"keys": keys, "leases": None, "truncated": truncated, "error": None}
 
 
 def _etcd(url: str, prefix: str | None) -> Snapshot:

@@ -164,8 +164,9 @@ CATALOGUE: tuple[Scenario, ...] = (
              "Redlock over five masters without persistence (Kleppmann, 2016): two masters restart empty, "
              "leaving the holder's lock on a bare quorum of three; then the holder pauses while one of "
              "those three restarts empty, and a contender reaches a quorum on the three that forgot: "
-             "two holders at once.",
-             duration=8, plan=WorkerPlan(hold=6),
+             "two holders at once. Two workers: three contenders can split five masters 2-2-1 and all "
+             "be refused, a Redlock split vote that would hide what this scenario is about.",
+             duration=8, workers=2, plan=WorkerPlan(hold=6),
              faults=(FaultStep(0.5, "redlock-minority-kill", target="server", duration=0.3),
                      FaultStep(2.0, "redlock-master-amnesia", target="holder", duration=0.1, amount=1.5))),
     Scenario("soak",
