@@ -122,6 +122,13 @@ class FakeFailover:
     def resume_member(self, name: str) -> None:
         """Nothing to do: the member rejoins as a follower."""
 
+    def masters(self) -> list[str]:
+        """Redlock faults on the reference: its masters never forget, so a restart changes nothing."""
+        return ["fake"]
+
+    def granting_masters(self) -> list[str]:
+        return ["fake"]
+
 
 class FakeEnvironment:
     def __init__(self, target: Target, runtime: Runtime, *, durable: bool | None, timeout_ms: int | None):
@@ -176,9 +183,6 @@ class FakeEnvironment:
         if fault in LINK_FAULTS and not self._faultable_links:
             return (f"{fault}: the adapter talks to the in-process fake without a network; "
                     "use --server redis|etcd for network faults")
-        if fault in REDLOCK_FAULTS:
-            return (f"{fault}: the reference is one ideal service with no independent Redlock masters; "
-                    "use --backend redlock")
         return None
 
     def residue(self) -> Snapshot:
