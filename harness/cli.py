@@ -133,7 +133,7 @@ def _backend_list(text: str) -> str:
 def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", type=_backend_list, metavar="|".join(BACKEND_CHOICES),
                    help="one of our backends, or all of them; a lock library, or libs for all of them; "
-                        "a cluster (etcd-cluster, redis-sentinel: never in all); several, comma-separated")
+                        "a cluster (etcd-cluster, redis-sentinel, redlock: never in all); several, comma-separated")
     p.add_argument("--adapter", metavar="PKG.MOD:FACTORY", help="your adapter: factory(url) -> LockBackend")
     p.add_argument("--server", choices=SERVERS, help="server the harness provides to --adapter")
     p.add_argument("--provision", choices=("process", "container"), default="process",
