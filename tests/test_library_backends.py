@@ -323,3 +323,17 @@ def test_python_redis_lock_reacquire_after_its_renewal_thread_died_raises_while_
         with pytest.raises(redis_lock.AlreadyStarted):
             lock.acquire(k, "a", 1000)
         assert lock.holder(k) is not None, "yet the acquire took the key"
+
+
+# --- issue 13: harness false alarms ------------------------------------------------------------------
+
+
+def test_durability_rule_releases_through_the_client_that_holds_the_library_lock(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A library keeps ownership in the acquiring client's lock object: a second client cannot release.
+
+    The rule used to release through a fresh client after the restart, which failed for every library.
+    """
+    assert main(["contract", "--backend", "redis-py-lock"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "release after restart failed" not in out
