@@ -337,3 +337,20 @@ def test_durability_rule_releases_through_the_client_that_holds_the_library_lock
     assert main(["contract", "--backend", "redis-py-lock"]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     assert "release after restart failed" not in out
+
+
+def test_pottery_keeps_every_contract_rule_with_its_redlock_minimum(capsys: pytest.CaptureFixture[str]) -> None:
+    """pottery never grants below its Redlock validity floor; declared as a refusal, it conforms."""
+    assert main(["contract", "--backend", "pottery"]) == 0, capsys.readouterr().out
+
+
+def test_pottery_refuses_below_its_minimum_and_grants_at_it(redis_server: RedisServer) -> None:
+    from lockchaos.backends.libs.pottery_redlock import MIN_TTL_MS
+
+    with closing(opener("pottery", redis_server.url)) as lock:
+        assert lock.capabilities.min_ttl_ms == MIN_TTL_MS and lock.capabilities.refuses_below_min
+        k = key()
+        with pytest.raises(ValueError, match="validity"):
+            lock.acquire(k, "a", MIN_TTL_MS - 1)
+        assert lock.holder(k) is None
+        assert lock.acquire(key(), "a", MIN_TTL_MS) is not None
