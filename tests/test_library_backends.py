@@ -354,3 +354,16 @@ def test_pottery_refuses_below_its_minimum_and_grants_at_it(redis_server: RedisS
             lock.acquire(k, "a", MIN_TTL_MS - 1)
         assert lock.holder(k) is None
         assert lock.acquire(key(), "a", MIN_TTL_MS) is not None
+
+
+def test_autorenew_declares_background_renewal_and_its_expiry_rules_are_skipped_with_the_reason(
+        redis_server: RedisServer, etcd_server: EtcdServer) -> None:
+    name = "python-redis-lock-autorenew"
+    with closing(opener(name, redis_server.url)) as lock:
+        assert lock.capabilities.renews_in_background is True
+    with closing(opener("python-redis-lock", redis_server.url)) as plain:
+        assert plain.capabilities.renews_in_background is False
+    for rule in ("expired_lease_frees_key", "renew_after_expiry_fails", "release_after_expiry_fails",
+                 "renewed_lease_still_expires", "holder_from_the_same_client_sees_its_lease_expire"):
+        result = rule_result(name, redis_server.url, rule)
+        assert result.status == "skipped" and "renews_in_background" in result.message, (rule, result)
