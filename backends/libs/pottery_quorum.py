@@ -1,8 +1,9 @@
 """``--backend redlock``: pottery's ``Redlock`` given several independent masters, as Redlock is meant.
 
 The calls are the single-master wrapper's (``pottery_redlock.PotteryRedlock``): the same acquire,
-extend and release, now over every master; pottery itself counts the quorum (more than half) and
-subtracts its elapsed time and clock drift from the validity. Only the client set differs.
+extend and release, and the same minimum TTL, now over every master; pottery itself counts the
+quorum (more than half) and subtracts its elapsed time and clock drift from the validity. Only the
+client set differs.
 
 URL: ``redlock://h:p,h:p,h:p,h:p,h:p/db`` with the options of lockchaos's ``redis://`` URL
 (``prefix``, ``timeout_ms``, ``durable``), applied to every master. Each master is parsed as the
@@ -31,7 +32,7 @@ from ..base import BackendUnavailable, ConfigurationError
 from ..redaction import redact_url
 from ..redis import DEFAULT_TIMEOUT_MS, RedisConfig, parse_redis_url
 from ..urlopts import split_url
-from .pottery_redlock import UNBOUNDED_EXTENSIONS, PotteryRedlock
+from .pottery_redlock import MIN_TTL_MS, UNBOUNDED_EXTENSIONS, PotteryRedlock
 from .redis_client import _durable, redis_capabilities
 from .wrapper import LibraryLock
 
@@ -99,7 +100,8 @@ class PotteryRedlockQuorum(PotteryRedlock):
         durable = self._config.masters[0].durable
         if durable is None:
             durable = all(_durable(c) for c in answering)
-        caps = redis_capabilities(durable, rounding="down")
+        caps = redis_capabilities(durable, rounding="down", min_ttl_ms=MIN_TTL_MS,
+                                  refuses_below_min=True)
         self.capabilities = dataclasses.replace(
             caps, replication="async",
             # A minority of masters lost or restarting costs a quorum nothing; a paused one costs the
