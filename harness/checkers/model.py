@@ -29,16 +29,17 @@ EPSILON_NS = 5 * NS_PER_MS
 
 @dataclass(frozen=True, slots=True)
 class Op:
+    """One call and its line; its times are copied out of the record once, since the checkers sort
+    and compare by them millions of times in a long history."""
+
     line: int
     rec: OpRecord
+    invoke: int = field(init=False, compare=False, repr=False)
+    complete: int = field(init=False, compare=False, repr=False)
 
-    @property
-    def invoke(self) -> int:
-        return self.rec.invoke_ns
-
-    @property
-    def complete(self) -> int:
-        return self.rec.complete_ns
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "invoke", self.rec.invoke_ns)
+        object.__setattr__(self, "complete", self.rec.complete_ns)
 
 
 @dataclass(frozen=True, slots=True)
