@@ -13,9 +13,11 @@ ENGINE_ENV = eval "$$($(CONTAINER_HOST))"
 .PHONY: soak contract test test-fast lint servers browser venv clean engine engine-stop soak-containers \
 	compose-nightly library-findings
 
-## The main job: the whole scenario catalogue against fake, Redis and etcd, servers launched locally.
+## The main job: the whole scenario catalogue against fake, Redis and etcd, servers launched locally,
+## and against the Python lock libraries teams use (lockchaos[libs]), all backends in parallel.
+## A --backend in SOAK_ARGS wins over this one (argparse takes the last).
 soak: venv servers
-	$(BIN)/lockchaos soak $(SOAK_ARGS)
+	$(BIN)/lockchaos soak --backend all,libs $(SOAK_ARGS)
 
 ## Contract suite against every backend we ship.
 contract: venv servers

@@ -72,6 +72,11 @@ class Capabilities:
     with Sentinel), so a promotion may lose a granted lock: the declared hazard, known-unsafe.
     ``"linearizable"``: a grant is acknowledged only once a majority has it (etcd's Raft), so a
     failover that loses one is a failure. The reference never loses a granted lock."""
+    renews_in_background: bool = False
+    """The client renews every lease it holds from its own thread (python-redis-lock's ``auto_renewal``),
+    unseen by the caller: a held lease stays in force until released, or until its holder's process
+    dies or freezes, plus the TTL. Checkers bound a grant's end by that; the contract's expiry rules
+    do not apply (expiry is judged by soaks that crash or pause the holder's process)."""
     failover_ms: int = 0
     """How long after its leader or primary fails the service grants again, as this client sees it
     (election or promotion, plus a call stuck on a frozen leader timing out). Liveness judges leader

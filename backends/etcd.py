@@ -395,7 +395,7 @@ class EtcdLock(Closing):
         method = self._client.channel.unary_unary(
             "/etcdserverpb.Lease/LeaseLeases",
             request_serializer=lambda _req: b"",  # LeaseLeasesRequest has no fields
-            response_deserializer=_lease_ids_from_wire,
+            response_deserializer=lease_ids_from_wire,
         )
         ids: list[int] = self._call("lease_ids", lambda: method(None, timeout=self._timeout_s))
         return ids
@@ -558,7 +558,7 @@ def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
             raise LockChaosError(f"unexpected protobuf wire type {wire} in a LeaseLeases reply")
 
 
-def _lease_ids_from_wire(data: bytes) -> list[int]:
+def lease_ids_from_wire(data: bytes) -> list[int]:
     """LeaseLeasesResponse{header = 1; repeated LeaseStatus leases = 2}, LeaseStatus{int64 ID = 1}.
 
     python3-etcd3 0.13 ships no stub for LeaseLeases, so the reply is decoded here.

@@ -268,7 +268,7 @@ def child_entry(argv: list[str]) -> None:
 def child_main(spec: ChildSpec, rpc: Connection, ctl: Connection) -> None:
     """A worker process: open the client, say ready, run on ``go`` until ``stop`` (or the driver dies)."""
     port = _Port(rpc)
-    runtime = RealRuntime(join_timeout_s=DRAIN_TIMEOUT_S / 2)
+    runtime = RealRuntime(join_timeout_s=DRAIN_TIMEOUT_S / 2, stuck_is_error=False)
 
     def open_client() -> LockBackend:
         reply = port.ask("open")
@@ -315,7 +315,9 @@ def child_main(spec: ChildSpec, rpc: Connection, ctl: Connection) -> None:
     threading.Thread(target=listen, name="lockchaos-ctl", daemon=True).start()
     runtime.spawn(spec.wid, worker.run)
     errors = runtime.run(_RUN_FOREVER_S)
-    port.send("done", [_portable(e) for e in errors])
+    # A task still running is blocked inside a backend call: the driver records that call as
+    # indeterminate and kills this process, as it would a process that died during the call.
+    port.send("done", [_portable(e) for e in errors], bool(runtime.stuck))
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -577,13 +579,17 @@ class ProcessWorker:
                     msg = rpc.recv()
                     self._handle(msg)
                     if msg[0] == "done":
+                        if len(msg) > 2 and msg[2]:  # its worker is blocked in a call past the run's end
+                            self._lost_in_flight("the call was still blocked when the run ended; the "
+                                                 "worker process was killed: its outcome is unknown")
+                            self.terminate()
                         return
             except (EOFError, OSError):
                 break
         self._lost_in_flight()
         self.terminate()
 
-    def _lost_in_flight(self) -> None:
+    def _lost_in_flight(self, error: str = "worker process died during the call: its outcome is unknown") -> None:
         """The child died (or would not stop) between sending a call and recording it."""
         if self._in_flight is None:
             return
@@ -591,7 +597,7 @@ class ProcessWorker:
         self._in_flight = None
         self._record(OpRecord(client=client, op=op, key=key, args=args, invoke_ns=invoke_ns,
                               complete_ns=self.rt.now_ns(), outcome="indeterminate",
-                              error="worker process died during the call: its outcome is unknown"))
+                              error=error))
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]

@@ -83,9 +83,8 @@ def _redis(url: str, prefix: str | None) -> Snapshot:
 
 def _etcd(url: str, prefix: str | None) -> Snapshot:
     import etcd3
-    import grpc
 
-    from lockchaos.backends.etcd import parse_etcd_url
+    from lockchaos.backends.etcd import lease_ids_from_wire, parse_etcd_url
 
     config = parse_etcd_url(url)
     host, port = config.endpoints[0]
@@ -97,7 +96,7 @@ def _etcd(url: str, prefix: str | None) -> Snapshot:
         leases: list[dict[str, Any]] | None = None
         if prefix is None:  # leases carry no prefix: on a user's server they are not ours to list
             leases = []
-            ids = _lease_ids(client.channel, grpc)
+            ids = _lease_ids(client.channel, lease_ids_from_wire)
             truncated = truncated or len(ids) > MAX_KEYS
             for lease_id in ids[:MAX_KEYS]:
                 info = client.get_lease_info(lease_id)
@@ -119,46 +118,11 @@ def _etcd(url: str, prefix: str | None) -> Snapshot:
             client.close()
 
 
-def _lease_ids(channel: Any, grpc: Any) -> list[int]:
-    """``Lease/LeaseLeases`` (etcd >= 3.3), which python3-etcd3 does not wrap: an empty request, and a
-    response whose field 2 repeats ``LeaseStatus{ID = 1}``, read straight off the wire."""
-    call: Callable[..., bytes] = channel.unary_unary(
-        "/etcdserverpb.Lease/LeaseLeases", request_serializer=lambda _: b"",
-        response_deserializer=lambda raw: raw)
-    raw = call(None, timeout=TIMEOUT_S)
-    ids: list[int] = []
-    for field, value in _fields(raw):
-        if field == 2 and isinstance(value, bytes):
-            ids.extend(v for f, v in _fields(value) if f == 1 and isinstance(v, int))
-    return ids
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """The top-level fields of a protobuf message: varints and length-delimited values only."""
-    i = 0
-    while i < len(buf):
-        tag, i = _varint(buf, i)
-        field, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-            yield field, value
-        elif wire == 2:
-            length, i = _varint(buf, i)
-            yield field, buf[i:i + length]
-            i += length
-        else:
-            raise ValueError(f"unexpected protobuf wire type {wire} in LeaseLeases reply")
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
+def _lease_ids(channel: Any, decode: Callable[[bytes], list[int]]) -> list[int]:
+    """``Lease/LeaseLeases`` (etcd >= 3.3), which python3-etcd3 does not wrap: decoded as the adapter does."""
+    call: Callable[..., list[int]] = channel.unary_unary(
+        "/etcdserverpb.Lease/LeaseLeases", request_serializer=lambda _: b"", response_deserializer=decode)
+    return call(None, timeout=TIMEOUT_S)
 
 
 def _text(raw: bytes | str) -> str:

@@ -102,3 +102,38 @@ def noisy(url: str) -> LockBackend:
 
     print(f"{NOISE} in {os.environ.get('LOCKCHAOS_WORKER', 'the harness')}", file=sys.stderr, flush=True)
     return open_backend(url)
+
+
+BLOCKED_RELEASE_S = 120.0
+
+
+class BlockedRelease:
+    """Our client, except that every release blocks ``BLOCKED_RELEASE_S`` first (as redis-py's silent
+    retries can, far past any TTL): a call still in flight when the run ends."""
+
+    def __init__(self, inner: LockBackend) -> None:
+        self.inner = inner
+        self.name = f"blocked-release-{inner.name}"
+        self.capabilities = inner.capabilities
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        return self.inner.acquire(key, owner, ttl_ms)
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        return self.inner.renew(key, owner, ttl_ms)
+
+    def release(self, key: str, owner: str) -> bool:
+        import time
+
+        time.sleep(BLOCKED_RELEASE_S)
+        return self.inner.release(key, owner)
+
+    def holder(self, key: str) -> Lease | None:
+        return self.inner.holder(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def blocked_release(url: str) -> LockBackend:
+    return BlockedRelease(open_backend(url))

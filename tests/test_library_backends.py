@@ -323,3 +323,47 @@ def test_python_redis_lock_reacquire_after_its_renewal_thread_died_raises_while_
         with pytest.raises(redis_lock.AlreadyStarted):
             lock.acquire(k, "a", 1000)
         assert lock.holder(k) is not None, "yet the acquire took the key"
+
+
+# --- issue 13: harness false alarms ------------------------------------------------------------------
+
+
+def test_durability_rule_releases_through_the_client_that_holds_the_library_lock(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A library keeps ownership in the acquiring client's lock object: a second client cannot release.
+
+    The rule used to release through a fresh client after the restart, which failed for every library.
+    """
+    assert main(["contract", "--backend", "redis-py-lock"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "release after restart failed" not in out
+
+
+def test_pottery_keeps_every_contract_rule_with_its_redlock_minimum(capsys: pytest.CaptureFixture[str]) -> None:
+    """pottery never grants below its Redlock validity floor; declared as a refusal, it conforms."""
+    assert main(["contract", "--backend", "pottery"]) == 0, capsys.readouterr().out
+
+
+def test_pottery_refuses_below_its_minimum_and_grants_at_it(redis_server: RedisServer) -> None:
+    from lockchaos.backends.libs.pottery_redlock import MIN_TTL_MS
+
+    with closing(opener("pottery", redis_server.url)) as lock:
+        assert lock.capabilities.min_ttl_ms == MIN_TTL_MS and lock.capabilities.refuses_below_min
+        k = key()
+        with pytest.raises(ValueError, match="validity"):
+            lock.acquire(k, "a", MIN_TTL_MS - 1)
+        assert lock.holder(k) is None
+        assert lock.acquire(key(), "a", MIN_TTL_MS) is not None
+
+
+def test_autorenew_declares_background_renewal_and_its_expiry_rules_are_skipped_with_the_reason(
+        redis_server: RedisServer, etcd_server: EtcdServer) -> None:
+    name = "python-redis-lock-autorenew"
+    with closing(opener(name, redis_server.url)) as lock:
+        assert lock.capabilities.renews_in_background is True
+    with closing(opener("python-redis-lock", redis_server.url)) as plain:
+        assert plain.capabilities.renews_in_background is False
+    for rule in ("expired_lease_frees_key", "renew_after_expiry_fails", "release_after_expiry_fails",
+                 "renewed_lease_still_expires", "holder_from_the_same_client_sees_its_lease_expire"):
+        result = rule_result(name, redis_server.url, rule)
+        assert result.status == "skipped" and "renews_in_background" in result.message, (rule, result)

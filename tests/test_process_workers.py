@@ -222,3 +222,20 @@ def test_what_worker_processes_print_goes_to_the_run_directory_not_the_console(
 def test_a_run_whose_workers_said_nothing_keeps_no_workers_log(tmp_path: Path) -> None:
     result = run("redis", "clean-handover", tmp_path)
     assert not (result.run_dir / "workers.log").exists()
+
+
+@pytest.mark.redis
+def test_call_blocked_past_the_run_end_is_recorded_indeterminate_and_its_process_killed(tmp_path: Path) -> None:
+    # Every release blocks 120 s (redis-py retrying in silence): the first worker to release is still
+    # inside that call when the run ends. That is a finding about the client (slow-call), recorded as a
+    # call of unknown outcome; the harness kills the process instead of failing as infrastructure.
+    target = adapter_target("tests.renewing_adapters:blocked_release", "redis")
+    result = run_scenario(target, find_scenario("clean-handover"),
+                          RunOptions(seed=1, ttl_ms=TTL_MS, workers_mode="process"), tmp_path)
+    assert result.status == "ran", result.reason
+    records = list(read_history(result.run_dir / "history.jsonl"))
+    blocked = [r for r in records if isinstance(r, OpRecord) and r.op == "release"]
+    assert blocked and all(r.outcome == "indeterminate" for r in blocked), blocked
+    assert all(r.error is not None and "still blocked when the run ended" in r.error for r in blocked)
+    assert result.judgement is not None and "slow-call" in result.judgement.failing()
+    assert worker_processes() == []

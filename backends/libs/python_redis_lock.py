@@ -43,7 +43,7 @@ class PythonRedisLock(LibraryLock[redis_lock.Lock]):
         self._where = self._target.config.display_url
         # Whole seconds, truncated: int(expire). Below 1 s the library sends EX 0 (declared: not refused).
         self.capabilities = redis_capabilities(self._target.durable, granularity_ms=1000, rounding="down",
-                                               min_ttl_ms=1000)
+                                               min_ttl_ms=1000, renews_in_background=auto_renewal)
 
     def lock_name(self, key: str) -> str:
         return self._target.config.prefix + key

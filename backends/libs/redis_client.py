@@ -55,11 +55,13 @@ def _durable(client: redis.Redis) -> bool:
 
 
 def redis_capabilities(durable: bool, *, granularity_ms: int = 1, rounding: str = "up",
-                       min_ttl_ms: int = 1) -> Capabilities:
+                       min_ttl_ms: int = 1, refuses_below_min: bool = False,
+                       renews_in_background: bool = False) -> Capabilities:
     """Redis expiry as lockchaos's Redis backend measured it; the TTL rules are the library's."""
     return Capabilities(ttl_granularity_ms=granularity_ms, ttl_rounding="down" if rounding == "down" else "up",
-                        min_ttl_ms=min_ttl_ms, expiry_lag_ms=EXPIRY_LAG_MS, durable=durable,
-                        fencing_tokens=False, holder_info="presence")
+                        min_ttl_ms=min_ttl_ms, refuses_below_min=refuses_below_min, expiry_lag_ms=EXPIRY_LAG_MS,
+                        durable=durable, fencing_tokens=False, holder_info="presence",
+                        renews_in_background=renews_in_background)
 
 
 @contextlib.contextmanager

@@ -317,6 +317,8 @@ def _latest_expiry(h: History, g: Grant, lag: int) -> int:
     order and faults in start order are each taken once, by two cursors that advance while they reach.
     """
     latest = h.horizon(g.acquire) + g.ttl_ms * NS_PER_MS + lag + EPSILON_NS
+    if h.caps.renews_in_background:  # its client's own thread renews it, unrecorded, until it stops
+        latest = max(latest, _renewer_stops(h, g) + g.ttl_ms * NS_PER_MS + lag + EPSILON_NS)
     pending = sorted((r for r in g.renews if r.rec.outcome != "fail"), key=lambda r: r.invoke)
     # A new leader re-arms every lease it finds (etcd's lessor on promotion), so a failover may
     # prolong a grant by a TTL from when it completes.
@@ -343,6 +345,25 @@ def _latest_expiry(h: History, g: Grant, lag: int) -> int:
             f_i += 1
         else:
             return latest
+
+
+def _renewer_stops(h: History, g: Grant) -> int:
+    """The latest instant the background renewal of ``g``'s client may have renewed it.
+
+    It renews until released (a proof, counted apart), until its process is killed, or until its
+    process is frozen (SIGSTOP) for longer than the lease lasts: a shorter freeze resumes renewing
+    a lease still in force. A thread worker's pause freezes only its loop, not the library's
+    thread, so only SIGSTOP pauses count. Otherwise it renews until the run's end.
+    """
+    stops = [h.end_ns]
+    outlasts = g.ttl_ms * NS_PER_MS + h.caps.expiry_lag_ms * NS_PER_MS
+    for f in h.faults:
+        if g.client not in f.target.split(",") or f.end < g.acquire.invoke:
+            continue
+        frozen = f.fault == "holder-pause" and f.detail.get("signal") == "SIGSTOP" and f.end - f.start > outlasts
+        if f.fault == "holder-crash" or frozen:
+            stops.append(max(f.start, g.acquire.invoke))
+    return min(stops)
 
 
 def _ttl(op: Op, g: Grant) -> int:

@@ -136,8 +136,17 @@ class ContractContext:
         backend.release(key, probe_owner)
         return None
 
+    def require_expiry(self) -> None:
+        """Every rule that expects a lease to be gone by its TTL asks this first: a client renewing its
+        leases in the background keeps them until released, so such rules do not apply to it."""
+        if self.caps.renews_in_background:
+            raise RuleSkipped("the backend declares renews_in_background: its held leases stay in force until "
+                              "released or their holder's process dies or freezes (judged by soaks: "
+                              "holder-crash, holder-pause)")
+
     def probe_gone(self, backend: LockBackend, key: str, granted: Timed, ttl_ms: int) -> Lease | None:
         """``holder`` called once the lease granted in ``granted`` must have expired."""
+        self.require_expiry()
         self.sleep_until(self.latest_expiry_ns(granted, ttl_ms) + 1)
         return self.look(backend, key)
 

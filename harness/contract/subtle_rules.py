@@ -76,6 +76,7 @@ def _probe_is_gone(ctx: ContractContext, prober: LockBackend, key: str, last: Ti
     """Whether ``key`` is free once the lease granted or renewed in ``last`` must have expired."""
     if ctx.caps.holder_info != "none":
         return ctx.probe_gone(prober, key, last, ttl) is None
+    ctx.require_expiry()
     ctx.sleep_until(ctx.latest_expiry_ns(last, ttl) + 1)
     return prober.acquire(key, ctx.owner("bystander"), ctx.ttl_ms) is not None
 
