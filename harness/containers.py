@@ -255,12 +255,16 @@ def _remove_labelled(client: Any, filters: dict[str, Any], keep: Any = None) -> 
     """Remove containers (with their anonymous volumes), then volumes, matching ``filters``."""
     removed: list[str] = []
     docker = _sdk()
-    for container in client.containers.list(all=True, filters=filters):
-        if keep is not None and keep(container.labels):
+    # Sparse: a full listing inspects each container and fails outright when another harness removes
+    # one meanwhile (several harnesses, or test workers, share an engine).
+    for container in client.containers.list(all=True, filters=filters, sparse=True):
+        labels = container.attrs.get("Labels") or {}
+        if keep is not None and keep(labels):
             continue
+        name = (container.attrs.get("Names") or [container.id])[0].lstrip("/")
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True, v=True)
-            removed.append(f"container {container.name}")
+            removed.append(f"container {name}")
     for volume in client.volumes.list(filters=filters):
         if keep is not None and keep(volume.attrs.get("Labels") or {}):
             continue

@@ -9,6 +9,7 @@ the same seed produces the same bytes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -173,19 +174,61 @@ MAX_TIME_NS = 366 * 24 * 3600 * 1_000_000_000
 """Times are since the run's start and a run lasts at most 30 days: a later time cannot be true."""
 
 
+class _Builder:
+    """Builds one record class from a parsed line about twice as fast as its frozen ``__init__``, which
+    sets each field through ``object.__setattr__``: the slots' own descriptors set them here. A line
+    with a missing or unknown field goes through the real ``__init__``, for its ``TypeError``."""
+
+    def __init__(self, cls: type[Any]) -> None:
+        self.cls = cls
+        fields = [f for f in dataclasses.fields(cls) if f.init]
+        self.required = frozenset(f.name for f in fields if f.default is dataclasses.MISSING
+                                  and f.default_factory is dataclasses.MISSING)
+        self.allowed = frozenset(f.name for f in fields)
+        self.setters = [(getattr(cls, f.name).__set__, f.name, f.default, f.default_factory) for f in fields]
+        self.fixed = [(getattr(cls, f.name).__set__, f.default) for f in dataclasses.fields(cls) if not f.init]
+
+    def __call__(self, raw: dict[str, Any]) -> Any:
+        keys = raw.keys()
+        if not (self.required <= keys <= self.allowed):
+            return self.cls(**raw)
+        obj = object.__new__(self.cls)
+        missing = dataclasses.MISSING
+        for put, name, default, factory in self.setters:
+            if name in raw:
+                put(obj, raw[name])
+            else:
+                put(obj, factory() if factory is not missing else default)
+        for put, value in self.fixed:
+            put(obj, value)
+        return obj
+
+
+_BUILDERS = {kind: _Builder(cls) for kind, cls in _TYPES.items()}
+
+
 def parse_record(line: str | bytes) -> Record:
     raw = orjson.loads(line)
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
     kind = raw.pop("type")
-    return _TYPES[kind](**raw)  # type: ignore[no-any-return]
+    return _BUILDERS[kind](raw)  # type: ignore[no-any-return]
+
+
+def _time_fields_of(cls: type[Any]) -> tuple[str, ...]:
+    """The time fields a record class has, looked up once per class rather than once per record."""
+    names = _TIME_FIELDS_OF.get(cls)
+    if names is None:
+        names = _TIME_FIELDS_OF[cls] = tuple(name for name in _TIME_FIELDS if name in cls.__dataclass_fields__)
+    return names
+
+
+_TIME_FIELDS_OF: dict[type[Any], tuple[str, ...]] = {}
 
 
 def impossibility(rec: Record) -> str | None:
     """Why ``rec`` cannot have been recorded by any run (bad input, not a backend's fault), or None."""
-    for name in _TIME_FIELDS:
-        if name not in rec.__dataclass_fields__:
-            continue
+    for name in _time_fields_of(type(rec)):
         t = getattr(rec, name)
         if not isinstance(t, int) or isinstance(t, bool):
             return f"{name} is not an integer number of nanoseconds: {t!r}"

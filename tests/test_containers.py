@@ -63,7 +63,7 @@ def engine() -> Iterator[Any]:
 
     client = docker.from_env(timeout=30)
     yield client
-    leftovers = client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id()}"})
+    leftovers = client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id()}"}, sparse=True)
     volumes = client.volumes.list(filters={"label": f"{LABEL_RUN}={run_id()}"})
     client.close()
     assert not leftovers and not volumes, f"the tests left {leftovers} {volumes}"
@@ -257,7 +257,7 @@ def test_stop_removes_the_container_and_its_volume(engine: Any) -> None:
     server.pause()  # a paused container is removed too
     server.stop()
     assert not server.is_running()
-    assert not engine.containers.list(all=True, filters={"name": name})
+    assert not engine.containers.list(all=True, filters={"name": name}, sparse=True)
     assert not engine.volumes.list(filters={"name": volume})
     server.stop()  # safe to call again
 
@@ -266,7 +266,7 @@ def test_an_exception_inside_the_context_removes_the_container(engine: Any) -> N
     with pytest.raises(RuntimeError), RedisContainer() as server:
         name = server.container_name
         raise RuntimeError("scenario blew up")
-    assert not engine.containers.list(all=True, filters={"name": name})
+    assert not engine.containers.list(all=True, filters={"name": name}, sparse=True)
 
 
 def _labels(pid: int, started: str) -> dict[str, str]:
@@ -290,9 +290,9 @@ def test_sweep_removes_labelled_leftovers_of_a_dead_owner_only(engine: Any) -> N
         removed = sweep_orphans()
         orphans = {"label": f"{LABEL_RUN}={orphan_labels[LABEL_RUN]}"}
         live = {"label": f"{LABEL_RUN}={live_labels[LABEL_RUN]}"}
-        assert not engine.containers.list(all=True, filters=orphans)
+        assert not engine.containers.list(all=True, filters=orphans, sparse=True)
         assert not engine.volumes.list(filters=orphans)
-        assert len(engine.containers.list(all=True, filters=live)) == 1
+        assert len(engine.containers.list(all=True, filters=live, sparse=True)) == 1
         assert len(engine.volumes.list(filters=live)) == 1
         assert len(removed) == 2
     finally:
@@ -311,7 +311,7 @@ def test_a_harness_that_forgets_stop_removes_its_containers_at_exit(engine: Any,
     assert out.returncode == 0, out.stderr
     # Checked at once: the reaper acts only after the owner is dead, atexit before.
     for name in out.stdout.split():
-        assert not engine.containers.list(all=True, filters={"name": name}), name
+        assert not engine.containers.list(all=True, filters={"name": name}, sparse=True), name
 
 
 def test_a_sigkilled_harness_leaves_no_container_behind(engine: Any, tmp_path: Path) -> None:
@@ -330,11 +330,11 @@ def test_a_sigkilled_harness_leaves_no_container_behind(engine: Any, tmp_path: P
         ready, _, _ = select.select([child.stdout], [], [], 30)
         assert ready, "the child harness did not start its container within 30 s"
         name, volume = child.stdout.readline().split()
-        assert engine.containers.list(all=True, filters={"name": name})
+        assert engine.containers.list(all=True, filters={"name": name}, sparse=True)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    assert wait_until(lambda: not engine.containers.list(all=True, filters={"name": name}), 15)
+    assert wait_until(lambda: not engine.containers.list(all=True, filters={"name": name}, sparse=True), 15)
     assert wait_until(lambda: not engine.volumes.list(filters={"name": volume}), 5)
 
 
@@ -351,7 +351,7 @@ def test_an_image_that_cannot_be_had_names_its_variable(engine: Any) -> None:
     server = RedisContainer(image="lockchaos/no-such-image:none")
     with pytest.raises(InfrastructureError, match=containers.REDIS_IMAGE_ENV):
         server.start()
-    assert not engine.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id()}"})
+    assert not engine.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id()}"}, sparse=True)
     assert not engine.volumes.list(filters={"label": f"{LABEL_RUN}={run_id()}"})
 
 

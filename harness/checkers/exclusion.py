@@ -20,11 +20,13 @@ NAME_REGISTER = "exclusion-register"
 def check_grants(h: History) -> CheckResult:
     findings: list[Finding] = []
     definite = sorted((g for g in h.grants if g.definite), key=lambda g: g.acquire.invoke)
-    for i, g2 in enumerate(definite):
+    # Swept in invoke order: a grant over before one acquire's invoke is over before every later one's,
+    # so only the possibly-live earlier grants are kept, in their order, and compared latest first.
+    live: list[Grant] = []
+    for g2 in definite:
         a = g2.acquire
-        for g1 in reversed(definite[:i]):
-            if g1.latest_end < a.invoke:
-                continue
+        live = [g for g in live if g.latest_end >= a.invoke]
+        for g1 in reversed(live):
             if g1.owner == g2.owner and g1.token is not None and g1.token == g2.token:
                 continue  # one lease seen twice
             if surely_held_throughout(h, g1, a.invoke, a.complete):
@@ -44,6 +46,7 @@ def check_grants(h: History) -> CheckResult:
                     a.complete, (g1.owner, g2.owner), tuple(t for t in (g1.token, g2.token) if t is not None),
                     (g1.acquire.line, a.line)))
                 break
+        live.append(g2)
     return CheckResult(NAME_GRANTS, tuple(findings), {"grants": len(definite)})
 
 

@@ -22,8 +22,11 @@ lease in force at the fault can have expired (a release the crash made indetermi
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
+
 from .findings import CheckResult, Finding
-from .model import NS_PER_MS, FaultWindow, History, Op
+from .model import NS_PER_MS, FaultWindow, Grant, History, Op
 
 NAME = "liveness"
 TRIGGERS = ("holder-crash", "holder-pause", "partition")
@@ -59,7 +62,11 @@ def check(h: History) -> CheckResult:
     excused = uncontended = 0
     acquires = sorted((o for o in h.ops if o.rec.op == "acquire" and o.rec.outcome == "ok"),
                       key=lambda o: o.complete)
-    attempts = [o for o in h.ops if o.rec.op == "acquire" and o.rec.client != "observer"]
+    acquire_completes = [o.complete for o in acquires]
+    attempts = sorted((o for o in h.ops if o.rec.op == "acquire" and o.rec.client != "observer"),
+                      key=lambda o: o.invoke)
+    attempt_invokes = [o.invoke for o in attempts]
+    holding = _HeldIndex(h.grants)
     leader_times = _leader_failovers(h, server_faults, findings)
     times.extend(leader_times)
     # A holder's failover that overlaps the service's own failover is the service's story too.
@@ -68,14 +75,15 @@ def check(h: History) -> CheckResult:
         if f.fault not in TRIGGERS:
             continue
         victims = set(f.target.split(","))
-        held = [g for g in h.grants if g.client in victims and g.acquire.complete <= f.start <= g.latest_end]
-        if not held:
+        if not any(holding.held_at(v, f.start) for v in victims):
             continue  # the victim did not hold the lock: nothing to fail over
         start = f.start
-        if not any(o.rec.client not in victims and o.invoke >= start for o in attempts):
+        if not any(o.rec.client not in victims
+                   for o in _from(attempts, bisect.bisect_left(attempt_invokes, start))):
             uncontended += 1  # nobody else asked for the lock (one worker): no failover to judge
             continue
-        nxt = next((o for o in acquires if o.complete > start and o.rec.client not in victims), None)
+        nxt = next((o for o in _from(acquires, bisect.bisect_right(acquire_completes, start))
+                    if o.rec.client not in victims), None)
         end = nxt.complete if nxt is not None else h.end_ns
         if any(s.start <= end and s.end >= start for s in server_faults):
             excused += 1
@@ -107,6 +115,48 @@ def check(h: History) -> CheckResult:
     return CheckResult(NAME, tuple(findings), stats)
 
 
+def _from(ops: list[Op], i: int) -> Iterator[Op]:
+    """``ops[i:]`` without copying it."""
+    return (ops[j] for j in range(i, len(ops)))
+
+
+class _HeldIndex:
+    """Per client, its grants in acquire-complete order with the running maximum of their latest ends:
+    whether a client may hold the lock at an instant is then one bisection."""
+
+    def __init__(self, grants: list[Grant]) -> None:
+        by_client: dict[str, list[Grant]] = {}
+        for g in sorted(grants, key=lambda g: g.acquire.complete):
+            by_client.setdefault(g.client, []).append(g)
+        self.completes = {c: [g.acquire.complete for g in gs] for c, gs in by_client.items()}
+        self.max_end: dict[str, list[int]] = {}
+        for c, gs in by_client.items():
+            ends = self.max_end[c] = []
+            for g in gs:
+                ends.append(max(g.latest_end, ends[-1]) if ends else g.latest_end)
+
+    def held_at(self, client: str, at: int) -> bool:
+        """Some grant of ``client`` completed by ``at`` and may last until ``at``."""
+        i = bisect.bisect_right(self.completes.get(client, []), at) - 1
+        return i >= 0 and self.max_end[client][i] >= at
+
+
+def _prefix_max(pairs: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Keys in order and, up to each, the largest value: ``max(v for k, v in pairs if k <= x)`` by bisection."""
+    pairs = sorted(pairs)
+    keys = [k for k, _ in pairs]
+    best: list[int] = []
+    for _, v in pairs:
+        best.append(max(v, best[-1]) if best else v)
+    return keys, best
+
+
+def _max_upto(index: tuple[list[int], list[int]], x: int) -> int | None:
+    keys, best = index
+    i = bisect.bisect_right(keys, x) - 1
+    return best[i] if i >= 0 else None
+
+
 def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]) -> dict[str, object]:
     """Stuck clients and a lock nobody can get, once a killed or paused server answers again."""
     bound = recovery_bound(h)
@@ -114,6 +164,14 @@ def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]
     if not worker_ops:
         return {}
     workers_end = max(o.complete for o in worker_ops)
+    worker_invokes = [o.invoke for o in worker_ops]
+    by_client: dict[str, list[Op]] = {}
+    for o in worker_ops:
+        by_client.setdefault(o.rec.client, []).append(o)
+    client_invokes = {c: [o.invoke for o in ops] for c, ops in by_client.items()}
+    last_acquire = max((o.invoke for o in worker_ops if o.rec.op == "acquire"), default=None)
+    ends_by_invoke = _prefix_max([(g.acquire.invoke, g.latest_end) for g in h.grants])
+    acquire_completes = [o.complete for o in acquires]
     judged = 0
     recoveries: list[float] = []
     for f in h.faults:
@@ -126,14 +184,16 @@ def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]
         if others:
             continue  # another fault overlaps the recovery: its own story
         judged += 1
-        _stuck_clients(h, f, worker_ops, back, deadline, bound, findings)
+        window = worker_ops[bisect.bisect_left(worker_invokes, back):bisect.bisect_right(worker_invokes, deadline)]
+        _stuck_clients(f, window, by_client, client_invokes, back, deadline, bound, findings)
         # The lock is free once no grant made before the server came back can still be in force.
-        free_from = max([back] + [g.latest_end for g in h.grants if g.acquire.invoke <= back])
+        free_from = max(back, _max_upto(ends_by_invoke, back) or back)
         if free_from + bound > workers_end:
             continue
-        if not any(o.invoke >= free_from for o in worker_ops if o.rec.op == "acquire"):
+        if last_acquire is None or last_acquire < free_from:
             continue  # nobody asked
-        nxt = next((o for o in acquires if o.complete > back), None)  # any grant since the server came back
+        i = bisect.bisect_right(acquire_completes, back)  # any grant since the server came back
+        nxt = acquires[i] if i < len(acquires) else None
         if nxt is not None:
             recoveries.append(max(0, nxt.complete - free_from) / 1e9)
         if nxt is None or nxt.complete > free_from + bound:
@@ -150,18 +210,22 @@ def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]
     return stats
 
 
-def _stuck_clients(h: History, f: FaultWindow, worker_ops: list[Op], back: int, deadline: int, bound: int,
+def _stuck_clients(f: FaultWindow, window: list[Op], all_by_client: dict[str, list[Op]],
+                   client_invokes: dict[str, list[int]], back: int, deadline: int, bound: int,
                    findings: list[Finding]) -> None:
-    """A client that kept calling after the server was back and got only errors for the whole bound."""
+    """A client that kept calling after the server was back and got only errors for the whole bound.
+
+    ``window``: the workers' calls invoked in [back, deadline], in invoke order; ``all_by_client``: each
+    client's calls in invoke order, to find its calls after the deadline by bisection."""
     by_client: dict[str, list[Op]] = {}
-    for o in worker_ops:
-        if o.invoke >= back and o.invoke <= deadline:
-            by_client.setdefault(o.rec.client, []).append(o)
+    for o in window:
+        by_client.setdefault(o.rec.client, []).append(o)
     for client, ops in sorted(by_client.items()):
         answered = [o for o in ops if o.rec.outcome != "indeterminate" and o.complete <= deadline]
         if answered:
             continue
-        later = [o for o in worker_ops if o.rec.client == client and o.invoke > deadline]
+        mine = all_by_client[client]
+        later = mine[bisect.bisect_right(client_invokes[client], deadline):]
         if not later and ops[-1].complete <= deadline:
             continue  # the client stopped calling (crashed, or the run ended): nothing to judge
         errors = sorted({str(o.rec.error).split(":")[0] for o in ops if o.rec.error})
@@ -191,11 +255,20 @@ def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: li
     retry_ns = float(plan.get("retry_every", 0.1)) * h.ttl_ms * NS_PER_MS
     grants = sorted((o for o in h.ops if o.rec.op in ("acquire", "renew") and o.rec.outcome == "ok"),
                     key=lambda o: o.complete)
+    # The first grant (in complete order) invoked at or after an instant: over the grants in invoke
+    # order, the smallest complete-order position from each on.
+    by_invoke = sorted(range(len(grants)), key=lambda i: grants[i].invoke)
+    invokes = [grants[i].invoke for i in by_invoke]
+    first_pos = list(by_invoke)
+    for k in range(len(first_pos) - 2, -1, -1):
+        first_pos[k] = min(first_pos[k], first_pos[k + 1])
+    ends_by_complete = _prefix_max([(g.acquire.complete, g.latest_end) for g in h.grants])
     times: list[float] = []
     for f in h.faults:
         if f.fault not in LEADER_TRIGGERS:
             continue
-        nxt = next((o for o in grants if o.invoke >= f.start), None)
+        k = bisect.bisect_left(invokes, f.start)
+        nxt = grants[first_pos[k]] if k < len(first_pos) else None
         end = nxt.complete if nxt is not None else h.stopped_ns
         if any(s.start <= end and s.end >= f.start for s in server_faults):
             continue  # the whole service was also down: not this failover's doing
@@ -209,7 +282,8 @@ def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: li
         took = nxt.complete - f.start
         times.append(took / 1e9)
         # A lease left behind at the fault (its release lost to the crash) may block until it expires.
-        orphans = [g.latest_end for g in h.grants if g.acquire.complete <= f.start <= g.latest_end]
+        orphan = _max_upto(ends_by_complete, f.start)  # the longest-lived of them decides
+        orphans = [orphan] if orphan is not None and orphan >= f.start else []
         allowed = max([bound, *(end - f.start + 2 * retry_ns + SLACK_NS for end in orphans)])
         if took > allowed:
             findings.append(Finding(NAME, "slow-failover", "violation",

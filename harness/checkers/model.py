@@ -8,7 +8,9 @@ the checkers need: when a grant was surely in force, and until when it can possi
 
 from __future__ import annotations
 
+import bisect
 import functools
+import gc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +29,17 @@ EPSILON_NS = 5 * NS_PER_MS
 
 @dataclass(frozen=True, slots=True)
 class Op:
+    """One call and its line; its times are copied out of the record once, since the checkers sort
+    and compare by them millions of times in a long history."""
+
     line: int
     rec: OpRecord
+    invoke: int = field(init=False, compare=False, repr=False)
+    complete: int = field(init=False, compare=False, repr=False)
 
-    @property
-    def invoke(self) -> int:
-        return self.rec.invoke_ns
-
-    @property
-    def complete(self) -> int:
-        return self.rec.complete_ns
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "invoke", self.rec.invoke_ns)
+        object.__setattr__(self, "complete", self.rec.complete_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,45 @@ class History:
     """Opening a client raised an exception the factory did not map (line, note)."""
 
     def server_faults(self, *names: str) -> list[FaultWindow]:
-        return [f for f in self.faults if f.fault in names]
+        return list(self._faults_named(names))
+
+    def _faults_named(self, names: tuple[str, ...]) -> tuple[FaultWindow, ...]:
+        """The faults of these kinds in start order, filtered once per kinds (not once per grant)."""
+        cache = self._named_cache
+        if names not in cache:
+            cache[names] = tuple(f for f in self.faults if f.fault in names)
+        return cache[names]
+
+    @functools.cached_property
+    def _named_cache(self) -> dict[tuple[str, ...], tuple[FaultWindow, ...]]:
+        return {}
+
+    @functools.cached_property
+    def _delaying_index(self) -> _FaultIndex:
+        return _FaultIndex(self._delaying_faults)
+
+    @functools.cached_property
+    def _prolonger_index(self) -> _FaultIndex:
+        """Faults that prolong whatever was in force when they began (see ``_latest_expiry``)."""
+        restarts = self._faults_named(("server-kill",)) if self.caps.durable else ()
+        merged = sorted([*restarts, *self._faults_named(("server-pause",)), *self.failovers], key=lambda f: f.start)
+        return _FaultIndex(merged)
+
+    @functools.cached_property
+    def _lease_ending_starts(self) -> list[int]:
+        """Starts of the faults that can end a lease early, in order (see ``earliest_end``)."""
+        return [f.start for f in self.faults
+                if f.fault == "clock-jump" or (f.fault == "server-kill" and not self.caps.durable)]
+
+    @functools.cached_property
+    def _restart_end_suffix_min(self) -> tuple[list[int], list[int]]:
+        """Server restarts' starts in order and, from each on, the earliest end among it and the later ones."""
+        restarts = self._faults_named(("server-kill",))
+        starts = [f.start for f in restarts]
+        mins = [f.end for f in restarts]
+        for i in range(len(mins) - 2, -1, -1):
+            mins[i] = min(mins[i], mins[i + 1])
+        return starts, mins
 
     @functools.cached_property
     def _delaying_faults(self) -> list[FaultWindow]:
@@ -120,14 +161,34 @@ class History:
         if op.rec.outcome != "indeterminate":
             return op.complete + EPSILON_NS
         h = op.complete
-        for f in self._delaying_faults:
-            if f.start > op.complete or f.end < op.invoke:
-                continue
+        for f in self._delaying_index.overlapping(op.invoke, op.complete):
             if f.fault == "server-pause":
                 h = max(h, f.end)  # queued in the server's socket, applied on resume
             elif f.fault == "latency":
                 h = max(h, op.complete + int(f.detail.get("one_way_ms", 0)) * NS_PER_MS)
         return h + EPSILON_NS
+
+
+class _FaultIndex:
+    """Fault windows sorted by start, with the running maximum of their ends: the windows overlapping
+    an interval are found by bisecting on the starts and walking back only while an end can still reach it."""
+
+    def __init__(self, faults: Iterable[FaultWindow]) -> None:
+        self.faults = sorted(faults, key=lambda f: f.start)
+        self.starts = [f.start for f in self.faults]
+        self.max_end: list[int] = []
+        for f in self.faults:
+            self.max_end.append(max(f.end, self.max_end[-1]) if self.max_end else f.end)
+
+    def overlapping(self, start: int, end: int) -> list[FaultWindow]:
+        """Windows with ``f.start <= end and f.end >= start``, in no particular order."""
+        out = []
+        i = bisect.bisect_right(self.starts, end) - 1
+        while i >= 0 and self.max_end[i] >= start:
+            if self.faults[i].end >= start:
+                out.append(self.faults[i])
+            i -= 1
+        return out
 
 
 @dataclass
@@ -191,7 +252,15 @@ def load_history(source: Path | Iterable[Record]) -> History:
     else:
         numbered = enumerate(source, start=1)
     notes = _Notes()
-    meta, ops, writes, faults, end_ns, truncated = _load(numbered, notes)
+    # Loading allocates a few objects per event and frees none of them: the cycle collector's passes
+    # over the growing heap cost a third of the load and find nothing (records hold no cycles).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        meta, ops, writes, faults, end_ns, truncated = _load(numbered, notes)
+    finally:
+        if collecting:
+            gc.enable()
     if not meta:
         raise ValueError("history has no meta record: not a lockchaos history")
     caps = Capabilities(**meta["capabilities"])
@@ -226,22 +295,26 @@ def _grants(h: History) -> list[Grant]:
 def _bound(h: History) -> None:
     """For each grant: until when it can possibly have been in force, and when it was proven over."""
     lag = h.caps.expiry_lag_ms * NS_PER_MS
-    restarts = h.server_faults("server-kill")
+    restart_starts, restart_min_end = h._restart_end_suffix_min
     for g in h.grants:
-        latest = _latest_expiry(h, g, lag, restarts)
+        latest = _latest_expiry(h, g, lag)
         proofs = [r.complete for r in g.releases if r.rec.outcome == "ok"]
         proofs += [r.complete for r in g.renews if r.rec.outcome == "fail" and r.invoke >= g.effect_horizon]
-        if not h.caps.durable:
-            proofs += [f.end for f in restarts if f.start >= g.effect_horizon]
+        if not h.caps.durable:  # the earliest end among the restarts that began after the grant took effect
+            i = bisect.bisect_left(restart_starts, g.effect_horizon)
+            if i < len(restart_min_end):
+                proofs.append(restart_min_end[i])
         g.latest_end = min([latest, *proofs])
 
 
-def _latest_expiry(h: History, g: Grant, lag: int, restarts: list[FaultWindow]) -> int:
+def _latest_expiry(h: History, g: Grant, lag: int) -> int:
     """The latest instant ``g`` can still be in force, by the extensions that can have reached it.
 
     A renew extends the lease only if it can have arrived while the lease was still in force, and
-    a durable server's restart or a pause prolongs whatever was in force when it began: iterate
-    to a fixed point (each renew and fault is used at most once, so this ends).
+    a durable server's restart or a pause prolongs whatever was in force when it began: the least
+    fixed point of these extensions (each only raises ``latest``, and whether it applies only gets
+    truer as ``latest`` grows, so the order they are taken in does not matter). Renews in invoke
+    order and faults in start order are each taken once, by two cursors that advance while they reach.
     """
     latest = h.horizon(g.acquire) + g.ttl_ms * NS_PER_MS + lag + EPSILON_NS
     if h.caps.renews_in_background:  # its client's own thread renews it, unrecorded, until it stops
@@ -249,23 +322,29 @@ def _latest_expiry(h: History, g: Grant, lag: int, restarts: list[FaultWindow]) 
     pending = sorted((r for r in g.renews if r.rec.outcome != "fail"), key=lambda r: r.invoke)
     # A new leader re-arms every lease it finds (etcd's lessor on promotion), so a failover may
     # prolong a grant by a TTL from when it completes.
-    prolongers = [f for f in restarts if h.caps.durable] + h.server_faults("server-pause") + h.failovers
-    changed = True
-    while changed:
-        changed = False
-        for r in list(pending):
-            if r.invoke <= latest:
-                latest = max(latest, h.horizon(r) + _ttl(r, g) * NS_PER_MS + lag + EPSILON_NS)
-                pending.remove(r)
-                changed = True
-        for f in list(prolongers):
-            if g.acquire.invoke <= f.end and f.start <= latest:
-                extra = g.ttl_ms * NS_PER_MS if f.fault in ("server-kill", *LEADER_FAULTS) else 0
-                end = h.promotion_end(f) if f.fault in LEADER_FAULTS else f.end
-                latest = max(latest, end + extra + lag + EPSILON_NS)
-                prolongers.remove(f)
-                changed = True
-    return latest
+    index = h._prolonger_index
+    invoke = g.acquire.invoke
+
+    def extended(f: FaultWindow, latest: int) -> int:
+        extra = g.ttl_ms * NS_PER_MS if f.fault in ("server-kill", *LEADER_FAULTS) else 0
+        end = h.promotion_end(f) if f.fault in LEADER_FAULTS else f.end
+        return max(latest, end + extra + lag + EPSILON_NS)
+
+    # Faults that began before the acquire reach it if they lasted until it (they began before ``latest``).
+    for f in index.overlapping(invoke, invoke - 1):
+        latest = extended(f, latest)
+    r_i, f_i = 0, bisect.bisect_left(index.starts, invoke)  # from here on they began at or after the acquire
+    while True:
+        if r_i < len(pending) and pending[r_i].invoke <= latest:
+            r = pending[r_i]
+            latest = max(latest, h.horizon(r) + _ttl(r, g) * NS_PER_MS + lag + EPSILON_NS)
+            r_i += 1
+        elif f_i < len(index.faults) and index.starts[f_i] <= latest:
+            if index.faults[f_i].end >= invoke:
+                latest = extended(index.faults[f_i], latest)
+            f_i += 1
+        else:
+            return latest
 
 
 def _renewer_stops(h: History, g: Grant) -> int:
@@ -308,10 +387,10 @@ def earliest_end(h: History, g: Grant, at: int, *, lossy_failover: bool = True) 
     for r in g.releases:  # a release that may have happened ends it as early as its invoke
         if r.rec.outcome != "fail":
             cut = min(cut, r.invoke)
-    for f in h.faults:  # faults that can end a lease early
-        lease_ending = f.fault == "clock-jump" or (f.fault == "server-kill" and not h.caps.durable)
-        if lease_ending and f.start >= g.acquire.invoke:
-            cut = min(cut, f.start)
+    ending = h._lease_ending_starts  # faults that can end a lease early: the first one from the acquire on
+    i = bisect.bisect_left(ending, g.acquire.invoke)
+    if i < len(ending):
+        cut = min(cut, ending[i])
     if lossy_failover:
         for f in h.lossy_failovers:
             if g.acquire.invoke <= h.promotion_end(f):
