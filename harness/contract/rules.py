@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -369,24 +369,37 @@ def bad_input_raises_value_error(ctx: ContractContext) -> None:
     """Empty or non-str key/owner, non-int or non-positive TTL raise ValueError and change nothing."""
     c: Any = ctx.client()  # deliberately called with wrong types
     key, owner, ttl = ctx.key("bad"), ctx.owner("a"), ctx.ttl_ms
-    calls: list[tuple[str, tuple[object, ...]]] = []
-    for bad in _BAD_KEYS:
-        calls += [("acquire", (bad, owner, ttl)), ("renew", (bad, owner, ttl)),
-                  ("release", (bad, owner)), ("holder", (bad,))]
-    for bad in _BAD_OWNERS:
-        calls += [("acquire", (key, bad, ttl)), ("renew", (key, bad, ttl)), ("release", (key, bad))]
+    calls = _calls_with_bad(key, owner, ttl, _BAD_KEYS, _BAD_OWNERS)
     for bad in _BAD_TTLS:
         calls += [("acquire", (key, owner, bad)), ("renew", (key, owner, bad))]
+    _each_raises_value_error(c, calls, lambda op, args: f"{op}{args!r}")
+    _expect_holder(ctx, c, key, None, "a rejected call changed the key's state")
+
+
+Call = tuple[str, tuple[object, ...]]
+
+
+def _calls_with_bad(key: str, owner: str, ttl: int, bad_keys: Sequence[object],
+                    bad_owners: Sequence[object]) -> list[Call]:
+    """Every operation once with each bad key, and each one taking an owner with each bad owner."""
+    calls: list[Call] = []
+    for bad in bad_keys:
+        calls += [("acquire", (bad, owner, ttl)), ("renew", (bad, owner, ttl)),
+                  ("release", (bad, owner)), ("holder", (bad,))]
+    for bad in bad_owners:
+        calls += [("acquire", (key, bad, ttl)), ("renew", (key, bad, ttl)), ("release", (key, bad))]
+    return calls
+
+
+def _each_raises_value_error(c: Any, calls: list[Call], label: Callable[[str, tuple[object, ...]], str]) -> None:
     for op, args in calls:
-        label = f"{op}{args!r}"
         try:
             result = getattr(c, op)(*args)
         except ValueError:
             continue
         except Exception as exc:
-            raise ContractFailure(f"{label} raised {type(exc).__name__}, not ValueError: {exc}") from None
-        raise ContractFailure(f"{label} returned {result!r} instead of raising ValueError")
-    _expect_holder(ctx, c, key, None, "a rejected call changed the key's state")
+            raise ContractFailure(f"{label(op, args)} raised {type(exc).__name__}, not ValueError: {exc}") from None
+        raise ContractFailure(f"{label(op, args)} returned {result!r} instead of raising ValueError")
 
 
 def _padded(base: str, size: int, fill: str = "\u00e9") -> str:
@@ -404,21 +417,8 @@ def names_beyond_the_shared_limits_raise_value_error(ctx: ContractContext) -> No
     key, owner, ttl = ctx.key("limits"), ctx.owner("a"), ctx.ttl_ms
     bad_keys = [key + "\ud800", "\udcff" + key, _padded(key, MAX_KEY_BYTES + 1)]
     bad_owners = [owner + "\ud800", _padded(owner, MAX_OWNER_BYTES + 1)]
-    calls: list[tuple[str, tuple[object, ...]]] = []
-    for bad in bad_keys:
-        calls += [("acquire", (bad, owner, ttl)), ("renew", (bad, owner, ttl)),
-                  ("release", (bad, owner)), ("holder", (bad,))]
-    for bad in bad_owners:
-        calls += [("acquire", (key, bad, ttl)), ("renew", (key, bad, ttl)), ("release", (key, bad))]
-    for op, args in calls:
-        label = f"{op}({', '.join(_shown(a) for a in args)})"
-        try:
-            result = getattr(c, op)(*args)
-        except ValueError:
-            continue
-        except Exception as exc:
-            raise ContractFailure(f"{label} raised {type(exc).__name__}, not ValueError: {exc}") from None
-        raise ContractFailure(f"{label} returned {result!r} instead of raising ValueError")
+    _each_raises_value_error(c, _calls_with_bad(key, owner, ttl, bad_keys, bad_owners),
+                             lambda op, args: f"{op}({', '.join(_shown(a) for a in args)})")
     longest_key, longest_owner = _padded(key, MAX_KEY_BYTES), _padded(owner, MAX_OWNER_BYTES)
     lease = _lease(_granted(ctx, c, longest_key, longest_owner, ctx.ttl_with_room(2000)))
     expect(lease.key == longest_key and lease.owner == longest_owner,
