@@ -28,7 +28,7 @@ CAUGHT_BY: dict[str, tuple[str, set[str]]] = {
     "renew_without_owner_check": ("holder-pause", {"conformance", "exclusion-grants"}),
     "rounds_to_seconds_but_declares_ms": ("clean-handover", {"conformance"}),
     "secretly_rounds_to_seconds": ("contention", {"conformance"}),
-    "undeclared_expiry_lag": ("contention", {"conformance"}),
+    "undeclared_expiry_lag": ("under-declared-lag", {"conformance"}),
 }
 
 
