@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import sys
@@ -28,8 +27,7 @@ import sys
 from pottery import ExtendUnlockedLock, Redlock, ReleaseUnlockedLock, TooManyExtensions
 
 from ..base import Lease, validate_call
-from .redis_client import connect, redis_capabilities, redis_errors
-from .wrapper import LibraryLock
+from .redis_client import RedisLibraryLock, redis_capabilities
 
 LIBRARY = "pottery Redlock"
 
@@ -56,13 +54,12 @@ def check_pottery_ttl(ttl_ms: int) -> None:
                          f"{MIN_TTL_MS} ms")
 
 
-class PotteryRedlock(LibraryLock[Redlock]):
+class PotteryRedlock(RedisLibraryLock[Redlock]):
     name = "pottery"
+    library = LIBRARY
 
     def __init__(self, url: str) -> None:
-        super().__init__()
-        self._target = connect(url)
-        self._where = self._target.config.display_url
+        super().__init__(url)
         self.capabilities = redis_capabilities(self._target.durable, rounding="down", min_ttl_ms=MIN_TTL_MS,
                                                refuses_below_min=True)
 
@@ -75,9 +72,6 @@ class PotteryRedlock(LibraryLock[Redlock]):
         validate_call(key, owner, ttl_ms)
         check_pottery_ttl(ttl_ms)
         return super().renew(key, owner, ttl_ms)
-
-    def lock_name(self, key: str) -> str:
-        return self._target.config.prefix + key
 
     def _new_lock(self, key: str, ttl_ms: int) -> Redlock:
         return Redlock(key=self.lock_name(key), masters={self._target.client}, auto_release_time=ttl_ms / 1000,
@@ -106,14 +100,9 @@ class PotteryRedlock(LibraryLock[Redlock]):
         probe = Redlock(key=self.lock_name(key), masters={self._target.client})
         return bool(self._target.client.exists(probe.key))
 
-    def _errors(self, op: str, key: str) -> contextlib.AbstractContextManager[None]:
-        return redis_errors(LIBRARY, op, key, self._where)
-
     def _granted_ttl(self, lock: Redlock, ttl_ms: int) -> int:
         return int(ttl_ms / 1000 * 1000)  # int(auto_release_time * 1000), as pottery sends it
 
-    def _close_client(self) -> None:
-        self._target.client.close()
 
 
 def open_pottery_redlock(url: str) -> PotteryRedlock:

@@ -15,13 +15,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import redis_lock
 
-from .redis_client import connect, redis_capabilities, redis_errors
-from .wrapper import LibraryLock
+from .redis_client import RedisLibraryLock, redis_capabilities
 
 LIBRARY = "python-redis-lock"
 
@@ -31,22 +29,18 @@ LIBRARY = "python-redis-lock"
 logging.getLogger("redis_lock").addHandler(logging.NullHandler())
 
 
-class PythonRedisLock(LibraryLock[redis_lock.Lock]):
+class PythonRedisLock(RedisLibraryLock[redis_lock.Lock]):
     name = "python-redis-lock"
+    library = LIBRARY
 
     def __init__(self, url: str, *, auto_renewal: bool = False) -> None:
-        super().__init__()
+        super().__init__(url)
         self.auto_renewal = auto_renewal
         if auto_renewal:
             self.name = "python-redis-lock-autorenew"
-        self._target = connect(url)
-        self._where = self._target.config.display_url
         # Whole seconds, truncated: int(expire). Below 1 s the library sends EX 0 (declared: not refused).
         self.capabilities = redis_capabilities(self._target.durable, granularity_ms=1000, rounding="down",
                                                min_ttl_ms=1000, renews_in_background=auto_renewal)
-
-    def lock_name(self, key: str) -> str:
-        return self._target.config.prefix + key
 
     def _new_lock(self, key: str, ttl_ms: int) -> redis_lock.Lock:
         return redis_lock.Lock(self._target.client, self.lock_name(key), expire=ttl_ms / 1000,
@@ -75,9 +69,6 @@ class PythonRedisLock(LibraryLock[redis_lock.Lock]):
     def _present(self, key: str) -> bool:
         return bool(redis_lock.Lock(self._target.client, self.lock_name(key)).locked())
 
-    def _errors(self, op: str, key: str) -> contextlib.AbstractContextManager[None]:
-        return redis_errors(LIBRARY, op, key, self._where)
-
     def _granted_ttl(self, lock: redis_lock.Lock, ttl_ms: int) -> int:
         return int(ttl_ms / 1000) * 1000  # int(expire), as the library sends it
 
@@ -85,8 +76,6 @@ class PythonRedisLock(LibraryLock[redis_lock.Lock]):
         # The renewal thread dies with its process; nothing is released.
         lock._stop_lock_renewer()
 
-    def _close_client(self) -> None:
-        self._target.client.close()
 
 
 def open_python_redis_lock(url: str) -> PythonRedisLock:

@@ -19,6 +19,7 @@ import redis.exceptions as rex
 
 from ..base import BackendTimeout, BackendUnavailable, Capabilities
 from ..redis import EXPIRY_LAG_MS, RedisConfig, parse_redis_url
+from .wrapper import L, LibraryLock
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +74,24 @@ def redis_errors(library: str, op: str, key: str, where: str) -> Iterator[None]:
         raise BackendTimeout(f"{library} {op}({key!r}) at {where}: timed out (outcome unknown)") from exc
     except (rex.ConnectionError, OSError) as exc:
         raise BackendUnavailable(f"{library} {op}({key!r}) at {where}: {exc} (outcome unknown)") from exc
+
+
+class RedisLibraryLock(LibraryLock[L]):
+    """A library lock over one redis-py client: its connection, lock names and error mapping, once."""
+
+    library: str
+    """The library as error messages name it."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._target = connect(url)
+        self._where = self._target.config.display_url
+
+    def lock_name(self, key: str) -> str:
+        return self._target.config.prefix + key
+
+    def _errors(self, op: str, key: str) -> contextlib.AbstractContextManager[None]:
+        return redis_errors(self.library, op, key, self._where)
+
+    def _close_client(self) -> None:
+        self._target.client.close()

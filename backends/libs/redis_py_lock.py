@@ -15,28 +15,21 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import redis.exceptions as rex
 from redis.lock import Lock
 
-from .redis_client import connect, redis_capabilities, redis_errors
-from .wrapper import LibraryLock
+from .redis_client import RedisLibraryLock, redis_capabilities
 
 LIBRARY = "redis-py Lock"
 
 
-class RedisPyLock(LibraryLock[Lock]):
+class RedisPyLock(RedisLibraryLock[Lock]):
     name = "redis-py-lock"
+    library = LIBRARY
 
     def __init__(self, url: str) -> None:
-        super().__init__()
-        self._target = connect(url)
-        self._where = self._target.config.display_url
+        super().__init__(url)
         self.capabilities = redis_capabilities(self._target.durable, rounding="down")
-
-    def lock_name(self, key: str) -> str:
-        return self._target.config.prefix + key
 
     def _new_lock(self, key: str, ttl_ms: int) -> Lock:
         return Lock(self._target.client, self.lock_name(key), timeout=ttl_ms / 1000)
@@ -61,14 +54,9 @@ class RedisPyLock(LibraryLock[Lock]):
     def _present(self, key: str) -> bool:
         return Lock(self._target.client, self.lock_name(key)).locked()
 
-    def _errors(self, op: str, key: str) -> contextlib.AbstractContextManager[None]:
-        return redis_errors(LIBRARY, op, key, self._where)
-
     def _granted_ttl(self, lock: Lock, ttl_ms: int) -> int:
         return int(ttl_ms / 1000 * 1000)  # what do_acquire / do_extend send
 
-    def _close_client(self) -> None:
-        self._target.client.close()
 
 
 def open_redis_py_lock(url: str) -> RedisPyLock:

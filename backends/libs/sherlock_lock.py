@@ -15,12 +15,9 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from sherlock import LockException, RedisLock
 
-from .redis_client import connect, redis_capabilities, redis_errors
-from .wrapper import LibraryLock
+from .redis_client import RedisLibraryLock, redis_capabilities
 
 LIBRARY = "sherlock RedisLock"
 
@@ -30,18 +27,14 @@ def expire_seconds(ttl_ms: int) -> int | float:
     return ttl_ms // 1000 if ttl_ms % 1000 == 0 else ttl_ms / 1000
 
 
-class SherlockLock(LibraryLock[RedisLock]):
+class SherlockLock(RedisLibraryLock[RedisLock]):
     name = "sherlock"
+    library = LIBRARY
 
     def __init__(self, url: str) -> None:
-        super().__init__()
-        self._target = connect(url)
-        self._where = self._target.config.display_url
+        super().__init__(url)
         # EXPIRE is whole seconds; fractional TTLs are not rounded but fail (see module doc).
         self.capabilities = redis_capabilities(self._target.durable, granularity_ms=1000, min_ttl_ms=1000)
-
-    def lock_name(self, key: str) -> str:
-        return self._target.config.prefix + key
 
     def _new_lock(self, key: str, ttl_ms: int) -> RedisLock:
         return RedisLock(self.lock_name(key), client=self._target.client, expire=expire_seconds(ttl_ms))
@@ -66,9 +59,6 @@ class SherlockLock(LibraryLock[RedisLock]):
     def _present(self, key: str) -> bool:
         return bool(RedisLock(self.lock_name(key), client=self._target.client).locked())
 
-    def _errors(self, op: str, key: str) -> contextlib.AbstractContextManager[None]:
-        return redis_errors(LIBRARY, op, key, self._where)
-
     def _granted_ttl(self, lock: RedisLock, ttl_ms: int) -> int:
         return ttl_ms
 
@@ -77,8 +67,6 @@ class SherlockLock(LibraryLock[RedisLock]):
         # stands for a process that is gone (or a newer handle), whose lock must stay until its TTL.
         lock._owner = None
 
-    def _close_client(self) -> None:
-        self._target.client.close()
 
 
 def open_sherlock_lock(url: str) -> SherlockLock:
