@@ -16,7 +16,7 @@ import time
 
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import BackendUnavailable
-from lockchaos.harness.clusters import EtcdCluster, ProcessCluster, SentinelCluster
+from lockchaos.harness.servers.clusters import EtcdCluster, ProcessCluster, SentinelCluster
 
 TTL_MS = 10_000
 BOUND_S = 30.0

@@ -24,9 +24,9 @@ from pathlib import Path
 from lockchaos.harness.contract import run_contract
 from lockchaos.harness.contract.rules import RULES
 from lockchaos.harness.contract.subtle_rules import __name__ as _subtle_module
-from lockchaos.harness.driver import RunOptions, run_scenario
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.targets import Target, adapter_target, backend_target, provisioned
 from lockchaos.harness.scenarios import CATALOGUE, find_scenario
-from lockchaos.harness.targets import Target, adapter_target, backend_target, provisioned
 from tests import broken_adapters, broken_redis_adapters, broken_subtle_adapters
 
 HONEST_SCENARIOS = ("clean-handover", "contention", "resurrecting-renew", "two-step-release",

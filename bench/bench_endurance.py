@@ -19,9 +19,9 @@ from pathlib import Path
 
 import psutil
 
-from lockchaos.harness.driver import RunOptions, run_scenario
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import backend_target
 
 TTL_MS = {"redis": 500, "etcd": 1000, "fake": 500}
 

@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from lockchaos.harness.servers import EtcdServer
+    from lockchaos.harness.servers.process import EtcdServer
 
     with EtcdServer() as fast, EtcdServer(fast=False) as slow:
         print(f"etcd {fast.url} (fast flags: --heartbeat-interval 10 --election-timeout 100); "

@@ -37,8 +37,8 @@ from redis.retry import Retry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lockchaos.harness.proxy import FaultProxy
-from lockchaos.harness.servers import RedisServer
+from lockchaos.harness.faults.proxy import FaultProxy
+from lockchaos.harness.servers.process import RedisServer
 
 PATHS = ("direct", "kernel", "python")
 BENCH_TIMEOUT_S = 300

@@ -34,7 +34,7 @@ from redis.retry import Retry
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lockchaos.backends.redis import ACQUIRE_LUA, LOCK_FIELDS, RELEASE_LUA, RENEW_LUA, RedisLock, open_redis
-from lockchaos.harness.servers import RedisServer
+from lockchaos.harness.servers.process import RedisServer
 
 BLOCK = 250
 TTL_MS = 30_000

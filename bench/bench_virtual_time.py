@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from lockchaos.harness import driver
-from lockchaos.harness.driver import RunOptions, run_scenario
+from lockchaos.harness.run import driver
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import backend_target
 
 CHECKING = ("read_history", "observe", "judge")
 """Names the driver calls after the simulation, to check the history; absent ones are skipped."""

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from lockchaos.harness.driver import RunOptions, run_scenario
-from lockchaos.harness.history import NoteRecord, OpRecord, WriteRecord, read_history
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.history import NoteRecord, OpRecord, WriteRecord, read_history
+from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import backend_target
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from lockchaos.backends.libs import LIBRARIES
 from lockchaos.harness.contract.runner import run_contract
-from lockchaos.harness.targets import LIBRARY_BACKENDS, backend_target, provisioned
+from lockchaos.harness.run.targets import LIBRARY_BACKENDS, backend_target, provisioned
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from lockchaos.harness.serverflags import LOOPBACK, etcd_flags, free_ports
+from lockchaos.harness.servers.flags import LOOPBACK, etcd_flags, free_ports
 
 LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 OFFSET_S = 3600

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lockchaos.harness.driver import RunOptions, run_scenario
-from lockchaos.harness.history import NoteRecord, read_history
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.history import NoteRecord, read_history
+from lockchaos.harness.run.targets import adapter_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import adapter_target
 
 from . import url_adapters
 

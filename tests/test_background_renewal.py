@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lockchaos.harness.checkers import check_history
-from lockchaos.harness.history import FaultRecord, NoteRecord, OpRecord, Record
+from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record
 
 MS = 1_000_000
 

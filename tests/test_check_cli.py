@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lockchaos.harness.cli import main
-from lockchaos.harness.history import HistoryWriter, NoteRecord, OpRecord
+from lockchaos.harness.run.history import HistoryWriter, NoteRecord, OpRecord
 
 MS = 1_000_000
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from lockchaos.harness.checkers import check_history
 from lockchaos.harness.checkers.findings import CheckResult
-from lockchaos.harness.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord
+from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord
 
 MS = 1_000_000
 

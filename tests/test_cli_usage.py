@@ -70,7 +70,7 @@ def test_hanging_factory_is_a_usage_error_within_the_bound(monkeypatch: pytest.M
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
-    from lockchaos.harness import targets
+    from lockchaos.harness.run import targets
 
     monkeypatch.setattr(targets, "FACTORY_TIMEOUT_S", 1.0)
     start = time.monotonic()
@@ -97,7 +97,7 @@ def test_missing_server_binary_exits_3_naming_it(env: str, value: str, message: 
 def test_wrong_protocol_url_exits_3_within_seconds(capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
-    from lockchaos.harness.servers import EtcdServer
+    from lockchaos.harness.servers.process import EtcdServer
 
     with EtcdServer() as etcd:
         start = time.monotonic()
@@ -119,7 +119,7 @@ def test_console_script_and_module_entry_point_agree() -> None:
 
 
 def test_backend_takes_several_comma_separated_choices_in_order_without_repeats() -> None:
-    from lockchaos.harness.targets import BACKENDS, LIBRARY_BACKENDS, backend_names
+    from lockchaos.harness.run.targets import BACKENDS, LIBRARY_BACKENDS, backend_names
 
     assert backend_names("all,libs") == (*BACKENDS, *LIBRARY_BACKENDS)
     assert backend_names("redis,fake,redis") == ("redis", "fake")

@@ -17,13 +17,13 @@ from lockchaos.backends import open_backend
 from lockchaos.backends.base import BackendUnavailable, ConfigurationError, Lease
 from lockchaos.backends.sentinel import parse_sentinel_url
 from lockchaos.harness.checkers import check_history
+from lockchaos.harness.checkers.verdicts import judge
 from lockchaos.harness.cli import main
-from lockchaos.harness.clusters import EtcdCluster, SentinelCluster
-from lockchaos.harness.driver import RunOptions, run_scenario
-from lockchaos.harness.history import FaultRecord, NoteRecord, OpRecord, Record
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record
+from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import backend_target
-from lockchaos.harness.verdicts import judge
+from lockchaos.harness.servers.clusters import EtcdCluster, SentinelCluster
 
 RECOVERY_S = 15.0
 """Bound for a client to be granted again after a leader dies: far above the declared failover, for

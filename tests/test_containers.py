@@ -27,8 +27,9 @@ import redis
 
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
-from lockchaos.harness import containers
-from lockchaos.harness.containers import (
+from lockchaos.harness.contract import run_contract
+from lockchaos.harness.servers import containers
+from lockchaos.harness.servers.containers import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     LABEL_OWNER_STARTED,
@@ -42,8 +43,7 @@ from lockchaos.harness.containers import (
     run_id,
     sweep_orphans,
 )
-from lockchaos.harness.contract import run_contract
-from lockchaos.harness.servers import ServerHandle
+from lockchaos.harness.servers.process import ServerHandle
 
 pytestmark = [pytest.mark.docker]
 
@@ -304,7 +304,7 @@ def test_sweep_removes_labelled_leftovers_of_a_dead_owner_only(engine: Any) -> N
 def test_a_harness_that_forgets_stop_removes_its_containers_at_exit(engine: Any, tmp_path: Path) -> None:
     script = tmp_path / "forgetful_harness.py"
     script.write_text(textwrap.dedent("""
-        from lockchaos.harness.containers import EtcdContainer, RedisContainer
+        from lockchaos.harness.servers.containers import EtcdContainer, RedisContainer
         print(RedisContainer().start().container_name, EtcdContainer().start().container_name, flush=True)
     """))
     out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -319,7 +319,7 @@ def test_a_sigkilled_harness_leaves_no_container_behind(engine: Any, tmp_path: P
     script = tmp_path / "doomed_harness.py"
     script.write_text(textwrap.dedent("""
         import sys, time
-        from lockchaos.harness.containers import RedisContainer
+        from lockchaos.harness.servers.containers import RedisContainer
         server = RedisContainer(persistence=True).start()
         print(server.container_name, server.volume_name, flush=True)
         time.sleep(600)

@@ -17,8 +17,8 @@ import pytest
 from lockchaos.harness.cli import main
 from lockchaos.harness.contract import find_rule, run_rule
 from lockchaos.harness.contract.runner import RuleResult
+from lockchaos.harness.run.targets import Provisioned, adapter_target, backend_target, provisioned
 from lockchaos.harness.scenarios import CATALOGUE, fault_kinds, find_scenario
-from lockchaos.harness.targets import Provisioned, adapter_target, backend_target, provisioned
 from tests.broken_subtle_adapters import MINIKV, REDIS
 
 pytestmark = [pytest.mark.redis]

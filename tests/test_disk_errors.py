@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from lockchaos.backends.base import InfrastructureError
-from lockchaos.harness.atomicfile import write_atomic
 from lockchaos.harness.cli import main
+from lockchaos.harness.run.atomicfile import write_atomic
 
 pytestmark = [pytest.mark.root, pytest.mark.redis]
 

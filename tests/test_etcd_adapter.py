@@ -1,4 +1,4 @@
-"""The etcd adapter against a real ``etcd`` (harness.servers.EtcdServer): no mocks anywhere."""
+"""The etcd adapter against a real ``etcd`` (harness.servers.process.EtcdServer): no mocks anywhere."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from lockchaos.backends.base import BackendTimeout, BackendUnavailable, Configur
 from lockchaos.backends.etcd import EtcdLock, open_etcd, parse_etcd_url
 from lockchaos.harness.cli import main
 from lockchaos.harness.contract.rules import rule_names
-from lockchaos.harness.servers import EtcdServer
+from lockchaos.harness.servers.process import EtcdServer
 
 pytestmark = [
     pytest.mark.etcd,

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from lockchaos.harness.cli import main
-from lockchaos.harness.servers import EtcdServer, RedisServer
+from lockchaos.harness.servers.process import EtcdServer, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from lockchaos.harness.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, parse_record, to_json
+from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, parse_record, to_json
 
 RECORDS: list[Record] = [
     OpRecord("w0", "acquire", "k", {"owner": "w0", "ttl_ms": 100}, 1, 2, "ok", {"owner": "w0", "token": 3,

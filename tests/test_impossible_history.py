@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lockchaos.harness.cli import main
-from lockchaos.harness.history import MAX_LINE_BYTES, HistoryWriter, NoteRecord, OpRecord, read_history
+from lockchaos.harness.run.history import MAX_LINE_BYTES, HistoryWriter, NoteRecord, OpRecord, read_history
 
 MS = 1_000_000
 CAPS = {"ttl_granularity_ms": 1, "min_ttl_ms": 1, "expiry_lag_ms": 0, "durable": True, "fencing_tokens": True}

@@ -24,8 +24,8 @@ from lockchaos.backends.libs import LIBRARIES
 from lockchaos.harness.cli import main
 from lockchaos.harness.contract.rules import find_rule
 from lockchaos.harness.contract.runner import RuleResult, run_rule
-from lockchaos.harness.servers import EtcdServer, RedisServer
-from lockchaos.harness.targets import LIBRARY_BACKENDS, backend_names, backend_target
+from lockchaos.harness.run.targets import LIBRARY_BACKENDS, backend_names, backend_target
+from lockchaos.harness.servers.process import EtcdServer, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 

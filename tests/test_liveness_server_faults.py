@@ -13,10 +13,10 @@ import pytest
 
 from lockchaos.harness.checkers import check_history
 from lockchaos.harness.checkers.findings import CheckResult
-from lockchaos.harness.driver import RunOptions, run_scenario
-from lockchaos.harness.history import FaultRecord, NoteRecord, OpRecord, Record
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record
+from lockchaos.harness.run.targets import adapter_target, backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import adapter_target, backend_target
 
 MS = 1_000_000
 FAKE = backend_target("fake")
@@ -138,7 +138,7 @@ def test_call_interrupted_by_the_end_of_the_run_is_recorded_indeterminate(tmp_pa
     # first showed it draws another schedule since the soak menu grew).
     from dataclasses import replace
 
-    from lockchaos.harness.history import read_history
+    from lockchaos.harness.run.history import read_history
     from lockchaos.harness.scenarios import FaultStep
 
     sc = replace(find_scenario("server-pause"), duration=6,

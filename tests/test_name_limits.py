@@ -14,7 +14,7 @@ from lockchaos.backends.base import MAX_KEY_BYTES, MAX_OWNER_BYTES, LockBackend,
 from lockchaos.harness.cli import main
 from lockchaos.harness.contract.rules import find_rule
 from lockchaos.harness.contract.runner import run_rule
-from lockchaos.harness.servers import EtcdServer, RedisServer
+from lockchaos.harness.servers.process import EtcdServer, RedisServer
 from tests.broken_adapters import ValidatesWithoutNameLimits
 
 pytestmark = [pytest.mark.redis, pytest.mark.etcd]

@@ -19,10 +19,10 @@ import psutil
 import pytest
 
 from lockchaos.harness.cli import main
-from lockchaos.harness.driver import RunOptions, RunResult, run_scenario
-from lockchaos.harness.history import FaultRecord, NoteRecord, OpRecord, Record, read_history
+from lockchaos.harness.run.driver import RunOptions, RunResult, run_scenario
+from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, read_history
+from lockchaos.harness.run.targets import adapter_target, backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import adapter_target, backend_target
 
 pytestmark = [pytest.mark.redis]
 
@@ -195,8 +195,8 @@ def test_call_in_flight_when_its_process_is_killed_is_recorded_indeterminate(tmp
 def test_a_factory_a_worker_process_cannot_import_is_refused_or_run_in_threads() -> None:
     from lockchaos.backends import open_backend
     from lockchaos.backends.base import ConfigurationError
-    from lockchaos.harness.procworker import uses_processes
-    from lockchaos.harness.targets import Target
+    from lockchaos.harness.run.procworker import uses_processes
+    from lockchaos.harness.run.targets import Target
 
     unnamed = Target("local", "redis", lambda url: open_backend(url))
     assert not uses_processes(unnamed, "auto", False)

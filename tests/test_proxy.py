@@ -17,8 +17,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
-from lockchaos.harness.proxy import SPLICE_AVAILABLE, FaultProxy, ProxyPool
-from lockchaos.harness.servers import EtcdServer, RedisServer
+from lockchaos.harness.faults.proxy import SPLICE_AVAILABLE, FaultProxy, ProxyPool
+from lockchaos.harness.servers.process import EtcdServer, RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 

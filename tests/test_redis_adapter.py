@@ -29,8 +29,8 @@ from lockchaos.backends.redis import EXPIRY_LAG_MS, RedisLock, open_redis
 from lockchaos.harness.cli import main
 from lockchaos.harness.contract.rules import find_rule
 from lockchaos.harness.contract.runner import run_contract
-from lockchaos.harness.servers import RedisServer
-from lockchaos.harness.targets import Provisioned, backend_target, probe_client, provisioned
+from lockchaos.harness.run.targets import Provisioned, backend_target, probe_client, provisioned
+from lockchaos.harness.servers.process import RedisServer
 from tests.broken_redis_adapters import BROKEN
 
 pytestmark = [

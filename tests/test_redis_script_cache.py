@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from lockchaos.backends.redis import ACQUIRE_LUA, RELEASE_LUA, RENEW_LUA, RedisLock, open_redis
-from lockchaos.harness.servers import RedisServer
+from lockchaos.harness.servers.process import RedisServer
 
 pytestmark = [pytest.mark.redis]
 

@@ -17,10 +17,10 @@ from lockchaos.backends import open_backend
 from lockchaos.backends.base import BackendUnavailable, ConfigurationError
 from lockchaos.backends.libs.pottery_quorum import parse_redlock_url
 from lockchaos.harness.cli import main
-from lockchaos.harness.clusters import RedlockCluster
-from lockchaos.harness.driver import RunOptions, run_scenario
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import backend_target
+from lockchaos.harness.servers.clusters import RedlockCluster
 
 pytestmark = pytest.mark.redis
 

@@ -14,15 +14,15 @@ from rich.console import Console
 from lockchaos.backends.base import ConfigurationError
 from lockchaos.harness.checkers import CHECKERS
 from lockchaos.harness.checkers.model import load_history
-from lockchaos.harness.driver import RunOptions, RunResult, run_scenario
-from lockchaos.harness.history import FaultRecord, HistoryWriter, NoteRecord, OpRecord, WriteRecord
+from lockchaos.harness.checkers.verdicts import judge, update_summary
+from lockchaos.harness.cli.soak import SoakPlan, run_soak
 from lockchaos.harness.report import report_command, write_index, write_junit, write_report
 from lockchaos.harness.report.svg import MAX_ELEMENTS, render_timeline
 from lockchaos.harness.report.timeline import extract
+from lockchaos.harness.run.driver import RunOptions, RunResult, run_scenario
+from lockchaos.harness.run.history import FaultRecord, HistoryWriter, NoteRecord, OpRecord, WriteRecord
+from lockchaos.harness.run.targets import adapter_target, backend_target
 from lockchaos.harness.scenarios import CATALOGUE, find_scenario
-from lockchaos.harness.soak import SoakPlan, run_soak
-from lockchaos.harness.targets import adapter_target, backend_target
-from lockchaos.harness.verdicts import judge, update_summary
 
 FAKE = backend_target("fake")
 MS = 1_000_000

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from lockchaos.harness.driver import RunOptions, run_scenario
 from lockchaos.harness.report import write_report
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import backend_target
 from tests.test_check_cli import _planted
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis]

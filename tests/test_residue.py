@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from lockchaos.harness.driver import RunOptions, RunResult, run_scenario
+from lockchaos.harness.run.driver import RunOptions, RunResult, run_scenario
+from lockchaos.harness.run.targets import Target, adapter_target, backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import Target, adapter_target, backend_target
 
 pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 
@@ -81,8 +81,8 @@ def test_residue_is_judged_on_virtual_time_too(tmp_path: Path) -> None:
 
 
 def test_history_recorded_before_the_residue_check_is_judged_without_it(tmp_path: Path) -> None:
-    from lockchaos.harness.history import HISTORY_FILE
-    from lockchaos.harness.verdicts import judge
+    from lockchaos.harness.checkers.verdicts import judge
+    from lockchaos.harness.run.history import HISTORY_FILE
 
     result = run_scenario(backend_target("fake"), find_scenario("clean-handover"),
                           RunOptions(seed=1, ttl_ms=1000, virtual_time=True), tmp_path)

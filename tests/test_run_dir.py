@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from lockchaos.harness.cli import main
-from lockchaos.harness.rundir import MARKER, claim, default_run_dir
+from lockchaos.harness.run.rundir import MARKER, claim, default_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SOAK = ("soak", "--backend", "fake", "--virtual-time", "--scenario", "holder-crash", "--quiet")

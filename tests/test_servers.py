@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
-from lockchaos.harness.servers import (
+from lockchaos.harness.servers.process import (
     EtcdServer,
     ExternalServer,
     RedisServer,
@@ -275,7 +275,7 @@ def test_exception_midway_still_tears_down() -> None:
 def test_harness_exit_or_ctrl_c_stops_forgotten_servers(ending: str) -> None:
     harness = run_harness(f"""
         import signal, time
-        from lockchaos.harness.servers import RedisServer
+        from lockchaos.harness.servers.process import RedisServer
         # As at an interactive terminal, even when pytest itself runs as a background job.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         server = RedisServer().start()  # never stopped explicitly
@@ -299,7 +299,7 @@ def test_harness_exit_or_ctrl_c_stops_forgotten_servers(ending: str) -> None:
 def test_killed_harness_leaves_no_server_behind() -> None:
     harness = run_harness("""
         import time
-        from lockchaos.harness.servers import RedisServer
+        from lockchaos.harness.servers.process import RedisServer
         server = RedisServer().start()
         print(server.pid, server.workdir, flush=True)
         time.sleep(60)

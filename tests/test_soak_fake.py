@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lockchaos.harness.driver import RunOptions, run_scenario
-from lockchaos.harness.history import FaultRecord, OpRecord, WriteRecord, read_history
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.history import FaultRecord, OpRecord, WriteRecord, read_history
+from lockchaos.harness.run.targets import adapter_target, backend_target
 from lockchaos.harness.scenarios import CATALOGUE, find_scenario
-from lockchaos.harness.targets import adapter_target, backend_target
 
 FAKE = backend_target("fake")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lockchaos.harness.driver import RunOptions, RunResult, run_scenario
-from lockchaos.harness.history import OpRecord, WriteRecord, read_history
+from lockchaos.harness.run.driver import RunOptions, RunResult, run_scenario
+from lockchaos.harness.run.history import OpRecord, WriteRecord, read_history
+from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.targets import backend_target
 
 pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 

@@ -18,10 +18,10 @@ from lockchaos.backends.fake import drop_fake_server
 from lockchaos.harness.checkers import check_history
 from lockchaos.harness.checkers.findings import CheckResult
 from lockchaos.harness.cli import main
-from lockchaos.harness.driver import RunOptions, run_scenario
-from lockchaos.harness.history import NoteRecord, OpRecord, Record, WriteRecord
+from lockchaos.harness.run.driver import RunOptions, run_scenario
+from lockchaos.harness.run.history import NoteRecord, OpRecord, Record, WriteRecord
+from lockchaos.harness.run.targets import adapter_target
 from lockchaos.harness.scenarios import CATALOGUE, find_scenario
-from lockchaos.harness.targets import adapter_target
 
 MS = 1_000_000
 TOKENLESS = adapter_target("tests.tokenless_adapters:fake_tokenless", "none")
@@ -198,7 +198,7 @@ def test_ttl_the_lock_refuses_skips_the_scenario_with_the_reason(tmp_path: Path)
 
 
 def test_register_takes_and_counts_tokenless_writes_even_with_fencing_on() -> None:
-    from lockchaos.harness.register import FencedRegister
+    from lockchaos.harness.run.register import FencedRegister
 
     seen: list[Record] = []
     reg = FencedRegister("k", fencing=True, now_ns=lambda: 0, record=seen.append)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..history import Record
-from . import conformance, errors, exclusion, fencing, liveness, residue, slowcalls
-from .findings import CheckResult, Finding
-from .model import History, load_history
+from lockchaos.harness.checkers import conformance, errors, exclusion, fencing, liveness, residue, slowcalls
+from lockchaos.harness.checkers.findings import CheckResult, Finding
+from lockchaos.harness.checkers.model import History, load_history
+from lockchaos.harness.run.history import Record
 
 CHECKERS = (conformance.check, exclusion.check_grants, exclusion.check_register, fencing.check, liveness.check,
             errors.check, slowcalls.check, residue.check)

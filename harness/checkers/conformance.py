@@ -8,8 +8,8 @@ owner whose grant cannot possibly still have been in force, a TTL other than the
 
 from __future__ import annotations
 
-from .findings import CheckResult, Finding
-from .model import Grant, History, Op, possibly_held_within, surely_held_throughout
+from lockchaos.harness.checkers.findings import CheckResult, Finding
+from lockchaos.harness.checkers.model import Grant, History, Op, possibly_held_within, surely_held_throughout
 
 NAME = "conformance"
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .findings import CheckResult, Finding
-from .model import History
+from lockchaos.harness.checkers.findings import CheckResult, Finding
+from lockchaos.harness.checkers.model import History
 
 NAME = "error-handling"
 KEEP = 20

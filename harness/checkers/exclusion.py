@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 
-from .findings import CheckResult, Finding, Severity
-from .model import Grant, History, surely_held_throughout
+from lockchaos.harness.checkers.findings import CheckResult, Finding, Severity
+from lockchaos.harness.checkers.model import Grant, History, surely_held_throughout
 
 NAME_GRANTS = "exclusion-grants"
 NAME_REGISTER = "exclusion-register"

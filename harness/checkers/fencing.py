@@ -7,8 +7,8 @@ on a server declaring durability is the backend breaking its word.
 
 from __future__ import annotations
 
-from .findings import CheckResult, Finding
-from .model import History
+from lockchaos.harness.checkers.findings import CheckResult, Finding
+from lockchaos.harness.checkers.model import History
 
 NAME = "fencing"
 
@@ -89,7 +89,7 @@ def _lost_on_restart(h: History) -> list[Finding]:
 
 
 def _earliest(g: object, at: int) -> int:
-    from .model import NS_PER_MS, Grant
+    from lockchaos.harness.checkers.model import NS_PER_MS, Grant
 
     assert isinstance(g, Grant)
     ext = [g.acquire.invoke + g.ttl_ms * NS_PER_MS]

@@ -25,8 +25,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 
-from .findings import CheckResult, Finding
-from .model import NS_PER_MS, FaultWindow, Grant, History, Op
+from lockchaos.harness.checkers.findings import CheckResult, Finding
+from lockchaos.harness.checkers.model import NS_PER_MS, FaultWindow, Grant, History, Op
 
 NAME = "liveness"
 TRIGGERS = ("holder-crash", "holder-pause", "partition")

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lockchaos.backends.base import Capabilities
-
-from ..history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
+from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
 
 NS_PER_MS = 1_000_000
 LEADER_FAULTS = ("leader-crash", "leader-pause", "redlock-minority-kill", "redlock-master-amnesia")

@@ -1,6 +1,6 @@
 """Residue: what the lock left on its server after the run, read from the ``residue`` note.
 
-The driver looks at the server twice without touching it (``harness/residue.py``): when the workers
+The driver looks at the server twice without touching it (``harness/servers/residue.py``): when the workers
 stop, and after the quiesce has waited out every lease. Findings:
 
 - **never-expiring-lock** (violation): after the quiesce the lock is still held and the server holds
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .findings import CheckResult, Finding
-from .model import History
+from lockchaos.harness.checkers.findings import CheckResult, Finding
+from lockchaos.harness.checkers.model import History
 
 NAME = "residue"
 EXAMPLES = 10

@@ -12,8 +12,8 @@ several leases is of no use to anyone.
 
 from __future__ import annotations
 
-from .findings import CheckResult, Finding
-from .model import NS_PER_MS, History
+from lockchaos.harness.checkers.findings import CheckResult, Finding
+from lockchaos.harness.checkers.model import NS_PER_MS, History
 
 NAME = "slow-call"
 FACTOR = 3

@@ -6,9 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lockchaos.harness import exitcodes
-from lockchaos.harness.targets import Target, probe_client, provisioned
-
-from .runner import RuleResult, run_contract
+from lockchaos.harness.contract.runner import RuleResult, run_contract
+from lockchaos.harness.run.targets import Target, probe_client, provisioned
 
 _STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
 

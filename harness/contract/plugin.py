@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from lockchaos.harness.adapters import AdapterFactory, load_factory
-from lockchaos.harness.targets import SERVERS, Target, provisioned, server_of
-
-from .rules import RULES, Rule
-from .runner import run_rule
+from lockchaos.harness.contract.rules import RULES, Rule
+from lockchaos.harness.contract.runner import run_rule
+from lockchaos.harness.run.adapters import AdapterFactory, load_factory
+from lockchaos.harness.run.targets import SERVERS, Target, provisioned, server_of
 
 FIXTURE = "lockchaos_factory"
 

@@ -12,7 +12,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from lockchaos.harness.adapters import checked_backend, load_factory
+from lockchaos.harness.run.adapters import checked_backend, load_factory
 
 ACQUIRE_ATTEMPTS = 3
 

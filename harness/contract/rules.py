@@ -13,8 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockchaos.backends.base import MAX_KEY_BYTES, MAX_OWNER_BYTES, Lease, LockBackend
-
-from .context import NS_PER_MS, ContractContext, ContractFailure, Inconclusive, RuleSkipped, Timed, expect
+from lockchaos.harness.contract.context import (
+    NS_PER_MS,
+    ContractContext,
+    ContractFailure,
+    Inconclusive,
+    RuleSkipped,
+    Timed,
+    expect,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,14 @@ from typing import Literal
 
 from lockchaos.backends.base import LockBackend
 from lockchaos.backends.clock import REAL_CLOCK, Clock
-
-from .context import ContractContext, ContractFailure, Inconclusive, RuleSkipped, ServerControl
-from .rules import RULES, Rule
+from lockchaos.harness.contract.context import (
+    ContractContext,
+    ContractFailure,
+    Inconclusive,
+    RuleSkipped,
+    ServerControl,
+)
+from lockchaos.harness.contract.rules import RULES, Rule
 
 Status = Literal["passed", "failed", "skipped"]
 

@@ -19,10 +19,17 @@ import sys
 from typing import Protocol, runtime_checkable
 
 from lockchaos.backends.base import Lease, LockBackend
-
-from .context import NS_PER_MS, ContractContext, ContractFailure, Inconclusive, RuleSkipped, Timed, expect
-from .process_client import ClientSpec
-from .rules import _granted, _lease, _require_fencing, _token, rule
+from lockchaos.harness.contract.context import (
+    NS_PER_MS,
+    ContractContext,
+    ContractFailure,
+    Inconclusive,
+    RuleSkipped,
+    Timed,
+    expect,
+)
+from lockchaos.harness.contract.process_client import ClientSpec
+from lockchaos.harness.contract.rules import _granted, _lease, _require_fencing, _token, rule
 
 BACK_TO_BACK_GRANTS = 300
 """Enough grants in a row that a token drawn from a millisecond (or coarser) clock repeats."""

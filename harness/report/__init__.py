@@ -6,9 +6,9 @@ nothing else, so a report can be rebuilt at any time with ``lockchaos report``.
 
 from __future__ import annotations
 
-from .command import report_command
-from .html import write_report
-from .index import write_index
-from .junit import write_junit
+from lockchaos.harness.report.command import report_command
+from lockchaos.harness.report.html import write_report
+from lockchaos.harness.report.index import write_index
+from lockchaos.harness.report.junit import write_junit
 
 __all__ = ["report_command", "write_index", "write_junit", "write_report"]

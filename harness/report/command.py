@@ -7,15 +7,14 @@ from pathlib import Path
 from rich.console import Console
 
 from lockchaos.backends.base import ConfigurationError
-
-from .. import exitcodes
-from ..history import HISTORY_FILE
-from ..verdicts import SUMMARY_FILE
-from .html import REPORT_FILE, write_report, write_report_for
-from .index import write_index
-from .junit import write_junit
-from .loading import read_summary
-from .runs import discover, is_soak_dir
+from lockchaos.harness import exitcodes
+from lockchaos.harness.checkers.verdicts import SUMMARY_FILE
+from lockchaos.harness.report.html import REPORT_FILE, write_report, write_report_for
+from lockchaos.harness.report.index import write_index
+from lockchaos.harness.report.junit import write_junit
+from lockchaos.harness.report.loading import read_summary
+from lockchaos.harness.report.runs import discover, is_soak_dir
+from lockchaos.harness.run.history import HISTORY_FILE
 
 
 def report_command(target: Path, console: Console) -> int:

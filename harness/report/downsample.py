@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from .timeline import FaultSpan, Span
+from lockchaos.harness.report.timeline import FaultSpan, Span
 
 
 def merge_spans(spans: Sequence[Span], gap_s: float, what: str) -> list[Span]:

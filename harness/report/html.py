@@ -13,16 +13,22 @@ from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
 from lockchaos.backends.redaction import redact_text
-
-from ..atomicfile import write_atomic
-from ..history import HISTORY_FILE
-from ..scenarios import find_scenario
-from ..verdicts import SUMMARY_FILE
-from .loading import MAX_FINDINGS_SHOWN, FindingRow, LoadedRun, load_run, read_summary, summary_beside
-from .markup import esc, plural
-from .style import CSS, fault_colour
-from .svg import Rendered, render_timeline
-from .timeline import extract
+from lockchaos.harness.checkers.verdicts import SUMMARY_FILE
+from lockchaos.harness.report.loading import (
+    MAX_FINDINGS_SHOWN,
+    FindingRow,
+    LoadedRun,
+    load_run,
+    read_summary,
+    summary_beside,
+)
+from lockchaos.harness.report.markup import esc, plural
+from lockchaos.harness.report.style import CSS, fault_colour
+from lockchaos.harness.report.svg import Rendered, render_timeline
+from lockchaos.harness.report.timeline import extract
+from lockchaos.harness.run.atomicfile import write_atomic
+from lockchaos.harness.run.history import HISTORY_FILE
+from lockchaos.harness.scenarios import find_scenario
 
 REPORT_FILE = "report.html"
 EVIDENCE_CHARS = 800

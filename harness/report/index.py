@@ -6,11 +6,11 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
-from ..atomicfile import write_atomic
-from .html import REPORT_FILE
-from .markup import esc
-from .runs import RunEntry, checks_of, discover, split_infrastructure
-from .style import CSS
+from lockchaos.harness.report.html import REPORT_FILE
+from lockchaos.harness.report.markup import esc
+from lockchaos.harness.report.runs import RunEntry, checks_of, discover, split_infrastructure
+from lockchaos.harness.report.style import CSS
+from lockchaos.harness.run.atomicfile import write_atomic
 
 INDEX_HTML = "index.html"
 _ORDER = ("fail", "error", "known-unsafe", "pass", "skipped", "unknown")

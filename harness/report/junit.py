@@ -11,9 +11,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from ..atomicfile import write_atomic
-from .markup import clean
-from .runs import RunEntry, checks_of, discover, split_infrastructure
+from lockchaos.harness.report.markup import clean
+from lockchaos.harness.report.runs import RunEntry, checks_of, discover, split_infrastructure
+from lockchaos.harness.run.atomicfile import write_atomic
 
 JUNIT_FILE = "junit.xml"
 

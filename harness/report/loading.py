@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
-
-from ..checkers import check_history
-from ..checkers.findings import CheckResult
-from ..checkers.model import History, load_history
-from ..verdicts import SUMMARY_FILE, Judgement
+from lockchaos.harness.checkers import check_history
+from lockchaos.harness.checkers.findings import CheckResult
+from lockchaos.harness.checkers.model import History, load_history
+from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, Judgement
 
 MAX_FINDINGS_SHOWN = 300
 """Findings marked on the timeline and listed in the table; violations are kept first."""

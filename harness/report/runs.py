@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
-
-from .. import interrupts
-from ..history import HISTORY_FILE, MAX_LINE_BYTES, parse_record
-from ..verdicts import SUMMARY_FILE, judge
-from .loading import read_summary
+from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, judge
+from lockchaos.harness.report.loading import read_summary
+from lockchaos.harness.run import interrupts
+from lockchaos.harness.run.history import HISTORY_FILE, MAX_LINE_BYTES, parse_record
 
 INDEX_FILE = "index.json"
 

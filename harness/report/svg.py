@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .downsample import column_ticks, merge_faults, merge_spans
-from .markup import esc
-from .style import MIXED_FAULTS, SVG_CSS, fault_colour
-from .timeline import Lane, Mark, Span, TimelineData
+from lockchaos.harness.report.downsample import column_ticks, merge_faults, merge_spans
+from lockchaos.harness.report.markup import esc
+from lockchaos.harness.report.style import MIXED_FAULTS, SVG_CSS, fault_colour
+from lockchaos.harness.report.timeline import Lane, Mark, Span, TimelineData
 
 MAX_ELEMENTS = 5000
 """Cap on SVG elements: a browser stays responsive, whatever the length of the soak."""

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..checkers.model import Grant, History
-from .loading import FindingRow
+from lockchaos.harness.checkers.model import Grant, History
+from lockchaos.harness.report.loading import FindingRow
 
 NS = 1e9
 

@@ -2,7 +2,7 @@
 
 Nightly soaks often run where Redis and etcd come as images rather than binaries, so ``container``
 mode gives the soak driver and the contract suite the same ``ServerHandle`` as process mode
-(``harness.servers``): ``start``/``stop``/``is_running``/``kill``/``restart``/``pause``/``resume``,
+(``harness.servers.process``): ``start``/``stop``/``is_running``/``kill``/``restart``/``pause``/``resume``,
 ``url``/``host``/``port``/``pid``, a context manager. Scenarios cannot tell the two apart, so the
 verdicts must be the same.
 
@@ -35,8 +35,8 @@ elsewhere). testcontainers' own
 reaper (Ryuk) is disabled unless the user sets ``TESTCONTAINERS_RYUK_DISABLED`` explicitly: its
 image must be pulled, which fails where no registry is reachable, and the layers above do its job.
 
-    python -m lockchaos.containers reap OWNER_PID OWNER_STARTED    # the reaper (started by the harness)
-    python -m lockchaos.containers sweep                           # remove leftovers of dead harnesses
+    python -m lockchaos.harness.servers.containers reap OWNER_PID OWNER_STARTED    # the reaper (started by the harness)
+    python -m lockchaos.harness.servers.containers sweep                           # remove leftovers of dead harnesses
 """
 
 from __future__ import annotations
@@ -58,8 +58,7 @@ from typing import Any, Self
 import psutil
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
-
-from .serverflags import (
+from lockchaos.harness.servers.flags import (
     LOOPBACK,
     PortTaken,
     etcd_election_timeout_ms,
@@ -70,7 +69,7 @@ from .serverflags import (
     redis_flags,
     redis_ready,
 )
-from .servers import ServerHandle
+from lockchaos.harness.servers.process import ServerHandle
 
 __all__ = [
     "DEFAULT_ETCD_IMAGE",
@@ -303,7 +302,7 @@ def _ensure_reaper() -> None:
             return
         started = _started(os.getpid()) or ""
         subprocess.Popen(
-            [sys.executable, "-m", "lockchaos.harness.containers", "reap", str(os.getpid()), started],
+            [sys.executable, "-m", "lockchaos.harness.servers.containers", "reap", str(os.getpid()), started],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,  # a Ctrl-C at the terminal must not reach it
         )
@@ -752,7 +751,7 @@ def _main(argv: list[str]) -> int:
             print(f"lockchaos: infrastructure: {exc}", file=sys.stderr)
             return 3
         return 0
-    print("usage: python -m lockchaos.containers reap OWNER_PID OWNER_STARTED | sweep", file=sys.stderr)
+    print("usage: python -m lockchaos.harness.servers.containers reap OWNER_PID OWNER_STARTED | sweep", file=sys.stderr)
     return 2
 
 

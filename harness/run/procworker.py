@@ -46,17 +46,16 @@ from lockchaos.backends.base import (
     Lease,
     LockBackend,
 )
-
-from .adapters import AdapterFactory, checked_backend, load_factory
-from .history import FaultRecord, OpName, OpRecord, Record
-from .register import FencedRegister
-from .runtime import RealRuntime, RunStopped, Runtime
-from .scenarios import WorkerPlan
-from .worker import LinkFaults, Timing, Worker
+from lockchaos.harness.run.adapters import AdapterFactory, checked_backend, load_factory
+from lockchaos.harness.run.history import FaultRecord, OpName, OpRecord, Record
+from lockchaos.harness.run.register import FencedRegister
+from lockchaos.harness.run.runtime import RealRuntime, RunStopped, Runtime
+from lockchaos.harness.run.worker import LinkFaults, Timing, Worker
+from lockchaos.harness.scenarios import WorkerPlan
 
 if TYPE_CHECKING:
-    from .environments import Environment
-    from .targets import Target
+    from lockchaos.harness.run.environments import Environment
+    from lockchaos.harness.run.targets import Target
 
 _STARTER = ThreadPoolExecutor(1, thread_name_prefix="lockchaos-procstart")
 """Every child is forked from this one long-lived thread: the parent-death signal fires when the
@@ -247,7 +246,7 @@ def _arm_death_signal(parent_pid: int) -> None:
         os._exit(1)
 
 
-_CHILD_CODE = "import sys; from lockchaos.harness.procworker import child_entry; child_entry(sys.argv[1:])"
+_CHILD_CODE = "import sys; from lockchaos.harness.run.procworker import child_entry; child_entry(sys.argv[1:])"
 """A fresh interpreter that imports only what a worker needs (not the driver's ``__main__``)."""
 
 

@@ -8,9 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
-
-from . import exitcodes
-from .verdicts import Judgement, history_paths, judge, update_summary
+from lockchaos.harness import exitcodes
+from lockchaos.harness.checkers.verdicts import Judgement, history_paths, judge, update_summary
 
 STYLE = {"pass": "green", "fail": "bold red", "known-unsafe": "yellow", "skipped": "dim"}
 

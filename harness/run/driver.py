@@ -20,21 +20,28 @@ from typing import Any, Literal
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported
 from lockchaos.backends.redaction import redact_text, redact_url
-
-from . import interrupts
-from .atomicfile import disk_error, is_disk_error, write_atomic
-from .environments import Environment, FakeEnvironment, ServerEnvironment
-from .history import HISTORY_FILE, HistoryWriter, NoteRecord, OpRecord, Record, lease_dict, read_history
-from .nemesis import Nemesis
-from .observations import Observations, observe
-from .procworker import WORKERS_LOG, ProcessWorker, process_worker, uses_processes
-from .register import FencedRegister
-from .report import write_report
-from .runtime import RealRuntime, Runtime, VirtualRuntime
-from .scenarios import FaultStep, Scenario, fault_kinds, soak_schedule
-from .targets import Target
-from .verdicts import SUMMARY_FILE, Judgement, judge
-from .worker import Timing, Worker
+from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, Judgement, judge
+from lockchaos.harness.faults.nemesis import Nemesis
+from lockchaos.harness.report import write_report
+from lockchaos.harness.run import interrupts
+from lockchaos.harness.run.atomicfile import disk_error, is_disk_error, write_atomic
+from lockchaos.harness.run.environments import Environment, FakeEnvironment, ServerEnvironment
+from lockchaos.harness.run.history import (
+    HISTORY_FILE,
+    HistoryWriter,
+    NoteRecord,
+    OpRecord,
+    Record,
+    lease_dict,
+    read_history,
+)
+from lockchaos.harness.run.observations import Observations, observe
+from lockchaos.harness.run.procworker import WORKERS_LOG, ProcessWorker, process_worker, uses_processes
+from lockchaos.harness.run.register import FencedRegister
+from lockchaos.harness.run.runtime import RealRuntime, Runtime, VirtualRuntime
+from lockchaos.harness.run.targets import Target
+from lockchaos.harness.run.worker import Timing, Worker
+from lockchaos.harness.scenarios import FaultStep, Scenario, fault_kinds, soak_schedule
 
 LOCK_KEY = "lockchaos/soak"
 SCHEDULE_LISTED = 1000

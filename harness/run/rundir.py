@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 
 from lockchaos.backends.base import ConfigurationError
-
-from .atomicfile import disk_error, is_disk_error
+from lockchaos.harness.run.atomicfile import disk_error, is_disk_error
 
 MARKER = ".lockchaos-run"
 DEFAULT_PARENT = Path("lockchaos-runs")

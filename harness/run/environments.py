@@ -17,16 +17,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
-
-from .clusters import ClusterServerFaults, ProcessCluster
-from .external import is_loopback, purge_prefix, with_run_prefix
-from .nemesis import CLUSTER_FAULTS, LINK_FAULTS, REDLOCK_FAULTS, SERVER_FAULTS, ServerFaults
-from .proxy import FaultProxy, ProxyPool
-from .residue import Snapshot, fake_snapshot, server_snapshot
-from .runtime import Runtime
-from .servers import ExternalServer, ServerHandle
-from .targets import Target, guarded_open, start_server
-from .worker import LinkFaults
+from lockchaos.harness.faults.nemesis import CLUSTER_FAULTS, LINK_FAULTS, REDLOCK_FAULTS, SERVER_FAULTS, ServerFaults
+from lockchaos.harness.faults.proxy import FaultProxy, ProxyPool
+from lockchaos.harness.run.runtime import Runtime
+from lockchaos.harness.run.targets import Target, guarded_open, start_server
+from lockchaos.harness.run.worker import LinkFaults
+from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster
+from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
+from lockchaos.harness.servers.process import ExternalServer, ServerHandle
+from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
 
 
 class Environment(Protocol):
@@ -47,7 +46,7 @@ class Environment(Protocol):
     def unsupported(self, fault: str) -> str | None: ...
 
     def residue(self) -> Snapshot:
-        """What the server holds now, read-only (``harness/residue.py``)."""
+        """What the server holds now, read-only (``harness/servers/residue.py``)."""
         ...
 
     def close(self) -> None: ...

@@ -19,8 +19,7 @@ from typing import Protocol
 import greenlet
 
 from lockchaos.backends.base import LockChaosError
-
-from . import interrupts
+from lockchaos.harness.run import interrupts
 
 NS = 1_000_000_000
 

@@ -11,7 +11,7 @@ import itertools
 import threading
 from collections.abc import Callable
 
-from .history import WriteRecord
+from lockchaos.harness.run.history import WriteRecord
 
 
 class FencedRegister:

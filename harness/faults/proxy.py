@@ -40,9 +40,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_url
-
-from .proxylink import CHUNK, SPLICE_AVAILABLE, Conn, KernelRelay, Pipe
-from .serverflags import LOOPBACK
+from lockchaos.harness.faults.proxylink import CHUNK, SPLICE_AVAILABLE, Conn, KernelRelay, Pipe
+from lockchaos.harness.servers.flags import LOOPBACK
 
 _DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
 _MAX_QUEUED = 1 << 20  # per direction; beyond it the proxy stops reading, as a full TCP window would

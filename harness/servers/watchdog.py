@@ -5,7 +5,7 @@ temp dirs. The first server a harness starts also starts this small process, whi
 harness to die (however it dies), waits a bounded moment for its servers to be gone, removes the
 temp dirs it owned, and exits. It never signals anything. In normal runs it has nothing to do.
 
-    python -m lockchaos.watchdog HARNESS_PID HARNESS_CREATE_TIME
+    python -m lockchaos.harness.servers.watchdog HARNESS_PID HARNESS_CREATE_TIME
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def ensure_started() -> None:
             return
         me = psutil.Process()
         subprocess.Popen(
-            [sys.executable, "-m", "lockchaos.harness.watchdog", str(me.pid), repr(me.create_time())],
+            [sys.executable, "-m", "lockchaos.harness.servers.watchdog", str(me.pid), repr(me.create_time())],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
         )

@@ -36,9 +36,8 @@ import psutil
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
 from lockchaos.backends.redaction import redact_url
-
-from . import watchdog
-from .serverflags import (
+from lockchaos.harness.servers import watchdog
+from lockchaos.harness.servers.flags import (
     LOOPBACK,
     PortTaken,
     etcd_election_timeout_ms,

@@ -26,15 +26,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lockchaos.backends.base import FaultUnsupported, InfrastructureError
-
-from .serverflags import (
+from lockchaos.harness.servers.flags import (
     LOOPBACK,
     etcd_election_timeout_ms,
     etcd_min_lease_ttl_ms,
     free_ports,
     redis_ready,
 )
-from .servers import EtcdServer, RedisServer, _ProcessServer
+from lockchaos.harness.servers.process import EtcdServer, RedisServer, _ProcessServer
 
 ETCD_MEMBERS = 3
 LEADER_WAIT_S = 10.0

@@ -16,12 +16,11 @@ from rich.console import Console
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_text
-
-from . import exitcodes, interrupts
-from .driver import RunOptions
-from .rundir import DEFAULT_PARENT
-from .scenarios import CATALOGUE, find_scenario
-from .targets import (
+from lockchaos.harness import exitcodes
+from lockchaos.harness.run import interrupts
+from lockchaos.harness.run.driver import RunOptions
+from lockchaos.harness.run.rundir import DEFAULT_PARENT
+from lockchaos.harness.run.targets import (
     BACKEND_CHOICES,
     SERVERS,
     Target,
@@ -32,9 +31,10 @@ from .targets import (
     probe_client,
     provisioned,
 )
+from lockchaos.harness.scenarios import CATALOGUE, find_scenario
 
 if TYPE_CHECKING:
-    from .soak import SoakPlan
+    from lockchaos.harness.cli.soak import SoakPlan
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,7 +150,7 @@ def _targets(args: argparse.Namespace, *, persistence: bool = False) -> list[Tar
         if args.url is not None:
             raise ConfigurationError("--provision container starts servers; --url is a server you run: pick one")
         if any(t.server_kind != "fake" for t in targets):
-            from .containers import container_engine_available
+            from lockchaos.harness.servers.containers import container_engine_available
 
             why = container_engine_available()
             if why is not None:
@@ -180,13 +180,13 @@ def _choose_targets(args: argparse.Namespace, *, persistence: bool = False) -> l
 
 
 def _soak_plan(args: argparse.Namespace) -> SoakPlan:
-    from .soak import SoakPlan
+    from lockchaos.harness.cli.soak import SoakPlan
 
     targets = _targets(args)
     if args.virtual_time and any(t.server_kind != "fake" for t in targets):
         raise ConfigurationError("--virtual-time runs the fake only: use --backend fake (or --server none)")
     if args.workers_mode == "process":  # a factory a worker process cannot import: say so now (exit 2)
-        from .procworker import uses_processes
+        from lockchaos.harness.run.procworker import uses_processes
 
         for target in targets:
             uses_processes(target, "process", args.virtual_time)
@@ -227,12 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         if args.command == "contract":
-            from .contract.command import run_contract_command
+            from lockchaos.harness.contract.command import run_contract_command
 
             # A durable server, so that the durability rule has a claim to check, not a skip.
             return run_contract_command(_targets(args, persistence=True), console)
         if args.command == "soak":
-            from .soak import run_soak
+            from lockchaos.harness.cli.soak import run_soak
 
             plan = _soak_plan(args)
             _probe_external(plan.targets)
@@ -240,11 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "scenarios":
             return _list_scenarios(console)
         if args.command == "report":
-            from .report.command import report_command
+            from lockchaos.harness.report.command import report_command
 
             return report_command(args.target, console)
         if args.command == "check":
-            from .check import run_check
+            from lockchaos.harness.cli.check import run_check
 
             return run_check(args.target, strict=args.strict, console=console)
         raise ConfigurationError(f"unknown command {args.command!r}")

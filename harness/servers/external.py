@@ -13,8 +13,7 @@ from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import scheme_of_url, split_url
-
-from .serverflags import LOOPBACK
+from lockchaos.harness.servers.flags import LOOPBACK
 
 SEPARATOR = {"redis": ":", "etcd": "/"}
 DEFAULT_PREFIX = {"redis": "lockchaos:", "etcd": "lockchaos/"}

@@ -12,11 +12,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from lockchaos.backends.base import FaultUnsupported, Lease
-
-from .history import FaultRecord, Record
-from .runtime import Runtime
-from .scenarios import FaultStep
-from .worker import LinkFaults
+from lockchaos.harness.run.history import FaultRecord, Record
+from lockchaos.harness.run.runtime import Runtime
+from lockchaos.harness.run.worker import LinkFaults
+from lockchaos.harness.scenarios import FaultStep
 
 NS = 1_000_000_000
 

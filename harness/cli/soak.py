@@ -23,16 +23,16 @@ from rich.table import Table
 
 from lockchaos.backends.base import FaultUnsupported
 from lockchaos.backends.redaction import redact_text
-
-from . import exitcodes, interrupts
-from .atomicfile import write_atomic
-from .check import STYLE, print_findings
-from .driver import RunOptions, RunResult, run_dir_of, run_scenario
-from .history import FaultRecord, OpRecord, Record
-from .report import write_index, write_junit
-from .rundir import claim, default_run_dir
-from .scenarios import Scenario
-from .targets import Target, probe_client, provisioned
+from lockchaos.harness import exitcodes
+from lockchaos.harness.cli.check import STYLE, print_findings
+from lockchaos.harness.report import write_index, write_junit
+from lockchaos.harness.run import interrupts
+from lockchaos.harness.run.atomicfile import write_atomic
+from lockchaos.harness.run.driver import RunOptions, RunResult, run_dir_of, run_scenario
+from lockchaos.harness.run.history import FaultRecord, OpRecord, Record
+from lockchaos.harness.run.rundir import claim, default_run_dir
+from lockchaos.harness.run.targets import Target, probe_client, provisioned
+from lockchaos.harness.scenarios import Scenario
 
 DEFAULT_TTL_MS = {"fake": 1000, "redis": 1000, "etcd": 2000, "etcd-cluster": 2000, "redis-sentinel": 1000,
                   "redlock": 1000}

@@ -16,11 +16,10 @@ from typing import Any, Protocol
 
 from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
 from lockchaos.backends.redaction import redact_text
-
-from .history import FaultRecord, NoteRecord, OpName, OpRecord, Outcome, Record, lease_dict
-from .register import FencedRegister
-from .runtime import RunStopped, Runtime
-from .scenarios import WorkerPlan
+from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpName, OpRecord, Outcome, Record, lease_dict
+from lockchaos.harness.run.register import FencedRegister
+from lockchaos.harness.run.runtime import RunStopped, Runtime
+from lockchaos.harness.scenarios import WorkerPlan
 
 NS_PER_MS = 1_000_000
 LATE_RELEASE_LEAD = 1.5

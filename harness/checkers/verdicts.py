@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomicfile import write_atomic
-from .checkers import check_history
-from .checkers.findings import CheckResult
-from .history import HISTORY_FILE, Record
+from lockchaos.harness.checkers import check_history
+from lockchaos.harness.checkers.findings import CheckResult
+from lockchaos.harness.run.atomicfile import write_atomic
+from lockchaos.harness.run.history import HISTORY_FILE, Record
 
 SUMMARY_FILE = "summary.json"
 EXAMPLES = 5

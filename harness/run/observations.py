@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord
+from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord
 
 
 @dataclass(frozen=True, slots=True)

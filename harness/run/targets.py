@@ -19,14 +19,13 @@ from lockchaos.backends.fake import FakeKVLock, drop_fake_server, fake_server
 from lockchaos.backends.libs import LIBRARIES
 from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import check_server_url
-
-from .adapters import AdapterFactory, checked_backend, load_factory
-from .contract.process_client import ClientSpec
-from .servers import ServerHandle
+from lockchaos.harness.contract.process_client import ClientSpec
+from lockchaos.harness.run.adapters import AdapterFactory, checked_backend, load_factory
+from lockchaos.harness.servers.process import ServerHandle
 
 BACKENDS = ("fake", "redis", "etcd")
 """What ``--backend all`` runs: lockchaos's own backends."""
-# Clusters (harness/clusters.py): named explicitly, never part of "all" (process mode only for now).
+# Clusters (harness/servers/clusters.py): named explicitly, never part of "all" (process mode only for now).
 CLUSTER_BACKENDS = ("etcd-cluster", "redis-sentinel", "redlock")
 LIBRARY_BACKENDS = tuple(LIBRARIES)
 """The Python lock libraries shipped as backends (``lockchaos[libs]``); ``--backend libs`` runs them all."""
@@ -113,21 +112,21 @@ def server_of(server: str) -> tuple[str, bool]:
 def start_server(target: Target, persistence: bool) -> ServerHandle:
     """A started server of the target's kind, as a process or in a container."""
     if target.server_kind in CLUSTER_BACKENDS:
-        from .clusters import provision_cluster
+        from lockchaos.harness.servers.clusters import provision_cluster
 
         return provision_cluster(target.server_kind)
     if target.provision == "container":
-        from .containers import provision_container
+        from lockchaos.harness.servers.containers import provision_container
 
         return provision_container(target.server_kind, persistence=persistence)
-    from .servers import provision
+    from lockchaos.harness.servers.process import provision
 
     return provision(target.server_kind, persistence=persistence)
 
 
 def external_target(url: str, *, backend: str | None = None, adapter: str | None = None) -> Target:
     """A Redis or etcd the user runs, through our adapter or theirs."""
-    from .external import scheme_of
+    from lockchaos.harness.servers.external import scheme_of
 
     kind = scheme_of(url)
     if backend in LIBRARIES:
@@ -273,8 +272,8 @@ def provisioned(target: Target, *, fake_profile: str = "ideal") -> Iterator[Prov
             handle.stop()
         return
     if target.external_url is not None:
-        from .external import purge_prefix, with_run_prefix
-        from .servers import ExternalServer
+        from lockchaos.harness.servers.external import purge_prefix, with_run_prefix
+        from lockchaos.harness.servers.process import ExternalServer
 
         url, prefix = with_run_prefix(target.external_url)
         try:

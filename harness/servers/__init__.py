@@ -1,0 +1,1 @@
+"""The db role: lock servers the harness launches (processes, containers, clusters) or is pointed at."""
