@@ -27,11 +27,15 @@ from collections.abc import Iterator
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding
 from lockchaos.harness.checkers.model import NS_PER_MS, FaultWindow, Grant, History, Op
+from lockchaos.harness.faults.registry import named
 
 NAME = "liveness"
-TRIGGERS = ("holder-crash", "holder-pause", "partition")
-SERVER_TRIGGERS = ("server-kill", "server-pause")
-LEADER_TRIGGERS = ("leader-crash", "leader-pause")
+# Which faults mean what to liveness, from the fault registry (``harness/faults/registry.py``).
+TRIGGERS = named(lambda t: t.liveness_trigger)
+SERVER_TRIGGERS = named(lambda t: t.server_recovery_trigger)
+LEADER_TRIGGERS = named(lambda t: t.leader_trigger)
+EXCUSING = named(lambda t: t.excuses_liveness)
+"""Server-side faults: a holder's failover they overlap is reported, not judged."""
 SLACK_NS = 250 * NS_PER_MS
 DEFAULT_TIMEOUT_MS = 2000
 """The client timeout assumed in the recovery margin when a client does not tell its own."""
@@ -56,7 +60,7 @@ def recovery_bound(h: History) -> int:
 
 def check(h: History) -> CheckResult:
     bound = failover_bound(h)
-    server_faults = h.server_faults("server-kill", "server-pause", "clock-jump", "latency", "reset-storm")
+    server_faults = h.server_faults(*EXCUSING)
     findings: list[Finding] = []
     times: list[float] = []
     excused = uncontended = 0

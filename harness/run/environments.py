@@ -17,8 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
-from lockchaos.harness.faults.nemesis import CLUSTER_FAULTS, LINK_FAULTS, REDLOCK_FAULTS, SERVER_FAULTS, ServerFaults
+from lockchaos.harness.faults.fault import Reach
+from lockchaos.harness.faults.nemesis import ServerFaults
 from lockchaos.harness.faults.proxy import FaultProxy, ProxyPool
+from lockchaos.harness.faults.registry import lookup
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
@@ -178,29 +180,19 @@ class FakeEnvironment:
     def link(self, index: int) -> LinkFaults | None:
         return self._links.get(index)
 
+    @property
+    def reach(self) -> Reach:
+        """Every fault reaches the fake through its hooks; links only when the clients are ours."""
+        return Reach(self.target.label, "fake", in_process=True, faultable_links=self._faultable_links)
+
     def unsupported(self, fault: str) -> str | None:
-        if fault in LINK_FAULTS and not self._faultable_links:
-            return (f"{fault}: the adapter talks to the in-process fake without a network; "
-                    "use --server redis|etcd for network faults")
-        return None
+        return lookup(fault).unsupported(self.reach)
 
     def residue(self) -> Snapshot:
         return fake_snapshot(self.fake)
 
     def close(self) -> None:
         drop_fake_server(self.name)
-
-
-CLOCK_JUMP_UNREACHABLE = {
-    "redis": "clock-jump: no clock fault reaches Debian's redis-server: under libfaketime (LD_PRELOAD) it "
-             "hangs at start, since its jemalloc calls clock_gettime while libfaketime initialises "
-             "(libfaketime#130, open; measured by bench/probe_clock_faults.py); run it against the fake",
-    "etcd": "clock-jump: no clock fault reaches etcd: a Go binary reads the clock through the vDSO, and "
-            "under libfaketime its log clock stays at real time (+1 h asked, 0 s measured by "
-            "bench/probe_clock_faults.py); run it against the fake",
-}
-"""Why clock-jump is skipped on real servers, by server kind: measured, not assumed."""
-CLOCK_JUMP_UNREACHABLE["redis-sentinel"] = CLOCK_JUMP_UNREACHABLE["redis"]
 
 
 class ProcessServerFaults:
@@ -338,25 +330,16 @@ class ServerEnvironment:
     def link(self, index: int) -> LinkFaults | None:
         return self._links.get(index)
 
+    @property
+    def reach(self) -> Reach:
+        """Signals reach a server (or cluster) we started; a proxy per worker, a server on this machine."""
+        return Reach(self.target.label, self.handle.kind, in_process=False,
+                     faultable_links=self._proxies is not None, started_here=self._prefix is None,
+                     cluster_kind=None if self._cluster is None else self._cluster.kind,
+                     remote=not is_loopback(self.handle.url))
+
     def unsupported(self, fault: str) -> str | None:
-        if fault == "clock-jump":
-            return CLOCK_JUMP_UNREACHABLE.get(self.handle.kind, CLOCK_JUMP_UNREACHABLE["redis"])
-        if fault in REDLOCK_FAULTS and (self._cluster is None or self._cluster.kind != "redlock"):
-            return (f"{fault}: {self.target.label} has no independent Redlock masters to kill; "
-                    "use --backend redlock")
-        if fault in CLUSTER_FAULTS - REDLOCK_FAULTS and self._cluster is not None and self._cluster.kind == "redlock":
-            return f"{fault}: Redlock's masters are independent, there is no leader to fail over"
-        if fault in CLUSTER_FAULTS and self._prefix is None and self._cluster is None:
-            return (f"{fault}: {self.target.label} is a single server with no leader to fail over; "
-                    "use --backend etcd-cluster or redis-sentinel")
-        if fault in LINK_FAULTS and self._cluster is not None:
-            return f"{fault}: per-client fault proxies to a cluster's members are not built yet"
-        if self._prefix is not None:
-            if fault in SERVER_FAULTS or fault in CLUSTER_FAULTS:
-                return f"{fault}: refused on a server the harness did not start"
-            if fault in LINK_FAULTS and not is_loopback(self.handle.url):
-                return f"{fault}: the fault proxy only forwards to 127.0.0.1; this server is remote"
-        return None
+        return lookup(fault).unsupported(self.reach)
 
     def residue(self) -> Snapshot:
         """Every key of a server we started; only the run's prefix on the user's own."""
