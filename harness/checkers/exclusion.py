@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding, Severity
-from lockchaos.harness.checkers.model import Grant, History, surely_held_throughout
+from lockchaos.harness.checkers.model import RESTARTS, Grant, History, surely_held_throughout
 
 NAME_GRANTS = "exclusion-grants"
 NAME_REGISTER = "exclusion-register"
@@ -60,7 +60,7 @@ def check_register(h: History) -> CheckResult:
     max_token = 0
     max_line = 0
     token_writer: dict[int, tuple[str, int, int]] = {}
-    restarts = h.server_faults("server-kill")
+    restarts = h.server_faults(*RESTARTS)
     stale_rejected = 0
     interleavings = 0
     for line, w in h.writes:

@@ -8,13 +8,13 @@ on a server declaring durability is the backend breaking its word.
 from __future__ import annotations
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding
-from lockchaos.harness.checkers.model import History
+from lockchaos.harness.checkers.model import RESTARTS, History
 
 NAME = "fencing"
 
 
 def check(h: History) -> CheckResult:
-    restarts = h.server_faults("server-kill")
+    restarts = h.server_faults(*RESTARTS)
     if not h.caps.fencing_tokens:
         # No token to judge: a made-up one would only produce false "regressions". What fencing would
         # have prevented shows up as stale writes judged by lease identity (exclusion-register).
@@ -73,7 +73,7 @@ def _lost_on_restart(h: History) -> list[Finding]:
     if h.caps.durable:
         return []  # on a durable server the conformance checker flags a refused renew itself
     out = []
-    for f in h.server_faults("server-kill"):
+    for f in h.server_faults(*RESTARTS):
         for g in h.grants:
             if not g.definite or g.acquire.complete > f.start:
                 continue

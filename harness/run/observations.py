@@ -11,7 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lockchaos.harness.faults.registry import named
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord
+
+RESTARTS = named(lambda t: t.restarts_server)
+"""Faults that restart the server (and, without durability, its token counter): from the fault registry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,7 @@ def observe(records: Iterable[Record]) -> Observations:
         elif isinstance(rec, FaultRecord):
             if rec.phase == "start":
                 faults[rec.fault] += 1
-            elif rec.fault == "server-kill":
+            elif rec.fault in RESTARTS:
                 restart_ends.append(rec.time_ns)
     return Observations(dict(sorted(ops.items())), dict(sorted(faults.items())), acquisitions, accepted,
                         rejected, stale, stale_accepted, regressions, renew_after, final, examples)
