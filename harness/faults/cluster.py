@@ -5,10 +5,14 @@ server has no leader to fail over, and Redlock's masters have none either.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from lockchaos.backends.base import FaultUnsupported
 from lockchaos.harness.faults.fault import Fault, FaultContext, FaultStep, LeaseTiming, Reach
+
+if TYPE_CHECKING:
+    from lockchaos.harness.faults.nemesis import MasterFaults
 
 
 def leader_unsupported(fault: Fault, reach: Reach) -> str | None:
@@ -31,86 +35,97 @@ def masters_unsupported(fault: Fault, reach: Reach) -> str | None:
             "use --backend redlock")
 
 
-def _leader(fault: Fault, ctx: FaultContext, step: FaultStep) -> None:
+def _on_leader(stop: Literal["kill", "pause"]) -> Callable[[Fault, FaultContext, FaultStep], None]:
     """kill -9 or SIGSTOP whichever member leads *now*; restart it with its data, or resume it."""
-    from lockchaos.harness.faults.nemesis import ClusterFaults  # the nemesis imports the registry
 
-    cluster = ctx.server
-    if not isinstance(cluster, ClusterFaults):
-        raise FaultUnsupported(f"{step.fault}: the server is a single node, it has no leader")
-    member = cluster.leader()
-    target = f"leader:{member}"
-    ctx.edge(step, "start", target, member=member)
-    if fault.name == "leader-crash":
-        cluster.kill_member(member)
+    def apply(fault: Fault, ctx: FaultContext, step: FaultStep) -> None:
+        from lockchaos.harness.faults.nemesis import ClusterFaults  # the nemesis imports the registry
+
+        cluster = ctx.server
+        if not isinstance(cluster, ClusterFaults):
+            raise FaultUnsupported(f"{step.fault}: the server is a single node, it has no leader")
+        member = cluster.leader()
+        target = f"leader:{member}"
+        ctx.edge(step, "start", target, member=member)
+        if stop == "kill":
+            cluster.kill_member(member)
+            try:
+                ctx.rt.sleep(step.duration * ctx.ttl_s)
+            finally:
+                cluster.restart_member(member)
+        else:
+            cluster.pause_member(member)
+            try:
+                ctx.rt.sleep(step.duration * ctx.ttl_s)
+            finally:
+                cluster.resume_member(member)
+        ctx.edge(step, "end", target, member=member)
+
+    return apply
+
+
+def _minority(masters: MasterFaults, ctx: FaultContext, step: FaultStep) -> tuple[list[str], dict[str, Any]]:
+    """A minority (2 of 5), drawn from the seed."""
+    names = sorted(ctx.rng.sample(masters.masters(), (len(masters.masters()) - 1) // 2))
+    return names, {"members": names}
+
+
+def _amnesia(masters: MasterFaults, ctx: FaultContext, step: FaultStep) -> tuple[list[str], dict[str, Any]]:
+    """The holder is paused for ``amount`` TTLs and one master that granted its lock restarts empty:
+    with the holder's lock on a bare quorum, the rest become a quorum for a contender."""
+    holders = [w for w in ctx.pick("holder") if w.believed is not None]
+    for w in holders:  # the worker records the pause when it really stalls
+        w.pause_for_s = step.amount * ctx.ttl_s
+    granting = masters.granting_masters()
+    names = [ctx.rng.choice(granting)] if granting else []
+    return names, {"members": names, "holder": ",".join(w.name for w in holders), "granting": granting}
+
+
+def _on_masters(choose: Callable[[MasterFaults, FaultContext, FaultStep], tuple[list[str], dict[str, Any]]]
+                ) -> Callable[[Fault, FaultContext, FaultStep], None]:
+    """kill -9 the masters ``choose`` names when the fault fires; restart them empty (no persistence)."""
+
+    def apply(fault: Fault, ctx: FaultContext, step: FaultStep) -> None:
+        from lockchaos.harness.faults.nemesis import MasterFaults  # the nemesis imports the registry
+
+        masters = ctx.server
+        if not isinstance(masters, MasterFaults):
+            raise FaultUnsupported(f"{step.fault}: the server has no independent Redlock masters")
+        names, detail = choose(masters, ctx, step)
+        target = "masters:" + ",".join(names)
+        ctx.edge(step, "start", target, **detail)
         try:
+            for name in names:
+                masters.kill_member(name)
             ctx.rt.sleep(step.duration * ctx.ttl_s)
         finally:
-            cluster.restart_member(member)
-    else:
-        cluster.pause_member(member)
-        try:
-            ctx.rt.sleep(step.duration * ctx.ttl_s)
-        finally:
-            cluster.resume_member(member)
-    ctx.edge(step, "end", target, member=member)
+            for name in names:
+                masters.restart_member(name)
+        ctx.edge(step, "end", target, **detail)
 
-
-def _masters(fault: Fault, ctx: FaultContext, step: FaultStep) -> None:
-    """kill -9 masters and restart them empty (no persistence), resolved when the fault fires.
-
-    ``redlock-minority-kill``: a minority (2 of 5), drawn from the seed. ``redlock-master-amnesia``:
-    the holder is paused for ``amount`` TTLs and one master that granted its lock restarts
-    empty: with the holder's lock on a bare quorum, the rest become a quorum for a contender.
-    """
-    from lockchaos.harness.faults.nemesis import MasterFaults  # the nemesis imports the registry
-
-    masters = ctx.server
-    if not isinstance(masters, MasterFaults):
-        raise FaultUnsupported(f"{step.fault}: the server has no independent Redlock masters")
-    detail: dict[str, Any]
-    if fault.name == "redlock-minority-kill":
-        names = sorted(ctx.rng.sample(masters.masters(), (len(masters.masters()) - 1) // 2))
-        detail = {"members": names}
-    else:
-        holders = [w for w in ctx.pick("holder") if w.believed is not None]
-        for w in holders:  # the worker records the pause when it really stalls
-            w.pause_for_s = step.amount * ctx.ttl_s
-        granting = masters.granting_masters()
-        names = [ctx.rng.choice(granting)] if granting else []
-        detail = {"members": names, "holder": ",".join(w.name for w in holders), "granting": granting}
-    target = "masters:" + ",".join(names)
-    ctx.edge(step, "start", target, **detail)
-    try:
-        for name in names:
-            masters.kill_member(name)
-        ctx.rt.sleep(step.duration * ctx.ttl_s)
-    finally:
-        for name in names:
-            masters.restart_member(name)
-    ctx.edge(step, "end", target, **detail)
+    return apply
 
 
 LEADER_CRASH = Fault(
-    "leader-crash", "cluster-leader", "#06b6d4", _leader,
+    "leader-crash", "cluster-leader", "#06b6d4", _on_leader("kill"),
     soak=(FaultStep(0, "leader-crash", target="server", duration=2),),
     timing=LeaseTiming(failover=True, leader_trigger=True),
     check_support=leader_unsupported,
     description="kill -9 of the member leading now, restarted with its data after the window")
 LEADER_PAUSE = Fault(
-    "leader-pause", "cluster-leader", "#d946ef", _leader,
+    "leader-pause", "cluster-leader", "#d946ef", _on_leader("pause"),
     soak=(FaultStep(0, "leader-pause", target="server", duration=1.2),),
     timing=LeaseTiming(failover=True, leader_trigger=True, delays_failover=True),
     check_support=leader_unsupported,
     description="SIGSTOP of the member leading now, resumed after the window")
 REDLOCK_MINORITY_KILL = Fault(
-    "redlock-minority-kill", "masters", "#06b6d4", _masters,
+    "redlock-minority-kill", "masters", "#06b6d4", _on_masters(_minority),
     soak=(FaultStep(0, "redlock-minority-kill", target="server", duration=1),),
     timing=LeaseTiming(failover=True),
     check_support=masters_unsupported,
     description="kill -9 of a minority of Redlock's masters, restarted empty")
 REDLOCK_MASTER_AMNESIA = Fault(
-    "redlock-master-amnesia", "masters", "#d946ef", _masters,
+    "redlock-master-amnesia", "masters", "#d946ef", _on_masters(_amnesia),
     soak=(FaultStep(0, "redlock-master-amnesia", target="holder", duration=0.2, amount=1.5),),
     timing=LeaseTiming(failover=True),
     check_support=masters_unsupported,
