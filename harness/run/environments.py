@@ -24,7 +24,7 @@ from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
 from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster
 from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
-from lockchaos.harness.servers.process import ExternalServer, ServerHandle
+from lockchaos.harness.servers.process import ExternalServer, RedisServer, ServerHandle
 from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
 
 
@@ -192,9 +192,8 @@ class FakeEnvironment:
 
 
 CLOCK_JUMP_UNREACHABLE = {
-    "redis": "clock-jump: no clock fault reaches Debian's redis-server: under libfaketime (LD_PRELOAD) it "
-             "hangs at start, since its jemalloc calls clock_gettime while libfaketime initialises "
-             "(libfaketime#130, open; measured by bench/probe_clock_faults.py); run it against the fake",
+    "redis": "clock-jump: libfaketime reaches only a redis-server the harness launches as a process "
+             "(harness/servers/faketime.py); this one runs in a container or elsewhere",
     "etcd": "clock-jump: no clock fault reaches etcd: a Go binary reads the clock through the vDSO, and "
             "under libfaketime its log clock stays at real time (+1 h asked, 0 s measured by "
             "bench/probe_clock_faults.py); run it against the fake",
@@ -222,7 +221,9 @@ class ProcessServerFaults:
         self.handle.resume()
 
     def jump_clock(self, delta_ms: int) -> None:
-        raise FaultUnsupported("a clock jump cannot reach a real server process (run it against the fake)")
+        if not isinstance(self.handle, RedisServer) or not self.handle.clock_faults:
+            raise FaultUnsupported("a clock jump reaches only a process-mode Redis launched for clock faults")
+        self.handle.jump_clock(delta_ms)
 
 
 LOSE_REPLY_FOR_S = 0.15
@@ -281,7 +282,7 @@ class ServerEnvironment:
     """A real server: launched here (process mode), or the user's own (``--url``, external mode)."""
 
     def __init__(self, target: Target, runtime: Runtime, *, persistence: bool | None,
-                 timeout_ms: int | None) -> None:
+                 timeout_ms: int | None, clock_faults: bool = False) -> None:
         self.target = target
         self.runtime = runtime
         self.timeout_ms = timeout_ms
@@ -291,7 +292,8 @@ class ServerEnvironment:
             url, self._prefix = with_run_prefix(target.external_url)
             self.handle = ExternalServer(url)
         else:  # the scenario's insistence wins, else the target's own (``--server redis-aof``)
-            self.handle = start_server(target, target.persistence if persistence is None else persistence)
+            self.handle = start_server(target, target.persistence if persistence is None else persistence,
+                                       clock_faults=clock_faults)
         self._cluster = self.handle if isinstance(self.handle, ProcessCluster) else None
         self.server: ServerFaults = (ProcessServerFaults(self.handle) if self._cluster is None
                                      else ClusterServerFaults(self._cluster))
@@ -340,6 +342,8 @@ class ServerEnvironment:
 
     def unsupported(self, fault: str) -> str | None:
         if fault == "clock-jump":
+            if isinstance(self.handle, RedisServer) and self.handle.clock_faults:
+                return None
             return CLOCK_JUMP_UNREACHABLE.get(self.handle.kind, CLOCK_JUMP_UNREACHABLE["redis"])
         if fault in REDLOCK_FAULTS and (self._cluster is None or self._cluster.kind != "redlock"):
             return (f"{fault}: {self.target.label} has no independent Redlock masters to kill; "

@@ -109,8 +109,9 @@ def server_of(server: str) -> tuple[str, bool]:
     return {"none": "fake", "redis-aof": "redis"}.get(server, server), server == "redis-aof"
 
 
-def start_server(target: Target, persistence: bool) -> ServerHandle:
-    """A started server of the target's kind, as a process or in a container."""
+def start_server(target: Target, persistence: bool, *, clock_faults: bool = False) -> ServerHandle:
+    """A started server of the target's kind, as a process or in a container; ``clock_faults`` asks
+    for a process-mode Redis whose clock ``jump_clock`` can step (ignored where none can)."""
     if target.server_kind in CLUSTER_BACKENDS:
         from lockchaos.harness.servers.clusters import provision_cluster
 
@@ -121,7 +122,7 @@ def start_server(target: Target, persistence: bool) -> ServerHandle:
         return provision_container(target.server_kind, persistence=persistence)
     from lockchaos.harness.servers.process import provision
 
-    return provision(target.server_kind, persistence=persistence)
+    return provision(target.server_kind, persistence=persistence, clock_faults=clock_faults)
 
 
 def external_target(url: str, *, backend: str | None = None, adapter: str | None = None) -> Target:
