@@ -194,9 +194,10 @@ class FakeEnvironment:
 CLOCK_JUMP_UNREACHABLE = {
     "redis": "clock-jump: libfaketime reaches only a redis-server the harness launches as a process "
              "(harness/servers/faketime.py); this one runs in a container or elsewhere",
-    "etcd": "clock-jump: no clock fault reaches etcd: a Go binary reads the clock through the vDSO, and "
-            "under libfaketime its log clock stays at real time (+1 h asked, 0 s measured by "
-            "bench/probe_clock_faults.py); run it against the fake",
+    "etcd": "clock-jump: no clock fault reaches a running etcd: libfaketime misses Go's vDSO clock reads "
+            "(+1 h asked, 0 s measured), and a time namespace's monotonic offset, the clock etcd's leases "
+            "expire on, is refused once a process is inside (EACCES; bench/probe_clock_faults.py); "
+            "run it against the fake",
 }
 """Why clock-jump is skipped on real servers, by server kind: measured, not assumed."""
 CLOCK_JUMP_UNREACHABLE["redis-sentinel"] = CLOCK_JUMP_UNREACHABLE["redis"]
