@@ -18,6 +18,7 @@ from lockchaos.backends.base import FaultUnsupported
 from lockchaos.harness.run.driver import RunOptions, run_scenario
 from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
+from lockchaos.harness.servers.clusters import RedlockCluster
 from lockchaos.harness.servers.process import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -102,6 +103,21 @@ def test_jump_clock_is_refused_on_a_redis_not_launched_for_clock_faults() -> Non
 
 def test_clock_jump_scenario_runs_on_real_redis(tmp_path: Path) -> None:
     r = run_scenario(backend_target("redis"), find_scenario("clock-jump"), RunOptions(seed=1, ttl_ms=300), tmp_path)
+    assert r.status == "ran", r.reason
+    assert r.observations is not None and r.observations.faults.get("clock-jump") == 1
+    assert r.judgement is not None and not r.judgement.failed, r.judgement.to_dict()
+
+
+def test_redlock_clock_jump_steps_one_master_only() -> None:
+    with RedlockCluster(clock_faults=True) as cluster:
+        cluster.jump_clock(4_000)
+        offsets = {node.name: offset_s(client(node)) for node in cluster.nodes}
+    assert offsets.pop(RedlockCluster.CLOCK_MASTER) == pytest.approx(4.0, abs=0.5)
+    assert all(abs(o) < 0.5 for o in offsets.values()), offsets
+
+
+def test_clock_jump_scenario_runs_on_redlock_and_its_quorum_holds(tmp_path: Path) -> None:
+    r = run_scenario(backend_target("redlock"), find_scenario("clock-jump"), RunOptions(seed=1, ttl_ms=1000), tmp_path)
     assert r.status == "ran", r.reason
     assert r.observations is not None and r.observations.faults.get("clock-jump") == 1
     assert r.judgement is not None and not r.judgement.failed, r.judgement.to_dict()

@@ -22,7 +22,7 @@ from lockchaos.harness.faults.proxy import FaultProxy, ProxyPool
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
-from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster
+from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster, RedlockCluster
 from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
 from lockchaos.harness.servers.process import ExternalServer, RedisServer, ServerHandle
 from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
@@ -344,7 +344,7 @@ class ServerEnvironment:
 
     def unsupported(self, fault: str) -> str | None:
         if fault == "clock-jump":
-            if isinstance(self.handle, RedisServer) and self.handle.clock_faults:
+            if isinstance(self.handle, RedisServer | RedlockCluster) and self.handle.clock_faults:
                 return None
             return CLOCK_JUMP_UNREACHABLE.get(self.handle.kind, CLOCK_JUMP_UNREACHABLE["redis"])
         if fault in REDLOCK_FAULTS and (self._cluster is None or self._cluster.kind != "redlock"):

@@ -115,7 +115,7 @@ def start_server(target: Target, persistence: bool, *, clock_faults: bool = Fals
     if target.server_kind in CLUSTER_BACKENDS:
         from lockchaos.harness.servers.clusters import provision_cluster
 
-        return provision_cluster(target.server_kind)
+        return provision_cluster(target.server_kind, clock_faults=clock_faults)
     if target.provision == "container":
         from lockchaos.harness.servers.containers import provision_container
 
