@@ -18,6 +18,7 @@ from lockchaos.backends.base import FaultUnsupported
 from lockchaos.harness.run.driver import RunOptions, run_scenario
 from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
+from lockchaos.harness.servers import faketime
 from lockchaos.harness.servers.clusters import RedlockCluster
 from lockchaos.harness.servers.process import RedisServer
 
@@ -121,3 +122,9 @@ def test_clock_jump_scenario_runs_on_redlock_and_its_quorum_holds(tmp_path: Path
     assert r.status == "ran", r.reason
     assert r.observations is not None and r.observations.faults.get("clock-jump") == 1
     assert r.judgement is not None and not r.judgement.failed, r.judgement.to_dict()
+
+
+def test_without_libfaketime_clock_jump_is_skipped_saying_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faketime, "LIBFAKETIME_GLOB", str(tmp_path / "nowhere" / "libfaketime.so.1"))
+    r = run_scenario(backend_target("redis"), find_scenario("clock-jump"), RunOptions(seed=1, ttl_ms=300), tmp_path)
+    assert r.status == "skipped" and "libfaketime not found" in r.reason

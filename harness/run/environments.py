@@ -24,6 +24,7 @@ from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
 from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster, RedlockCluster
 from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
+from lockchaos.harness.servers.faketime import missing_reason
 from lockchaos.harness.servers.process import ExternalServer, RedisServer, ServerHandle
 from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
 
@@ -344,8 +345,11 @@ class ServerEnvironment:
 
     def unsupported(self, fault: str) -> str | None:
         if fault == "clock-jump":
-            if isinstance(self.handle, RedisServer | RedlockCluster) and self.handle.clock_faults:
-                return None
+            if isinstance(self.handle, RedisServer | RedlockCluster):
+                if self.handle.clock_faults:
+                    return None
+                if (missing := missing_reason()) is not None:
+                    return f"clock-jump: {missing}"
             return CLOCK_JUMP_UNREACHABLE.get(self.handle.kind, CLOCK_JUMP_UNREACHABLE["redis"])
         if fault in REDLOCK_FAULTS and (self._cluster is None or self._cluster.kind != "redlock"):
             return (f"{fault}: {self.target.label} has no independent Redlock masters to kill; "

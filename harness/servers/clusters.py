@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lockchaos.backends.base import FaultUnsupported, InfrastructureError
+from lockchaos.harness.servers.faketime import missing_reason
 from lockchaos.harness.servers.flags import (
     LOOPBACK,
     etcd_election_timeout_ms,
@@ -683,5 +684,5 @@ def provision_cluster(kind: str, *, clock_faults: bool = False) -> ProcessCluste
     if kind == "redis-sentinel":
         return SentinelCluster().start()
     if kind == "redlock":
-        return RedlockCluster(clock_faults=clock_faults).start()
+        return RedlockCluster(clock_faults=clock_faults and missing_reason() is None).start()
     raise InfrastructureError(f"unknown cluster kind {kind!r}")

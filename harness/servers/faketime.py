@@ -46,6 +46,15 @@ def libfaketime_path() -> str:
     return found[0]
 
 
+def missing_reason() -> str | None:
+    """Why no clock fault can be launched here, or None when libfaketime is installed."""
+    try:
+        libfaketime_path()
+    except FaketimeMissing as exc:
+        return str(exc)
+    return None
+
+
 class FaketimeClock:
     """The offset of one server's wall clock from the real one, held in a control file it re-reads.
 

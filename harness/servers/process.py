@@ -37,7 +37,7 @@ import psutil
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
 from lockchaos.backends.redaction import redact_url
 from lockchaos.harness.servers import watchdog
-from lockchaos.harness.servers.faketime import FaketimeClock, FaketimeMissing, remove_residue
+from lockchaos.harness.servers.faketime import FaketimeClock, FaketimeMissing, missing_reason, remove_residue
 from lockchaos.harness.servers.flags import (
     LOOPBACK,
     PortTaken,
@@ -668,8 +668,10 @@ class ExternalServer:
 
 def provision(kind: str, *, persistence: bool = False, clock_faults: bool = False) -> ServerHandle:
     """Start a private server of ``kind``; ``persistence`` is Redis's (etcd is always durable);
-    ``clock_faults`` launches Redis under libfaketime for ``jump_clock`` (etcd takes none)."""
+    ``clock_faults`` launches Redis under libfaketime for ``jump_clock`` (etcd takes none); without
+    libfaketime installed it launches a plain Redis, and the scenario skips clock-jump saying why."""
     if kind == "redis":
+        clock_faults = clock_faults and missing_reason() is None
         return RedisServer(persistence=persistence, clock_faults=clock_faults).start()
     if kind == "etcd":
         return EtcdServer().start()
