@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lockchaos.backends.base import FaultUnsupported, InfrastructureError
+from lockchaos.harness.servers.faketime import missing_reason
 from lockchaos.harness.servers.flags import (
     LOOPBACK,
     etcd_election_timeout_ms,
@@ -304,7 +305,10 @@ class ClusterServerFaults:
         self.cluster.resume()
 
     def jump_clock(self, delta_ms: int) -> None:
-        raise FaultUnsupported("a clock jump cannot reach a real cluster's processes")
+        if isinstance(self.cluster, RedlockCluster) and self.cluster.clock_faults:
+            self.cluster.jump_clock(delta_ms)
+            return
+        raise FaultUnsupported("a clock jump reaches only Redlock's clock master among the clusters")
 
     def leader(self) -> str:
         return self.cluster.leader()
@@ -347,8 +351,8 @@ SENTINEL_SETTLE_S = 15.0
 class RedisNode(RedisServer):
     """A data node of a Sentinel group: the primary, or a replica of the port it is given."""
 
-    def __init__(self, name: str, port: int, primary_port: int | None) -> None:
-        super().__init__(persistence=False)
+    def __init__(self, name: str, port: int, primary_port: int | None, *, clock_faults: bool = False) -> None:
+        super().__init__(persistence=False, clock_faults=clock_faults)
         self.name = name
         self._assigned = (port,)
         self._primary_port = primary_port
@@ -610,13 +614,17 @@ class RedlockCluster(ProcessCluster):
 
     Redlock has no leader: a lock is a quorum of masters (3 of 5). A master restarted after kill -9
     comes back empty, forgetting the grants it held; that is the hazard the Redlock faults exercise.
+    With ``clock_faults`` the first master (``m0``) runs under libfaketime and ``jump_clock`` steps
+    its wall clock alone: one master's clock fault, which Redlock's quorum claims to survive.
     """
 
     kind = "redlock"
+    CLOCK_MASTER = "m0"
 
-    def __init__(self, *, masters: int = REDLOCK_MASTERS) -> None:
+    def __init__(self, *, masters: int = REDLOCK_MASTERS, clock_faults: bool = False) -> None:
         super().__init__()
         self.size = masters
+        self.clock_faults = clock_faults
         from lockchaos.backends.libs.pottery_quorum import RESTART_MS
         from lockchaos.backends.redis import DEFAULT_TIMEOUT_MS
 
@@ -627,7 +635,14 @@ class RedlockCluster(ProcessCluster):
         return "redlock://" + ",".join(f"{m.host}:{m.port}" for m in self._members) + "/0"
 
     def _build(self) -> list[_ProcessServer]:
-        return [RedisNode(f"m{i}", port, None) for i, port in enumerate(free_ports(self.size))]
+        return [RedisNode(f"m{i}", port, None, clock_faults=self.clock_faults and f"m{i}" == self.CLOCK_MASTER)
+                for i, port in enumerate(free_ports(self.size))]
+
+    def jump_clock(self, delta_ms: int) -> None:
+        """Step the wall clock of ``m0`` alone (cumulative), the one master launched for clock faults."""
+        node = self.member(self.CLOCK_MASTER)
+        assert isinstance(node, RedisNode)
+        node.jump_clock(delta_ms)
 
     def leader(self) -> str:
         raise FaultUnsupported("Redlock has no leader: its masters are independent (use the redlock faults)")
@@ -662,12 +677,12 @@ class RedlockCluster(ProcessCluster):
 CLUSTERS = ("etcd-cluster", "redis-sentinel", "redlock")
 
 
-def provision_cluster(kind: str) -> ProcessCluster:
-    """Start a private cluster of ``kind`` (process mode)."""
+def provision_cluster(kind: str, *, clock_faults: bool = False) -> ProcessCluster:
+    """Start a private cluster of ``kind`` (process mode); ``clock_faults``: Redlock's ``m0`` under libfaketime."""
     if kind == "etcd-cluster":
         return EtcdCluster().start()
     if kind == "redis-sentinel":
         return SentinelCluster().start()
     if kind == "redlock":
-        return RedlockCluster().start()
+        return RedlockCluster(clock_faults=clock_faults and missing_reason() is None).start()
     raise InfrastructureError(f"unknown cluster kind {kind!r}")
