@@ -37,7 +37,13 @@ import psutil
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
 from lockchaos.backends.redaction import redact_url
 from lockchaos.harness.servers import watchdog
-from lockchaos.harness.servers.faketime import FaketimeClock, FaketimeMissing, missing_reason, remove_residue
+from lockchaos.harness.servers.faketime import (
+    CONTROL_NAME,
+    FaketimeClock,
+    FaketimeMissing,
+    missing_reason,
+    remove_residue,
+)
 from lockchaos.harness.servers.flags import (
     LOOPBACK,
     PortTaken,
@@ -187,6 +193,8 @@ def _sweep_orphans() -> None:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # half-written or foreign: leave it
         if not any(_alive(pid) for pid in pids if pid > 0):
+            if pids[1] > 0 and (marker.parent / CONTROL_NAME).exists():
+                remove_residue(pids[1])  # libfaketime's /dev/shm files outlive a killed server
             shutil.rmtree(marker.parent, ignore_errors=True)
 
 
