@@ -26,18 +26,26 @@ from lockchaos.harness.servers.flags import LOOPBACK
 
 
 def port_owned_by(pids: Collection[int]) -> Callable[[int], bool]:
-    """A test of a loopback source port: does one of ``pids`` hold a TCP socket bound to it?"""
-    wanted = frozenset(pids)
+    """A test of a loopback source port: does one of ``pids`` hold a TCP socket bound to it?
 
-    def owned(port: int) -> bool:
+    The ports found are remembered: sweeping a proxy's open connections costs one look at each
+    process, not one per connection, so a cut takes effect before a cluster's election timeout
+    (100 ms) can pass. A port not yet seen (a connection just made) makes it look again."""
+    wanted = frozenset(pids)
+    known: set[int] = set()
+
+    def look() -> None:
         for pid in wanted:
             try:
                 conns = psutil.Process(pid).net_connections(kind="tcp")
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            if any(c.laddr and c.laddr.port == port for c in conns):
-                return True
-        return False
+            known.update(c.laddr.port for c in conns if c.laddr)
+
+    def owned(port: int) -> bool:
+        if port not in known and wanted:
+            look()
+        return port in known
 
     return owned
 
@@ -73,12 +81,15 @@ class PeerProxies:
         if own_pid is None:
             raise InfrastructureError(f"member {name!r} is not running: nothing to isolate")
         kept = port_owned_by(keep_pids)
-        self.isolated = name
-        self._proxies[name].cut_clients(lambda port: not kept(port))
         from_member = port_owned_by((own_pid,))
+        self.isolated = name
+        # Its own connections to the others first, its proxy last: until that last cut, the others
+        # still hear it, so no election starts while the cut is half made (a new leader's first
+        # heartbeat would otherwise reach it over a connection not cut yet).
         for other, proxy in self._proxies.items():
             if other != name:
                 proxy.cut_clients(from_member)
+        self._proxies[name].cut_clients(lambda port: not kept(port))
 
     def heal(self) -> None:
         """Every proxy back to plain forwarding; connections cut stay cut until their ends give up."""
