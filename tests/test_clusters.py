@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from lockchaos.backends import open_backend
-from lockchaos.backends.base import BackendUnavailable, ConfigurationError, Lease
+from lockchaos.backends.base import BackendUnavailable, ConfigurationError, FaultUnsupported, Lease
 from lockchaos.backends.sentinel import parse_sentinel_url
 from lockchaos.harness.checkers import check_history
 from lockchaos.harness.checkers.verdicts import judge
@@ -446,3 +446,11 @@ def test_leader_isolated_on_the_reference_loses_no_lock(tmp_path: Path) -> None:
                           RunOptions(seed=1, virtual_time=True), tmp_path)
     assert result.status == "ran" and result.judgement is not None
     assert result.judgement.verdict == "pass", result.judgement.to_dict()
+
+
+@pytest.mark.redis
+def test_leader_isolated_on_sentinel_refuses_thread_workers_whose_holder_cannot_be_told_apart(
+        tmp_path: Path) -> None:
+    with pytest.raises(FaultUnsupported, match="use process workers"):
+        run_scenario(backend_target("redis-sentinel"), find_scenario("leader-isolated"),
+                     RunOptions(seed=1, ttl_ms=1000, workers_mode="thread"), tmp_path)

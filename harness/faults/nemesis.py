@@ -303,8 +303,12 @@ class Nemesis:
         if not isinstance(cluster, IsolationFaults):
             raise FaultUnsupported(f"{step.fault}: the server cannot isolate a member from its peers")
         holders = [w for w in self._pick("holder") if w.believed is not None]
-        pids = [pid for w in holders if isinstance(pid := getattr(w, "pid", None), int)]
-        keep = pids or [os.getpid()]  # thread workers: the harness's process, every worker with it
+        keep = [pid for w in holders if isinstance(pid := getattr(w, "pid", None), int)]
+        if holders and not keep:  # thread workers: one process, the harness's, holds every connection
+            if getattr(cluster, "clients_cross_peers", False):
+                raise FaultUnsupported(f"{step.fault}: thread workers share one process, so the holder's "
+                                       "connections cannot be told from the contenders'; use process workers")
+            keep = [os.getpid()]
         holder = ",".join(w.name for w in holders)
         self._edge(step, "start", target, member=member, holder=holder, kept_pids=keep)
         cluster.isolate_member(member, keep)

@@ -67,6 +67,9 @@ class ProcessCluster:
         self._started = False
         self.route_peers = False
         """Whether the members' traffic to each other crosses ``peers`` (set by clusters that have it)."""
+        self.clients_cross_peers = False
+        """Whether clients reach a member through its peer proxy too (Sentinel names the proxy), so
+        that isolating it must spare the holder's connections by their process."""
         self.peers = PeerProxies()
 
     @property
@@ -353,6 +356,10 @@ class ClusterServerFaults:
     def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
         self.cluster.isolate_member(name, keep_pids)
 
+    @property
+    def clients_cross_peers(self) -> bool:
+        return self.cluster.clients_cross_peers
+
     def heal_member(self, name: str) -> None:
         self.cluster.heal_member(name)
 
@@ -533,6 +540,7 @@ class SentinelCluster(ProcessCluster):
         self.replicas = replicas
         self.sentinel_count = sentinels
         self.route_peers = route_peers
+        self.clients_cross_peers = route_peers
         self._primary_at_kill = "r0"
         from lockchaos.backends.redis import DEFAULT_TIMEOUT_MS
 
