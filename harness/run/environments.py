@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
+from collections.abc import Collection
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -120,6 +121,12 @@ class FakeFailover:
         """Nothing to do: the next member serves every call without a gap."""
 
     def resume_member(self, name: str) -> None:
+        """Nothing to do: the member rejoins as a follower."""
+
+    def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
+        """Nothing to do: the majority's new leader has every grant, the cut-off one grants nothing."""
+
+    def heal_member(self, name: str) -> None:
         """Nothing to do: the member rejoins as a follower."""
 
     def masters(self) -> list[str]:
