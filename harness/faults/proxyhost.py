@@ -63,6 +63,10 @@ class ProxyHost:
         pid = self._proc.pid if self._proc is not None else "unstarted"
         return f"<ProxyHost {self.name or '-'} pid {pid}>"
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> Self:
         if self._proc is not None:
             raise InfrastructureError(f"{self!r} was already started")
@@ -178,6 +182,11 @@ class HostedProxy:
     @property
     def address(self) -> tuple[str, int]:
         return LOOPBACK, self._port
+
+    @property
+    def host_pid(self) -> int | None:
+        """The process that moves this proxy's bytes (to measure its CPU)."""
+        return self._host.pid
 
     def url_for(self, url: str) -> str:
         return proxied_url(url, self.upstream_host, self.upstream_port, self._port, repr(self))
