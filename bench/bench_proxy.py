@@ -8,13 +8,15 @@ uses: ``proxyhost.py``).
 
 - latency: redis-py PING round trips, in alternating blocks (p50 / p99, and what the proxy adds),
   once with this process otherwise idle and once with a thread spinning in Python beside it (as the
-  harness's own threads do under load: the relay, like every client here, then waits for the GIL);
+  harness's own threads do under load: an in-process relay then waits for the GIL, a hosted one not);
 - throughput: ``redis-benchmark -t set -c C -n N`` against one proxy, for C in 1, 16, 64, and the
-  CPU this process (that is, the proxy: nothing else here runs meanwhile) spent per request, user
-  (mostly Python) and system (mostly the kernel's TCP and splice work);
+  CPU per request of redis-benchmark, redis-server and the proxy (this process for an in-process
+  proxy: nothing else here runs meanwhile; the host process for a hosted one), user (mostly Python)
+  and system (mostly the kernel's TCP and splice work): on a machine whose cores are busy, the
+  ratio to direct cannot beat (client + server) / (client + server + proxy);
 - aggregate: P ``redis-benchmark -t set -c 1`` processes at once, each through its own proxy (all P
-  proxies in this one process, or in a ProxyPool's host processes, --per-host to a process), for P in 1, 16, 64:
-  total SET/s over the wall time of the batch.
+  proxies in this one process, or in a ProxyPool's host processes, ``--per-host`` to a process),
+  for P in 1, 16, 64: total SET/s over the wall time of the batch.
 
     nice -n 5 .venv/bin/python bench/bench_proxy.py [--n 3000] [--requests 20000] [--agg-requests 40000]
                                                      [--per-host K] [--switch-interval S]
