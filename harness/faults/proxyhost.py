@@ -67,6 +67,10 @@ class ProxyHost:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    @property
+    def running(self) -> bool:
+        return self._alive
+
     def start(self) -> Self:
         if self._proc is not None:
             raise InfrastructureError(f"{self!r} was already started")
@@ -218,8 +222,8 @@ class HostedProxy:
         self._host.call(self._id, "heal")
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the proxy in its host; a host already gone has stopped it."""
-        with contextlib.suppress(InfrastructureError):
+        """Stop the proxy in its host; a host already gone has stopped it. Safe to call again."""
+        if self._host.running:
             self._host.call(self._id, "stop", (timeout,), _CALL_S + timeout)
 
 
