@@ -93,10 +93,13 @@ def test_pool_fills_each_host_process_with_its_share_of_proxies(redis_server: Re
     assert wait_until(lambda: not any(h.is_running() and h.status() != psutil.STATUS_ZOMBIE for h in hosts))
 
 
-def test_pool_in_process_when_asked(redis_server: RedisServer) -> None:
+def test_pool_with_per_host_zero_keeps_its_proxies_in_process(redis_server: RedisServer) -> None:
     with ProxyPool(redis_server.host, redis_server.port, per_host=0) as pool:
         assert client(pool.proxy_for("w0").port).ping()
         assert hosts_of(os.getpid()) == []
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ConfigurationError):
+            ProxyPool(redis_server.host, redis_server.port, per_host=bad)  # type: ignore[arg-type]
 
 
 SCRIPT = """
