@@ -161,6 +161,7 @@ def spawn_tied(
     """Start a helper process (not a server) that the kernel SIGKILLs when the harness dies."""
     return _SPAWNER.popen(argv, log, env, pass_fds)
 
+
 # --- the registry that atexit drains, and the sweep for harnesses that were SIGKILLed ----------
 
 _LIVE: set[_ProcessServer] = set()
