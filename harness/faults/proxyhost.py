@@ -163,8 +163,12 @@ class ProxyHost:
             with self._lock:
                 self._alive = False
                 pending, self._pending = self._pending, {}
+            status = "?"
+            if pending and self._proc is not None:  # say how it ended: its output goes nowhere
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    status = str(self._proc.wait(1.0))
             for fut in pending.values():
-                fut.set_exception(InfrastructureError(f"{self!r} exited"))
+                fut.set_exception(InfrastructureError(f"{self!r} exited (status {status})"))
 
 
 class HostedProxy:
