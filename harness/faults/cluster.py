@@ -5,6 +5,7 @@ server has no leader to fail over, and Redlock's masters have none either.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -64,6 +65,35 @@ def _on_leader(stop: Literal["kill", "pause"]) -> Callable[[Fault, FaultContext,
     return apply
 
 
+def _isolate(fault: Fault, ctx: FaultContext, step: FaultStep) -> None:
+    """Cut the leader off from its peers while the holder's process still reaches it: the
+    holder keeps renewing there, the rest of the cluster elects or promotes another."""
+    from lockchaos.harness.faults.nemesis import ClusterFaults, IsolationFaults  # the nemesis imports the registry
+
+    cluster = ctx.server
+    if not isinstance(cluster, ClusterFaults):
+        raise FaultUnsupported(f"{step.fault}: the server is a single node, it has no leader")
+    member = cluster.leader()
+    target = f"leader:{member}"
+    if not isinstance(cluster, IsolationFaults):
+        raise FaultUnsupported(f"{step.fault}: the server cannot isolate a member from its peers")
+    holders = [w for w in ctx.pick("holder") if w.believed is not None]
+    keep = [pid for w in holders if isinstance(pid := getattr(w, "pid", None), int)]
+    if holders and not keep:  # thread workers: one process, the harness's, holds every connection
+        if getattr(cluster, "clients_cross_peers", False):
+            raise FaultUnsupported(f"{step.fault}: thread workers share one process, so the holder's "
+                                   "connections cannot be told from the contenders'; use process workers")
+        keep = [os.getpid()]
+    holder = ",".join(w.name for w in holders)
+    ctx.edge(step, "start", target, member=member, holder=holder, kept_pids=keep)
+    cluster.isolate_member(member, keep)
+    try:
+        ctx.rt.sleep(step.duration * ctx.ttl_s)
+    finally:
+        cluster.heal_member(member)
+    ctx.edge(step, "end", target, member=member, holder=holder)
+
+
 def _minority(masters: MasterFaults, ctx: FaultContext, step: FaultStep) -> tuple[list[str], dict[str, Any]]:
     """A minority (2 of 5), drawn from the seed."""
     names = sorted(ctx.rng.sample(masters.masters(), (len(masters.masters()) - 1) // 2))
@@ -118,6 +148,12 @@ LEADER_PAUSE = Fault(
     timing=LeaseTiming(failover=True, leader_trigger=True, delays_failover=True),
     check_support=leader_unsupported,
     description="SIGSTOP of the member leading now, resumed after the window")
+LEADER_ISOLATED = Fault(
+    "leader-isolated", "cluster-leader", "#06b6d4", _isolate,
+    timing=LeaseTiming(failover=True),
+    check_support=leader_unsupported,
+    description="the member leading now is cut off from its peers (both ways) while the holder still "
+                "reaches it; healed after the window (not drawn by the soak)")
 REDLOCK_MINORITY_KILL = Fault(
     "redlock-minority-kill", "masters", "#06b6d4", _on_masters(_minority),
     soak=(FaultStep(0, "redlock-minority-kill", target="server", duration=1),),

@@ -91,6 +91,10 @@ class Reach:
     """The kind of the cluster the harness started (``etcd-cluster``, ``redlock``...), else None."""
     remote: bool = False
     """The server is on another machine (the fault proxy forwards to 127.0.0.1 only)."""
+    clock_faults: bool = False
+    """The server was launched with a clock the harness can step (Redis under libfaketime)."""
+    clock_missing: str | None = None
+    """Why a server that could have been launched so was not (libfaketime is missing), else None."""
 
 
 class FaultContext(Protocol):

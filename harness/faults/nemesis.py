@@ -8,7 +8,7 @@ before the run starts, so the scenario is skipped with the reason instead of pas
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported, Lease
@@ -69,6 +69,18 @@ class ClusterFaults(Protocol):
     def pause_member(self, name: str) -> None: ...
 
     def resume_member(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class IsolationFaults(Protocol):
+    """Cutting a member off from its peers (both ways, real bytes) while chosen client processes
+    still reach it; healed by name."""
+
+    def leader(self) -> str: ...
+
+    def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None: ...
+
+    def heal_member(self, name: str) -> None: ...
 
 
 @runtime_checkable

@@ -35,13 +35,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Protocol, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_url
 from lockchaos.harness.faults.proxylink import CHUNK, SPLICE_AVAILABLE, Conn, KernelRelay, Pipe
 from lockchaos.harness.servers.flags import LOOPBACK
+
+if TYPE_CHECKING:
+    from lockchaos.harness.faults.proxyhost import ProxyHost
 
 _DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
 _MAX_QUEUED = 1 << 20  # per direction; beyond it the proxy stops reading, as a full TCP window would
@@ -88,6 +91,23 @@ def _is_loopback_name(host: str) -> bool:
     with contextlib.suppress(ValueError):
         return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
     return False
+
+
+def proxied_url(url: str, upstream_host: str, upstream_port: int, port: int, proxy: str) -> str:
+    """``url`` with its host:port replaced by the proxy's loopback port, if it names the upstream."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if parts.scheme not in _DEFAULT_PORTS or "," in hosts:
+        raise ConfigurationError(f"cannot proxy {redact_url(url)!r}: expected redis://... or etcd:// with one host")
+    try:
+        endpoint = urlsplit(f"//{hosts}")
+        host, url_port = endpoint.hostname or "", endpoint.port or _DEFAULT_PORTS[parts.scheme]
+    except ValueError as exc:
+        raise ConfigurationError(f"bad URL {redact_url(url)!r}: {exc}") from None
+    loopbacks = _is_loopback_name(host) and _is_loopback_name(upstream_host)
+    if url_port != upstream_port or not (loopbacks or host.lower() == upstream_host.lower()):
+        raise ConfigurationError(f"{redact_url(url)!r} does not name the upstream of {proxy}")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{LOOPBACK}:{port}"))
 
 
 def _listen() -> socket.socket:
@@ -154,6 +174,9 @@ class FaultProxy:
         # Each fault has a direction: "up" is client -> server (requests), "down" the replies.
         self._dropping = {"up": False, "down": False}
         self._delay_s = {"up": 0.0, "down": 0.0}
+        # cut_clients(): connections whose client's source port matches are blackholed both ways
+        self._cut_match: Callable[[int], bool] | None = None
+        self._cut: set[Conn] = set()
 
     def __repr__(self) -> str:
         where = f"{LOOPBACK}:{self._port}" if self._port else "unstarted"
@@ -186,19 +209,7 @@ class FaultProxy:
     def url_for(self, url: str) -> str:
         """``url`` aimed at this proxy. A URL naming another server is refused: proxying it to this
         upstream would silently fault the wrong link."""
-        parts = urlsplit(url)
-        userinfo, at, hosts = parts.netloc.rpartition("@")
-        if parts.scheme not in _DEFAULT_PORTS or "," in hosts:
-            raise ConfigurationError(f"cannot proxy {redact_url(url)!r}: expected redis://... or etcd:// with one host")
-        try:
-            endpoint = urlsplit(f"//{hosts}")
-            host, port = endpoint.hostname or "", endpoint.port or _DEFAULT_PORTS[parts.scheme]
-        except ValueError as exc:
-            raise ConfigurationError(f"bad URL {redact_url(url)!r}: {exc}") from None
-        loopbacks = _is_loopback_name(host) and _is_loopback_name(self.upstream_host)
-        if port != self.upstream_port or not (loopbacks or host.lower() == self.upstream_host.lower()):
-            raise ConfigurationError(f"{redact_url(url)!r} does not name the upstream of {self!r}")
-        return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{LOOPBACK}:{self.port}"))
+        return proxied_url(url, self.upstream_host, self.upstream_port, self.port, repr(self))
 
     # -- lifecycle
     def start(self) -> Self:
@@ -278,6 +289,14 @@ class FaultProxy:
         cannot know (the "release lost to a connection reset" case, before the reset)."""
         self._call(lambda: self._do_blackhole(up=False))
 
+    def cut_clients(self, match: Callable[[int], bool]) -> None:
+        """Blackhole, both ways, only the connections whose client's source port ``match`` picks:
+        those open now and those accepted until ``heal()``. The others keep flowing. This is how a
+        cluster member is cut off from its peers while chosen clients still reach it: the caller
+        tells a peer's connection by the process that owns its port. ``match`` runs on the proxy's
+        thread, once per connection."""
+        self._call(lambda: self._do_cut(match))
+
     def heal(self) -> None:
         """Back to normal; bytes discarded during a blackhole stay lost."""
         self._call(self._do_heal)
@@ -310,6 +329,26 @@ class FaultProxy:
                 pipe.chunks.clear()
                 pipe.queued = 0
 
+    def _do_cut(self, match: Callable[[int], bool]) -> None:
+        self._cut_match = match
+        picked = [conn for conn in self._conns if self._matches(conn)]
+        self._unsplice(*picked)
+        for conn in picked:
+            self._cut.add(conn)
+            for pipe in (conn.up, conn.down):
+                self._dropped += pipe.queued
+                pipe.chunks.clear()
+                pipe.queued = 0
+
+    def _matches(self, conn: Conn) -> bool:
+        if self._cut_match is None:
+            return False
+        try:
+            port = int(conn.client.getpeername()[1])
+        except OSError:  # already reset by the client: nothing left to cut
+            return False
+        return self._cut_match(port)
+
     def _do_delay(self, **delay_s: float) -> None:
         if any(delay_s.values()):
             self._unsplice_all()
@@ -341,6 +380,8 @@ class FaultProxy:
         self._do_refuse(False)
         self._dropping.update(up=False, down=False)
         self._delay_s.update(up=0.0, down=0.0)
+        self._cut_match = None
+        self._cut.clear()
 
     # -- the loop
     def _run(self) -> None:
@@ -385,7 +426,7 @@ class FaultProxy:
             self._flush(conn, conn.down, now)
             if conn.closed:
                 continue
-            if not (healthy and self._may_splice(conn) and self._start_splicing(conn)):
+            if not (healthy and conn not in self._cut and self._may_splice(conn) and self._start_splicing(conn)):
                 self._update_interest(conn)
 
     def _timeout(self, now: float) -> float:
@@ -416,6 +457,8 @@ class FaultProxy:
             conn = Conn(client, upstream, connecting=err == errno.EINPROGRESS)
             self._conns.add(conn)
             self._open += 1
+            if self._matches(conn):
+                self._cut.add(conn)
             if err not in (0, errno.EINPROGRESS):
                 self._drop(conn, abort=True)  # upstream refused: the client sees a reset
 
@@ -437,8 +480,9 @@ class FaultProxy:
         except OSError:  # a reset on one side becomes a reset on the other
             self._drop(conn, abort=True)
             return
-        dropping = self._dropping["up" if pipe is conn.up else "down"]
-        if not data and (self._dropping["up"] or self._dropping["down"]):
+        cut = conn in self._cut
+        dropping = cut or self._dropping["up" if pipe is conn.up else "down"]
+        if not data and (cut or self._dropping["up"] or self._dropping["down"]):
             self._drop(conn, abort=False)
         elif not data:
             pipe.eof = True
@@ -509,6 +553,7 @@ class FaultProxy:
         finally:
             conn.closed = True
             self._conns.discard(conn)
+            self._cut.discard(conn)
             for sock in (conn.client, conn.upstream):
                 if conn.events[sock] and self._sel is not None:
                     self._sel.unregister(sock)
@@ -607,29 +652,76 @@ class FaultProxy:
         self._sel = self._listener = self._wake_r = self._wake_w = None
 
 
-class ProxyPool:
-    """One proxy per client id for one upstream, so that each soak worker can be faulted alone."""
+class Proxy(Protocol):
+    """What a fault needs of a proxy: a FaultProxy here, or a HostedProxy that drives one in a
+    process of its own (``proxyhost.py``)."""
 
-    def __init__(self, upstream_host: str, upstream_port: int, *, allow_non_loopback: bool = False) -> None:
+    name: str
+    upstream_host: str
+    upstream_port: int
+
+    @property
+    def port(self) -> int: ...
+    @property
+    def address(self) -> tuple[str, int]: ...
+    def url_for(self, url: str) -> str: ...
+    def stats(self) -> ProxyStats: ...
+    def blackhole(self) -> None: ...
+    def blackhole_replies(self) -> None: ...
+    def reset(self) -> None: ...
+    def refuse(self, on: bool = True) -> None: ...
+    def set_latency(self, ms: float) -> None: ...
+    def delay_replies(self, ms: float) -> None: ...
+    def heal(self) -> None: ...
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
+PROXIES_PER_HOST = 4
+"""How many proxies a pool puts in one host process: few enough that their threads rarely wait for
+one another's GIL, enough that a 64-worker soak starts 16 interpreters, not 64."""
+
+
+class ProxyPool:
+    """One proxy per client id for one upstream, so that each soak worker can be faulted alone.
+
+    The proxies run in host processes of their own (``proxyhost.py``), ``per_host`` to a process,
+    so that neither the harness's threads nor each other's hold the GIL they need to pass a byte;
+    ``per_host=0`` keeps them in this process."""
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, allow_non_loopback: bool = False,
+                 per_host: int = PROXIES_PER_HOST) -> None:
         _resolve(upstream_host, upstream_port, allow_non_loopback)  # fail before any proxy starts
+        if isinstance(per_host, bool) or not isinstance(per_host, int) or per_host < 0:
+            raise ConfigurationError(f"per_host must be an int >= 0, got {per_host!r}")
         self.upstream_host, self.upstream_port = upstream_host, upstream_port
-        self._allow = allow_non_loopback
-        self._proxies: dict[str, FaultProxy] = {}
+        self._allow, self._per_host = allow_non_loopback, per_host
+        self._proxies: dict[str, Proxy] = {}
+        self._hosts: list[ProxyHost] = []
         self._lock = threading.Lock()
 
-    def proxy_for(self, client_id: str) -> FaultProxy:
+    def proxy_for(self, client_id: str) -> Proxy:
         """The client's proxy, started on first use."""
         with self._lock:
             if client_id not in self._proxies:
-                self._proxies[client_id] = FaultProxy(
-                    self.upstream_host, self.upstream_port, name=client_id, allow_non_loopback=self._allow
-                ).start()
+                self._proxies[client_id] = self._make(client_id)
             return self._proxies[client_id]
+
+    def _make(self, client_id: str) -> Proxy:
+        if not self._per_host:
+            return FaultProxy(
+                self.upstream_host, self.upstream_port, name=client_id, allow_non_loopback=self._allow
+            ).start()
+        from lockchaos.harness.faults.proxyhost import ProxyHost  # it builds on this module
+
+        if not self._hosts or self._hosts[-1].proxies >= self._per_host:
+            self._hosts.append(ProxyHost(f"{len(self._hosts)}").start())
+        return self._hosts[-1].open(self.upstream_host, self.upstream_port, name=client_id,
+                                    allow_non_loopback=self._allow)
 
     def url_for(self, client_id: str, url: str) -> str:
         return self.proxy_for(client_id).url_for(url)
 
-    def proxies(self) -> dict[str, FaultProxy]:
+    def proxies(self) -> dict[str, Proxy]:
         with self._lock:
             return dict(self._proxies)
 
@@ -641,12 +733,15 @@ class ProxyPool:
         """Stop every proxy, even when one fails to; then raise the first failure."""
         with self._lock:
             proxies, self._proxies = list(self._proxies.values()), {}
+            hosts, self._hosts = self._hosts, []
         errors: list[InfrastructureError] = []
         for proxy in proxies:
             try:
                 proxy.stop()
             except InfrastructureError as exc:
                 errors.append(exc)
+        for host in hosts:
+            host.stop()
         if errors:
             raise errors[0]
 

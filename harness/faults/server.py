@@ -1,7 +1,8 @@
 """Faults on the lock server itself: kill -9 and restart, SIGSTOP and resume, a jump of its clock.
 
 The harness reaches a server it started by signals (and the fake by its hooks); never the user's
-own server (``--url``). No clock fault reaches a real server process: measured, not assumed.
+own server (``--url``). A clock jump reaches the fake, and a process-mode Redis launched under
+libfaketime (``harness/servers/faketime.py``); where it cannot, the reason is measured, not assumed.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 from lockchaos.harness.faults.fault import Fault, FaultContext, FaultStep, LeaseTiming, Reach
 
 CLOCK_JUMP_UNREACHABLE = {
-    "redis": "clock-jump: no clock fault reaches Debian's redis-server: under libfaketime (LD_PRELOAD) it "
-             "hangs at start, since its jemalloc calls clock_gettime while libfaketime initialises "
-             "(libfaketime#130, open; measured by bench/probe_clock_faults.py); run it against the fake",
-    "etcd": "clock-jump: no clock fault reaches etcd: a Go binary reads the clock through the vDSO, and "
-            "under libfaketime its log clock stays at real time (+1 h asked, 0 s measured by "
-            "bench/probe_clock_faults.py); run it against the fake",
+    "redis": "clock-jump: libfaketime reaches only a redis-server the harness launches as a process "
+             "(harness/servers/faketime.py); this one runs in a container or elsewhere",
+    "etcd": "clock-jump: no clock fault reaches a running etcd: libfaketime misses Go's vDSO clock reads "
+            "(+1 h asked, 0 s measured), and a time namespace's monotonic offset, the clock etcd's leases "
+            "expire on, is refused once a process is inside (EACCES; bench/probe_clock_faults.py); "
+            "run it against the fake",
 }
 """Why clock-jump is skipped on real servers, by server kind: measured, not assumed."""
-CLOCK_JUMP_UNREACHABLE["redis-sentinel"] = CLOCK_JUMP_UNREACHABLE["redis"]
+CLOCK_JUMP_UNREACHABLE["redis-sentinel"] = ("clock-jump: a Sentinel group's nodes are not launched under libfaketime "
+                                             "(only a single process-mode Redis is)")
 
 
 def server_unsupported(fault: Fault, reach: Reach) -> str | None:
@@ -28,9 +30,11 @@ def server_unsupported(fault: Fault, reach: Reach) -> str | None:
 
 
 def clock_unsupported(fault: Fault, reach: Reach) -> str | None:
-    """Only the fake's clock can be moved: see ``CLOCK_JUMP_UNREACHABLE``."""
-    if reach.in_process:
+    """The fake's clock, or a process-mode Redis launched under libfaketime: see ``CLOCK_JUMP_UNREACHABLE``."""
+    if reach.in_process or reach.clock_faults:
         return None
+    if reach.clock_missing is not None:
+        return f"{fault.name}: {reach.clock_missing}"
     return CLOCK_JUMP_UNREACHABLE.get(reach.server_kind, CLOCK_JUMP_UNREACHABLE["redis"])
 
 

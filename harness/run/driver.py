@@ -22,6 +22,7 @@ from lockchaos.backends.base import ConfigurationError, FaultUnsupported
 from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, Judgement, judge
 from lockchaos.harness.faults.nemesis import Nemesis
+from lockchaos.harness.faults.registry import FAULTS
 from lockchaos.harness.report import write_report
 from lockchaos.harness.run import interrupts
 from lockchaos.harness.run.atomicfile import disk_error, is_disk_error, write_atomic
@@ -92,7 +93,9 @@ def _environment(target: Target, scenario: Scenario, runtime: Runtime, opts: Run
         return FakeEnvironment(target, runtime, durable=scenario.persistence, timeout_ms=timeout_ms)
     if opts.virtual_time:
         raise ConfigurationError("--virtual-time runs the fake only")
-    return ServerEnvironment(target, runtime, persistence=scenario.persistence, timeout_ms=timeout_ms)
+    clock = any(FAULTS[k].target == "clock" for k in fault_kinds(scenario) if k in FAULTS)
+    return ServerEnvironment(target, runtime, persistence=scenario.persistence, timeout_ms=timeout_ms,
+                             clock_faults=clock)
 
 
 def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: Path,

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
+from collections.abc import Collection
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,14 +20,15 @@ from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 from lockchaos.harness.faults.fault import Reach
 from lockchaos.harness.faults.nemesis import ServerFaults
-from lockchaos.harness.faults.proxy import FaultProxy, ProxyPool
+from lockchaos.harness.faults.proxy import Proxy, ProxyPool
 from lockchaos.harness.faults.registry import lookup
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
-from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster
+from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster, RedlockCluster
 from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
-from lockchaos.harness.servers.process import ExternalServer, ServerHandle
+from lockchaos.harness.servers.faketime import missing_reason
+from lockchaos.harness.servers.process import ExternalServer, RedisServer, ServerHandle
 from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
 
 
@@ -123,6 +125,12 @@ class FakeFailover:
     def resume_member(self, name: str) -> None:
         """Nothing to do: the member rejoins as a follower."""
 
+    def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
+        """Nothing to do: the majority's new leader has every grant, the cut-off one grants nothing."""
+
+    def heal_member(self, name: str) -> None:
+        """Nothing to do: the member rejoins as a follower."""
+
     def masters(self) -> list[str]:
         """Redlock faults on the reference: its masters never forget, so a restart changes nothing."""
         return ["fake"]
@@ -214,7 +222,9 @@ class ProcessServerFaults:
         self.handle.resume()
 
     def jump_clock(self, delta_ms: int) -> None:
-        raise FaultUnsupported("a clock jump cannot reach a real server process (run it against the fake)")
+        if not isinstance(self.handle, RedisServer) or not self.handle.clock_faults:
+            raise FaultUnsupported("a clock jump reaches only a process-mode Redis launched for clock faults")
+        self.handle.jump_clock(delta_ms)
 
 
 LOSE_REPLY_FOR_S = 0.15
@@ -224,7 +234,7 @@ LOSE_REPLY_FOR_S = 0.15
 class ProxyLink:
     """Network faults of one worker's own TCP proxy."""
 
-    def __init__(self, proxy: FaultProxy) -> None:
+    def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
 
     def partition(self) -> None:
@@ -273,7 +283,7 @@ class ServerEnvironment:
     """A real server: launched here (process mode), or the user's own (``--url``, external mode)."""
 
     def __init__(self, target: Target, runtime: Runtime, *, persistence: bool | None,
-                 timeout_ms: int | None) -> None:
+                 timeout_ms: int | None, clock_faults: bool = False) -> None:
         self.target = target
         self.runtime = runtime
         self.timeout_ms = timeout_ms
@@ -283,7 +293,8 @@ class ServerEnvironment:
             url, self._prefix = with_run_prefix(target.external_url)
             self.handle = ExternalServer(url)
         else:  # the scenario's insistence wins, else the target's own (``--server redis-aof``)
-            self.handle = start_server(target, target.persistence if persistence is None else persistence)
+            self.handle = start_server(target, target.persistence if persistence is None else persistence,
+                                       clock_faults=clock_faults)
         self._cluster = self.handle if isinstance(self.handle, ProcessCluster) else None
         self.server: ServerFaults = (ProcessServerFaults(self.handle) if self._cluster is None
                                      else ClusterServerFaults(self._cluster))
@@ -336,7 +347,18 @@ class ServerEnvironment:
         return Reach(self.target.label, self.handle.kind, in_process=False,
                      faultable_links=self._proxies is not None, started_here=self._prefix is None,
                      cluster_kind=None if self._cluster is None else self._cluster.kind,
-                     remote=not is_loopback(self.handle.url))
+                     remote=not is_loopback(self.handle.url), clock_faults=self._clock_faults(),
+                     clock_missing=self._clock_missing())
+
+    def _clock_faults(self) -> bool:
+        """A process-mode Redis (or Redlock's master) launched under libfaketime: its clock can be stepped."""
+        return isinstance(self.handle, RedisServer | RedlockCluster) and self.handle.clock_faults
+
+    def _clock_missing(self) -> str | None:
+        """Why the harness launched a Redis it could step the clock of without libfaketime, if it did."""
+        if isinstance(self.handle, RedisServer | RedlockCluster) and not self.handle.clock_faults:
+            return missing_reason()
+        return None
 
     def unsupported(self, fault: str) -> str | None:
         return lookup(fault).unsupported(self.reach)

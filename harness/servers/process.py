@@ -37,6 +37,13 @@ import psutil
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
 from lockchaos.backends.redaction import redact_url
 from lockchaos.harness.servers import watchdog
+from lockchaos.harness.servers.faketime import (
+    CONTROL_NAME,
+    FaketimeClock,
+    FaketimeMissing,
+    missing_reason,
+    remove_residue,
+)
 from lockchaos.harness.servers.flags import (
     LOOPBACK,
     PortTaken,
@@ -90,7 +97,7 @@ _prctl: Callable[..., int] | None = (
 )
 
 
-def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     parent = os.getpid()
 
     def arm_death_signal() -> None:
@@ -102,7 +109,7 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[
     with log.open("ab") as out:
         return subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent,
-            env=env, start_new_session=True, preexec_fn=arm_death_signal,
+            env=env, start_new_session=True, preexec_fn=arm_death_signal, pass_fds=pass_fds,
         )
 
 
@@ -122,18 +129,20 @@ class _Spawner:
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[
-            tuple[list[str], Path, dict[str, str], Future[subprocess.Popen[bytes]]]
+            tuple[list[str], Path, dict[str, str], tuple[int, ...], Future[subprocess.Popen[bytes]]]
         ] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def popen(self, argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def popen(
+        self, argv: list[str], log: Path, env: dict[str, str], pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():  # also after os.fork()
                 self._thread = threading.Thread(target=self._serve, name="lockchaos-spawner", daemon=True)
                 self._thread.start()
         fut: Future[subprocess.Popen[bytes]] = Future()
-        self._jobs.put((argv, log, env, fut))
+        self._jobs.put((argv, log, env, pass_fds, fut))
         try:
             return fut.result()
         except BaseException:
@@ -142,14 +151,22 @@ class _Spawner:
 
     def _serve(self) -> None:
         while True:
-            argv, log, env, fut = self._jobs.get()
+            argv, log, env, pass_fds, fut = self._jobs.get()
             try:
-                fut.set_result(_spawn(argv, log, env))
+                fut.set_result(_spawn(argv, log, env, pass_fds))
             except BaseException as exc:
                 fut.set_exception(exc)
 
 
 _SPAWNER = _Spawner()
+
+
+def spawn_tied(
+    argv: list[str], log: Path, env: dict[str, str], pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """Start a helper process (not a server) that the kernel SIGKILLs when the harness dies."""
+    return _SPAWNER.popen(argv, log, env, pass_fds)
+
 
 # --- the registry that atexit drains, and the sweep for harnesses that were SIGKILLed ----------
 
@@ -186,6 +203,8 @@ def _sweep_orphans() -> None:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # half-written or foreign: leave it
         if not any(_alive(pid) for pid in pids if pid > 0):
+            if pids[1] > 0 and (marker.parent / CONTROL_NAME).exists():
+                remove_residue(pids[1])  # libfaketime's /dev/shm files outlive a killed server
             shutil.rmtree(marker.parent, ignore_errors=True)
 
 
@@ -449,7 +468,13 @@ class _ProcessServer:
 
 
 class RedisServer(_ProcessServer):
-    """A private ``redis-server``; without persistence a restart loses every lock, by design."""
+    """A private ``redis-server``; without persistence a restart loses every lock, by design.
+
+    ``clock_faults`` launches it under libfaketime (``harness/servers/faketime.py``) so that
+    ``jump_clock`` can step its wall clock mid-run. Only on request: every clock read then goes
+    through libfaketime and re-reads its control file (a SET round trip took 87 µs instead of 60 µs,
+    bench/probe_clock_faults.py), and Redis allocates through glibc instead of jemalloc.
+    """
 
     kind = "redis"
     binary_name = "redis-server"
@@ -457,11 +482,54 @@ class RedisServer(_ProcessServer):
     env_var = "LOCKCHAOS_REDIS_SERVER"
 
     def __init__(
-        self, *, persistence: bool = False, binary: str | None = None,
+        self, *, persistence: bool = False, clock_faults: bool = False, binary: str | None = None,
         startup_timeout: float = 10.0, stop_timeout: float = 5.0,
     ) -> None:
         super().__init__(binary=binary, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
         self.persistence = persistence
+        self.clock_faults = clock_faults
+        self._clock: FaketimeClock | None = None
+
+    def _env(self) -> dict[str, str]:
+        env = super()._env()
+        if self.clock_faults:
+            assert self._dir is not None
+            if self._clock is None:  # once: the offset survives a restart, as a host's clock would
+                self._clock = FaketimeClock(self._dir)
+            try:
+                env.update(self._clock.env())
+            except FaketimeMissing as exc:
+                raise InfrastructureError(f"cannot launch {self!r} for clock faults: {exc}") from None
+        return env
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """How far ``jump_clock`` has moved this server's wall clock from the real one."""
+        return self._clock.offset_ms if self._clock is not None else 0
+
+    def jump_clock(self, delta_ms: int) -> None:
+        """Step the server's wall clock by ``delta_ms`` (cumulative); in force from its next clock read."""
+        if self._clock is None:
+            raise FaultUnsupported(f"cannot jump the clock of {self!r}: it was not launched with clock_faults")
+        self._require_running("jump the clock of")
+        self._clock.jump(delta_ms)
+
+    def _kill_and_reap(self) -> None:
+        pid = self.pid
+        try:
+            super()._kill_and_reap()
+        finally:
+            if self.clock_faults and pid is not None:
+                remove_residue(pid)
+
+    def stop(self) -> None:
+        pid = self.pid
+        try:
+            super().stop()
+        finally:
+            if self.clock_faults and pid is not None and not self.is_running():
+                remove_residue(pid)
+            self._clock = None
 
     @property
     def url(self) -> str:
@@ -617,10 +685,13 @@ class ExternalServer:
         return FaultUnsupported(f"{fault} refused on {self!r}: {why}")
 
 
-def provision(kind: str, *, persistence: bool = False) -> ServerHandle:
-    """Start a private server of ``kind``; ``persistence`` is Redis's (etcd is always durable)."""
+def provision(kind: str, *, persistence: bool = False, clock_faults: bool = False) -> ServerHandle:
+    """Start a private server of ``kind``; ``persistence`` is Redis's (etcd is always durable);
+    ``clock_faults`` launches Redis under libfaketime for ``jump_clock`` (etcd takes none); without
+    libfaketime installed it launches a plain Redis, and the scenario skips clock-jump saying why."""
     if kind == "redis":
-        return RedisServer(persistence=persistence).start()
+        clock_faults = clock_faults and missing_reason() is None
+        return RedisServer(persistence=persistence, clock_faults=clock_faults).start()
     if kind == "etcd":
         return EtcdServer().start()
     raise ConfigurationError(f"unknown server kind {kind!r}: expected 'redis' or 'etcd'")
