@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -204,7 +204,27 @@ class _Builder:
         return obj
 
 
-_BUILDERS = {kind: _Builder(cls) for kind, cls in _TYPES.items()}
+def _fast_builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
+    """The common case, a line holding exactly the class's fields (as ``to_json`` writes them), built
+    by straight-line code generated once per class: a loop over the fields costs as much again. Any
+    other line goes through ``_Builder`` (defaults, or the real ``__init__``'s ``TypeError``)."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    fixed = [f for f in dataclasses.fields(cls) if not f.init]
+    ns: dict[str, Any] = {"new": object.__new__, "cls": cls, "slow": _Builder(cls),
+                          "names": frozenset(f.name for f in fields)}
+    body = ["def build(raw):", "    if raw.keys() != names:", "        return slow(raw)", "    obj = new(cls)"]
+    for n, f in enumerate(fields):
+        ns[f"put{n}"] = getattr(cls, f.name).__set__
+        body.append(f"    put{n}(obj, raw[{f.name!r}])")
+    for n, f in enumerate(fixed):
+        ns[f"fix{n}"], ns[f"val{n}"] = getattr(cls, f.name).__set__, f.default
+        body.append(f"    fix{n}(obj, val{n})")
+    body.append("    return obj")
+    exec("\n".join(body), ns)  # code generated from the dataclass's own field names, nothing read
+    return ns["build"]  # type: ignore[no-any-return]
+
+
+_BUILDERS = {kind: _fast_builder(cls) for kind, cls in _TYPES.items()}
 
 
 def parse_record(line: str | bytes) -> Record:
@@ -239,6 +259,50 @@ def impossibility(rec: Record) -> str | None:
     return None
 
 
+def _possible(rec: Record) -> bool:
+    """The common case of ``impossibility`` (plain integer times within the run, in order), cheaply."""
+    if isinstance(rec, OpRecord):
+        a, b = rec.invoke_ns, rec.complete_ns
+        return type(a) is int and type(b) is int and 0 <= a <= b <= MAX_TIME_NS
+    t = rec.time_ns
+    return type(t) is int and 0 <= t <= MAX_TIME_NS
+
+
+READ_BLOCK = 1 << 18
+"""Bytes read at a time: lines are split out of blocks, never read whole before their length is known."""
+
+
+def _lines(f: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Each line without its newline, and whether it had one (only a torn last line has not).
+
+    A line longer than ``MAX_LINE_BYTES`` is yielded as soon as that is known, cut short (the caller
+    refuses it): at most about one bound plus one block is ever held."""
+    parts: list[bytes] = []
+    size = 0
+    while block := f.read(READ_BLOCK):
+        first = block.find(b"\n")
+        if first < 0:
+            parts.append(block)
+            size += len(block)
+            if size > MAX_LINE_BYTES:
+                yield b"".join(parts)[:MAX_LINE_BYTES + 1], False
+                return
+            continue
+        if parts:
+            head = b"".join(parts) + block[:first]
+            parts, size = [], 0
+            yield head, True
+            block = block[first + 1:]
+        lines = block.split(b"\n")
+        last = lines.pop()
+        for line in lines:
+            yield line, True
+        if last:
+            parts, size = [last], len(last)
+    if parts:
+        yield b"".join(parts), False
+
+
 def read_history(path: Path) -> Iterator[Record]:
     """Every complete record; a torn final line (killed run) is skipped, corruption elsewhere raises.
 
@@ -246,19 +310,21 @@ def read_history(path: Path) -> Iterator[Record]:
     a record no run can have written (an op completing before its invocation, a time outside the
     run) is refused with its line number: ``ValueError`` for both, which ``check`` reports as bad input.
     """
+    builders = _BUILDERS
+    loads = orjson.loads
     with path.open("rb") as f:
-        number = 0
-        while line := f.readline(MAX_LINE_BYTES + 1):
-            number += 1
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+        for number, (line, whole) in enumerate(_lines(f), start=1):
+            if len(line) > MAX_LINE_BYTES:
                 raise ValueError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes: not a history record")
             try:
-                rec = parse_record(line)
-            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError):
-                if not line.endswith(b"\n"):  # only the last line can lack its newline: torn by a kill
+                raw = loads(line)
+                rec: Record = builders[raw.pop("type")](raw)
+            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):
+                if not whole:  # only the last line can lack its newline: torn by a kill
                     return
                 raise ValueError(f"{path}:{number}: not a history record") from None
-            why = impossibility(rec)
-            if why is not None:
-                raise ValueError(f"{path}:{number}: impossible record: {why}")
+            if not _possible(rec):
+                why = impossibility(rec)
+                if why is not None:
+                    raise ValueError(f"{path}:{number}: impossible record: {why}")
             yield rec
