@@ -259,21 +259,13 @@ def impossibility(rec: Record) -> str | None:
     return None
 
 
-def _possible(rec: Record) -> bool:
-    """The common case of ``impossibility`` (plain integer times within the run, in order), cheaply."""
-    if isinstance(rec, OpRecord):
-        a, b = rec.invoke_ns, rec.complete_ns
-        return type(a) is int and type(b) is int and 0 <= a <= b <= MAX_TIME_NS
-    t = rec.time_ns
-    return type(t) is int and 0 <= t <= MAX_TIME_NS
-
-
 READ_BLOCK = 1 << 18
 """Bytes read at a time: lines are split out of blocks, never read whole before their length is known."""
 
 
-def _lines(f: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """Each line without its newline, and whether it had one (only a torn last line has not).
+def _blocks(f: IO[bytes]) -> Iterator[tuple[list[bytes], bool]]:
+    """The file's lines without their newlines, a block's worth at a time, and whether they all had
+    one (only a torn last line has not, alone in the last block).
 
     A line longer than ``MAX_LINE_BYTES`` is yielded as soon as that is known, cut short (the caller
     refuses it): at most about one bound plus one block is ever held."""
@@ -285,22 +277,18 @@ def _lines(f: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
             parts.append(block)
             size += len(block)
             if size > MAX_LINE_BYTES:
-                yield b"".join(parts)[:MAX_LINE_BYTES + 1], False
+                yield [b"".join(parts)[:MAX_LINE_BYTES + 1]], False
                 return
             continue
-        if parts:
-            head = b"".join(parts) + block[:first]
-            parts, size = [], 0
-            yield head, True
-            block = block[first + 1:]
         lines = block.split(b"\n")
+        if parts:
+            parts.append(lines[0])
+            lines[0] = b"".join(parts)
         last = lines.pop()
-        for line in lines:
-            yield line, True
-        if last:
-            parts, size = [last], len(last)
+        parts, size = ([last], len(last)) if last else ([], 0)
+        yield lines, True
     if parts:
-        yield b"".join(parts), False
+        yield [b"".join(parts)], False
 
 
 def read_history(path: Path) -> Iterator[Record]:
@@ -312,19 +300,30 @@ def read_history(path: Path) -> Iterator[Record]:
     """
     builders = _BUILDERS
     loads = orjson.loads
+    number = 0
     with path.open("rb") as f:
-        for number, (line, whole) in enumerate(_lines(f), start=1):
-            if len(line) > MAX_LINE_BYTES:
-                raise ValueError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes: not a history record")
-            try:
-                raw = loads(line)
-                rec: Record = builders[raw.pop("type")](raw)
-            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):
-                if not whole:  # only the last line can lack its newline: torn by a kill
-                    return
-                raise ValueError(f"{path}:{number}: not a history record") from None
-            if not _possible(rec):
-                why = impossibility(rec)
-                if why is not None:
-                    raise ValueError(f"{path}:{number}: impossible record: {why}")
-            yield rec
+        for lines, whole in _blocks(f):
+            for line in lines:
+                number += 1
+                if len(line) > MAX_LINE_BYTES:
+                    raise ValueError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes: not a history record")
+                try:
+                    raw = loads(line)
+                    kind = raw.pop("type")
+                    rec: Record = builders[kind](raw)
+                except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):
+                    if not whole:  # only the last line can lack its newline: torn by a kill
+                        return
+                    raise ValueError(f"{path}:{number}: not a history record") from None
+                # The common case of ``impossibility`` (plain integer times within the run, in order), inline.
+                if kind == "op":
+                    t, u = raw["invoke_ns"], raw["complete_ns"]
+                    possible = type(t) is int and type(u) is int and 0 <= t <= u <= MAX_TIME_NS
+                else:
+                    t = raw["time_ns"]
+                    possible = type(t) is int and 0 <= t <= MAX_TIME_NS
+                if not possible:
+                    why = impossibility(rec)
+                    if why is not None:
+                        raise ValueError(f"{path}:{number}: impossible record: {why}")
+                yield rec
