@@ -204,6 +204,24 @@ class _Builder:
         return obj
 
 
+_SHARED_FIELDS = frozenset({"client", "op", "key", "outcome", "error_type", "fault", "target", "kind"})
+"""Fields whose few values repeat on every line: one string object per value, not one per record."""
+_SHARED: dict[str, str] = {}
+_MAX_SHARED = 1 << 16
+"""Distinct values kept for sharing: clients, keys and names are few; past this, values are kept as read."""
+
+
+def _share(value: Any) -> Any:
+    if type(value) is not str:
+        return value
+    shared = _SHARED.get(value)
+    if shared is None:
+        if len(_SHARED) >= _MAX_SHARED:
+            return value
+        shared = _SHARED[value] = value
+    return shared
+
+
 def _fast_builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
     """The common case, a line holding exactly the class's fields (as ``to_json`` writes them), built
     by straight-line code generated once per class: a loop over the fields costs as much again. Any
@@ -211,11 +229,12 @@ def _fast_builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
     fields = [f for f in dataclasses.fields(cls) if f.init]
     fixed = [f for f in dataclasses.fields(cls) if not f.init]
     ns: dict[str, Any] = {"new": object.__new__, "cls": cls, "slow": _Builder(cls),
-                          "names": frozenset(f.name for f in fields)}
+                          "names": frozenset(f.name for f in fields), "share": _share}
     body = ["def build(raw):", "    if raw.keys() != names:", "        return slow(raw)", "    obj = new(cls)"]
     for n, f in enumerate(fields):
         ns[f"put{n}"] = getattr(cls, f.name).__set__
-        body.append(f"    put{n}(obj, raw[{f.name!r}])")
+        value = f"raw[{f.name!r}]"
+        body.append(f"    put{n}(obj, share({value}))" if f.name in _SHARED_FIELDS else f"    put{n}(obj, {value})")
     for n, f in enumerate(fixed):
         ns[f"fix{n}"], ns[f"val{n}"] = getattr(cls, f.name).__set__, f.default
         body.append(f"    fix{n}(obj, val{n})")
