@@ -63,6 +63,9 @@ def check(h: History) -> CheckResult:
             continue
         counted += 1
         if rec.op == "acquire":
+            if rec.outcome == "fail" and any(g.acquire.invoke <= op.complete and g.latest_end >= op.invoke
+                                             for g in active):
+                continue  # refused while a grant may have been in force: most calls, judged here cheaply
             _acquire(h, op, active, findings)
         elif rec.op in ("renew", "release"):
             owner = str(rec.args.get("owner", rec.client))
@@ -102,9 +105,8 @@ def _acquire(h: History, op: Op, active: list[Grant], findings: list[Finding]) -
                 break
         return
     # A refusal needs a grant that may have been in force at some instant of the call.
-    invoke, complete = op.invoke, op.complete
-    if not any(g.acquire.invoke <= complete and g.latest_end >= invoke and g.acquire is not op
-               for g in active):  # possibly_held_within, inlined: most calls are refused acquires
+    others = [g for g in active if g.acquire is not op]
+    if not any(possibly_held_within(g, op.invoke, op.complete) for g in others):
         findings.append(_finding(op, "refused-free-key",
                                  "acquire refused although no grant can have been in force during the call"))
 

@@ -80,8 +80,9 @@ def check(h: History) -> CheckResult:
             if not any(k.holding.held_at(v, f.start) for v in victims):
                 continue  # the victim did not hold this lock: nothing to fail over
             start = f.start
-            if not any(o.rec.client not in victims
-                       for o in _from(k.attempts, bisect.bisect_left(k.attempt_invokes, start))):
+            attempts = (o for o in _from(h.ops_by_invoke, bisect.bisect_left(h.invokes, start))
+                        if o.rec.op == "acquire" and o.rec.key == key and o.rec.client != "observer")
+            if not any(o.rec.client not in victims for o in attempts):
                 uncontended += 1  # nobody else asked for the lock (one worker): no failover to judge
                 continue
             nxt = next((o for o in _from(k.acquires, bisect.bisect_right(k.acquire_completes, start))
@@ -124,33 +125,26 @@ def _complete(op: Op) -> int:
 @dataclass(frozen=True, slots=True)
 class _KeyIndex:
     """One key's calls as the holder-failover judgement looks them up: its granted acquires in complete
-    order, the workers' attempts in invoke order, and who may hold it when."""
+    order, and who may hold it when."""
 
     acquires: list[Op]
     acquire_completes: list[int]
-    attempts: list[Op]
-    attempt_invokes: list[int]
     holding: _HeldIndex
 
 
 def _key_indexes(h: History) -> dict[str, _KeyIndex]:
     """Per key that was ever granted (a lock nobody held has no holder to fail over from)."""
     acquires: dict[str, list[Op]] = {}  # in history order, then sorted by complete: ties keep that order
-    attempts: dict[str, list[Op]] = {}
     for o in h.ops:
         if o.rec.op == "acquire" and o.rec.outcome == "ok":
             acquires.setdefault(o.rec.key, []).append(o)
-    for o in h.ops_by_invoke:
-        if o.rec.op == "acquire" and o.rec.client != "observer":
-            attempts.setdefault(o.rec.key, []).append(o)
     grants: dict[str, list[Grant]] = {}
     for g in h.grants:
         grants.setdefault(g.key, []).append(g)
     out = {}
     for key, gs in grants.items():
         done = sorted(acquires.get(key, []), key=_complete)
-        tried = attempts.get(key, [])
-        out[key] = _KeyIndex(done, [o.complete for o in done], tried, [o.invoke for o in tried], _HeldIndex(gs))
+        out[key] = _KeyIndex(done, [o.complete for o in done], _HeldIndex(gs))
     return out
 
 
@@ -199,16 +193,23 @@ def _max_upto(index: tuple[list[int], list[int]], x: int) -> int | None:
 def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]) -> dict[str, object]:
     """Stuck clients and a lock nobody can get, once a killed or paused server answers again."""
     bound = recovery_bound(h)
-    worker_ops = [o for o in h.ops_by_invoke if o.rec.client != "observer"]
+    worker_ops: list[Op] = []
+    by_client: dict[str, list[Op]] = {}
+    last_acquire: int | None = None
+    for o in h.ops_by_invoke:
+        client = o.rec.client
+        if client == "observer":
+            continue
+        worker_ops.append(o)
+        by_client.setdefault(client, []).append(o)
+        if o.rec.op == "acquire":
+            last_acquire = o.invoke  # in invoke order: the last one seen is the latest
     if not worker_ops:
         return {}
     workers_end = max(o.complete for o in worker_ops)
     worker_invokes = [o.invoke for o in worker_ops]
-    by_client: dict[str, list[Op]] = {}
-    for o in worker_ops:
-        by_client.setdefault(o.rec.client, []).append(o)
     client_invokes = {c: [o.invoke for o in ops] for c, ops in by_client.items()}
-    last_acquire = max((o.invoke for o in worker_ops if o.rec.op == "acquire"), default=None)
+    all_faults = FaultIndex(h.faults)
     ends_by_invoke = _prefix_max([(g.acquire.invoke, g.latest_end) for g in h.grants])
     acquire_completes = [o.complete for o in acquires]
     judged = 0
@@ -219,7 +220,7 @@ def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]
         back, deadline = f.end, f.end + bound
         if deadline > workers_end:
             continue  # the run ended before the bound ran out: nothing to judge
-        others = [o for o in h.faults if o is not f and o.start <= deadline and o.end >= back]
+        others = [o for o in all_faults.overlapping(back, deadline) if o is not f]
         if others:
             continue  # another fault overlaps the recovery: its own story
         judged += 1

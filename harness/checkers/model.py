@@ -124,6 +124,11 @@ class History:
         """Every call in invoke order (stable: ties keep history order), sorted once for every checker."""
         return sorted(self.ops, key=_invoke)
 
+    @functools.cached_property
+    def invokes(self) -> list[int]:
+        """``ops_by_invoke``'s invoke times: the calls from an instant on are one bisection away."""
+        return [op.invoke for op in self.ops_by_invoke]
+
     def _faults_named(self, names: tuple[str, ...]) -> tuple[FaultWindow, ...]:
         """The faults of these kinds in start order, filtered once per kinds (not once per grant)."""
         cache = self._named_cache
