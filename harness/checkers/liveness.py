@@ -290,6 +290,8 @@ def _leader_bound(h: History) -> float:
 
 def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: list[Finding]) -> list[float]:
     """Seconds from each leader fault to the service's first grant sent after it."""
+    if not any(f.fault in LEADER_TRIGGERS for f in h.faults):
+        return []  # no leader fault to time: the index of grants below is not needed
     bound = _leader_bound(h)
     plan = h.meta.get("plan", {})
     retry_ns = float(plan.get("retry_every", 0.1)) * h.ttl_ms * NS_PER_MS
