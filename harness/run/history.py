@@ -222,6 +222,26 @@ def _share(value: Any) -> Any:
     return shared
 
 
+_SHARED_ARGS: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+
+
+def _share_args(value: Any) -> Any:
+    """One dict per distinct call arguments (a worker's owner and TTL, the same on most of its calls),
+    items and their order alike. Records are never changed once read, the dicts in them neither."""
+    if type(value) is not dict or len(value) > 4:
+        return value
+    try:
+        items = tuple(value.items())
+        shared = _SHARED_ARGS.get(items)
+    except TypeError:  # an unhashable argument: kept as read
+        return value
+    if shared is None:
+        if len(_SHARED_ARGS) >= _MAX_SHARED:
+            return value
+        shared = _SHARED_ARGS[items] = value
+    return shared
+
+
 def _fast_builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
     """The common case, a line holding exactly the class's fields (as ``to_json`` writes them), built
     by straight-line code generated once per class: a loop over the fields costs as much again. Any
@@ -229,12 +249,18 @@ def _fast_builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
     fields = [f for f in dataclasses.fields(cls) if f.init]
     fixed = [f for f in dataclasses.fields(cls) if not f.init]
     ns: dict[str, Any] = {"new": object.__new__, "cls": cls, "slow": _Builder(cls),
-                          "names": frozenset(f.name for f in fields), "share": _share}
+                          "names": frozenset(f.name for f in fields), "share": _share,
+                          "share_args": _share_args}
     body = ["def build(raw):", "    if raw.keys() != names:", "        return slow(raw)", "    obj = new(cls)"]
     for n, f in enumerate(fields):
         ns[f"put{n}"] = getattr(cls, f.name).__set__
         value = f"raw[{f.name!r}]"
-        body.append(f"    put{n}(obj, share({value}))" if f.name in _SHARED_FIELDS else f"    put{n}(obj, {value})")
+        if f.name in _SHARED_FIELDS:
+            body.append(f"    put{n}(obj, share({value}))")
+        elif f.name == "args":
+            body.append(f"    put{n}(obj, share_args({value}))")
+        else:
+            body.append(f"    put{n}(obj, {value})")
     for n, f in enumerate(fixed):
         ns[f"fix{n}"], ns[f"val{n}"] = getattr(cls, f.name).__set__, f.default
         body.append(f"    fix{n}(obj, val{n})")
