@@ -15,6 +15,9 @@ from lockchaos.harness.checkers.model import Grant, History, surely_held_through
 
 NAME_GRANTS = "exclusion-grants"
 NAME_REGISTER = "exclusion-register"
+STALE_WRITES = "stale_writes"
+"""Stat: writes with a token below one already granted by then (tokenless: by a superseded lease)."""
+STALE_WRITES_ACCEPTED = "stale_writes_accepted"
 
 
 def check_grants(h: History) -> CheckResult:
@@ -92,11 +95,28 @@ def check_register(h: History) -> CheckResult:
                                     w.time_ns, (owner[0], w.client), (w.token,), (owner[1], line)))
         if w.token >= max_token:
             max_token, max_line = w.token, line
+    stale, stale_accepted = _behind_grants(h) if h.caps.fencing_tokens else (stale_by_lease, stale_by_lease)
     stats: dict[str, object] = {"writes": len(h.writes), "stale_rejected_by_fencing": stale_rejected,
-             "stale_accepted": interleavings + stale_by_lease}
+             "stale_accepted": interleavings + stale_by_lease, STALE_WRITES: stale,
+             STALE_WRITES_ACCEPTED: stale_accepted}
     if not h.caps.fencing_tokens:
         stats["judged_by"] = "lease identity: the lock issues no fencing tokens"
     return CheckResult(NAME_REGISTER, tuple(_first_per_kind(findings)), stats)
+
+
+def _behind_grants(h: History) -> tuple[int, int]:
+    """Writes carrying a token below the highest granted by the time of the write, and how many of them
+    the register accepted (the newer holder had not written yet, or fencing was off)."""
+    granted = sorted((g.acquire.complete, g.token) for g in h.grants if g.definite and g.token is not None)
+    nxt = highest = stale = accepted = 0
+    for _, w in h.writes:
+        while nxt < len(granted) and granted[nxt][0] <= w.time_ns:
+            highest = max(highest, granted[nxt][1])
+            nxt += 1
+        if w.token is not None and w.token < highest:
+            stale += 1
+            accepted += w.accepted
+    return stale, accepted
 
 
 def _stale_by_lease(h: History, findings: list[Finding]) -> int:

@@ -11,6 +11,8 @@ from lockchaos.harness.checkers.findings import CheckResult, Finding
 from lockchaos.harness.checkers.model import History
 
 NAME = "fencing"
+TOKEN_REGRESSIONS = "token_regressions"
+"""Stat: grants whose token was not above an earlier completed grant's (known-unsafe ones included)."""
 
 
 def check(h: History) -> CheckResult:
@@ -44,7 +46,8 @@ def check(h: History) -> CheckResult:
         if best is None or g.token > best[0]:
             best = (g.token, a.complete, g.owner, a.line)
     lost = _lost_on_restart(h) + _lost_on_promotion(h)
-    return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts)})
+    return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts),
+                                                      TOKEN_REGRESSIONS: len(findings)})
 
 
 def _lost_on_promotion(h: History) -> list[Finding]:
