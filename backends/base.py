@@ -154,11 +154,11 @@ class BackendTimeout(BackendUnavailable):
 
 
 class ConfigurationError(LockChaosError, ValueError):
-    """Bad usage or configuration, detected before anything runs (CLI exit status 2)."""
+    """Bad usage or configuration, detected before anything runs (the user must change the call)."""
 
 
 class InfrastructureError(LockChaosError):
-    """A server or proxy could not be started, reached or faulted (CLI exit status 3)."""
+    """A server or proxy could not be started, reached or faulted (nothing the lock did wrong)."""
 
 
 class FaultUnsupported(LockChaosError):

@@ -45,15 +45,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
-
-# The harness forks server processes while gRPC threads run; its fork handlers only log noise
-# then, since every child execs at once. Set before grpc is imported; a user's setting wins.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import etcd3
 import etcd3.exceptions as eex
