@@ -47,7 +47,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Self, TypeVar
 
 import etcd3
@@ -225,10 +225,9 @@ class EtcdLock(Closing):
         )
         self._closed = False
         # Replaced by connect() with the minimum this server really grants.
-        self.capabilities = Capabilities(
-            ttl_granularity_ms=TTL_GRANULARITY_MS, min_ttl_ms=TTL_GRANULARITY_MS,
-            expiry_lag_ms=EXPIRY_LAG_MS, durable=True, fencing_tokens=True,
-        )
+        self.capabilities = Capabilities.fenced_server(
+            ttl_granularity_ms=TTL_GRANULARITY_MS, min_ttl_ms=TTL_GRANULARITY_MS, expiry_lag_ms=EXPIRY_LAG_MS,
+            durable=True)
         self._min_ttl_s = 1
 
     # --- opening --------------------------------------------------------------------------------
@@ -274,9 +273,8 @@ class EtcdLock(Closing):
         self._min_ttl_s = max(1, granted)
         # Several endpoints: a Raft cluster, whose grants are committed by a majority before the reply.
         cluster = len(self.config.endpoints) > 1
-        self.capabilities = Capabilities(
-            ttl_granularity_ms=TTL_GRANULARITY_MS, min_ttl_ms=self._min_ttl_s * 1000,
-            expiry_lag_ms=EXPIRY_LAG_MS, durable=True, fencing_tokens=True,
+        self.capabilities = replace(
+            self.capabilities, min_ttl_ms=self._min_ttl_s * 1000,
             replication="linearizable" if cluster else "none",
             failover_ms=FAILOVER_ELECTION_MS + self.config.timeout_ms if cluster else 0,
         )
