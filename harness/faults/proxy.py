@@ -165,10 +165,6 @@ class FaultProxy:
             raise InfrastructureError(f"{self!r} has no port: it was never started")
         return self._port
 
-    @property
-    def address(self) -> tuple[str, int]:
-        return LOOPBACK, self.port
-
     def stats(self) -> ProxyStats:
         """A snapshot of the counters; relay threads' bytes are read as far as they have got."""
         with self._stats_lock:
@@ -632,10 +628,6 @@ class ProxyPool:
     def proxies(self) -> dict[str, FaultProxy]:
         with self._lock:
             return dict(self._proxies)
-
-    def heal_all(self) -> None:
-        for proxy in self.proxies().values():
-            proxy.heal()
 
     def stop(self) -> None:
         """Stop every proxy, even when one fails to; then raise the first failure."""
