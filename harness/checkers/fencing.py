@@ -7,11 +7,14 @@ on a server declaring durability is the backend breaking its word.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lockchaos.harness.checkers.findings import CheckResult, Finding
 from lockchaos.harness.checkers.model import History
 
 NAME = "fencing"
 TOKEN_REGRESSIONS = "token_regressions"
+EXAMPLES = 5
 """Stat: grants whose token was not above an earlier completed grant's (known-unsafe ones included)."""
 
 
@@ -24,6 +27,7 @@ def check(h: History) -> CheckResult:
         reason = "the lock issues no fencing tokens (capabilities.fencing_tokens=False): token rules do not apply"
         return CheckResult(NAME, tuple(lost), {"skipped": reason, "restarts": len(restarts)}, skipped=reason)
     findings: list[Finding] = []
+    examples: list[dict[str, Any]] = []
     definite = sorted((g for g in h.grants if g.definite and g.token is not None), key=lambda g: g.acquire.invoke)
     best: tuple[int, int, str, int] | None = None  # token, complete, owner, line of the highest earlier grant
     for g in definite:
@@ -40,6 +44,9 @@ def check(h: History) -> CheckResult:
                 + (": the non-durable server restarted and forgot its token counter" if amnesia else "")
                 + (": counter lost on promotion (asynchronous replication)" if promoted else ""),
                 a.complete, (best[2], g.owner), (best[0], g.token), (best[3], a.line)))
+            if len(examples) < EXAMPLES:
+                examples.append({"kind": "token-regression", "client": g.client, "token": g.token,
+                                 "previous_max": best[0], "at_ns": a.complete})
             if known:
                 best = (g.token, a.complete, g.owner, a.line)  # judge what follows against the new era
                 continue
@@ -47,7 +54,7 @@ def check(h: History) -> CheckResult:
             best = (g.token, a.complete, g.owner, a.line)
     lost = _lost_on_restart(h) + _lost_on_promotion(h)
     return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts),
-                                                      TOKEN_REGRESSIONS: len(findings)})
+                                                      TOKEN_REGRESSIONS: len(findings)}, examples=tuple(examples))
 
 
 def _lost_on_promotion(h: History) -> list[Finding]:

@@ -19,7 +19,6 @@ from lockchaos.harness.checkers.findings import CheckResult
 from lockchaos.harness.run.history import FaultRecord, OpRecord, Record, WriteRecord
 
 EXAMPLES = 5
-_EXAMPLE_KINDS = ("token-regression", "stale-write")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +71,13 @@ class Tally:
                     self._restart_end = rec.time_ns
 
     def observations(self, results: Iterable[CheckResult]) -> Observations:
-        """The counts with the checkers' stale writes and token regressions (and their first examples)."""
+        """The counts with the checkers' stale writes and token regressions, and their first examples."""
         stats: dict[str, dict[str, Any]] = {}
         examples: list[dict[str, Any]] = []
         for r in results:
             stats[r.checker] = r.stats
-            examples += [f.to_dict() for f in r.findings if f.kind in _EXAMPLE_KINDS][:EXAMPLES - len(examples)]
+            examples += r.examples
+        examples = sorted(examples, key=lambda e: int(e["at_ns"]))[:EXAMPLES]  # the run's first, whoever saw them
         register, tokens = stats.get(exclusion.NAME_REGISTER, {}), stats.get(fencing.NAME, {})
         with self._lock:
             return Observations(
