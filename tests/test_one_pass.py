@@ -92,3 +92,10 @@ def test_the_backends_set_no_environment_variable_on_import() -> None:
         "import os, lockchaos.backends.etcd, lockchaos.backends.libs.etcd3_lock; "
         "print(os.environ.get('GRPC_ENABLE_FORK_SUPPORT'))")
     assert out == "None"
+
+
+def test_observations_tallied_from_worker_threads_match_the_history_on_disk(tmp_path: Path) -> None:
+    r = run_scenario(FAKE, find_scenario("holder-pause"), RunOptions(seed=3, duration_s=2.0), tmp_path)
+    assert r.observations is not None and r.judgement is not None
+    assert r.observations.acquisitions >= 1
+    assert observe(read_history(r.run_dir / "history.jsonl"), r.judgement.results) == r.observations

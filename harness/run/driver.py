@@ -11,6 +11,7 @@ import functools
 import itertools
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
@@ -165,10 +166,12 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
     t0 = runtime.now_ns()
     history = HistoryWriter(run_dir / HISTORY_FILE, t0)
     callbacks = [history.append, tally.add, *([] if on_record is None else [on_record])]
+    recording = threading.Lock()  # the tally counts records in the order the history holds them
 
     def record(rec: Record) -> None:
-        for callback in callbacks:
-            callback(rec)
+        with recording:
+            for callback in callbacks:
+                callback(rec)
 
     workers: list[Worker | ProcessWorker] = []
     processes = uses_processes(target, opts.workers_mode, opts.virtual_time)
