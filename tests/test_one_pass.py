@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import lockchaos.harness.checkers as checkers
 from lockchaos.harness.checkers import exclusion, fencing
 from lockchaos.harness.checkers.model import History, load_history
 from lockchaos.harness.report import loading, write_report
+from lockchaos.harness.report.html import reproduce_command
 from lockchaos.harness.run import driver
 from lockchaos.harness.run.driver import RunOptions, RunResult, run_scenario
 from lockchaos.harness.run.history import Record, read_history
@@ -99,3 +101,13 @@ def test_observations_tallied_from_worker_threads_match_the_history_on_disk(tmp_
     assert r.observations is not None and r.judgement is not None
     assert r.observations.acquisitions >= 1
     assert observe(read_history(r.run_dir / "history.jsonl"), r.judgement.results) == r.observations
+
+
+def test_a_run_recorded_without_its_command_gets_the_same_one_from_its_meta(tmp_path: Path) -> None:
+    r = run_scenario(FAKE, find_scenario("holder-crash"),
+                     RunOptions(seed=4, workers=3, duration_s=5.0, virtual_time=True), tmp_path)
+    recorded = json.loads((r.run_dir / "summary.json").read_text())["reproduce"]
+    meta = load_history(r.run_dir / "history.jsonl").meta
+    assert recorded == ("lockchaos soak --backend fake --scenario holder-crash --seed 4 --ttl-ms 1000 "
+                        "--workers 3 --duration 5 --virtual-time")
+    assert reproduce_command({}, meta) == recorded
