@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lockchaos.backends.base import ConfigurationError
-from lockchaos.harness.faults.fault import FaultStep, Target
+from lockchaos.harness.faults.fault import FaultStep, FaultTarget
 from lockchaos.harness.faults.registry import soak_menu
 
-__all__ = ["CATALOGUE", "FaultStep", "Scenario", "Target", "WorkerPlan", "fault_kinds", "find_scenario",
+__all__ = ["CATALOGUE", "FaultStep", "FaultTarget", "Scenario", "WorkerPlan", "fault_kinds", "find_scenario",
            "soak_schedule"]
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from lockchaos.harness.run.runtime import Runtime
     from lockchaos.harness.run.worker import LinkFaults
 
-Target = Literal["holder", "server", "all", "random"]
-"""Whom a scheduled step hits: the holder, the server, every worker, or one drawn from the seed."""
+FaultTarget = Literal["holder", "server", "all", "random"]
+"""Whom a scheduled step hits: the holder, the server, every worker, or one drawn from the seed (not a
+``run.targets.Target``, which is the backend a run is pointed at)."""
 
 TargetKind = Literal["holder", "link", "server", "clock", "cluster-leader", "masters"]
 """What a fault acts on: a worker, a worker's network link, the server process, the server's clock,
@@ -32,7 +33,7 @@ class FaultStep:
 
     at: float
     fault: str
-    target: Target = "holder"
+    target: FaultTarget = "holder"
     duration: float = 0.0
     amount: float = 0.0
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
+from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.backends.redaction import redact_text
 from lockchaos.harness.faults.holder import HOLDER_PAUSE
 from lockchaos.harness.faults.link import LATE_RELEASE, LOSE_ACQUIRE_REPLY, LOSE_RELEASE_REPLY
@@ -23,7 +24,6 @@ from lockchaos.harness.run.register import FencedRegister
 from lockchaos.harness.run.runtime import RunStopped, Runtime
 from lockchaos.harness.scenarios import WorkerPlan
 
-NS_PER_MS = 1_000_000
 LATE_RELEASE_LEAD = 1.5
 """A late release is sent this many one-way delays before the lease ends: its first request lands
 half a delay before the expiry, a second round trip one and a half delays after it."""

@@ -599,7 +599,7 @@ _DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
 class ExternalServer:
     """A server the user runs; the harness never signals, flushes or stops it."""
 
-    def __init__(self, url: str, *, allow_destructive: bool = False) -> None:
+    def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in _DEFAULT_PORTS:
             raise ConfigurationError(f"unsupported server URL {redact_url(url)!r}: expected redis://... or etcd://...")
@@ -615,7 +615,6 @@ class ExternalServer:
         self._kind = parts.scheme
         self._host = host
         self._port = port or _DEFAULT_PORTS[parts.scheme]
-        self.allow_destructive = allow_destructive
 
     @property
     def kind(self) -> str:
@@ -675,14 +674,8 @@ class ExternalServer:
         raise self._refusal("resume")
 
     def _refusal(self, fault: str) -> FaultUnsupported:
-        if self.allow_destructive:
-            why = (
-                f"{fault} signals the server's process, and the harness has no PID for a server it "
-                "did not start, so allow_destructive cannot enable it"
-            )
-        else:
-            why = "destructive faults are refused on a server the harness did not start unless allowed"
-        return FaultUnsupported(f"{fault} refused on {self!r}: {why}")
+        return FaultUnsupported(f"{fault} refused on {self!r}: destructive faults are refused on a server "
+                                "the harness did not start (it has no PID for it, and the server is not its own)")
 
 
 def provision(kind: str, *, persistence: bool = False, clock_faults: bool = False) -> ServerHandle:
