@@ -15,7 +15,7 @@ import uuid
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
+from lockchaos.backends.base import Capabilities, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 from lockchaos.harness.faults.nemesis import CLUSTER_FAULTS, LINK_FAULTS, REDLOCK_FAULTS, SERVER_FAULTS, ServerFaults
 from lockchaos.harness.faults.proxy import FaultProxy, ProxyPool
@@ -24,7 +24,8 @@ from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
 from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster
 from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
-from lockchaos.harness.servers.process import ExternalServer, ServerHandle
+from lockchaos.harness.servers.handle import ServerHandle
+from lockchaos.harness.servers.process import ExternalServer
 from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
 
 
@@ -203,28 +204,6 @@ CLOCK_JUMP_UNREACHABLE = {
 CLOCK_JUMP_UNREACHABLE["redis-sentinel"] = CLOCK_JUMP_UNREACHABLE["redis"]
 
 
-class ProcessServerFaults:
-    """Server faults by signals to the server process the harness started."""
-
-    def __init__(self, handle: ServerHandle) -> None:
-        self.handle = handle
-
-    def kill(self) -> None:
-        self.handle.kill()
-
-    def restart(self) -> None:
-        self.handle.restart()
-
-    def pause(self) -> None:
-        self.handle.pause()
-
-    def resume(self) -> None:
-        self.handle.resume()
-
-    def jump_clock(self, delta_ms: int) -> None:
-        raise FaultUnsupported("a clock jump cannot reach a real server process (run it against the fake)")
-
-
 LOSE_REPLY_FOR_S = 0.15
 """How long a proxy swallows replies before the reset (well under any client timeout)."""
 
@@ -293,7 +272,7 @@ class ServerEnvironment:
         else:  # the scenario's insistence wins, else the target's own (``--server redis-aof``)
             self.handle = start_server(target, target.persistence if persistence is None else persistence)
         self._cluster = self.handle if isinstance(self.handle, ProcessCluster) else None
-        self.server: ServerFaults = (ProcessServerFaults(self.handle) if self._cluster is None
+        self.server: ServerFaults = (self.handle if self._cluster is None  # a handle takes server faults itself
                                      else ClusterServerFaults(self._cluster))
         # One proxy per worker, for per-client network faults; none to a remote server of the user's,
         # nor (yet) to a cluster, whose clients talk to every member.
