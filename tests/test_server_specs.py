@@ -107,3 +107,9 @@ def test_a_new_server_kind_is_a_spec_and_runs_in_process_mode_as_it_is() -> None
         pid = server.pid
     assert pid is not None and (not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     assert server.workdir is None
+
+
+def test_soak_default_ttl_is_each_servers_own() -> None:
+    from lockchaos.harness.cli.soak import DEFAULT_TTL_MS
+
+    assert (DEFAULT_TTL_MS["redis"], DEFAULT_TTL_MS["etcd"]) == (REDIS.soak_ttl_ms, ETCD.soak_ttl_ms) == (1000, 2000)

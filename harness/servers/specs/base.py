@@ -40,6 +40,8 @@ class ServerSpec:
     """Whether the server keeps its state in a subdirectory of its work dir (``data`` in process mode,
     ``/data/<kind>`` in a container, as the images' own command lines do), which a launch that lost
     its port must discard."""
+    soak_ttl_ms: ClassVar[int]
+    """The lease TTL a soak uses when ``--ttl-ms`` is not given: room for the server's TTL grain and lag."""
     key_separator: ClassVar[str]
     default_prefix: ClassVar[str]
     """The key prefix our adapter uses when the URL names none; per-run prefixes go inside it."""

@@ -70,6 +70,7 @@ class EtcdSpec(ServerSpec):
     default_port = 2379
     state_in_subdir = True
     key_separator = "/"
+    soak_ttl_ms = 2000  # whole-second leases that expire up to ~0.5 s late: a few seconds of TTL
     default_prefix = "lockchaos/"
 
     @property

@@ -54,6 +54,7 @@ class RedisSpec(ServerSpec):
     default_port = 6379
     state_in_subdir = False
     key_separator = ":"
+    soak_ttl_ms = 1000  # millisecond leases
     default_prefix = "lockchaos:"
 
     @property
