@@ -46,7 +46,7 @@ def summarise(paths: list[str]) -> None:
 
 
 def record(out: Path, seeds: range) -> list[Path]:
-    from lockchaos.harness.cli.main import main
+    from lockchaos.harness.cli.commandline import main
     from lockchaos.harness.scenarios import CATALOGUE
 
     for seed in seeds:

@@ -1,3 +1,3 @@
-from lockchaos.harness.cli.main import entry
+from lockchaos.harness.cli import entry
 
 entry()

@@ -160,6 +160,13 @@ CATALOGUE: tuple[Scenario, ...] = (
              "The leader or primary freezes (SIGSTOP) past the TTL, then resumes: a new one takes over "
              "meanwhile; calls stuck on the frozen one time out, and on resume it must not act as leader.",
              duration=10, faults=(FaultStep(2.0, "leader-pause", target="server", duration=1.5),)),
+    Scenario("leader-isolated",
+             "The leader or primary is cut off from its peers (both ways, on the cluster's own links) while "
+             "the holder's client still reaches it; the others elect a new leader or promote a replica and "
+             "the contenders go there: the holder keeps renewing on the old one (Jepsen's Redis split brain, "
+             "2013). Healed four TTLs later; an etcd leader without quorum steps down and grants nothing.",
+             duration=10, plan=WorkerPlan(hold=8),
+             faults=(FaultStep(1.5, "leader-isolated", target="server", duration=4.0),)),
     Scenario("redlock-master-amnesia",
              "Redlock over five masters without persistence (Kleppmann, 2016): two masters restart empty, "
              "leaving the holder's lock on a bare quorum of three; then the holder pauses while one of "

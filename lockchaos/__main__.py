@@ -1,5 +1,5 @@
 """``python -m lockchaos``: the same entry point as the ``lockchaos`` console script."""
 
-from lockchaos.harness.cli.main import entry
+from lockchaos.harness.cli import entry
 
 entry()

@@ -342,7 +342,7 @@ build_harness_image() {
     DOCKER_BUILDKIT=0 "$cli" build -q -t "$HARNESS_IMAGE" --label "lockchaos.inputs-sha256=$sum" "$ctx" >/dev/null \
         || die "docker build of $HARNESS_IMAGE failed"
     "$cli" run --rm --network host --entrypoint python3 "$HARNESS_IMAGE" \
-        -c 'import lockchaos.harness.cli.soak, lockchaos.harness.cli.main, lockchaos.backends.etcd, lockchaos.backends.redis' \
+        -c 'import lockchaos.harness.cli.soak, lockchaos.harness.cli.commandline, lockchaos.backends.etcd, lockchaos.backends.redis' \
         || { "$cli" rmi -f "$HARNESS_IMAGE" >/dev/null 2>&1; die "image $HARNESS_IMAGE was built but cannot import the harness (removed)"; }
     say "built $HARNESS_IMAGE in $((SECONDS - t0)) s"
 }

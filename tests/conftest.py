@@ -10,8 +10,9 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-# `make test-fast`: no root, no servers, no Docker, no browser. Tests that need one of those carry its
-# marker and are deselected there; `make test` (CI) runs them all and never skips one quietly.
+# `make test-fast`: no root, no servers, no Docker, no browser, nothing that waits tens of seconds of real
+# time. Tests that need one of those carry its marker and are deselected there; `make test` (CI) runs them
+# all and never skips one quietly.
 FAST = os.environ.get("LOCKCHAOS_TEST_FAST") == "1"
 RESOURCE_MARKERS = ("redis", "etcd", "docker", "browser", "root")
 OFF_LIMITS = ("redis-server", "redis-sentinel", "redis-benchmark", "etcd", "etcdctl", "docker", "dockerd",
@@ -59,7 +60,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     keep, drop = [], []
     for item in items:
-        (drop if any(item.get_closest_marker(m) for m in RESOURCE_MARKERS) else keep).append(item)
+        (drop if any(item.get_closest_marker(m) for m in (*RESOURCE_MARKERS, "slow")) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -76,6 +76,7 @@ def _stop(proc: subprocess.Popen[bytes], ps: psutil.Process, sig: int) -> tuple[
     return proc.wait(10), time.monotonic() - sent, peak
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_long_virtual_soak_stops_within_seconds_of_a_signal_with_a_usable_history(
         sig: int, tmp_path: Path) -> None:

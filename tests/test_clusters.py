@@ -7,23 +7,30 @@ backend allows so that the file stays within a few tens of seconds.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
 from lockchaos.backends import open_backend
-from lockchaos.backends.base import BackendUnavailable, ConfigurationError, Lease
+from lockchaos.backends.base import BackendUnavailable, ConfigurationError, FaultUnsupported, Lease
 from lockchaos.backends.sentinel import parse_sentinel_url
 from lockchaos.harness.checkers import check_history
 from lockchaos.harness.checkers.verdicts import judge
 from lockchaos.harness.cli import main
+from lockchaos.harness.faults.proxy import FaultProxy
 from lockchaos.harness.run.driver import RunOptions, run_scenario
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record
 from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.servers.clusters import EtcdCluster, SentinelCluster
+from lockchaos.harness.servers.clusters import EtcdCluster, EtcdMember, RedisNode, SentinelCluster
+from lockchaos.harness.servers.peerproxies import port_owned_by
+from lockchaos.harness.servers.process import RedisServer
 
 RECOVERY_S = 15.0
 """Bound for a client to be granted again after a leader dies: far above the declared failover, for
@@ -262,3 +269,188 @@ def test_sigkilled_harness_leaves_no_member_no_sentinel_and_no_temp_dir(tmp_path
     assert proc.wait(10) == -9
     assert wait_until(lambda: all(gone(m) for m in started), timeout=10), "a member outlived the harness"
     assert wait_until(lambda: not dirs_of(proc.pid), timeout=10), f"temp dirs left: {dirs_of(proc.pid)}"
+
+
+# --- leader-isolated: the members' own traffic through the harness's proxies ---------------------------
+
+PROBE_S = 10.0
+"""Bound for a condition that a healthy (or healed) cluster reaches in well under a second."""
+
+
+def _wait(cond: Callable[[], bool], timeout: float = PROBE_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def _ping(sock: socket.socket) -> bool:
+    """One PING over a raw connection; False if no PONG within a short probe window."""
+    sock.settimeout(0.5)
+    try:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(64) == b"+PONG\r\n"
+    except OSError:
+        return False
+
+
+@pytest.mark.redis
+def test_cut_clients_blackholes_only_the_picked_connections_both_ways_and_heal_restores_new_ones() -> None:
+    with RedisServer(persistence=False) as server, FaultProxy(server.host, server.port, name="cut") as proxy:
+        picked = socket.create_connection(proxy.address, timeout=2)
+        other = socket.create_connection(proxy.address, timeout=2)
+        try:
+            assert _ping(picked) and _ping(other)
+            port = picked.getsockname()[1]
+            proxy.cut_clients(lambda p: p == port)
+            before = proxy.stats()
+            assert not _ping(picked)  # the request vanished, or its reply did: no answer, no reset
+            assert _ping(other)  # the connection not picked keeps flowing
+            assert proxy.stats().bytes_dropped > before.bytes_dropped
+            proxy.heal()
+            fresh = socket.create_connection(proxy.address, timeout=2)
+            try:
+                assert _ping(fresh)
+            finally:
+                fresh.close()
+        finally:
+            picked.close()
+            other.close()
+
+
+def test_port_owned_by_knows_a_socket_of_its_process_and_not_of_another() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        assert port_owned_by([os.getpid()])(port)
+        assert not port_owned_by([os.getppid()])(port)
+        assert not port_owned_by([])(port)
+
+
+def _leader_id(member: EtcdMember) -> str | None:
+    st = member.status()
+    return None if st is None else str(st.get("leader", "0"))
+
+
+@pytest.mark.etcd
+def test_etcd_isolated_leader_hears_no_peer_both_ways_while_the_others_elect_and_heals() -> None:
+    with EtcdCluster() as cluster:
+        old = cluster.leader()
+        isolated = cluster.member(old)
+        others = [m for m in cluster.members if m is not isolated]
+        assert isinstance(isolated, EtcdMember) and all(isinstance(m, EtcdMember) for m in others)
+        assert cluster.peers.stats(old).bytes_up > 0  # peers really dial the proxy, not the member
+        cluster.isolate_member(old)
+        try:
+            # Until their election timeout the others still name the old leader: wait for their vote.
+            assert _wait(lambda: cluster.leader() != old), "the two connected members elected nobody"
+            new = cluster.leader()
+            new_id = _leader_id(cluster.member(new))  # type: ignore[arg-type]
+            # The new leader's heartbeats never reach the old one by either path (its own proxy, or the
+            # connections it dialled to the others' proxies): it never names the new leader.
+            before = cluster.peers.stats(old)
+            seen = []
+            for _ in range(10):  # half a second: fifty of its heartbeat intervals, five election timeouts
+                time.sleep(0.05)
+                seen.append(_leader_id(isolated))
+            assert new_id not in seen, seen
+            after = cluster.peers.stats(old)
+            assert (after.bytes_up, after.bytes_down) == (before.bytes_up, before.bytes_down)
+            assert after.bytes_dropped > before.bytes_dropped
+        finally:
+            cluster.heal_member(old)
+        assert _wait(lambda: len({_leader_id(m) for m in cluster.members}) == 1)  # type: ignore[arg-type]
+        assert cluster.leader() in {m.name for m in cluster.members}  # type: ignore[attr-defined]
+
+
+@pytest.mark.redis
+def test_sentinel_isolated_primary_is_replaced_while_the_kept_client_still_reaches_it() -> None:
+    with SentinelCluster() as cluster:
+        lock = open_backend(cluster.url)  # Sentinel names the primary's proxy: this client crosses it
+        try:
+            granted = lock.acquire("k", "a", 30_000)
+            assert granted is not None
+            old = cluster.member(cluster.leader())
+            assert isinstance(old, RedisNode)
+            direct = redis.Redis(host=old.host, port=old.port, socket_timeout=2, decode_responses=True)
+            try:
+                replicas = [n for n in cluster.nodes if n is not old]
+                direct.set("before", "1")
+                assert _wait(lambda: all(redis.Redis(port=n.port).exists("before") for n in replicas))
+                cluster.isolate_member(old.name, keep_pids=[os.getpid()])
+                try:
+                    direct.set("during", "1")  # written on the old primary once its replicas are cut off
+                    # Sentinels (cut off too) promote a replica: down-after, their vote, the promotion.
+                    assert _wait(lambda: cluster.leader() != old.name), "no replica was promoted"
+                    assert old.role() == "master"  # nobody could tell it
+                    renewed = lock.renew("k", "a", 30_000)  # the kept client still reaches it
+                    assert renewed is not None and renewed.token == granted.token
+                    assert not any(redis.Redis(port=n.port).exists("during") for n in replicas)
+                finally:
+                    cluster.heal_member(old.name)
+                # Healed, the Sentinels demote the old primary, which resyncs and forgets what it took alone.
+                assert _wait(lambda: old.role() in ("slave", "syncing"), timeout=PROBE_S + 10)
+                assert _wait(lambda: old.role() == "slave" and not direct.exists("during"))
+            finally:
+                direct.close()
+        finally:
+            lock.close()
+
+
+def _soak(tmp_path: Path, backend: str, seed: int) -> dict[str, object]:
+    out = tmp_path / f"{backend}-{seed}-{len(list(tmp_path.iterdir()))}"
+    main(["soak", "--backend", backend, "--scenario", "leader-isolated", "--seed", str(seed), "--quiet",
+          "--out", str(out)])
+    checks: dict[str, object] = json.loads((out / backend / "leader-isolated" / "summary.json").read_text())["checks"]
+    return checks
+
+
+def _double_grants(checks: dict[str, object]) -> list[str]:
+    grants = checks["checkers"]["exclusion-grants"]  # type: ignore[index]
+    return [f"{f['severity']}/{f['kind']}: {f['message']}" for f in grants["first"]]
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_soak_leader_isolated_on_redis_sentinel_is_known_unsafe_with_two_holders_reproducibly(
+        tmp_path: Path) -> None:
+    runs = [_soak(tmp_path, "redis-sentinel", 7) for _ in range(2)]
+    for checks in runs:
+        assert checks["verdict"] == "known-unsafe", checks
+        found = _double_grants(checks)
+        assert any(f.startswith("known-unsafe/double-grant") and "lost on promotion" in f for f in found), found
+    kinds = [sorted({f.split(":")[0] for f in _double_grants(c)}) for c in runs]
+    assert kinds[0] == kinds[1]  # the same seed, the same finding
+
+
+@pytest.mark.etcd
+@pytest.mark.slow
+def test_soak_leader_isolated_on_etcd_cluster_passes(tmp_path: Path) -> None:
+    checks = _soak(tmp_path, "etcd-cluster", 7)
+    assert checks["verdict"] == "pass", checks
+
+
+@pytest.mark.redis
+def test_leader_isolated_is_skipped_with_the_reason_on_a_single_server(tmp_path: Path) -> None:
+    result = run_scenario(backend_target("redis"), find_scenario("leader-isolated"), RunOptions(seed=1, ttl_ms=300),
+                          tmp_path)
+    assert result.status == "skipped"
+    assert "no leader" in result.reason
+
+
+def test_leader_isolated_on_the_reference_loses_no_lock(tmp_path: Path) -> None:
+    result = run_scenario(backend_target("fake"), find_scenario("leader-isolated"),
+                          RunOptions(seed=1, virtual_time=True), tmp_path)
+    assert result.status == "ran" and result.judgement is not None
+    assert result.judgement.verdict == "pass", result.judgement.to_dict()
+
+
+@pytest.mark.redis
+def test_leader_isolated_on_sentinel_refuses_thread_workers_whose_holder_cannot_be_told_apart(
+        tmp_path: Path) -> None:
+    with pytest.raises(FaultUnsupported, match="use process workers"):
+        run_scenario(backend_target("redis-sentinel"), find_scenario("leader-isolated"),
+                     RunOptions(seed=1, ttl_ms=1000, workers_mode="thread"), tmp_path)

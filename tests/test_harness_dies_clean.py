@@ -146,3 +146,17 @@ def test_normal_exit_leaves_nothing(tmp_path: Path) -> None:
         time.sleep(0.02)
     assert proc.returncode == 0 and seen
     assert_clean(proc.pid, seen)
+
+
+def test_sigkill_mid_clock_fault_soak_leaves_no_libfaketime_shared_memory(tmp_path: Path) -> None:
+    """libfaketime removes its /dev/shm files only at a clean exit; the watchdog removes a killed server's."""
+    out = tmp_path / "run"
+    proc, servers = mid_soak(out, "--backend", "redis", "--scenario", "clock-jump")
+    pids = [s.pid for s in servers]
+    assert any(Path(f"/dev/shm/faketime_shm_{pid}").exists() for pid in pids), "redis not under libfaketime"
+    proc.kill()
+    assert proc.wait(10) == -signal.SIGKILL
+    assert_clean(proc.pid, servers)
+    left = lambda: [p for pid in pids for p in (Path(f"/dev/shm/faketime_shm_{pid}"),  # noqa: E731
+                                                Path(f"/dev/shm/sem.faketime_sem_{pid}")) if p.exists()]
+    assert wait_until(lambda: not left(), timeout=15), f"left behind: {left()}"

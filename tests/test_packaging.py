@@ -21,6 +21,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+@pytest.mark.slow
 def test_wheel_puts_only_lockchaos_at_the_top_of_site_packages(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
@@ -30,6 +31,7 @@ def test_wheel_puts_only_lockchaos_at_the_top_of_site_packages(wheel: Path) -> N
     assert "lockchaos/backends/py.typed" in names
 
 
+@pytest.mark.slow
 def test_wheel_entry_points_name_the_namespaced_modules(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         (ep,) = [n for n in z.namelist() if n.endswith("entry_points.txt")]
@@ -38,6 +40,7 @@ def test_wheel_entry_points_name_the_namespaced_modules(wheel: Path) -> None:
     assert "lockchaos = lockchaos.harness.contract.plugin" in text
 
 
+@pytest.mark.slow
 def test_users_own_harness_and_backends_packages_run_their_pytest(tmp_path: Path) -> None:
     """The pytest11 plugin loads in every session: it must not resolve to the user's ``harness``."""
     for pkg in ("harness", "backends"):

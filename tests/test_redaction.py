@@ -20,7 +20,7 @@ import redis
 
 from lockchaos.backends.base import Lease
 from lockchaos.backends.redaction import redact_text, redact_url
-from lockchaos.harness.cli.main import _build_parser
+from lockchaos.harness.cli.commandline import _build_parser
 from lockchaos.harness.report.html import reproduce_command
 from lockchaos.harness.servers.process import RedisServer
 from tests.broken_adapters import CorrectAdapter

@@ -156,12 +156,14 @@ def test_tokenless_fake_passes_every_scenario(scenario: str, seed: int, tmp_path
 # --- the contract honours what a library-style lock declares ---------------------------------------
 
 
-@pytest.mark.parametrize("adapter", ["fake_tokenless", "fake_presence_only", "fake_truncating", "fake_no_holder"])
+@pytest.mark.parametrize("adapter", ["fake_tokenless", "fake_presence_only",
+                                     pytest.param("fake_truncating", marks=pytest.mark.slow), "fake_no_holder"])
 def test_correct_library_style_lock_passes_the_contract(adapter: str, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["contract", "--adapter", f"tests.tokenless_adapters:{adapter}", "--server", "none"])
     assert status == 0, capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("adapter", "rule"), [
     ("truncation_declared_but_rounds_up", "declared_truncation_expires_at_the_truncated_ttl"),
     ("refusal_declared_but_raised_to_minimum", "declared_refusal_below_minimum"),

@@ -20,7 +20,8 @@ from lockchaos.backends.base import Capabilities
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
 
 NS_PER_MS = 1_000_000
-LEADER_FAULTS = ("leader-crash", "leader-pause", "redlock-minority-kill", "redlock-master-amnesia")
+LEADER_FAULTS = ("leader-crash", "leader-pause", "leader-isolated", "redlock-minority-kill",
+                 "redlock-master-amnesia")
 """Cluster faults that make another member the leader (or primary)."""
 EPSILON_NS = 5 * NS_PER_MS
 """Scheduling slack between the client's clock reading and the server acting (same machine)."""

@@ -7,8 +7,9 @@ before the run starts, so the scenario is skipped with the reason instead of pas
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from lockchaos.backends.base import FaultUnsupported, Lease
@@ -60,6 +61,18 @@ class ClusterFaults(Protocol):
 
 
 @runtime_checkable
+class IsolationFaults(Protocol):
+    """Cutting a member off from its peers (both ways, real bytes) while chosen client processes
+    still reach it; healed by name."""
+
+    def leader(self) -> str: ...
+
+    def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None: ...
+
+    def heal_member(self, name: str) -> None: ...
+
+
+@runtime_checkable
 class MasterFaults(Protocol):
     """Faults on Redlock's independent masters, by name; a restarted master comes back empty."""
 
@@ -75,7 +88,7 @@ class MasterFaults(Protocol):
 SERVER_FAULTS = {"server-kill", "server-pause", "clock-jump"}
 REDLOCK_FAULTS = {"redlock-minority-kill", "redlock-master-amnesia"}
 """Redlock's: kill -9 a minority of its masters; restart one that granted the holder's lock, emptied."""
-CLUSTER_FAULTS = {"leader-crash", "leader-pause", *REDLOCK_FAULTS}
+CLUSTER_FAULTS = {"leader-crash", "leader-pause", "leader-isolated", *REDLOCK_FAULTS}
 LINK_FAULTS = {"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply", "late-release",
                "lose-acquire-reply"}
 WORKER_FAULTS = {"holder-crash", "holder-pause", "renewer-death"}
@@ -254,6 +267,9 @@ class Nemesis:
             raise FaultUnsupported(f"{step.fault}: the server is a single node, it has no leader")
         member = cluster.leader()
         target = f"leader:{member}"
+        if step.fault == "leader-isolated":
+            self._isolate(step, duration, member, target)
+            return
         self._edge(step, "start", target, member=member)
         if step.fault == "leader-crash":
             cluster.kill_member(member)
@@ -268,6 +284,28 @@ class Nemesis:
             finally:
                 cluster.resume_member(member)
         self._edge(step, "end", target, member=member)
+
+    def _isolate(self, step: FaultStep, duration: float, member: str, target: str) -> None:
+        """Cut the leader off from its peers while the holder's process still reaches it: the
+        holder keeps renewing there, the rest of the cluster elects or promotes another."""
+        cluster = self.server
+        if not isinstance(cluster, IsolationFaults):
+            raise FaultUnsupported(f"{step.fault}: the server cannot isolate a member from its peers")
+        holders = [w for w in self._pick("holder") if w.believed is not None]
+        keep = [pid for w in holders if isinstance(pid := getattr(w, "pid", None), int)]
+        if holders and not keep:  # thread workers: one process, the harness's, holds every connection
+            if getattr(cluster, "clients_cross_peers", False):
+                raise FaultUnsupported(f"{step.fault}: thread workers share one process, so the holder's "
+                                       "connections cannot be told from the contenders'; use process workers")
+            keep = [os.getpid()]
+        holder = ",".join(w.name for w in holders)
+        self._edge(step, "start", target, member=member, holder=holder, kept_pids=keep)
+        cluster.isolate_member(member, keep)
+        try:
+            self.rt.sleep(duration)
+        finally:
+            cluster.heal_member(member)
+        self._edge(step, "end", target, member=member, holder=holder)
 
     def _redlock_fault(self, step: FaultStep, duration: float) -> None:
         """kill -9 masters and restart them empty (no persistence), resolved when the fault fires.

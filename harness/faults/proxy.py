@@ -155,6 +155,9 @@ class FaultProxy:
         # Each fault has a direction: "up" is client -> server (requests), "down" the replies.
         self._dropping = {"up": False, "down": False}
         self._delay_s = {"up": 0.0, "down": 0.0}
+        # cut_clients(): connections whose client's source port matches are blackholed both ways
+        self._cut_match: Callable[[int], bool] | None = None
+        self._cut: set[Conn] = set()
 
     def __repr__(self) -> str:
         where = f"{LOOPBACK}:{self._port}" if self._port else "unstarted"
@@ -279,6 +282,14 @@ class FaultProxy:
         cannot know (the "release lost to a connection reset" case, before the reset)."""
         self._call(lambda: self._do_blackhole(up=False))
 
+    def cut_clients(self, match: Callable[[int], bool]) -> None:
+        """Blackhole, both ways, only the connections whose client's source port ``match`` picks:
+        those open now and those accepted until ``heal()``. The others keep flowing. This is how a
+        cluster member is cut off from its peers while chosen clients still reach it: the caller
+        tells a peer's connection by the process that owns its port. ``match`` runs on the proxy's
+        thread, once per connection."""
+        self._call(lambda: self._do_cut(match))
+
     def heal(self) -> None:
         """Back to normal; bytes discarded during a blackhole stay lost."""
         self._call(self._do_heal)
@@ -311,6 +322,26 @@ class FaultProxy:
                 pipe.chunks.clear()
                 pipe.queued = 0
 
+    def _do_cut(self, match: Callable[[int], bool]) -> None:
+        self._cut_match = match
+        picked = [conn for conn in self._conns if self._matches(conn)]
+        self._unsplice(*picked)
+        for conn in picked:
+            self._cut.add(conn)
+            for pipe in (conn.up, conn.down):
+                self._dropped += pipe.queued
+                pipe.chunks.clear()
+                pipe.queued = 0
+
+    def _matches(self, conn: Conn) -> bool:
+        if self._cut_match is None:
+            return False
+        try:
+            port = int(conn.client.getpeername()[1])
+        except OSError:  # already reset by the client: nothing left to cut
+            return False
+        return self._cut_match(port)
+
     def _do_delay(self, **delay_s: float) -> None:
         if any(delay_s.values()):
             self._unsplice_all()
@@ -342,6 +373,8 @@ class FaultProxy:
         self._do_refuse(False)
         self._dropping.update(up=False, down=False)
         self._delay_s.update(up=0.0, down=0.0)
+        self._cut_match = None
+        self._cut.clear()
 
     # -- the loop
     def _run(self) -> None:
@@ -386,7 +419,7 @@ class FaultProxy:
             self._flush(conn, conn.down, now)
             if conn.closed:
                 continue
-            if not (healthy and self._may_splice(conn) and self._start_splicing(conn)):
+            if not (healthy and conn not in self._cut and self._may_splice(conn) and self._start_splicing(conn)):
                 self._update_interest(conn)
 
     def _timeout(self, now: float) -> float:
@@ -417,6 +450,8 @@ class FaultProxy:
             conn = Conn(client, upstream, connecting=err == errno.EINPROGRESS)
             self._conns.add(conn)
             self._open += 1
+            if self._matches(conn):
+                self._cut.add(conn)
             if err not in (0, errno.EINPROGRESS):
                 self._drop(conn, abort=True)  # upstream refused: the client sees a reset
 
@@ -438,8 +473,9 @@ class FaultProxy:
         except OSError:  # a reset on one side becomes a reset on the other
             self._drop(conn, abort=True)
             return
-        dropping = self._dropping["up" if pipe is conn.up else "down"]
-        if not data and (self._dropping["up"] or self._dropping["down"]):
+        cut = conn in self._cut
+        dropping = cut or self._dropping["up" if pipe is conn.up else "down"]
+        if not data and (cut or self._dropping["up"] or self._dropping["down"]):
             self._drop(conn, abort=False)
         elif not data:
             pipe.eof = True
@@ -510,6 +546,7 @@ class FaultProxy:
         finally:
             conn.closed = True
             self._conns.discard(conn)
+            self._cut.discard(conn)
             for sock in (conn.client, conn.upstream):
                 if conn.events[sock] and self._sel is not None:
                     self._sel.unregister(sock)

@@ -92,7 +92,8 @@ def _environment(target: Target, scenario: Scenario, runtime: Runtime, opts: Run
         return FakeEnvironment(target, runtime, durable=scenario.persistence, timeout_ms=timeout_ms)
     if opts.virtual_time:
         raise ConfigurationError("--virtual-time runs the fake only")
-    return ServerEnvironment(target, runtime, persistence=scenario.persistence, timeout_ms=timeout_ms)
+    return ServerEnvironment(target, runtime, persistence=scenario.persistence, timeout_ms=timeout_ms,
+                             clock_faults="clock-jump" in fault_kinds(scenario))
 
 
 def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: Path,

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
+from collections.abc import Collection
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,10 +23,11 @@ from lockchaos.harness.faults.proxy import FaultProxy, ProxyPool
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
-from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster
+from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster, RedlockCluster
 from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
+from lockchaos.harness.servers.faketime import missing_reason
 from lockchaos.harness.servers.handle import ServerHandle
-from lockchaos.harness.servers.process import ExternalServer
+from lockchaos.harness.servers.process import ExternalServer, RedisServer
 from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
 
 
@@ -122,6 +124,12 @@ class FakeFailover:
     def resume_member(self, name: str) -> None:
         """Nothing to do: the member rejoins as a follower."""
 
+    def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
+        """Nothing to do: the majority's new leader has every grant, the cut-off one grants nothing."""
+
+    def heal_member(self, name: str) -> None:
+        """Nothing to do: the member rejoins as a follower."""
+
     def masters(self) -> list[str]:
         """Redlock faults on the reference: its masters never forget, so a restart changes nothing."""
         return ["fake"]
@@ -193,15 +201,16 @@ class FakeEnvironment:
 
 
 CLOCK_JUMP_UNREACHABLE = {
-    "redis": "clock-jump: no clock fault reaches Debian's redis-server: under libfaketime (LD_PRELOAD) it "
-             "hangs at start, since its jemalloc calls clock_gettime while libfaketime initialises "
-             "(libfaketime#130, open; measured by bench/probe_clock_faults.py); run it against the fake",
-    "etcd": "clock-jump: no clock fault reaches etcd: a Go binary reads the clock through the vDSO, and "
-            "under libfaketime its log clock stays at real time (+1 h asked, 0 s measured by "
-            "bench/probe_clock_faults.py); run it against the fake",
+    "redis": "clock-jump: libfaketime reaches only a redis-server the harness launches as a process "
+             "(harness/servers/faketime.py); this one runs in a container or elsewhere",
+    "etcd": "clock-jump: no clock fault reaches a running etcd: libfaketime misses Go's vDSO clock reads "
+            "(+1 h asked, 0 s measured), and a time namespace's monotonic offset, the clock etcd's leases "
+            "expire on, is refused once a process is inside (EACCES; bench/probe_clock_faults.py); "
+            "run it against the fake",
 }
 """Why clock-jump is skipped on real servers, by server kind: measured, not assumed."""
-CLOCK_JUMP_UNREACHABLE["redis-sentinel"] = CLOCK_JUMP_UNREACHABLE["redis"]
+CLOCK_JUMP_UNREACHABLE["redis-sentinel"] = ("clock-jump: a Sentinel group's nodes are not launched under libfaketime "
+                                             "(only a single process-mode Redis is)")
 
 
 LOSE_REPLY_FOR_S = 0.15
@@ -260,7 +269,7 @@ class ServerEnvironment:
     """A real server: launched here (process mode), or the user's own (``--url``, external mode)."""
 
     def __init__(self, target: Target, runtime: Runtime, *, persistence: bool | None,
-                 timeout_ms: int | None) -> None:
+                 timeout_ms: int | None, clock_faults: bool = False) -> None:
         self.target = target
         self.runtime = runtime
         self.timeout_ms = timeout_ms
@@ -270,7 +279,8 @@ class ServerEnvironment:
             url, self._prefix = with_run_prefix(target.external_url)
             self.handle = ExternalServer(url)
         else:  # the scenario's insistence wins, else the target's own (``--server redis-aof``)
-            self.handle = start_server(target, target.persistence if persistence is None else persistence)
+            self.handle = start_server(target, target.persistence if persistence is None else persistence,
+                                       clock_faults=clock_faults)
         self._cluster = self.handle if isinstance(self.handle, ProcessCluster) else None
         self.server: ServerFaults = (self.handle if self._cluster is None  # a handle takes server faults itself
                                      else ClusterServerFaults(self._cluster))
@@ -319,6 +329,11 @@ class ServerEnvironment:
 
     def unsupported(self, fault: str) -> str | None:
         if fault == "clock-jump":
+            if isinstance(self.handle, RedisServer | RedlockCluster):
+                if self.handle.clock_faults:
+                    return None
+                if (missing := missing_reason()) is not None:
+                    return f"clock-jump: {missing}"
             return CLOCK_JUMP_UNREACHABLE.get(self.handle.kind, CLOCK_JUMP_UNREACHABLE["redis"])
         if fault in REDLOCK_FAULTS and (self._cluster is None or self._cluster.kind != "redlock"):
             return (f"{fault}: {self.target.label} has no independent Redlock masters to kill; "

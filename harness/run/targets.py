@@ -114,19 +114,20 @@ def server_of(server: str) -> tuple[str, bool]:
     return spec.kind, spec.durable and not SPECS_BY_SCHEME[spec.kind].durable  # durability switched on
 
 
-def start_server(target: Target, persistence: bool) -> ServerHandle:
-    """A started server of the target's kind, as a process or in a container (``servers/specs``)."""
+def start_server(target: Target, persistence: bool, *, clock_faults: bool = False) -> ServerHandle:
+    """A started server of the target's kind, as a process or in a container; ``clock_faults`` asks
+    for a process-mode Redis whose clock ``jump_clock`` can step (ignored where none can)."""
     if target.server_kind in CLUSTER_BACKENDS:
         from lockchaos.harness.servers.clusters import provision_cluster
 
-        return provision_cluster(target.server_kind)
+        return provision_cluster(target.server_kind, clock_faults=clock_faults)
     if target.provision == "container":
         from lockchaos.harness.servers.containers import provision_container
 
         return provision_container(target.server_kind, persistence=persistence)
     from lockchaos.harness.servers.process import provision
 
-    return provision(target.server_kind, persistence=persistence)
+    return provision(target.server_kind, persistence=persistence, clock_faults=clock_faults)
 
 
 def external_target(url: str, *, backend: str | None = None, adapter: str | None = None) -> Target:

@@ -15,7 +15,7 @@ import shutil
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lockchaos.backends.base import FaultUnsupported, InfrastructureError
+from lockchaos.harness.servers.faketime import missing_reason
 from lockchaos.harness.servers.flags import (
     LOOPBACK,
     etcd_election_timeout_ms,
@@ -33,6 +34,7 @@ from lockchaos.harness.servers.flags import (
     free_ports,
     redis_ready,
 )
+from lockchaos.harness.servers.peerproxies import PeerProxies
 from lockchaos.harness.servers.process import EtcdServer, RedisServer, _ProcessServer
 
 ETCD_MEMBERS = 3
@@ -64,6 +66,12 @@ class ProcessCluster:
     def __init__(self) -> None:
         self._members: list[_ProcessServer] = []
         self._started = False
+        self.route_peers = False
+        """Whether the members' traffic to each other crosses ``peers`` (set by clusters that have it)."""
+        self.clients_cross_peers = False
+        """Whether clients reach a member through its peer proxy too (Sentinel names the proxy), so
+        that isolating it must spare the holder's connections by their process."""
+        self.peers = PeerProxies()
 
     @property
     def members(self) -> tuple[_ProcessServer, ...]:
@@ -97,9 +105,9 @@ class ProcessCluster:
     def start(self) -> Self:
         if self._started:
             raise InfrastructureError(f"{self!r} is already started")
-        self._members = self._build()
         self._started = True
         try:
+            self._members = self._build()
             self._start_members()
             self._after_start()
         except BaseException:
@@ -124,6 +132,10 @@ class ProcessCluster:
             except Exception as exc:
                 errors.append(exc)
         self._started = False
+        try:
+            self.peers.stop()
+        except InfrastructureError as exc:
+            errors.append(exc)
         if errors:
             raise errors[0]
 
@@ -180,6 +192,20 @@ class ProcessCluster:
     def resume_member(self, name: str) -> None:
         self.member(name).resume()
 
+    def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
+        """Cut ``name`` off from its peers, both ways, on real sockets (its peer proxy and theirs);
+        the processes ``keep_pids`` (a holder's client) still reach it. Until ``heal_member``."""
+        if not self.peers:
+            raise FaultUnsupported(f"{self!r} does not route its members' traffic through proxies")
+        self.member(name)
+        pids = {str(getattr(m, "name", "")): m.pid for m in self._members if m.is_running()}
+        self.peers.isolate(name, pids, keep_pids)
+
+    def heal_member(self, name: str) -> None:
+        """Undo ``isolate_member``: the member's peers reach it again (cut connections are redialled)."""
+        self.member(name)
+        self.peers.heal()
+
     def __repr__(self) -> str:
         ports = ",".join(str(m._ports[0]) for m in self._members if m._ports)
         return f"<{type(self).__name__} {LOOPBACK}:{ports or 'unstarted'}>"
@@ -192,10 +218,12 @@ class EtcdMember(EtcdServer):
     """One member of a private etcd cluster: its ports and its peers are chosen by the cluster."""
 
     def __init__(self, name: str, ports: tuple[int, int], initial_cluster: str, token: str, *,
-                 fast: bool = True, startup_timeout: float = 20.0) -> None:
+                 fast: bool = True, startup_timeout: float = 20.0, advertise_peer_port: int | None = None) -> None:
         super().__init__(fast=fast, startup_timeout=startup_timeout)
         self.name = name
         self._assigned = ports
+        self._advertise_peer_port = advertise_peer_port
+        """The port peers dial: its peer proxy's, when the cluster routes peer traffic through one."""
         self._initial_cluster = initial_cluster
         self._token = token
 
@@ -205,10 +233,11 @@ class EtcdMember(EtcdServer):
     def _args(self, workdir: Path) -> list[str]:
         client = f"http://{self.host}:{self.port}"
         peer = f"http://{self.host}:{self.peer_port}"
+        advertised = f"http://{self.host}:{self._advertise_peer_port or self.peer_port}"
         args = [
             "--name", self.name, "--data-dir", str(workdir / "data"),
             "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", advertised,
             "--initial-cluster", self._initial_cluster, "--initial-cluster-state", "new",
             "--initial-cluster-token", self._token,
         ]
@@ -236,10 +265,11 @@ class EtcdCluster(ProcessCluster):
 
     kind = "etcd"
 
-    def __init__(self, *, members: int = ETCD_MEMBERS, fast: bool = True) -> None:
+    def __init__(self, *, members: int = ETCD_MEMBERS, fast: bool = True, route_peers: bool = True) -> None:
         super().__init__()
         self.size = members
         self.fast = fast
+        self.route_peers = route_peers
         self.election_timeout_ms = etcd_election_timeout_ms(fast)
         # Randomised election timeouts (up to 2x), a pre-vote round, and a call stuck on the frozen
         # leader until the adapter's 2 s timeout before it tries the next endpoint.
@@ -259,9 +289,12 @@ class EtcdCluster(ProcessCluster):
         ports = free_ports(2 * self.size)
         names = [f"m{i}" for i in range(self.size)]
         pairs = [(ports[2 * i], ports[2 * i + 1]) for i in range(self.size)]
-        initial = ",".join(f"{n}=http://{LOOPBACK}:{p[1]}" for n, p in zip(names, pairs, strict=True))
+        # Peers dial each member's proxy (isolate_member cuts there); clients dial the member itself.
+        advertised = [self.peers.add(n, p[1]) if self.route_peers else p[1] for n, p in zip(names, pairs, strict=True)]
+        initial = ",".join(f"{n}=http://{LOOPBACK}:{a}" for n, a in zip(names, advertised, strict=True))
         token = f"lockchaos-{uuid.uuid4().hex[:12]}"
-        return [EtcdMember(n, p, initial, token, fast=self.fast) for n, p in zip(names, pairs, strict=True)]
+        return [EtcdMember(n, p, initial, token, fast=self.fast, advertise_peer_port=a)
+                for n, p, a in zip(names, pairs, advertised, strict=True)]
 
     def _after_start(self) -> None:
         self.leader()
@@ -312,7 +345,10 @@ class ClusterServerFaults:
         self.cluster.resume()
 
     def jump_clock(self, delta_ms: int) -> None:
-        raise FaultUnsupported("a clock jump cannot reach a real cluster's processes")
+        if isinstance(self.cluster, RedlockCluster) and self.cluster.clock_faults:
+            self.cluster.jump_clock(delta_ms)
+            return
+        raise FaultUnsupported("a clock jump reaches only Redlock's clock master among the clusters")
 
     def leader(self) -> str:
         return self.cluster.leader()
@@ -328,6 +364,16 @@ class ClusterServerFaults:
 
     def resume_member(self, name: str) -> None:
         self.cluster.resume_member(name)
+
+    def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
+        self.cluster.isolate_member(name, keep_pids)
+
+    @property
+    def clients_cross_peers(self) -> bool:
+        return self.cluster.clients_cross_peers
+
+    def heal_member(self, name: str) -> None:
+        self.cluster.heal_member(name)
 
     def masters(self) -> list[str]:
         return self._redlock().masters()
@@ -355,11 +401,19 @@ SENTINEL_SETTLE_S = 15.0
 class RedisNode(RedisServer):
     """A data node of a Sentinel group: the primary, or a replica of the port it is given."""
 
-    def __init__(self, name: str, port: int, primary_port: int | None) -> None:
-        super().__init__(persistence=False)
+    def __init__(self, name: str, port: int, primary_port: int | None, *, clock_faults: bool = False,
+                 announce_port: int | None = None) -> None:
+        super().__init__(persistence=False, clock_faults=clock_faults)
         self.name = name
         self._assigned = (port,)
         self._primary_port = primary_port
+        self._announce_port = announce_port
+
+    @property
+    def peer_port(self) -> int:
+        """The port replicas and Sentinels (and so clients, who ask Sentinel) know this node by:
+        its peer proxy's, when the group routes its traffic through proxies."""
+        return self._announce_port or self.port
 
     def _pick_ports(self) -> tuple[int, ...]:
         return self._assigned
@@ -373,6 +427,8 @@ class RedisNode(RedisServer):
         args = [*super()._args(workdir), "--repl-diskless-sync-delay", "0"]
         if self._primary_port is not None:
             args += ["--replicaof", self.host, str(self._primary_port)]
+        if self._announce_port is not None:  # the primary lists it (INFO) at its proxy, for Sentinel
+            args += ["--replica-announce-ip", self.host, "--replica-announce-port", str(self._announce_port)]
         return args
 
     def role(self) -> str | None:
@@ -492,10 +548,12 @@ class SentinelCluster(ProcessCluster):
 
     kind = "redis-sentinel"
 
-    def __init__(self, *, replicas: int = 2, sentinels: int = 3) -> None:
+    def __init__(self, *, replicas: int = 2, sentinels: int = 3, route_peers: bool = True) -> None:
         super().__init__()
         self.replicas = replicas
         self.sentinel_count = sentinels
+        self.route_peers = route_peers
+        self.clients_cross_peers = route_peers
         self._primary_at_kill = "r0"
         from lockchaos.backends.redis import DEFAULT_TIMEOUT_MS
 
@@ -528,11 +586,15 @@ class SentinelCluster(ProcessCluster):
 
     def _build(self) -> list[_ProcessServer]:
         ports = free_ports(1 + self.replicas + self.sentinel_count)
-        primary = ports[0]
-        nodes: list[_ProcessServer] = [RedisNode("r0", primary, None)]
-        nodes += [RedisNode(f"r{i}", ports[i], primary) for i in range(1, 1 + self.replicas)]
+        # Replicas and Sentinels reach each node through its peer proxy (isolate_member cuts there).
+        data = range(1 + self.replicas)
+        known = [self.peers.add(f"r{i}", ports[i]) if self.route_peers else ports[i] for i in data]
+        announce = known if self.route_peers else [None for _ in data]
+        primary = known[0]
+        nodes: list[_ProcessServer] = [RedisNode("r0", ports[0], None, announce_port=announce[0])]
+        nodes += [RedisNode(f"r{i}", ports[i], primary, announce_port=announce[i]) for i in range(1, 1 + self.replicas)]
         quorum = self.sentinel_count // 2 + 1
-        replica_ports = ports[1:1 + self.replicas]
+        replica_ports = known[1:]
         sentinel_ports = ports[1 + self.replicas:]
         ids = [uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in sentinel_ports]  # 40 hex digits
         for i, port in enumerate(sentinel_ports):
@@ -582,7 +644,7 @@ class SentinelCluster(ProcessCluster):
         primary = self.member(self._primary_at_kill)
         assert isinstance(primary, RedisNode)
         for node in self.nodes:
-            node.follow(None if node is primary else primary.port)
+            node.follow(None if node is primary else primary.peer_port)
         _parallel(self.nodes, lambda m: m.restart())
         self._await_replicas()
         _parallel(self.sentinels, lambda m: m.restart())
@@ -593,7 +655,7 @@ class SentinelCluster(ProcessCluster):
         while True:
             views = [s.primary_port() for s in self.sentinels if s.is_running() and not s.paused]
             for node in self.nodes:
-                if views.count(node.port) > self.sentinel_count // 2 and node.is_running() and not node.paused \
+                if views.count(node.peer_port) > self.sentinel_count // 2 and node.is_running() and not node.paused \
                         and node.role() == "master":
                     return node.name
             if time.monotonic() > deadline:
@@ -618,13 +680,17 @@ class RedlockCluster(ProcessCluster):
 
     Redlock has no leader: a lock is a quorum of masters (3 of 5). A master restarted after kill -9
     comes back empty, forgetting the grants it held; that is the hazard the Redlock faults exercise.
+    With ``clock_faults`` the first master (``m0``) runs under libfaketime and ``jump_clock`` steps
+    its wall clock alone: one master's clock fault, which Redlock's quorum claims to survive.
     """
 
     kind = "redlock"
+    CLOCK_MASTER = "m0"
 
-    def __init__(self, *, masters: int = REDLOCK_MASTERS) -> None:
+    def __init__(self, *, masters: int = REDLOCK_MASTERS, clock_faults: bool = False) -> None:
         super().__init__()
         self.size = masters
+        self.clock_faults = clock_faults
         from lockchaos.backends.libs.pottery_quorum import RESTART_MS
         from lockchaos.backends.redis import DEFAULT_TIMEOUT_MS
 
@@ -635,7 +701,14 @@ class RedlockCluster(ProcessCluster):
         return "redlock://" + ",".join(f"{m.host}:{m.port}" for m in self._members) + "/0"
 
     def _build(self) -> list[_ProcessServer]:
-        return [RedisNode(f"m{i}", port, None) for i, port in enumerate(free_ports(self.size))]
+        return [RedisNode(f"m{i}", port, None, clock_faults=self.clock_faults and f"m{i}" == self.CLOCK_MASTER)
+                for i, port in enumerate(free_ports(self.size))]
+
+    def jump_clock(self, delta_ms: int) -> None:
+        """Step the wall clock of ``m0`` alone (cumulative), the one master launched for clock faults."""
+        node = self.member(self.CLOCK_MASTER)
+        assert isinstance(node, RedisNode)
+        node.jump_clock(delta_ms)
 
     def leader(self) -> str:
         raise FaultUnsupported("Redlock has no leader: its masters are independent (use the redlock faults)")
@@ -670,12 +743,12 @@ class RedlockCluster(ProcessCluster):
 CLUSTERS = ("etcd-cluster", "redis-sentinel", "redlock")
 
 
-def provision_cluster(kind: str) -> ProcessCluster:
-    """Start a private cluster of ``kind`` (process mode)."""
+def provision_cluster(kind: str, *, clock_faults: bool = False) -> ProcessCluster:
+    """Start a private cluster of ``kind`` (process mode); ``clock_faults``: Redlock's ``m0`` under libfaketime."""
     if kind == "etcd-cluster":
         return EtcdCluster().start()
     if kind == "redis-sentinel":
         return SentinelCluster().start()
     if kind == "redlock":
-        return RedlockCluster().start()
+        return RedlockCluster(clock_faults=clock_faults and missing_reason() is None).start()
     raise InfrastructureError(f"unknown cluster kind {kind!r}")

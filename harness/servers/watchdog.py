@@ -22,6 +22,8 @@ from pathlib import Path
 
 import psutil
 
+from lockchaos.harness.servers import faketime
+
 MARKER = "lockchaos-owner.json"
 _POLL_S = 0.2
 _MAX_WATCH_S = 7 * 24 * 3600.0  # a week: far beyond any soak, still a bound
@@ -83,6 +85,8 @@ def watch(owner: int, create_time: float) -> int:
         while server > 0 and not _server_gone(server) and time.monotonic() < grace:
             time.sleep(0.05)  # the death signal is on its way; a dir in use is not ours to take
         if server <= 0 or _server_gone(server):
+            if server > 0 and (workdir / faketime.CONTROL_NAME).exists():
+                faketime.remove_residue(server)  # libfaketime's /dev/shm files outlive a killed server
             shutil.rmtree(workdir, ignore_errors=True)
             removed += 1
     return removed

@@ -36,6 +36,8 @@ class ServerSpec:
     """Loopback ports one server binds: the first is its client port."""
     default_port: ClassVar[int]
     """The client port of a URL that names none (external mode, the fault proxy)."""
+    takes_faketime: ClassVar[bool]
+    """Whether libfaketime reaches the server's clock, so that process mode can launch it for clock faults."""
     state_in_subdir: ClassVar[bool]
     """Whether the server keeps its state in a subdirectory of its work dir (``data`` in process mode,
     ``/data/<kind>`` in a container, as the images' own command lines do), which a launch that lost

@@ -52,6 +52,7 @@ class RedisSpec(ServerSpec):
     default_image = "redis:7"
     port_count = 1
     default_port = 6379
+    takes_faketime = True  # measured: libfaketime reaches redis-server (servers/faketime.py)
     state_in_subdir = False
     key_separator = ":"
     soak_ttl_ms = 1000  # millisecond leases
