@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lockchaos.backends.base import Capabilities, Lease, LockBackend
-from lockchaos.backends.clock import REAL_CLOCK, Clock
-
-NS_PER_MS = 1_000_000
+from lockchaos.backends.clock import NS_PER_MS, REAL_CLOCK, Clock
 
 
 class ContractFailure(AssertionError):

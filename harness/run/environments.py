@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from lockchaos.backends.base import Capabilities, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 from lockchaos.harness.faults.nemesis import CLUSTER_FAULTS, LINK_FAULTS, REDLOCK_FAULTS, SERVER_FAULTS, ServerFaults
-from lockchaos.harness.faults.proxy import FaultProxy, ProxyPool
+from lockchaos.harness.faults.proxy import Proxy, ProxyPool
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
@@ -220,7 +220,7 @@ LOSE_REPLY_FOR_S = 0.15
 class ProxyLink:
     """Network faults of one worker's own TCP proxy."""
 
-    def __init__(self, proxy: FaultProxy) -> None:
+    def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
 
     def partition(self) -> None:

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
+from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.backends.redaction import redact_text
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpName, OpRecord, Outcome, Record, lease_dict
 from lockchaos.harness.run.register import FencedRegister
 from lockchaos.harness.run.runtime import RunStopped, Runtime
 from lockchaos.harness.scenarios import WorkerPlan
 
-NS_PER_MS = 1_000_000
 LATE_RELEASE_LEAD = 1.5
 """A late release is sent this many one-way delays before the lease ends: its first request lands
 half a delay before the expiry, a second round trip one and a half delays after it."""

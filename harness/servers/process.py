@@ -63,7 +63,7 @@ _prctl: Callable[..., int] | None = (
 )
 
 
-def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(argv: list[str], log: Path, env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
     parent = os.getpid()
 
     def arm_death_signal() -> None:
@@ -75,7 +75,7 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[
     with log.open("ab") as out:
         return subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent,
-            env=env, start_new_session=True, preexec_fn=arm_death_signal,
+            env=env, start_new_session=True, preexec_fn=arm_death_signal, pass_fds=pass_fds,
         )
 
 
@@ -95,18 +95,20 @@ class _Spawner:
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[
-            tuple[list[str], Path, dict[str, str], Future[subprocess.Popen[bytes]]]
+            tuple[list[str], Path, dict[str, str], tuple[int, ...], Future[subprocess.Popen[bytes]]]
         ] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def popen(self, argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def popen(
+        self, argv: list[str], log: Path, env: dict[str, str], pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():  # also after os.fork()
                 self._thread = threading.Thread(target=self._serve, name="lockchaos-spawner", daemon=True)
                 self._thread.start()
         fut: Future[subprocess.Popen[bytes]] = Future()
-        self._jobs.put((argv, log, env, fut))
+        self._jobs.put((argv, log, env, pass_fds, fut))
         try:
             return fut.result()
         except BaseException:
@@ -115,14 +117,22 @@ class _Spawner:
 
     def _serve(self) -> None:
         while True:
-            argv, log, env, fut = self._jobs.get()
+            argv, log, env, pass_fds, fut = self._jobs.get()
             try:
-                fut.set_result(_spawn(argv, log, env))
+                fut.set_result(_spawn(argv, log, env, pass_fds))
             except BaseException as exc:
                 fut.set_exception(exc)
 
 
 _SPAWNER = _Spawner()
+
+
+def spawn_tied(
+    argv: list[str], log: Path, env: dict[str, str], pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """Start a helper process (not a server) that the kernel SIGKILLs when the harness dies."""
+    return _SPAWNER.popen(argv, log, env, pass_fds)
+
 
 # --- the registry that atexit drains, and the sweep for harnesses that were SIGKILLed ----------
 
