@@ -14,7 +14,8 @@ from typing import Literal
 
 from lockchaos.backends.base import ConfigurationError
 
-Target = Literal["holder", "server", "all", "random"]
+FaultTarget = Literal["holder", "server", "all", "random"]
+"""Whom a fault step hits (not a `run.targets.Target`, which is the backend a run is pointed at)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class FaultStep:
 
     at: float
     fault: str
-    target: Target = "holder"
+    target: FaultTarget = "holder"
     duration: float = 0.0
     amount: float = 0.0
 

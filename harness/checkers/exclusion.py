@@ -9,12 +9,18 @@ interleaving by a stale holder is what the scenario demonstrates (known-unsafe),
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding, Severity
 from lockchaos.harness.checkers.model import Grant, History, surely_held_throughout
+from lockchaos.harness.run.history import WriteRecord
 
 NAME_GRANTS = "exclusion-grants"
 NAME_REGISTER = "exclusion-register"
+STALE_WRITES = "stale_writes"
+"""Stat: writes with a token below one already granted by then (tokenless: by a superseded lease)."""
+STALE_WRITES_ACCEPTED = "stale_writes_accepted"
+EXAMPLES = 5
 
 
 def check_grants(h: History) -> CheckResult:
@@ -66,7 +72,8 @@ def _tok(token: int | None) -> str:
 
 def check_register(h: History) -> CheckResult:
     findings: list[Finding] = []
-    stale_by_lease = _stale_by_lease(h, findings)
+    examples: list[dict[str, Any]] = []
+    stale_by_lease = _stale_by_lease(h, findings, examples)
     highest: dict[str, tuple[int, int]] = {}  # per key: the highest token written and its line
     writers: dict[str, dict[int, tuple[str, int, int]]] = {}  # per key: each token's first writer
     restarts = h.server_faults("server-kill")
@@ -103,14 +110,44 @@ def check_register(h: History) -> CheckResult:
                                     w.time_ns, (owner[0], w.client), (w.token,), (owner[1], line)))
         if w.token >= max_token:
             highest[w.key] = (w.token, line)
+    if h.caps.fencing_tokens:
+        stale, stale_accepted = _behind_grants(h, examples)
+    else:
+        stale = stale_accepted = stale_by_lease
     stats: dict[str, object] = {"writes": len(h.writes), "stale_rejected_by_fencing": stale_rejected,
-             "stale_accepted": interleavings + stale_by_lease}
+             "stale_accepted": interleavings + stale_by_lease, STALE_WRITES: stale,
+             STALE_WRITES_ACCEPTED: stale_accepted}
     if not h.caps.fencing_tokens:
         stats["judged_by"] = "lease identity: the lock issues no fencing tokens"
-    return CheckResult(NAME_REGISTER, tuple(_first_per_kind(findings)), stats)
+    return CheckResult(NAME_REGISTER, tuple(_first_per_kind(findings)), stats, examples=tuple(examples))
 
 
-def _stale_by_lease(h: History, findings: list[Finding]) -> int:
+def _behind_grants(h: History, examples: list[dict[str, Any]]) -> tuple[int, int]:
+    """Writes carrying a token below the highest granted by the time of the write, and how many of them
+    the register accepted (the newer holder had not written yet, or fencing was off)."""
+    granted = sorted((g.acquire.complete, g.token, g.key) for g in h.grants if g.definite and g.token is not None)
+    highest: dict[str, int] = {}  # per key
+    nxt = stale = accepted = 0
+    for _, w in h.writes:
+        while nxt < len(granted) and granted[nxt][0] <= w.time_ns:
+            _, token, key = granted[nxt]
+            highest[key] = max(highest.get(key, 0), token)
+            nxt += 1
+        newer = highest.get(w.key, 0)
+        if w.token is not None and w.token < newer:
+            stale += 1
+            accepted += w.accepted
+            if len(examples) < EXAMPLES:
+                examples.append(_stale_example(w, newer))
+    return stale, accepted
+
+
+def _stale_example(w: WriteRecord, newer_token: int | None) -> dict[str, Any]:
+    return {"kind": "stale-write", "client": w.client, "token": w.token, "newer_token": newer_token,
+            "accepted": w.accepted, "at_ns": w.time_ns}
+
+
+def _stale_by_lease(h: History, findings: list[Finding], examples: list[dict[str, Any]]) -> int:
     """Tokenless writes judged by lease identity: a write by a holder whose own grant surely ended.
 
     Surely ended: the write came after the latest instant the writer's grant can have been in force,
@@ -145,6 +182,8 @@ def _stale_by_lease(h: History, findings: list[Finding]) -> int:
         if w.time_ns <= g.latest_end and not since:
             continue
         count += 1
+        if len(examples) < EXAMPLES:
+            examples.append(_stale_example(w, None))
         if count > 20:
             continue  # a stale holder writes many times; the first few prove the point
         other = min(since, key=lambda o: o.acquire.complete) if since else None

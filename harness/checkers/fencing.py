@@ -7,10 +7,15 @@ on a server declaring durability is the backend breaking its word.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lockchaos.harness.checkers.findings import CheckResult, Finding
 from lockchaos.harness.checkers.model import History, extended_end
 
 NAME = "fencing"
+TOKEN_REGRESSIONS = "token_regressions"
+EXAMPLES = 5
+"""Stat: grants whose token was not above an earlier completed grant's (known-unsafe ones included)."""
 
 
 def check(h: History) -> CheckResult:
@@ -22,6 +27,7 @@ def check(h: History) -> CheckResult:
         reason = "the lock issues no fencing tokens (capabilities.fencing_tokens=False): token rules do not apply"
         return CheckResult(NAME, tuple(lost), {"skipped": reason, "restarts": len(restarts)}, skipped=reason)
     findings: list[Finding] = []
+    examples: list[dict[str, Any]] = []
     # The history's grants are in acquire-invoke order; tokens are judged per key.
     definite = [g for g in h.grants if g.definite and g.token is not None]
     best_by_key: dict[str, tuple[int, int, str, int]] = {}
@@ -40,13 +46,17 @@ def check(h: History) -> CheckResult:
                 + (": the non-durable server restarted and forgot its token counter" if amnesia else "")
                 + (": counter lost on promotion (asynchronous replication)" if promoted else ""),
                 a.complete, (best[2], g.owner), (best[0], g.token), (best[3], a.line)))
+            if len(examples) < EXAMPLES:
+                examples.append({"kind": "token-regression", "client": g.client, "token": g.token,
+                                 "previous_max": best[0], "at_ns": a.complete})
             if known:
                 best_by_key[g.key] = (g.token, a.complete, g.owner, a.line)  # judge what follows in the new era
                 continue
         if best is None or g.token > best[0]:
             best_by_key[g.key] = (g.token, a.complete, g.owner, a.line)
     lost = _lost_on_restart(h) + _lost_on_promotion(h)
-    return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts)})
+    return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts),
+                                                      TOKEN_REGRESSIONS: len(findings)}, examples=tuple(examples))
 
 
 def _lost_on_promotion(h: History) -> list[Finding]:

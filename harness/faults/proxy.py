@@ -726,10 +726,6 @@ class ProxyPool:
         with self._lock:
             return dict(self._proxies)
 
-    def heal_all(self) -> None:
-        for proxy in self.proxies().values():
-            proxy.heal()
-
     def stop(self) -> None:
         """Stop every proxy, even when one fails to; then raise the first failure."""
         with self._lock:

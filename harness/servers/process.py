@@ -608,7 +608,7 @@ class EtcdServer(ProcessServer):
 class ExternalServer:
     """A server the user runs; the harness never signals, flushes or stops it."""
 
-    def __init__(self, url: str, *, allow_destructive: bool = False) -> None:
+    def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in SPECS_BY_SCHEME:
             raise ConfigurationError(f"unsupported server URL {redact_url(url)!r}: expected redis://... or etcd://...")
@@ -624,7 +624,6 @@ class ExternalServer:
         self._kind = parts.scheme
         self._host = host
         self._port = port or SPECS_BY_SCHEME[parts.scheme].default_port
-        self.allow_destructive = allow_destructive
 
     @property
     def kind(self) -> str:
@@ -692,14 +691,8 @@ class ExternalServer:
         return False
 
     def _refusal(self, fault: str) -> FaultUnsupported:
-        if self.allow_destructive:
-            why = (
-                f"{fault} signals the server's process, and the harness has no PID for a server it "
-                "did not start, so allow_destructive cannot enable it"
-            )
-        else:
-            why = "destructive faults are refused on a server the harness did not start unless allowed"
-        return FaultUnsupported(f"{fault} refused on {self!r}: {why}")
+        return FaultUnsupported(f"{fault} refused on {self!r}: destructive faults are refused on a server "
+                                "the harness did not start (it has no PID for it, and the server is not its own)")
 
 
 def provision(kind: str, *, persistence: bool = False, clock_faults: bool = False) -> ServerHandle:
