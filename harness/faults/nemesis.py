@@ -17,20 +17,9 @@ from lockchaos.harness.faults.registry import FAULTS, lookup
 from lockchaos.harness.run.history import FaultRecord, Record
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.worker import LinkFaults
+from lockchaos.harness.servers.handle import ServerFaults as ServerFaults  # the fault part of ServerHandle
 
 NS = 1_000_000_000
-
-
-class ServerFaults(Protocol):
-    def kill(self) -> None: ...
-
-    def restart(self) -> None: ...
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    def jump_clock(self, delta_ms: int) -> None: ...
 
 
 class HolderFaults(Protocol):

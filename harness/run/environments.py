@@ -16,7 +16,7 @@ from collections.abc import Collection
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
+from lockchaos.backends.base import Capabilities, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 from lockchaos.harness.faults.fault import Reach
 from lockchaos.harness.faults.nemesis import ServerFaults
@@ -28,7 +28,8 @@ from lockchaos.harness.run.worker import LinkFaults
 from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster, RedlockCluster
 from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
 from lockchaos.harness.servers.faketime import missing_reason
-from lockchaos.harness.servers.process import ExternalServer, RedisServer, ServerHandle
+from lockchaos.harness.servers.handle import ServerHandle
+from lockchaos.harness.servers.process import ExternalServer, RedisServer
 from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
 
 
@@ -203,28 +204,6 @@ class FakeEnvironment:
         drop_fake_server(self.name)
 
 
-class ProcessServerFaults:
-    """Server faults by signals to the server process the harness started."""
-
-    def __init__(self, handle: ServerHandle) -> None:
-        self.handle = handle
-
-    def kill(self) -> None:
-        self.handle.kill()
-
-    def restart(self) -> None:
-        self.handle.restart()
-
-    def pause(self) -> None:
-        self.handle.pause()
-
-    def resume(self) -> None:
-        self.handle.resume()
-
-    def jump_clock(self, delta_ms: int) -> None:
-        if not isinstance(self.handle, RedisServer) or not self.handle.clock_faults:
-            raise FaultUnsupported("a clock jump reaches only a process-mode Redis launched for clock faults")
-        self.handle.jump_clock(delta_ms)
 
 
 LOSE_REPLY_FOR_S = 0.15
@@ -296,7 +275,7 @@ class ServerEnvironment:
             self.handle = start_server(target, target.persistence if persistence is None else persistence,
                                        clock_faults=clock_faults)
         self._cluster = self.handle if isinstance(self.handle, ProcessCluster) else None
-        self.server: ServerFaults = (ProcessServerFaults(self.handle) if self._cluster is None
+        self.server: ServerFaults = (self.handle if self._cluster is None  # a handle takes server faults itself
                                      else ClusterServerFaults(self._cluster))
         # One proxy per worker, for per-client network faults; none to a remote server of the user's,
         # nor (yet) to a cluster, whose clients talk to every member.
