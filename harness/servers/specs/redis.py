@@ -7,10 +7,6 @@ from dataclasses import dataclass
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from lockchaos.harness.servers.specs.base import ServerSpec
 
 
@@ -27,6 +23,12 @@ def redis_flags(host: str, port: int, data_dir: str, persistence: bool) -> list[
 
 
 def redis_ready(host: str, port: int) -> bool:
+    # redis-py is imported where it is used: `lockchaos check` and `report` load this registry and
+    # must not pay a tenth of a second for a client they never open.
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     # No retries: the caller's deadline loop is the retry, and a retrying client would overshoot it.
     client = redis.Redis(host=host, port=port, socket_timeout=0.25, socket_connect_timeout=0.25,
                          retry=Retry(NoBackoff(), 0))
@@ -78,6 +80,8 @@ class RedisSpec(ServerSpec):
 
     def purge(self, url: str, prefix: str) -> int:
         """SCAN for the prefix and UNLINK key by key: never a flush, never a key outside the prefix."""
+        import redis
+
         parts = urlsplit(url)
         client = redis.Redis.from_url(urlunsplit(parts._replace(query="")), socket_timeout=5,
                                       socket_connect_timeout=5)
