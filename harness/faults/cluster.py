@@ -150,10 +150,11 @@ LEADER_PAUSE = Fault(
     description="SIGSTOP of the member leading now, resumed after the window")
 LEADER_ISOLATED = Fault(
     "leader-isolated", "cluster-leader", "#06b6d4", _isolate,
+    soak=(FaultStep(0, "leader-isolated", target="server", duration=3),),
     timing=LeaseTiming(failover=True),
     check_support=leader_unsupported,
     description="the member leading now is cut off from its peers (both ways) while the holder still "
-                "reaches it; healed after the window (not drawn by the soak)")
+                "reaches it; healed after the window")
 REDLOCK_MINORITY_KILL = Fault(
     "redlock-minority-kill", "masters", "#06b6d4", _on_masters(_minority),
     soak=(FaultStep(0, "redlock-minority-kill", target="server", duration=1),),

@@ -35,7 +35,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     cluster.LEADER_PAUSE,
     cluster.REDLOCK_MINORITY_KILL,  # Redlock's: refused (so never drawn) without independent masters
     cluster.REDLOCK_MASTER_AMNESIA,
-    cluster.LEADER_ISOLATED,  # not drawn by the soak (no soak steps): its scenario only
+    cluster.LEADER_ISOLATED,
 )}
 
 
