@@ -183,14 +183,16 @@ def declared_failover_time_holds(ctx: ContractContext) -> None:
             key, owner = ctx.key("failover"), ctx.owner(f"new{attempts}")
             attempts += 1
             attempt = _attempt(ctx, functools.partial(c.acquire, key, owner, ctx.ttl_ms))
-            if attempt.value is not None and not isinstance(attempt.value, Exception):
+            granted = attempt.value is not None and not isinstance(attempt.value, Exception)
+            # Judged, as the soak's failover time is, by when the first grant is *seen*: a call stuck
+            # on the dead leader until the client's timeout is part of what failover_ms declares.
+            if granted and attempt.complete_ns <= bound_ns:
                 return
-            if attempt.invoke_ns > bound_ns:
+            if attempt.complete_ns > bound_ns:
                 raise ContractFailure(
-                    f"killed leader {leader!r}: an acquire of a fresh key begun "
-                    f"{_ms(attempt.invoke_ns - kill.complete_ns):.0f} ms after the kill still got "
-                    f"{attempt.value!r} (attempt {attempts}); declared failover_ms={declared} "
-                    f"(+ {_slack_ms(ctx)} ms slack)")
+                    f"killed leader {leader!r}: no grant of a fresh key was seen within the declared "
+                    f"failover_ms={declared} (+ {_slack_ms(ctx)} ms slack); attempt {attempts} completed "
+                    f"{_ms(attempt.complete_ns - kill.complete_ns):.0f} ms after the kill with {attempt.value!r}")
             time.sleep(RETRY_PAUSE_S)
     finally:
         _restore(cluster, leader, killed=killed, isolated=False)
