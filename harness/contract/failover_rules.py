@@ -79,10 +79,15 @@ def _attempt(ctx: ContractContext, call: Callable[[], object]) -> Timed:
 
 
 def _restore(cluster: ClusterControl, name: str, *, killed: bool, isolated: bool) -> None:
-    """Heal and restart the faulted member (with its data), then wait for a leader again."""
+    """Heal, wait for the cluster to have failed over, then restart the faulted member (with its data)
+    and wait for a leader again. Restarted before the failover, a member could answer in its old
+    place while the others still name it (a Sentinel group then keeps naming a node that came back
+    as a replica, and never fails over)."""
     if isolated:
         cluster.heal_member(name)
     if killed:
+        with contextlib.suppress(InfrastructureError):  # restarted all the same: never leave it down
+            cluster.leader()
         cluster.restart_member(name)
     with contextlib.suppress(InfrastructureError):  # the next rule skips, with the reason, if none comes
         cluster.leader()
