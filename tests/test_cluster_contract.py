@@ -13,6 +13,7 @@ import pytest
 
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import LockBackend
+from lockchaos.harness.cli import main
 from lockchaos.harness.contract import RuleResult, find_rule, run_rule
 from lockchaos.harness.run.targets import Target, provisioned
 from tests.broken_cluster_adapters import etcd_cluster_understating_failover, sentinel_claiming_linearizable
@@ -75,3 +76,10 @@ def test_failover_rules_skip_on_redlock_without_a_leader() -> None:
     result = _run("redlock", open_backend, FAILOVER_TIME)[FAILOVER_TIME]
     assert result.status == "skipped", result
     assert "cannot reach a leader" in result.message
+
+
+@pytest.mark.redis
+def test_contract_command_passes_redis_sentinel_with_its_declared_hazard(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["contract", "--backend", "redis-sentinel"]) == 0
+    out = capsys.readouterr().out
+    assert "0 failed" in out and "declared_failover_time_holds" in out
