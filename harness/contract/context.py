@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from lockchaos.backends.base import Capabilities, Lease, LockBackend
 from lockchaos.backends.clock import NS_PER_MS, REAL_CLOCK, Clock
@@ -40,6 +40,30 @@ class ServerControl(Protocol):
     """
 
     def restart_server(self) -> None: ...
+
+
+@runtime_checkable
+class ClusterControl(Protocol):
+    """Lets failover rules fault one member of a cluster by role, the leader resolved when asked
+    (after a failover it is another process). Kept apart from ``ServerControl``: single servers have
+    no roles, and a server control reaches a cluster only through ``cluster_control()``."""
+
+    def leader(self) -> str: ...
+
+    def kill_member(self, name: str) -> None: ...
+
+    def restart_member(self, name: str) -> None: ...
+
+    def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None: ...
+
+    def heal_member(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class ReachesCluster(Protocol):
+    """A server control whose server may be a cluster: its members' control, or None (one server)."""
+
+    def cluster_control(self) -> ClusterControl | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from lockchaos.backends.fake import FakeKVLock, drop_fake_server, fake_server
 from lockchaos.backends.libs import LIBRARIES
 from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import check_server_url
+from lockchaos.harness.contract.context import ClusterControl
 from lockchaos.harness.contract.process_client import ClientSpec
 from lockchaos.harness.run.adapters import AdapterFactory, checked_backend, load_factory
 from lockchaos.harness.servers.handle import ServerHandle
@@ -231,6 +232,12 @@ class Provisioned:
         if spec is None or ":" not in spec:
             return None
         return ClientSpec(spec, self.url)
+
+    def cluster_control(self) -> ClusterControl | None:
+        """Whom failover rules may fault member by member: a cluster the harness started, else nobody."""
+        if self.target.external_url is not None or not isinstance(self.handle, ClusterControl):
+            return None
+        return self.handle
 
     def server_control(self) -> Provisioned | None:
         """Whom durability rules may restart: nobody, on a server the harness did not start."""
