@@ -24,7 +24,7 @@ from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
 from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster, RedlockCluster
-from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
+from lockchaos.harness.servers.external import is_cluster_url, is_loopback, purge_prefix, with_run_prefix
 from lockchaos.harness.servers.faketime import missing_reason
 from lockchaos.harness.servers.process import ExternalServer, RedisServer, ServerHandle
 from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
@@ -309,7 +309,7 @@ class ServerEnvironment:
                                      else ClusterServerFaults(self._cluster))
         # One proxy per worker, for per-client network faults; none to a remote server of the user's,
         # nor (yet) to a cluster, whose clients talk to every member.
-        loopback = is_loopback(self.handle.url) and self._cluster is None
+        loopback = is_loopback(self.handle.url) and self._cluster is None and not is_cluster_url(self.handle.url)
         self._proxies = ProxyPool(self.handle.host, self.handle.port) if loopback else None
         self._links: dict[int, LinkFaults] = {}
         try:
@@ -366,7 +366,7 @@ class ServerEnvironment:
         if fault in CLUSTER_FAULTS and self._prefix is None and self._cluster is None:
             return (f"{fault}: {self.target.label} is a single server with no leader to fail over; "
                     "use --backend etcd-cluster or redis-sentinel")
-        if fault in LINK_FAULTS and self._cluster is not None:
+        if fault in LINK_FAULTS and (self._cluster is not None or is_cluster_url(self.handle.url)):
             return f"{fault}: per-client fault proxies to a cluster's members are not built yet"
         if self._prefix is not None:
             if fault in SERVER_FAULTS or fault in CLUSTER_FAULTS:

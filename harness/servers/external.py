@@ -15,15 +15,23 @@ from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import scheme_of_url, split_url
 from lockchaos.harness.servers.flags import LOOPBACK
 
-SEPARATOR = {"redis": ":", "etcd": "/"}
-DEFAULT_PREFIX = {"redis": "lockchaos:", "etcd": "lockchaos/"}
+SEPARATOR = {"redis": ":", "etcd": "/", "redis+sentinel": ":"}
+DEFAULT_PREFIX = {"redis": "lockchaos:", "etcd": "lockchaos/", "redis+sentinel": "lockchaos:"}
+PURGE_TIMEOUT_S = 5.0
 
 
 def scheme_of(url: str) -> str:
     scheme = scheme_of_url(url)
     if scheme not in SEPARATOR:
-        raise ConfigurationError(f"--url must be a redis:// or etcd:// URL, got {redact_url(url)!r}")
+        raise ConfigurationError(f"--url must be a redis:// or etcd:// URL (a cluster: etcd://h1:p,h2:p,... or "
+                                 f"redis+sentinel://h1:p,h2:p/SERVICE), got {redact_url(url)!r}")
     return scheme
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether the URL names a cluster (several etcd members, or a Sentinel group), which no single
+    per-worker fault proxy can stand in front of."""
+    return scheme_of_url(url) == "redis+sentinel" or "," in urlsplit(url).netloc
 
 
 def with_run_prefix(url: str, run_id: str | None = None) -> tuple[str, str]:
@@ -50,7 +58,9 @@ def purge_prefix(url: str, prefix: str) -> int:
     if "run-" not in prefix:
         raise ConfigurationError(f"refusing to purge {prefix!r}: not a per-run lockchaos prefix")
     try:
-        return _purge_redis(url, prefix) if scheme == "redis" else _purge_etcd(url, prefix)
+        if scheme == "redis+sentinel":
+            return _purge_sentinel(url, prefix)
+        return _purge_redis(url, prefix) if scheme == "redis" else _purge_etcd_cluster(url, prefix)
     except ConfigurationError:
         raise
     except Exception as exc:
@@ -83,3 +93,26 @@ def _purge_etcd(url: str, prefix: str) -> int:
         return int(getattr(deleted, "deleted", 0))
     finally:
         client.close()
+
+
+def _purge_etcd_cluster(url: str, prefix: str) -> int:
+    """Through the first member that answers: a cluster with a member down (or the first one
+    unreachable from here) still has its run's keys removed, as long as a majority serves."""
+    from lockchaos.backends.etcd import parse_etcd_url
+
+    errors: list[str] = []
+    for host, port in parse_etcd_url(url).endpoints:
+        one = f"etcd://{host}:{port}"
+        try:
+            return _purge_etcd(one, prefix)
+        except Exception as exc:
+            errors.append(f"{host}:{port}: {type(exc).__name__}: {exc}")
+    raise InfrastructureError("no etcd endpoint answered: " + "; ".join(errors))
+
+
+def _purge_sentinel(url: str, prefix: str) -> int:
+    """On the primary the Sentinels name now (replicas follow it; a replica refuses writes)."""
+    from lockchaos.backends.sentinel import discover_primary
+
+    host, port = discover_primary(url, PURGE_TIMEOUT_S)
+    return _purge_redis(f"redis://{host}:{port}/0", prefix)

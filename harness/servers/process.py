@@ -583,7 +583,7 @@ class EtcdServer(_ProcessServer):
 
 # --- servers the harness did not start ---------------------------------------------------------
 
-_DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
+_DEFAULT_PORTS = {"redis": 6379, "etcd": 2379, "redis+sentinel": 26379}
 
 
 class ExternalServer:
