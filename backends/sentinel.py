@@ -9,11 +9,13 @@ connection died mid-way is indeterminate.
 
 ``?wait_replicas=N&wait_timeout_ms=T`` (N >= 1; T defaults to half the client timeout): after every
 granted acquire or renew the client sends ``WAIT N T`` on the same connection; fewer than N replicas
-acknowledging within T is a failed grant: the key is released again (owner-checked, so a later
-holder is never touched) and the call raises ``BackendUnavailable`` (the caller must not count on
-that lease, and cannot know whether the release reached every replica). The grant was applied on
-the primary first, so a contender reading the primary meanwhile was refused: a short ack costs
-availability, never safety on the primary.
+acknowledging within T is a failed grant, and the call raises ``BackendUnavailable`` (the caller must
+not count on it). A short-acked *acquire* is released again (owner-checked, so a later holder is
+never touched): a contender reading the primary meanwhile was refused, so a short ack costs
+availability, never safety on the primary. A short-acked *renew* is not released: the holder's
+previous lease was acknowledged and is still in force, and deleting the key would end it early
+(measured: releasing there turned every replica re-sync after a failover into a lost lock); the
+extension stays on the primary and is the unknown outcome the error reports.
 
 What WAIT does *not* buy: it makes a grant wait for N replicas' acknowledgement, not for a majority's
 agreement on who is primary. Redis stays asynchronously replicated: a replica that acknowledged can
@@ -159,7 +161,8 @@ class SentinelLock(RedisLock):
         return self._acknowledged("renew", key, owner, super().renew(key, owner, ttl_ms))
 
     def _acknowledged(self, op: str, key: str, owner: str, lease: Lease | None) -> Lease | None:
-        """``lease`` once ``wait_replicas`` replicas have it; a short ack releases it and raises."""
+        """``lease`` once ``wait_replicas`` replicas have it; a short ack raises (an acquire's grant is
+        released first; a renew's is not: its holder's previous, acknowledged lease stands)."""
         config = self.sentinel_config
         if lease is None or not config.wait_replicas:
             return lease
@@ -168,12 +171,15 @@ class SentinelLock(RedisLock):
         acked = _as_count(self._call(op, key, self._command, "WAIT", config.wait_replicas, config.wait_timeout_ms))
         if acked >= config.wait_replicas:
             return lease
-        with contextlib.suppress(LockChaosError):
-            self.release(key, owner)
+        what = "extension not counted (the previous lease stands)"
+        if op == "acquire":
+            what = "released again, not a grant (a replica may still hold it until its TTL)"
+            with contextlib.suppress(LockChaosError):
+                self.release(key, owner)
         raise BackendUnavailable(
             f"redis-sentinel {op}({key!r}) at {self.config.display_url}: granted by the primary but acknowledged "
             f"by {acked} of the {config.wait_replicas} replica(s) required within {config.wait_timeout_ms} ms: "
-            "released again, not a grant (a replica may still hold it until its TTL)")
+            f"{what}")
 
     def connect(self, budget_s: float = 2.0) -> Self:
         super().connect(budget_s)

@@ -231,19 +231,21 @@ def test_sentinel_url_reads_wait_replicas_and_defaults_its_timeout_below_the_cli
 
 
 @pytest.mark.redis
-def test_grant_acknowledged_by_too_few_replicas_is_released_and_raises(their_sentinel: SentinelCluster) -> None:
-    # Three acknowledgements asked of a group with two replicas: every grant comes back short.
+def test_short_acked_acquire_is_released_and_short_acked_renew_keeps_the_lease(their_sentinel: SentinelCluster) -> None:
+    # Three acknowledgements asked of a group with two replicas: every grant comes back short (how
+    # short depends on how fast the two replicas answer within 100 ms on a loaded machine).
     strict = open_backend(f"{their_sentinel.url}?prefix=waittest1:&wait_replicas=3&wait_timeout_ms=100")
     plain = open_backend(f"{their_sentinel.url}?prefix=waittest1:")
     try:
         assert strict.capabilities.replication == "async"
-        with pytest.raises(BackendUnavailable, match="acknowledged by 2 of the 3 replica"):
+        with pytest.raises(BackendUnavailable, match=r"acknowledged by [0-2] of the 3 replica"):
             strict.acquire("k", "a", 5000)
         assert plain.holder("k") is None  # released again: the short grant holds nobody's lock
-        assert plain.acquire("k", "b", 5000) is not None
-        with pytest.raises(BackendUnavailable, match="acknowledged by 2 of the 3"):
-            strict.renew("k", "b", 5000)  # the owner's renew, short-acked: released as well
-        assert plain.holder("k") is None
+        assert plain.acquire("k", "b", 1000) is not None
+        with pytest.raises(BackendUnavailable, match="previous lease stands"):
+            strict.renew("k", "b", 5000)  # the owner's renew, short-acked: its lease is not taken away
+        held = plain.holder("k")
+        assert held is not None and held.owner == "b"
     finally:
         strict.close()
         plain.close()
@@ -266,3 +268,21 @@ def test_grant_acknowledged_by_enough_replicas_is_on_them_when_returned(their_se
         assert lock.release("k", "a")
     finally:
         lock.close()
+
+
+@pytest.mark.redis
+def test_redis_sentinel_wait_backend_launches_a_group_whose_clients_wait_for_one_replica() -> None:
+    from lockchaos.harness.servers.clusters import provision_cluster
+
+    cluster = provision_cluster("redis-sentinel-wait")
+    try:
+        assert isinstance(cluster, SentinelCluster)
+        lock = open_backend(cluster.url)
+        try:
+            assert lock.sentinel_config.wait_replicas == 1  # type: ignore[attr-defined]
+            assert lock.capabilities.replication == "async"  # WAIT does not make Redis linearizable
+            assert lock.acquire("k", "a", 2000) is not None
+        finally:
+            lock.close()
+    finally:
+        cluster.stop()
