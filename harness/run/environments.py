@@ -20,6 +20,7 @@ from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
 from lockchaos.harness.faults.nemesis import CLUSTER_FAULTS, LINK_FAULTS, REDLOCK_FAULTS, SERVER_FAULTS, ServerFaults
 from lockchaos.harness.faults.proxy import FaultProxy, ProxyPool
+from lockchaos.harness.run.clusterlinks import MemberLinks, member_proxies
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
@@ -311,6 +312,7 @@ class ServerEnvironment:
         # nor (yet) to a cluster, whose clients talk to every member.
         loopback = is_loopback(self.handle.url) and self._cluster is None and not is_cluster_url(self.handle.url)
         self._proxies = ProxyPool(self.handle.host, self.handle.port) if loopback else None
+        self._members = member_proxies(self.handle.url) if self._prefix is not None else None
         self._links: dict[int, LinkFaults] = {}
         try:
             probe = guarded_open(target, self._url(self.handle.url))
@@ -338,6 +340,10 @@ class ServerEnvironment:
 
     def client_url(self, index: int) -> str:
         """Worker ``index``'s URL: through its own fault proxy when the server is on this machine."""
+        if self._members is not None:
+            url, proxies = self._members.worker_url(self.handle.url, index)
+            self._links.setdefault(index, MemberLinks(proxies))
+            return self._url(url)
         if self._proxies is None:
             return self._url(self.handle.url)
         proxy = self._proxies.proxy_for(f"w{index}")
@@ -366,7 +372,8 @@ class ServerEnvironment:
         if fault in CLUSTER_FAULTS and self._prefix is None and self._cluster is None:
             return (f"{fault}: {self.target.label} is a single server with no leader to fail over; "
                     "use --backend etcd-cluster or redis-sentinel")
-        if fault in LINK_FAULTS and (self._cluster is not None or is_cluster_url(self.handle.url)):
+        if fault in LINK_FAULTS and (self._cluster is not None or is_cluster_url(self.handle.url)) \
+                and self._members is None and (self._prefix is None or is_loopback(self.handle.url)):
             return f"{fault}: per-client fault proxies to a cluster's members are not built yet"
         if self._prefix is not None:
             if fault in SERVER_FAULTS or fault in CLUSTER_FAULTS:
@@ -383,6 +390,9 @@ class ServerEnvironment:
         if self._proxies is not None:
             with contextlib.suppress(Exception):
                 self._proxies.stop()
+        if self._members is not None:
+            with contextlib.suppress(Exception):
+                self._members.stop()
         self.handle.stop()
         if self._prefix is not None:
             prefix, self._prefix = self._prefix, None
