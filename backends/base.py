@@ -90,6 +90,16 @@ class Capabilities:
         if self.replication not in ("none", "async", "linearizable"):
             raise ValueError(f"impossible capabilities: {self}")
 
+    @classmethod
+    def fenced_server(cls, *, ttl_granularity_ms: int, min_ttl_ms: int, expiry_lag_ms: int,
+                      durable: bool) -> Capabilities:
+        """A lock server's own lease lock (ours on Redis and etcd): fencing tokens, full holder info.
+
+        Declared once per adapter when the client is made; what only the server can tell (Redis's
+        durability, etcd's minimum TTL and cluster) is filled in at connect with ``dataclasses.replace``."""
+        return cls(ttl_granularity_ms=ttl_granularity_ms, min_ttl_ms=min_ttl_ms, expiry_lag_ms=expiry_lag_ms,
+                   durable=durable, fencing_tokens=True)
+
     def applied_ttl(self, ttl_ms: int) -> int:
         """The TTL a conforming backend grants for a requested ``ttl_ms`` (refusals aside)."""
         gran = self.ttl_granularity_ms
@@ -154,11 +164,11 @@ class BackendTimeout(BackendUnavailable):
 
 
 class ConfigurationError(LockChaosError, ValueError):
-    """Bad usage or configuration, detected before anything runs (CLI exit status 2)."""
+    """Bad usage or configuration, detected before anything runs (the user must change the call)."""
 
 
 class InfrastructureError(LockChaosError):
-    """A server or proxy could not be started, reached or faulted (CLI exit status 3)."""
+    """A server or proxy could not be started, reached or faulted (nothing the lock did wrong)."""
 
 
 class FaultUnsupported(LockChaosError):

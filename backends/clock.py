@@ -6,6 +6,9 @@ import threading
 import time
 from typing import Protocol, runtime_checkable
 
+NS_PER_MS = 1_000_000
+"""Nanoseconds per millisecond: clocks count nanoseconds, TTLs and timeouts are declared in milliseconds."""
+
 
 @runtime_checkable
 class Clock(Protocol):

@@ -45,15 +45,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Self, TypeVar
-
-# The harness forks server processes while gRPC threads run; its fork handlers only log noise
-# then, since every child execs at once. Set before grpc is imported; a user's setting wins.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import etcd3
 import etcd3.exceptions as eex
@@ -230,10 +225,9 @@ class EtcdLock(Closing):
         )
         self._closed = False
         # Replaced by connect() with the minimum this server really grants.
-        self.capabilities = Capabilities(
-            ttl_granularity_ms=TTL_GRANULARITY_MS, min_ttl_ms=TTL_GRANULARITY_MS,
-            expiry_lag_ms=EXPIRY_LAG_MS, durable=True, fencing_tokens=True,
-        )
+        self.capabilities = Capabilities.fenced_server(
+            ttl_granularity_ms=TTL_GRANULARITY_MS, min_ttl_ms=TTL_GRANULARITY_MS, expiry_lag_ms=EXPIRY_LAG_MS,
+            durable=True)
         self._min_ttl_s = 1
 
     # --- opening --------------------------------------------------------------------------------
@@ -279,9 +273,8 @@ class EtcdLock(Closing):
         self._min_ttl_s = max(1, granted)
         # Several endpoints: a Raft cluster, whose grants are committed by a majority before the reply.
         cluster = len(self.config.endpoints) > 1
-        self.capabilities = Capabilities(
-            ttl_granularity_ms=TTL_GRANULARITY_MS, min_ttl_ms=self._min_ttl_s * 1000,
-            expiry_lag_ms=EXPIRY_LAG_MS, durable=True, fencing_tokens=True,
+        self.capabilities = replace(
+            self.capabilities, min_ttl_ms=self._min_ttl_s * 1000,
             replication="linearizable" if cluster else "none",
             failover_ms=FAILOVER_ELECTION_MS + self.config.timeout_ms if cluster else 0,
         )

@@ -27,13 +27,12 @@ from .base import (
     LockChaosError,
     validate_call,
 )
-from .clock import REAL_CLOCK, Clock
+from .clock import NS_PER_MS, REAL_CLOCK, Clock
 from .redaction import redact_url
 from .urlopts import ms_option, split_url, url_options
 
 T = TypeVar("T")
 
-NS_PER_MS = 1_000_000
 _POLL_S = 0.005
 
 # Capabilities the fake can be told to mimic, so fake runs are judged like the real backend's.

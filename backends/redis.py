@@ -26,7 +26,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Self, TypeVar
 from urllib.parse import unquote
 
@@ -241,10 +241,8 @@ class RedisLock(Closing):
         )
         self._command: Callable[..., Any] = self._client.execute_command
         self._closed = False
-        self.capabilities = Capabilities(
-            ttl_granularity_ms=1, min_ttl_ms=1, expiry_lag_ms=EXPIRY_LAG_MS,
-            durable=bool(config.durable), fencing_tokens=True,
-        )
+        self.capabilities = Capabilities.fenced_server(
+            ttl_granularity_ms=1, min_ttl_ms=1, expiry_lag_ms=EXPIRY_LAG_MS, durable=bool(config.durable))
 
     # --- opening --------------------------------------------------------------------------------
 
@@ -282,10 +280,7 @@ class RedisLock(Closing):
             self.close()
             raise BackendUnavailable(f"redis at {where} failed the first round trip: {exc}") from None
         if self.config.durable is None:
-            self.capabilities = Capabilities(
-                ttl_granularity_ms=1, min_ttl_ms=1, expiry_lag_ms=EXPIRY_LAG_MS,
-                durable=_durable_config(replies[1]), fencing_tokens=True,
-            )
+            self.capabilities = replace(self.capabilities, durable=_durable_config(replies[1]))
         return self
 
     def _handshake(self) -> list[Any]:

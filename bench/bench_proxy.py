@@ -1,26 +1,32 @@
 """What the fault proxy costs, in one run: latency and throughput through it vs direct.
 
-One private ``redis-server``; every figure is taken three ways, side by side, on the same machine
-in the same minute: direct, through a healthy FaultProxy (kernel path: splice(2) relay threads) and
-through a FaultProxy forced onto its Python path (``splice=False``, what every fault uses).
+One private ``redis-server``; every figure is taken four ways, side by side, on the same machine
+in the same minute: direct, through a healthy FaultProxy in this process (kernel path: splice(2)
+relay threads), through one forced onto its Python path (``splice=False``, what every fault uses),
+and through a healthy FaultProxy in a host process of its own (``ProxyPool``'s default, what a soak
+uses: ``proxyhost.py``).
 
 - latency: redis-py PING round trips, in alternating blocks (p50 / p99, and what the proxy adds),
   once with this process otherwise idle and once with a thread spinning in Python beside it (as the
-  harness's own threads do under load: the relay, like every client here, then waits for the GIL);
+  harness's own threads do under load: an in-process relay then waits for the GIL, a hosted one not);
 - throughput: ``redis-benchmark -t set -c C -n N`` against one proxy, for C in 1, 16, 64, and the
-  CPU this process (that is, the proxy: nothing else here runs meanwhile) spent per request, user
-  (mostly Python) and system (mostly the kernel's TCP and splice work);
+  CPU per request of redis-benchmark, redis-server and the proxy (this process for an in-process
+  proxy: nothing else here runs meanwhile; the host process for a hosted one), user (mostly Python)
+  and system (mostly the kernel's TCP and splice work): on a machine whose cores are busy, the
+  ratio to direct cannot beat (client + server) / (client + server + proxy);
 - aggregate: P ``redis-benchmark -t set -c 1`` processes at once, each through its own proxy (all P
-  proxies in this one process), for P in 16, 64: total SET/s over the wall time of the batch.
+  proxies in this one process, or in a ProxyPool's host processes, ``--per-host`` to a process),
+  for P in 1, 16, 64: total SET/s over the wall time of the batch.
 
     nice -n 5 .venv/bin/python bench/bench_proxy.py [--n 3000] [--requests 20000] [--agg-requests 40000]
-                                                     [--switch-interval S]
+                                                     [--per-host K] [--switch-interval S]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import resource
 import shutil
 import statistics
@@ -31,16 +37,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lockchaos.harness.faults.proxy import FaultProxy
+from lockchaos.harness.faults.proxy import PROXIES_PER_HOST, FaultProxy, Proxy, ProxyPool
+from lockchaos.harness.faults.proxyhost import HostedProxy
 from lockchaos.harness.servers.process import RedisServer
 
-PATHS = ("direct", "kernel", "python")
+PATHS = ("direct", "kernel", "python", "hosted")
 BENCH_TIMEOUT_S = 300
 
 
@@ -71,14 +79,45 @@ def _rps(csv: str) -> float:
     raise RuntimeError(f"no SET line in redis-benchmark output: {csv!r}")
 
 
-def set_per_s(port: int, conns: int, requests: int) -> tuple[float, float, float]:
-    """SET/s, and this process's user and system CPU per request (µs) meanwhile."""
-    before = resource.getrusage(resource.RUSAGE_SELF)
+@dataclasses.dataclass(frozen=True)
+class Cpu:
+    """CPU seconds (user + system) of the three parties to a batch of requests."""
+
+    client: float  # redis-benchmark
+    server: float  # redis-server
+    proxy_user: float  # this process (a proxy in it), or the proxy's host process; 0 when direct
+    proxy_sys: float
+
+    def per_request_us(self, requests: int) -> tuple[float, float, float, float]:
+        return (self.client / requests * 1e6, self.server / requests * 1e6, self.proxy_user / requests * 1e6,
+                self.proxy_sys / requests * 1e6)
+
+
+def _user_sys(pid: int | None) -> tuple[float, float]:
+    """User and system CPU seconds so far of ``pid``; of this process when ``pid`` is None."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime, usage.ru_stime
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user), float(times.system)
+
+
+def _cpu_of(pid: int) -> float:
+    return sum(_user_sys(pid))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for children: redis-benchmark
+    return usage.ru_utime + usage.ru_stime
+
+
+def set_per_s(port: int, conns: int, requests: int, server_pid: int, proxy_pid: int | None) -> tuple[float, Cpu]:
+    """SET/s, and the CPU that redis-benchmark, redis-server and the proxy spent meanwhile."""
+    before = (_children_cpu(), _cpu_of(server_pid), *_user_sys(proxy_pid))
     done = subprocess.run(_benchmark_cmd(port, conns, requests), capture_output=True, text=True,
                           timeout=BENCH_TIMEOUT_S, check=True)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return (_rps(done.stdout), (after.ru_utime - before.ru_utime) / requests * 1e6,
-            (after.ru_stime - before.ru_stime) / requests * 1e6)
+    after = (_children_cpu(), _cpu_of(server_pid), *_user_sys(proxy_pid))
+    return _rps(done.stdout), Cpu(*(a - b for a, b in zip(after, before, strict=True)))
 
 
 def aggregate_set_per_s(ports: list[int], requests: int) -> float:
@@ -129,11 +168,16 @@ def latency_table(clients: dict[str, redis.Redis], n: int, busy: bool) -> None:
 
 
 @contextlib.contextmanager
-def proxies(server: RedisServer, count: int, splice: bool) -> Iterator[list[FaultProxy]]:
-    made: list[FaultProxy] = []
+def proxies(server: RedisServer, count: int, path: str, per_host: int = PROXIES_PER_HOST) -> Iterator[list[Proxy]]:
+    """``count`` proxies on ``path``: kernel or python (in this process), hosted (a ProxyPool's)."""
+    if path == "hosted":
+        with ProxyPool(server.host, server.port, per_host=per_host) as pool:
+            yield [pool.proxy_for(f"bench{i}") for i in range(count)]
+        return
+    made: list[Proxy] = []
     try:
         for i in range(count):
-            made.append(FaultProxy(server.host, server.port, name=f"bench{i}", splice=splice).start())
+            made.append(FaultProxy(server.host, server.port, name=f"bench{i}", splice=path == "kernel").start())
         yield made
     finally:
         for proxy in made:
@@ -145,8 +189,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000, help="PINGs per path for latency")
     parser.add_argument("--requests", type=int, default=20000, help="redis-benchmark -n for one proxy")
     parser.add_argument("--agg-requests", type=int, default=40000, help="total SETs per aggregate batch")
+    parser.add_argument("--per-host", type=int, default=PROXIES_PER_HOST,
+                        help="proxies per host process in the hosted aggregate")
     parser.add_argument("--switch-interval", type=float, help="sys.setswitchinterval(S) first")
     args = parser.parse_args()
+    if args.per_host < 1:
+        parser.error("--per-host must be >= 1")
     if min(args.n, args.requests, args.agg_requests) < 100:
         parser.error("--n, --requests and --agg-requests must be >= 100")
     if args.switch_interval is not None:
@@ -159,8 +207,11 @@ def main() -> None:
         print(f"load before: {f.read().strip()}; python {sys.version.split()[0]}; "
               f"GIL switch interval {sys.getswitchinterval() * 1000:g} ms")
 
-    with RedisServer() as server, proxies(server, 1, True) as (kernel,), proxies(server, 1, False) as (python,):
-        ports = {"direct": server.port, "kernel": kernel.port, "python": python.port}
+    with (RedisServer() as server, proxies(server, 1, "kernel") as (kernel,), proxies(server, 1, "python") as (python,),
+          proxies(server, 1, "hosted") as (hosted,)):
+        ports = {"direct": server.port, "kernel": kernel.port, "python": python.port, "hosted": hosted.port}
+        assert isinstance(hosted, HostedProxy)
+        hosted_pid = hosted.host_pid
         clients = {name: redis.Redis(host="127.0.0.1", port=port, retry=Retry(NoBackoff(), 0))
                    for name, port in ports.items()}
         for client in clients.values():
@@ -171,25 +222,37 @@ def main() -> None:
             client.close()
 
         print(f"\nSET/s through one proxy: redis-benchmark -t set -c C -n {args.requests}")
-        print(f"{'C':>3}{'direct':>10}{'kernel':>10}{'python':>10}{'kernel/direct':>15}{'python/direct':>15}"
-              f"   proxy CPU µs/req user+sys: kernel, python")
+        print(f"{'C':>3}" + "".join(f"{name:>9}" for name in PATHS)
+              + "".join(f"{name + '/d':>10}" for name in PATHS[1:]))
+        cpu: dict[tuple[int, str], Cpu] = {}
+        assert server.pid is not None
+        proxy_pids = {"direct": None, "kernel": None, "python": None, "hosted": hosted_pid}
         for conns in (1, 16, 64):
-            got = {name: set_per_s(ports[name], conns, args.requests) for name in PATHS}
-            rps = {name: got[name][0] for name in PATHS}
-            print(f"{conns:>3}{rps['direct']:>10.0f}{rps['kernel']:>10.0f}{rps['python']:>10.0f}"
-                  f"{rps['kernel'] / rps['direct']:>15.2f}{rps['python'] / rps['direct']:>15.2f}"
-                  f"   {got['kernel'][1]:.1f}+{got['kernel'][2]:.1f}, {got['python'][1]:.1f}+{got['python'][2]:.1f}")
+            rps = {}
+            for name in PATHS:
+                rps[name], cpu[conns, name] = set_per_s(ports[name], conns, args.requests, server.pid, proxy_pids[name])
+            print(f"{conns:>3}" + "".join(f"{rps[name]:>9.0f}" for name in PATHS)
+                  + "".join(f"{rps[name] / rps['direct']:>10.2f}" for name in PATHS[1:]))
+        print("\nCPU per request (µs, user+sys) of redis-benchmark / redis-server / the proxy (user+sys), and the"
+              "\nratio a CPU-bound machine allows: (client+server) / (client+server+proxy)")
+        print(f"{'C':>3}" + "".join(f"{name:>28}" for name in PATHS[1:]))
+        for conns in (1, 16, 64):
+            cells = []
+            for name in PATHS[1:]:
+                c, s_, pu, ps = cpu[conns, name].per_request_us(args.requests)
+                cells.append(f"{c:.0f}/{s_:.0f}/{pu:.0f}+{ps:.0f} -> {(c + s_) / (c + s_ + pu + ps):.2f}")
+            print(f"{conns:>3}" + "".join(f"{cell:>28}" for cell in cells))
 
-        print(f"\naggregate SET/s, P redis-benchmark -c 1 at once, each through its own proxy in this process"
-              f" ({args.agg_requests} SETs per batch)")
-        print(f"{'P':>3}{'direct':>10}{'kernel':>10}{'python':>10}{'kernel/direct':>15}{'python/direct':>15}")
-        for count in (16, 64):
+        print(f"\naggregate SET/s, P redis-benchmark -c 1 at once, each through its own proxy: kernel, python in"
+              f" this process, hosted {args.per_host} to a host process ({args.agg_requests} SETs per batch)")
+        print(f"{'P':>3}" + "".join(f"{name:>9}" for name in PATHS) + "".join(f"{name:>9}/d" for name in PATHS[1:]))
+        for count in (1, 16, 64):
             agg = {"direct": aggregate_set_per_s([server.port] * count, args.agg_requests)}
-            for name, splice in (("kernel", True), ("python", False)):
-                with proxies(server, count, splice) as made:
+            for name in PATHS[1:]:
+                with proxies(server, count, name, args.per_host) as made:
                     agg[name] = aggregate_set_per_s([p.port for p in made], args.agg_requests)
-            print(f"{count:>3}{agg['direct']:>10.0f}{agg['kernel']:>10.0f}{agg['python']:>10.0f}"
-                  f"{agg['kernel'] / agg['direct']:>15.2f}{agg['python'] / agg['direct']:>15.2f}")
+            print(f"{count:>3}" + "".join(f"{agg[name]:>9.0f}" for name in PATHS)
+                  + "".join(f"{agg[name] / agg['direct']:>11.2f}" for name in PATHS[1:]))
     with open("/proc/loadavg") as f:
         print(f"\nload after: {f.read().strip()}")
 

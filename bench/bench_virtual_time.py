@@ -30,7 +30,7 @@ from lockchaos.harness.run.driver import RunOptions, run_scenario
 from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
 
-CHECKING = ("read_history", "observe", "judge")
+CHECKING = ("read_history", "load_history", "observe", "judge")
 """Names the driver calls after the simulation, to check the history; absent ones are skipped."""
 REPORTING = ("_write_summary", "write_report")
 

@@ -23,12 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator
 from typing import Any
-
-# As in lockchaos.backends.etcd: set before grpc is imported; a user's setting wins.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import etcd3
 import etcd3.exceptions as eex

@@ -24,8 +24,4 @@ def check_history(source: Path | Iterable[Record] | History) -> tuple[History, l
     return h, [checker(h) for checker in CHECKERS]
 
 
-def failed(results: Iterable[CheckResult], strict: bool = False) -> bool:
-    return any(r.verdict(strict) == "fail" for r in results)
-
-
-__all__ = ["CHECKERS", "CheckResult", "Finding", "History", "check_history", "failed", "load_history"]
+__all__ = ["CHECKERS", "CheckResult", "Finding", "History", "check_history", "load_history"]

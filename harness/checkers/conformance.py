@@ -15,36 +15,61 @@ NAME = "conformance"
 
 
 class _Window:
-    """The grants that can matter at a given time: ops are visited in invoke order."""
+    """One key's grants that can matter at a given time: its ops are visited in invoke order.
+
+    A grant leaves once it surely ended before the op's invoke; the active list is rebuilt only
+    when the earliest latest end among it has passed (most ops find nothing to drop)."""
 
     def __init__(self, grants: list[Grant]) -> None:
-        self._grants = sorted(grants, key=lambda g: g.acquire.invoke)
+        self._grants = grants  # in acquire-invoke order, as the history's grants are
         self._next = 0
         self.active: list[Grant] = []
+        self._min_end: int | None = None
 
     def at(self, op: Op) -> list[Grant]:
-        while self._next < len(self._grants) and self._grants[self._next].acquire.invoke <= op.complete:
-            self.active.append(self._grants[self._next])
+        grants = self._grants
+        while self._next < len(grants) and grants[self._next].acquire.invoke <= op.complete:
+            g = grants[self._next]
+            self.active.append(g)
+            if self._min_end is None or g.latest_end < self._min_end:
+                self._min_end = g.latest_end
             self._next += 1
-        self.active = [g for g in self.active if g.latest_end >= op.invoke or g.acquire.invoke > op.invoke]
+        invoke = op.invoke
+        if self._min_end is not None and self._min_end < invoke:
+            self.active = [g for g in self.active if g.latest_end >= invoke or g.acquire.invoke > invoke]
+            self._min_end = min((g.latest_end for g in self.active), default=None)
         return self.active
+
+
+def _windows(h: History) -> dict[str, _Window]:
+    """A window per key: a grant on one key says nothing about another's."""
+    by_key: dict[str, list[Grant]] = {}
+    for g in h.grants:
+        by_key.setdefault(g.key, []).append(g)
+    return {key: _Window(grants) for key, grants in by_key.items()}
+
+
+_NONE = _Window([])
 
 
 def check(h: History) -> CheckResult:
     findings: list[Finding] = []
-    window = _Window(h.grants)
+    windows = _windows(h)
     counted = 0
-    for op in sorted(h.ops, key=lambda o: o.invoke):
-        active = window.at(op)
+    for op in h.ops_by_invoke:
         rec = op.rec
+        active = windows.get(rec.key, _NONE).at(op)
         if rec.outcome == "indeterminate":  # unmapped exceptions too: the error-handling checker reports them
             continue
         counted += 1
-        owner = str(rec.args.get("owner", rec.client))
-        mine = [g for g in active if g.owner == owner and g.acquire is not op]
         if rec.op == "acquire":
+            if rec.outcome == "fail" and any(g.acquire.invoke <= op.complete and g.latest_end >= op.invoke
+                                             for g in active):
+                continue  # refused while a grant may have been in force: most calls, judged here cheaply
             _acquire(h, op, active, findings)
         elif rec.op in ("renew", "release"):
+            owner = str(rec.args.get("owner", rec.client))
+            mine = [g for g in active if g.owner == owner and g.acquire is not op]
             _owner_op(h, op, mine, findings)
         elif rec.op == "holder":
             _holder(h, op, active, findings)

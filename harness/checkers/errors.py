@@ -28,9 +28,9 @@ def unmapped(error: str | None) -> bool:
 def check(h: History) -> CheckResult:
     findings: list[Finding] = []
     by_type: Counter[str] = Counter()
-    for op in sorted(h.ops, key=lambda o: o.invoke):
+    for op in h.ops_by_invoke:
         rec = op.rec
-        if rec.client == "observer" or not unmapped(rec.error):
+        if rec.error is None or rec.client == "observer" or not unmapped(rec.error):
             continue
         name = rec.error_type or str(rec.error).removeprefix("unexpected ").split(":")[0]
         by_type[f"{rec.op}:{name}"] += 1

@@ -9,23 +9,37 @@ interleaving by a stale holder is what the scenario demonstrates (known-unsafe),
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding, Severity
-from lockchaos.harness.checkers.model import Grant, History, surely_held_throughout
+from lockchaos.harness.checkers.model import RESTARTS, Grant, History, surely_held_throughout
+from lockchaos.harness.run.history import WriteRecord
 
 NAME_GRANTS = "exclusion-grants"
 NAME_REGISTER = "exclusion-register"
+STALE_WRITES = "stale_writes"
+"""Stat: writes with a token below one already granted by then (tokenless: by a superseded lease)."""
+STALE_WRITES_ACCEPTED = "stale_writes_accepted"
+EXAMPLES = 5
 
 
 def check_grants(h: History) -> CheckResult:
     findings: list[Finding] = []
-    definite = sorted((g for g in h.grants if g.definite), key=lambda g: g.acquire.invoke)
+    definite = [g for g in h.grants if g.definite]  # the history's grants are in acquire-invoke order
     # Swept in invoke order: a grant over before one acquire's invoke is over before every later one's,
-    # so only the possibly-live earlier grants are kept, in their order, and compared latest first.
-    live: list[Grant] = []
+    # so only the possibly-live earlier grants on the same key are kept, in their order, and compared
+    # latest first. The list is rebuilt only once its earliest latest end has passed.
+    live_by_key: dict[str, list[Grant]] = {}
+    min_end: dict[str, int] = {}  # per key, the earliest latest end among its live grants
     for g2 in definite:
-        a = g2.acquire
-        live = [g for g in live if g.latest_end >= a.invoke]
+        a, key = g2.acquire, g2.key
+        live = live_by_key.setdefault(key, [])
+        if key in min_end and min_end[key] < a.invoke:
+            live = live_by_key[key] = [g for g in live if g.latest_end >= a.invoke]
+            if live:
+                min_end[key] = min(g.latest_end for g in live)
+            else:
+                del min_end[key]
         for g1 in reversed(live):
             if g1.owner == g2.owner and g1.token is not None and g1.token == g2.token:
                 continue  # one lease seen twice
@@ -47,6 +61,8 @@ def check_grants(h: History) -> CheckResult:
                     (g1.acquire.line, a.line)))
                 break
         live.append(g2)
+        if key not in min_end or g2.latest_end < min_end[key]:
+            min_end[key] = g2.latest_end
     return CheckResult(NAME_GRANTS, tuple(findings), {"grants": len(definite)})
 
 
@@ -56,11 +72,11 @@ def _tok(token: int | None) -> str:
 
 def check_register(h: History) -> CheckResult:
     findings: list[Finding] = []
-    stale_by_lease = _stale_by_lease(h, findings)
-    max_token = 0
-    max_line = 0
-    token_writer: dict[int, tuple[str, int, int]] = {}
-    restarts = h.server_faults("server-kill")
+    examples: list[dict[str, Any]] = []
+    stale_by_lease = _stale_by_lease(h, findings, examples)
+    highest: dict[str, tuple[int, int]] = {}  # per key: the highest token written and its line
+    writers: dict[str, dict[int, tuple[str, int, int]]] = {}  # per key: each token's first writer
+    restarts = h.server_faults(*RESTARTS)
     stale_rejected = 0
     interleavings = 0
     for line, w in h.writes:
@@ -69,6 +85,8 @@ def check_register(h: History) -> CheckResult:
             continue
         if w.token is None or not h.caps.fencing_tokens:
             continue  # a tokenless lock's writes are judged by lease identity, never by tokens
+        max_token, max_line = highest.get(w.key, (0, 0))
+        token_writer = writers.setdefault(w.key, {})
         if w.token < max_token:
             severity: Severity = "violation" if w.fencing else "known-unsafe"
             why = ("the register accepted a stale token although fencing was on" if w.fencing else
@@ -91,15 +109,45 @@ def check_register(h: History) -> CheckResult:
                                     + (": counter lost on promotion (asynchronous replication)" if promoted else ""),
                                     w.time_ns, (owner[0], w.client), (w.token,), (owner[1], line)))
         if w.token >= max_token:
-            max_token, max_line = w.token, line
+            highest[w.key] = (w.token, line)
+    if h.caps.fencing_tokens:
+        stale, stale_accepted = _behind_grants(h, examples)
+    else:
+        stale = stale_accepted = stale_by_lease
     stats: dict[str, object] = {"writes": len(h.writes), "stale_rejected_by_fencing": stale_rejected,
-             "stale_accepted": interleavings + stale_by_lease}
+             "stale_accepted": interleavings + stale_by_lease, STALE_WRITES: stale,
+             STALE_WRITES_ACCEPTED: stale_accepted}
     if not h.caps.fencing_tokens:
         stats["judged_by"] = "lease identity: the lock issues no fencing tokens"
-    return CheckResult(NAME_REGISTER, tuple(_first_per_kind(findings)), stats)
+    return CheckResult(NAME_REGISTER, tuple(_first_per_kind(findings)), stats, examples=tuple(examples))
 
 
-def _stale_by_lease(h: History, findings: list[Finding]) -> int:
+def _behind_grants(h: History, examples: list[dict[str, Any]]) -> tuple[int, int]:
+    """Writes carrying a token below the highest granted by the time of the write, and how many of them
+    the register accepted (the newer holder had not written yet, or fencing was off)."""
+    granted = sorted((g.acquire.complete, g.token, g.key) for g in h.grants if g.definite and g.token is not None)
+    highest: dict[str, int] = {}  # per key
+    nxt = stale = accepted = 0
+    for _, w in h.writes:
+        while nxt < len(granted) and granted[nxt][0] <= w.time_ns:
+            _, token, key = granted[nxt]
+            highest[key] = max(highest.get(key, 0), token)
+            nxt += 1
+        newer = highest.get(w.key, 0)
+        if w.token is not None and w.token < newer:
+            stale += 1
+            accepted += w.accepted
+            if len(examples) < EXAMPLES:
+                examples.append(_stale_example(w, newer))
+    return stale, accepted
+
+
+def _stale_example(w: WriteRecord, newer_token: int | None) -> dict[str, Any]:
+    return {"kind": "stale-write", "client": w.client, "token": w.token, "newer_token": newer_token,
+            "accepted": w.accepted, "at_ns": w.time_ns}
+
+
+def _stale_by_lease(h: History, findings: list[Finding], examples: list[dict[str, Any]]) -> int:
     """Tokenless writes judged by lease identity: a write by a holder whose own grant surely ended.
 
     Surely ended: the write came after the latest instant the writer's grant can have been in force,
@@ -109,29 +157,33 @@ def _stale_by_lease(h: History, findings: list[Finding]) -> int:
     whatever the scenario's register policy.
     """
     definite = sorted((g for g in h.grants if g.definite), key=lambda g: g.acquire.complete)
-    by_client: dict[str, list[Grant]] = {}
+    by_client: dict[tuple[str, str], list[Grant]] = {}  # per client and key
     for g in definite:
-        by_client.setdefault(g.client, []).append(g)
+        by_client.setdefault((g.client, g.key), []).append(g)
     completes = {c: [g.acquire.complete for g in gs] for c, gs in by_client.items()}
-    newest: dict[str, Grant] = {}  # per client, its latest-invoked grant completed so far
+    newest: dict[str, dict[str, Grant]] = {}  # per key and client, its latest-invoked grant completed so far
     nxt = 0
     count = 0
     for line, w in h.writes:
         while nxt < len(definite) and definite[nxt].acquire.complete <= w.time_ns:
             g = definite[nxt]
-            if g.client not in newest or g.acquire.invoke > newest[g.client].acquire.invoke:
-                newest[g.client] = g
+            mine = newest.setdefault(g.key, {})
+            if g.client not in mine or g.acquire.invoke > mine[g.client].acquire.invoke:
+                mine[g.client] = g
             nxt += 1
-        if (w.token is not None and h.caps.fencing_tokens) or not w.accepted or w.client not in by_client:
+        if (w.token is not None and h.caps.fencing_tokens) or not w.accepted or (w.client, w.key) not in by_client:
             continue
-        i = bisect.bisect_right(completes[w.client], w.time_ns) - 1
+        i = bisect.bisect_right(completes[w.client, w.key], w.time_ns) - 1
         if i < 0:
             continue
-        g = by_client[w.client][i]  # the grant the writer believes in: its latest one granted by then
-        since = [o for c, o in newest.items() if c != w.client and o.acquire.invoke > g.acquire.complete]
+        g = by_client[w.client, w.key][i]  # the grant the writer believes in: its latest one granted by then
+        since = [o for c, o in newest.get(w.key, {}).items()
+                 if c != w.client and o.acquire.invoke > g.acquire.complete]
         if w.time_ns <= g.latest_end and not since:
             continue
         count += 1
+        if len(examples) < EXAMPLES:
+            examples.append(_stale_example(w, None))
         if count > 20:
             continue  # a stale holder writes many times; the first few prove the point
         other = min(since, key=lambda o: o.acquire.complete) if since else None

@@ -7,14 +7,19 @@ on a server declaring durability is the backend breaking its word.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lockchaos.harness.checkers.findings import CheckResult, Finding
-from lockchaos.harness.checkers.model import History
+from lockchaos.harness.checkers.model import RESTARTS, History, extended_end
 
 NAME = "fencing"
+TOKEN_REGRESSIONS = "token_regressions"
+EXAMPLES = 5
+"""Stat: grants whose token was not above an earlier completed grant's (known-unsafe ones included)."""
 
 
 def check(h: History) -> CheckResult:
-    restarts = h.server_faults("server-kill")
+    restarts = h.server_faults(*RESTARTS)
     if not h.caps.fencing_tokens:
         # No token to judge: a made-up one would only produce false "regressions". What fencing would
         # have prevented shows up as stale writes judged by lease identity (exclusion-register).
@@ -22,11 +27,14 @@ def check(h: History) -> CheckResult:
         reason = "the lock issues no fencing tokens (capabilities.fencing_tokens=False): token rules do not apply"
         return CheckResult(NAME, tuple(lost), {"skipped": reason, "restarts": len(restarts)}, skipped=reason)
     findings: list[Finding] = []
-    definite = sorted((g for g in h.grants if g.definite and g.token is not None), key=lambda g: g.acquire.invoke)
-    best: tuple[int, int, str, int] | None = None  # token, complete, owner, line of the highest earlier grant
+    examples: list[dict[str, Any]] = []
+    # The history's grants are in acquire-invoke order; tokens are judged per key.
+    definite = [g for g in h.grants if g.definite and g.token is not None]
+    best_by_key: dict[str, tuple[int, int, str, int]] = {}
     for g in definite:
         assert g.token is not None
         a = g.acquire
+        best = best_by_key.get(g.key)  # token, complete, owner, line of the key's highest earlier grant
         if best is not None and best[1] < a.invoke and g.token <= best[0]:
             restarted = [f for f in restarts if best[1] <= f.end and f.start <= a.complete]
             amnesia = bool(restarted) and not h.caps.durable
@@ -38,13 +46,17 @@ def check(h: History) -> CheckResult:
                 + (": the non-durable server restarted and forgot its token counter" if amnesia else "")
                 + (": counter lost on promotion (asynchronous replication)" if promoted else ""),
                 a.complete, (best[2], g.owner), (best[0], g.token), (best[3], a.line)))
+            if len(examples) < EXAMPLES:
+                examples.append({"kind": "token-regression", "client": g.client, "token": g.token,
+                                 "previous_max": best[0], "at_ns": a.complete})
             if known:
-                best = (g.token, a.complete, g.owner, a.line)  # judge what follows against the new era
+                best_by_key[g.key] = (g.token, a.complete, g.owner, a.line)  # judge what follows in the new era
                 continue
         if best is None or g.token > best[0]:
-            best = (g.token, a.complete, g.owner, a.line)
+            best_by_key[g.key] = (g.token, a.complete, g.owner, a.line)
     lost = _lost_on_restart(h) + _lost_on_promotion(h)
-    return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts)})
+    return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts),
+                                                      TOKEN_REGRESSIONS: len(findings)}, examples=tuple(examples))
 
 
 def _lost_on_promotion(h: History) -> list[Finding]:
@@ -58,7 +70,7 @@ def _lost_on_promotion(h: History) -> list[Finding]:
             if not g.definite or g.acquire.complete > end:
                 continue
             for r in g.renews:
-                if r.rec.outcome == "fail" and f.start <= r.invoke and r.complete < _earliest(g, r.invoke):
+                if r.rec.outcome == "fail" and f.start <= r.invoke and r.complete < extended_end(g, r.invoke):
                     out.append(Finding(NAME, "lost-on-promotion", "known-unsafe",
                                        f"{g.owner} lost its lease (token {g.token}) in the failover after "
                                        f"{f.fault} of {f.target}: lock lost on promotion (asynchronous "
@@ -73,12 +85,12 @@ def _lost_on_restart(h: History) -> list[Finding]:
     if h.caps.durable:
         return []  # on a durable server the conformance checker flags a refused renew itself
     out = []
-    for f in h.server_faults("server-kill"):
+    for f in h.server_faults(*RESTARTS):
         for g in h.grants:
             if not g.definite or g.acquire.complete > f.start:
                 continue
             for r in g.renews:
-                if r.rec.outcome == "fail" and f.end <= r.invoke and r.complete < _earliest(g, f.start):
+                if r.rec.outcome == "fail" and f.end <= r.invoke and r.complete < extended_end(g, f.start):
                     out.append(Finding(NAME, "lost-on-restart", "known-unsafe",
                                        f"{g.owner} lost its lease{'' if g.token is None else f' (token {g.token})'} "
                                        "to a restart of a server "
@@ -86,12 +98,3 @@ def _lost_on_restart(h: History) -> list[Finding]:
                                        () if g.token is None else (g.token,), (g.acquire.line, r.line)))
                     break
     return out
-
-
-def _earliest(g: object, at: int) -> int:
-    from lockchaos.harness.checkers.model import NS_PER_MS, Grant
-
-    assert isinstance(g, Grant)
-    ext = [g.acquire.invoke + g.ttl_ms * NS_PER_MS]
-    ext += [r.invoke + g.ttl_ms * NS_PER_MS for r in g.renews if r.rec.outcome == "ok" and r.complete <= at]
-    return max(ext)

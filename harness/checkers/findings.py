@@ -39,6 +39,9 @@ class CheckResult:
     stats: dict[str, Any] = field(default_factory=dict)
     skipped: str = ""
     """Why this checker does not apply to the run (a fencing check of a lock with no tokens), if so."""
+    examples: tuple[dict[str, Any], ...] = ()
+    """The first few events behind a counted stat (stale writes, token regressions), findings or not:
+    the run summary's observations show them; verdicts do not depend on them."""
 
     @property
     def violations(self) -> tuple[Finding, ...]:

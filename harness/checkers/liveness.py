@@ -24,14 +24,20 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.checkers.findings import CheckResult, Finding
-from lockchaos.harness.checkers.model import NS_PER_MS, FaultWindow, Grant, History, Op
+from lockchaos.harness.checkers.model import FaultIndex, FaultWindow, Grant, History, Op
+from lockchaos.harness.faults.registry import named
 
 NAME = "liveness"
-TRIGGERS = ("holder-crash", "holder-pause", "partition")
-SERVER_TRIGGERS = ("server-kill", "server-pause")
-LEADER_TRIGGERS = ("leader-crash", "leader-pause")
+# Which faults mean what to liveness, from the fault registry (``harness/faults/registry.py``).
+TRIGGERS = named(lambda t: t.liveness_trigger)
+SERVER_TRIGGERS = named(lambda t: t.server_recovery_trigger)
+LEADER_TRIGGERS = named(lambda t: t.leader_trigger)
+EXCUSING = named(lambda t: t.excuses_liveness)
+"""The service down or slow: a holder's failover they overlap is reported, not judged."""
 SLACK_NS = 250 * NS_PER_MS
 DEFAULT_TIMEOUT_MS = 2000
 """The client timeout assumed in the recovery margin when a client does not tell its own."""
@@ -56,53 +62,53 @@ def recovery_bound(h: History) -> int:
 
 def check(h: History) -> CheckResult:
     bound = failover_bound(h)
-    server_faults = h.server_faults("server-kill", "server-pause", "clock-jump", "latency", "reset-storm")
+    # The service itself was down or slow: its server's faults, and every client's link delayed or reset.
+    server_faults = h.server_faults(*EXCUSING) + h.link_faults(*EXCUSING)
     findings: list[Finding] = []
     times: list[float] = []
     excused = uncontended = 0
-    acquires = sorted((o for o in h.ops if o.rec.op == "acquire" and o.rec.outcome == "ok"),
-                      key=lambda o: o.complete)
-    acquire_completes = [o.complete for o in acquires]
-    attempts = sorted((o for o in h.ops if o.rec.op == "acquire" and o.rec.client != "observer"),
-                      key=lambda o: o.invoke)
-    attempt_invokes = [o.invoke for o in attempts]
-    holding = _HeldIndex(h.grants)
+    # Sorted by complete from history order, so that calls completing at the same instant keep it.
+    acquires = sorted((o for o in h.ops if o.rec.op == "acquire" and o.rec.outcome == "ok"), key=_complete)
+    keys = _key_indexes(h)
     leader_times = _leader_failovers(h, server_faults, findings)
     times.extend(leader_times)
     # A holder's failover that overlaps the service's own failover is the service's story too.
-    server_faults = server_faults + h.server_faults(*LEADER_TRIGGERS)
+    service_down = FaultIndex(server_faults + h.server_faults(*LEADER_TRIGGERS))
     for f in h.faults:
         if f.fault not in TRIGGERS:
             continue
         victims = set(f.target.split(","))
-        if not any(holding.held_at(v, f.start) for v in victims):
-            continue  # the victim did not hold the lock: nothing to fail over
-        start = f.start
-        if not any(o.rec.client not in victims
-                   for o in _from(attempts, bisect.bisect_left(attempt_invokes, start))):
-            uncontended += 1  # nobody else asked for the lock (one worker): no failover to judge
-            continue
-        nxt = next((o for o in _from(acquires, bisect.bisect_right(acquire_completes, start))
-                    if o.rec.client not in victims), None)
-        end = nxt.complete if nxt is not None else h.end_ns
-        if any(s.start <= end and s.end >= start for s in server_faults):
-            excused += 1
-            continue
-        if nxt is None:
-            # Judged up to when the workers were stopped: the quiesce after it is nobody's failover.
-            if h.stopped_ns - start > bound and not h.truncated:
-                findings.append(Finding(NAME, "no-failover", "violation",
-                                        f"after {f.fault} of {f.target} no other client acquired the lock "
-                                        f"before the workers stopped ({(h.stopped_ns - start) / 1e9:.2f} s later)",
-                                        start, tuple(victims), (), f.lines))
-            continue
-        took = nxt.complete - start
-        times.append(took / 1e9)
-        if took > bound:
-            findings.append(Finding(NAME, "slow-failover", "violation",
-                                    f"after {f.fault} of {f.target}, {nxt.rec.client} acquired only "
-                                    f"{took / 1e9:.3f} s later (bound {bound / 1e9:.3f} s: TTL + lag + retries)",
-                                    nxt.complete, (*victims, nxt.rec.client), (), (*f.lines, nxt.line)))
+        for key, k in keys.items():  # each key the victim held fails over on its own
+            on = f" on {key}" if len(keys) > 1 else ""
+            if not any(k.holding.held_at(v, f.start) for v in victims):
+                continue  # the victim did not hold this lock: nothing to fail over
+            start = f.start
+            attempts = (o for o in _from(h.ops_by_invoke, bisect.bisect_left(h.invokes, start))
+                        if o.rec.op == "acquire" and o.rec.key == key and o.rec.client != "observer")
+            if not any(o.rec.client not in victims for o in attempts):
+                uncontended += 1  # nobody else asked for the lock (one worker): no failover to judge
+                continue
+            nxt = next((o for o in _from(k.acquires, bisect.bisect_right(k.acquire_completes, start))
+                        if o.rec.client not in victims), None)
+            end = nxt.complete if nxt is not None else h.end_ns
+            if service_down.overlapping(start, end):
+                excused += 1
+                continue
+            if nxt is None:
+                # Judged up to when the workers were stopped: the quiesce after it is nobody's failover.
+                if h.stopped_ns - start > bound and not h.truncated:
+                    findings.append(Finding(NAME, "no-failover", "violation",
+                                            f"after {f.fault} of {f.target} no other client acquired the lock{on} "
+                                            f"before the workers stopped ({(h.stopped_ns - start) / 1e9:.2f} s later)",
+                                            start, tuple(victims), (), f.lines))
+                continue
+            took = nxt.complete - start
+            times.append(took / 1e9)
+            if took > bound:
+                findings.append(Finding(NAME, "slow-failover", "violation",
+                                        f"after {f.fault} of {f.target}, {nxt.rec.client} acquired{on} only "
+                                        f"{took / 1e9:.3f} s later (bound {bound / 1e9:.3f} s: TTL + lag + retries)",
+                                        nxt.complete, (*victims, nxt.rec.client), (), (*f.lines, nxt.line)))
     recovery = _after_server_faults(h, acquires, findings)
     stats: dict[str, object] = {"failovers": len(times), "excused": excused, "bound_s": round(bound / 1e9, 3),
                                 "uncontended": uncontended, **recovery}
@@ -113,6 +119,36 @@ def check(h: History) -> CheckResult:
         stats.update(p50_s=round(_percentile(times, 0.5), 4), p99_s=round(_percentile(times, 0.99), 4),
                      max_s=round(max(times), 4))
     return CheckResult(NAME, tuple(findings), stats)
+
+
+def _complete(op: Op) -> int:
+    return op.complete
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyIndex:
+    """One key's calls as the holder-failover judgement looks them up: its granted acquires in complete
+    order, and who may hold it when."""
+
+    acquires: list[Op]
+    acquire_completes: list[int]
+    holding: _HeldIndex
+
+
+def _key_indexes(h: History) -> dict[str, _KeyIndex]:
+    """Per key that was ever granted (a lock nobody held has no holder to fail over from)."""
+    acquires: dict[str, list[Op]] = {}  # in history order, then sorted by complete: ties keep that order
+    for o in h.ops:
+        if o.rec.op == "acquire" and o.rec.outcome == "ok":
+            acquires.setdefault(o.rec.key, []).append(o)
+    grants: dict[str, list[Grant]] = {}
+    for g in h.grants:
+        grants.setdefault(g.key, []).append(g)
+    out = {}
+    for key, gs in grants.items():
+        done = sorted(acquires.get(key, []), key=_complete)
+        out[key] = _KeyIndex(done, [o.complete for o in done], _HeldIndex(gs))
+    return out
 
 
 def _from(ops: list[Op], i: int) -> Iterator[Op]:
@@ -160,16 +196,23 @@ def _max_upto(index: tuple[list[int], list[int]], x: int) -> int | None:
 def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]) -> dict[str, object]:
     """Stuck clients and a lock nobody can get, once a killed or paused server answers again."""
     bound = recovery_bound(h)
-    worker_ops = sorted((o for o in h.ops if o.rec.client != "observer"), key=lambda o: o.invoke)
+    worker_ops: list[Op] = []
+    by_client: dict[str, list[Op]] = {}
+    last_acquire: int | None = None
+    for o in h.ops_by_invoke:
+        client = o.rec.client
+        if client == "observer":
+            continue
+        worker_ops.append(o)
+        by_client.setdefault(client, []).append(o)
+        if o.rec.op == "acquire":
+            last_acquire = o.invoke  # in invoke order: the last one seen is the latest
     if not worker_ops:
         return {}
     workers_end = max(o.complete for o in worker_ops)
     worker_invokes = [o.invoke for o in worker_ops]
-    by_client: dict[str, list[Op]] = {}
-    for o in worker_ops:
-        by_client.setdefault(o.rec.client, []).append(o)
     client_invokes = {c: [o.invoke for o in ops] for c, ops in by_client.items()}
-    last_acquire = max((o.invoke for o in worker_ops if o.rec.op == "acquire"), default=None)
+    all_faults = FaultIndex(h.faults)
     ends_by_invoke = _prefix_max([(g.acquire.invoke, g.latest_end) for g in h.grants])
     acquire_completes = [o.complete for o in acquires]
     judged = 0
@@ -180,7 +223,7 @@ def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]
         back, deadline = f.end, f.end + bound
         if deadline > workers_end:
             continue  # the run ended before the bound ran out: nothing to judge
-        others = [o for o in h.faults if o is not f and o.start <= deadline and o.end >= back]
+        others = [o for o in all_faults.overlapping(back, deadline) if o is not f]
         if others:
             continue  # another fault overlaps the recovery: its own story
         judged += 1
@@ -250,11 +293,13 @@ def _leader_bound(h: History) -> float:
 
 def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: list[Finding]) -> list[float]:
     """Seconds from each leader fault to the service's first grant sent after it."""
+    if not any(f.fault in LEADER_TRIGGERS for f in h.faults):
+        return []  # no leader fault to time: the index of grants below is not needed
     bound = _leader_bound(h)
     plan = h.meta.get("plan", {})
     retry_ns = float(plan.get("retry_every", 0.1)) * h.ttl_ms * NS_PER_MS
     grants = sorted((o for o in h.ops if o.rec.op in ("acquire", "renew") and o.rec.outcome == "ok"),
-                    key=lambda o: o.complete)
+                    key=_complete)
     # The first grant (in complete order) invoked at or after an instant: over the grants in invoke
     # order, the smallest complete-order position from each on.
     by_invoke = sorted(range(len(grants)), key=lambda i: grants[i].invoke)

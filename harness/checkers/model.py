@@ -17,12 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from lockchaos.backends.base import Capabilities
+from lockchaos.backends.clock import NS_PER_MS
+from lockchaos.harness.faults.registry import FAULTS, named
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
 
-NS_PER_MS = 1_000_000
-LEADER_FAULTS = ("leader-crash", "leader-pause", "leader-isolated", "redlock-minority-kill",
-                 "redlock-master-amnesia")
+# What each fault means for lease timing, from the fault registry (``harness/faults/registry.py``).
+LEADER_FAULTS = named(lambda t: t.failover)
 """Cluster faults that make another member the leader (or primary)."""
+LINK_FAULTS = frozenset(name for name, fault in FAULTS.items() if fault.target == "link")
+"""Faults of one client's link to the server (the proxy), not of the server: never a ``server_faults`` answer."""
+RESTARTS = named(lambda t: t.restarts_server)
+"""The server is killed and restarted: durable, it prolongs; non-durable, it forgets."""
+FREEZES = named(lambda t: t.freezes_server)
+"""The server freezes: requests queue and apply on resume; what was in force is prolonged."""
+EARLY_ENDERS = named(lambda t: t.ends_leases_early)
+"""Leases may end early whatever the durability (a clock jump)."""
+DELAYS = named(lambda t: t.delays_requests)
+"""A request may take effect up to ``one_way_ms`` after its reply."""
+DELAYING = named(lambda t: t.freezes_server or t.delays_requests or t.delays_failover)
+KILLS_HOLDER = named(lambda t: t.kills_holder)
+FREEZES_HOLDER = named(lambda t: t.freezes_holder)
 EPSILON_NS = 5 * NS_PER_MS
 """Scheduling slack between the client's clock reading and the server acting (same machine)."""
 
@@ -40,6 +54,21 @@ class Op:
     def __post_init__(self) -> None:
         object.__setattr__(self, "invoke", self.rec.invoke_ns)
         object.__setattr__(self, "complete", self.rec.complete_ns)
+
+
+_put_op = tuple(Op.__dict__[name].__set__ for name in ("line", "rec", "invoke", "complete"))
+
+
+def _new_op(line: int, rec: OpRecord) -> Op:
+    """``Op(line, rec)`` by its slots: a long history makes one per call, and ``__init__`` with
+    ``__post_init__`` goes through ``object.__setattr__`` four times."""
+    op = object.__new__(Op)
+    put_line, put_rec, put_invoke, put_complete = _put_op
+    put_line(op, line)
+    put_rec(op, rec)
+    put_invoke(op, rec.invoke_ns)
+    put_complete(op, rec.complete_ns)
+    return op
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +96,11 @@ class Grant:
     latest_end: int = 0  # filled by History.bound: no later than this can it be in force
 
     @property
+    def key(self) -> str:
+        """The lock key: every checker judges grants per key (a stress run holds many)."""
+        return self.acquire.rec.key
+
+    @property
     def definite(self) -> bool:
         return self.acquire.rec.outcome == "ok"
 
@@ -90,7 +124,22 @@ class History:
     """Opening a client raised an exception the factory did not map (line, note)."""
 
     def server_faults(self, *names: str) -> list[FaultWindow]:
-        return list(self._faults_named(names))
+        """The server's (and cluster's) faults of these kinds in start order; never a link's."""
+        return list(self._faults_named(tuple(n for n in names if n not in LINK_FAULTS)))
+
+    def link_faults(self, *names: str) -> list[FaultWindow]:
+        """The client links' faults of these kinds (the proxy's: latency, partition, ...) in start order."""
+        return list(self._faults_named(tuple(n for n in names if n in LINK_FAULTS)))
+
+    @functools.cached_property
+    def ops_by_invoke(self) -> list[Op]:
+        """Every call in invoke order (stable: ties keep history order), sorted once for every checker."""
+        return sorted(self.ops, key=_invoke)
+
+    @functools.cached_property
+    def invokes(self) -> list[int]:
+        """``ops_by_invoke``'s invoke times: the calls from an instant on are one bisection away."""
+        return [op.invoke for op in self.ops_by_invoke]
 
     def _faults_named(self, names: tuple[str, ...]) -> tuple[FaultWindow, ...]:
         """The faults of these kinds in start order, filtered once per kinds (not once per grant)."""
@@ -104,26 +153,26 @@ class History:
         return {}
 
     @functools.cached_property
-    def _delaying_index(self) -> _FaultIndex:
-        return _FaultIndex(self._delaying_faults)
+    def _delaying_index(self) -> FaultIndex:
+        return FaultIndex(self._delaying_faults)
 
     @functools.cached_property
-    def _prolonger_index(self) -> _FaultIndex:
+    def _prolonger_index(self) -> FaultIndex:
         """Faults that prolong whatever was in force when they began (see ``_latest_expiry``)."""
-        restarts = self._faults_named(("server-kill",)) if self.caps.durable else ()
-        merged = sorted([*restarts, *self._faults_named(("server-pause",)), *self.failovers], key=lambda f: f.start)
-        return _FaultIndex(merged)
+        restarts = self._faults_named(RESTARTS) if self.caps.durable else ()
+        merged = sorted([*restarts, *self._faults_named(FREEZES), *self.failovers], key=lambda f: f.start)
+        return FaultIndex(merged)
 
     @functools.cached_property
     def _lease_ending_starts(self) -> list[int]:
         """Starts of the faults that can end a lease early, in order (see ``earliest_end``)."""
         return [f.start for f in self.faults
-                if f.fault == "clock-jump" or (f.fault == "server-kill" and not self.caps.durable)]
+                if f.fault in EARLY_ENDERS or (f.fault in RESTARTS and not self.caps.durable)]
 
     @functools.cached_property
     def _restart_end_suffix_min(self) -> tuple[list[int], list[int]]:
         """Server restarts' starts in order and, from each on, the earliest end among it and the later ones."""
-        restarts = self._faults_named(("server-kill",))
+        restarts = self._faults_named(RESTARTS)
         starts = [f.start for f in restarts]
         mins = [f.end for f in restarts]
         for i in range(len(mins) - 2, -1, -1):
@@ -131,8 +180,18 @@ class History:
         return starts, mins
 
     @functools.cached_property
+    def _holder_faults(self) -> dict[str, list[FaultWindow]]:
+        """Per worker, the faults that stop its process (crash, pause), in start order."""
+        out: dict[str, list[FaultWindow]] = {}
+        for f in self.faults:
+            if f.fault in KILLS_HOLDER or f.fault in FREEZES_HOLDER:
+                for target in f.target.split(","):
+                    out.setdefault(target, []).append(f)
+        return out
+
+    @functools.cached_property
     def _delaying_faults(self) -> list[FaultWindow]:
-        return [f for f in self.faults if f.fault in ("server-pause", "latency", "leader-pause")]
+        return [f for f in self.faults if f.fault in DELAYING]
 
     @functools.cached_property
     def failovers(self) -> list[FaultWindow]:
@@ -162,14 +221,18 @@ class History:
             return op.complete + EPSILON_NS
         h = op.complete
         for f in self._delaying_index.overlapping(op.invoke, op.complete):
-            if f.fault == "server-pause":
+            if f.fault in FREEZES:
                 h = max(h, f.end)  # queued in the server's socket, applied on resume
-            elif f.fault == "latency":
+            elif f.fault in DELAYS:
                 h = max(h, op.complete + int(f.detail.get("one_way_ms", 0)) * NS_PER_MS)
         return h + EPSILON_NS
 
 
-class _FaultIndex:
+def _invoke(op: Op) -> int:
+    return op.invoke
+
+
+class FaultIndex:
     """Fault windows sorted by start, with the running maximum of their ends: the windows overlapping
     an interval are found by bisecting on the starts and walking back only while an end can still reach it."""
 
@@ -210,13 +273,17 @@ def _load(records: Iterable[tuple[int, Record]],
     faults: list[FaultWindow] = []
     end_ns = 0
     ended = False
+    new_op = _new_op
     for line, rec in records:
-        if isinstance(rec, OpRecord):
-            ops.append(Op(line, rec))
-            end_ns = max(end_ns, rec.complete_ns)
-        elif isinstance(rec, WriteRecord):
-            writes.append((line, rec))
-            end_ns = max(end_ns, rec.time_ns)
+        kind = type(rec)
+        if kind is OpRecord:
+            ops.append(new_op(line, rec))  # type: ignore[arg-type]
+            if rec.complete_ns > end_ns:  # type: ignore[union-attr]
+                end_ns = rec.complete_ns  # type: ignore[union-attr]
+        elif kind is WriteRecord:
+            writes.append((line, rec))  # type: ignore[arg-type]
+            if rec.time_ns > end_ns:  # type: ignore[union-attr]
+                end_ns = rec.time_ns  # type: ignore[union-attr]
         elif isinstance(rec, FaultRecord):
             end_ns = max(end_ns, rec.time_ns)
             key = (rec.fault, rec.target)
@@ -274,8 +341,8 @@ def load_history(source: Path | Iterable[Record]) -> History:
 def _grants(h: History) -> list[Grant]:
     """One grant per acquire that may have taken effect; renews and releases go to their owner's latest."""
     grants: list[Grant] = []
-    current: dict[str, Grant] = {}
-    for op in sorted(h.ops, key=lambda o: o.invoke):
+    current: dict[tuple[str, str], Grant] = {}  # per client and key, its latest grant
+    for op in h.ops_by_invoke:
         rec = op.rec
         if rec.op == "acquire" and rec.outcome in ("ok", "indeterminate"):
             lease = rec.lease
@@ -285,10 +352,11 @@ def _grants(h: History) -> list[Grant]:
             ttl = int(lease["ttl_ms"]) if lease else h.caps.applied_ttl(int(rec.args.get("ttl_ms", h.ttl_ms)))
             g = Grant(op, str(rec.args.get("owner", rec.client)), rec.client, token, ttl, h.horizon(op))
             grants.append(g)
-            current[rec.client] = g
-        elif rec.op in ("renew", "release") and rec.client in current:
-            g = current[rec.client]
-            (g.renews if rec.op == "renew" else g.releases).append(op)
+            current[rec.client, rec.key] = g
+        elif rec.op == "renew" or rec.op == "release":
+            g_of = current.get((rec.client, rec.key))
+            if g_of is not None:
+                (g_of.renews if rec.op == "renew" else g_of.releases).append(op)
     return grants
 
 
@@ -319,14 +387,14 @@ def _latest_expiry(h: History, g: Grant, lag: int) -> int:
     latest = h.horizon(g.acquire) + g.ttl_ms * NS_PER_MS + lag + EPSILON_NS
     if h.caps.renews_in_background:  # its client's own thread renews it, unrecorded, until it stops
         latest = max(latest, _renewer_stops(h, g) + g.ttl_ms * NS_PER_MS + lag + EPSILON_NS)
-    pending = sorted((r for r in g.renews if r.rec.outcome != "fail"), key=lambda r: r.invoke)
+    pending = [r for r in g.renews if r.rec.outcome != "fail"]  # in invoke order, as ``_grants`` adds them
     # A new leader re-arms every lease it finds (etcd's lessor on promotion), so a failover may
     # prolong a grant by a TTL from when it completes.
     index = h._prolonger_index
     invoke = g.acquire.invoke
 
     def extended(f: FaultWindow, latest: int) -> int:
-        extra = g.ttl_ms * NS_PER_MS if f.fault in ("server-kill", *LEADER_FAULTS) else 0
+        extra = g.ttl_ms * NS_PER_MS if f.fault in RESTARTS or f.fault in LEADER_FAULTS else 0
         end = h.promotion_end(f) if f.fault in LEADER_FAULTS else f.end
         return max(latest, end + extra + lag + EPSILON_NS)
 
@@ -357,11 +425,11 @@ def _renewer_stops(h: History, g: Grant) -> int:
     """
     stops = [h.end_ns]
     outlasts = g.ttl_ms * NS_PER_MS + h.caps.expiry_lag_ms * NS_PER_MS
-    for f in h.faults:
-        if g.client not in f.target.split(",") or f.end < g.acquire.invoke:
+    for f in h._holder_faults.get(g.client, ()):
+        if f.end < g.acquire.invoke:
             continue
-        frozen = f.fault == "holder-pause" and f.detail.get("signal") == "SIGSTOP" and f.end - f.start > outlasts
-        if f.fault == "holder-crash" or frozen:
+        frozen = f.fault in FREEZES_HOLDER and f.detail.get("signal") == "SIGSTOP" and f.end - f.start > outlasts
+        if f.fault in KILLS_HOLDER or frozen:
             stops.append(max(f.start, g.acquire.invoke))
     return min(stops)
 
@@ -373,6 +441,16 @@ def _ttl(op: Op, g: Grant) -> int:
     return max(g.ttl_ms, int(op.rec.args.get("ttl_ms", g.ttl_ms)))
 
 
+def extended_end(g: Grant, at: int) -> int:
+    """Until when ``g`` surely lasts by its acquire and the ok renews that completed by ``at``, timed
+    from their invokes (the earliest instant each can have taken effect), before anything cut it short."""
+    end = g.acquire.invoke + g.ttl_ms * NS_PER_MS
+    for r in g.renews:
+        if r.rec.outcome == "ok" and r.complete <= at:
+            end = max(end, r.invoke + _ttl(r, g) * NS_PER_MS)
+    return end
+
+
 def earliest_end(h: History, g: Grant, at: int, *, lossy_failover: bool = True) -> int:
     """The earliest instant ``g`` may end, judged from what had surely happened by ``at``.
 
@@ -380,10 +458,7 @@ def earliest_end(h: History, g: Grant, at: int, *, lossy_failover: bool = True) 
     With asynchronous replication a failover may lose the grant at any instant of its window
     (``lossy_failover=False`` judges as the reference does, which never loses one).
     """
-    base = max([g.acquire.invoke + g.ttl_ms * NS_PER_MS]
-               + [r.invoke + _ttl(r, g) * NS_PER_MS for r in g.renews
-                  if r.rec.outcome == "ok" and r.complete <= at])
-    cut = base - EPSILON_NS
+    cut = extended_end(g, at) - EPSILON_NS
     for r in g.releases:  # a release that may have happened ends it as early as its invoke
         if r.rec.outcome != "fail":
             cut = min(cut, r.invoke)

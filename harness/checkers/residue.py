@@ -34,8 +34,9 @@ def _held_after_quiesce(h: History) -> bool | None:
     """What the observer saw after the quiesce; None when the lock's ``holder()`` tells nothing."""
     if h.caps.holder_info == "none":
         return None
-    seen = [o for o in h.ops if o.rec.client == "observer" and o.rec.op == "holder" and o.rec.outcome == "ok"]
-    return bool(seen) and seen[-1].rec.lease is not None
+    last = next((o for o in reversed(h.ops)
+                 if o.rec.client == "observer" and o.rec.op == "holder" and o.rec.outcome == "ok"), None)
+    return last is not None and last.rec.lease is not None
 
 
 def check(h: History) -> CheckResult:

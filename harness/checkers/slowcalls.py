@@ -12,39 +12,52 @@ several leases is of no use to anyone.
 
 from __future__ import annotations
 
+from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.checkers.findings import CheckResult, Finding
-from lockchaos.harness.checkers.model import NS_PER_MS, History
+from lockchaos.harness.checkers.model import FaultIndex, FaultWindow, History
+from lockchaos.harness.faults.registry import named
 
 NAME = "slow-call"
 FACTOR = 3
 SLACK_NS = 500 * NS_PER_MS
 KEEP = 20
-_FROZEN = ("holder-pause", "holder-crash")
+_FROZEN = named(lambda t: t.kills_holder or t.freezes_holder)
 
 
 def check(h: History) -> CheckResult:
     findings: list[Finding] = []
-    frozen: dict[str, list[tuple[int, int]]] = {}
+    windows: dict[str, list[FaultWindow]] = {}
     for f in h.faults:
         if f.fault in _FROZEN:
             for target in f.target.split(","):
-                frozen.setdefault(target, []).append((f.start, f.end))
+                windows.setdefault(target, []).append(f)
+    frozen = {client: FaultIndex(fs) for client, fs in windows.items()}  # a call meets only a few of them
     slow = 0
     longest = 0
     undeclared: set[str] = set()
+    allowed: dict[str, int] = {}  # per client, the longest call it may take
     for op in h.ops:
         rec = op.rec
-        if rec.client == "observer":
-            continue
-        timeout = h.client_timeouts.get(rec.client)
-        if not isinstance(timeout, int):
-            undeclared.add(rec.client)
-        reference_ms = timeout if isinstance(timeout, int) else h.ttl_ms
+        client = rec.client
+        limit = allowed.get(client)
+        if limit is None:
+            if client == "observer":
+                continue
+            timeout = h.client_timeouts.get(client)
+            if not isinstance(timeout, int):
+                undeclared.add(client)
+            reference_ms = timeout if isinstance(timeout, int) else h.ttl_ms
+            limit = allowed[client] = FACTOR * reference_ms * NS_PER_MS + SLACK_NS
         took = op.complete - op.invoke
-        took -= sum(max(0, min(e, op.complete) - max(s, op.invoke)) for s, e in frozen.get(rec.client, ()))
-        longest = max(longest, took)
-        if took <= FACTOR * reference_ms * NS_PER_MS + SLACK_NS:
+        stops = frozen.get(client)
+        if stops is not None:
+            took -= sum(max(0, min(f.end, op.complete) - max(f.start, op.invoke))
+                        for f in stops.overlapping(op.invoke, op.complete))
+        if took > longest:
+            longest = took
+        if took <= limit:
             continue
+        timeout = h.client_timeouts.get(client)
         slow += 1
         if len(findings) >= KEEP:
             continue

@@ -15,6 +15,7 @@ from typing import Any
 
 from lockchaos.harness.checkers import check_history
 from lockchaos.harness.checkers.findings import CheckResult
+from lockchaos.harness.checkers.model import History
 from lockchaos.harness.run.atomicfile import write_atomic
 from lockchaos.harness.run.history import HISTORY_FILE, Record
 
@@ -51,7 +52,7 @@ class Judgement:
         }
 
 
-def judge(history: Path | Iterable[Record], *, strict: bool = False) -> Judgement:
+def judge(history: Path | Iterable[Record] | History, *, strict: bool = False) -> Judgement:
     h, results = check_history(history)
     return Judgement(tuple(results), strict, h.truncated)
 

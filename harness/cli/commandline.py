@@ -18,7 +18,6 @@ from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_text
 from lockchaos.harness import exitcodes
 from lockchaos.harness.run import interrupts
-from lockchaos.harness.run.driver import RunOptions
 from lockchaos.harness.run.rundir import DEFAULT_PARENT
 from lockchaos.harness.run.targets import (
     BACKEND_CHOICES,
@@ -183,6 +182,7 @@ def _choose_targets(args: argparse.Namespace, *, persistence: bool = False) -> l
 
 def _soak_plan(args: argparse.Namespace) -> SoakPlan:
     from lockchaos.harness.cli.soak import SoakPlan
+    from lockchaos.harness.run.driver import RunOptions  # here: ``check`` and ``report`` never load the driver
 
     targets = _targets(args)
     if args.virtual_time and any(t.server_kind != "fake" for t in targets):

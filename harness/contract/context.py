@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lockchaos.backends.base import Capabilities, Lease, LockBackend
-from lockchaos.backends.clock import REAL_CLOCK, Clock
-
-NS_PER_MS = 1_000_000
+from lockchaos.backends.clock import NS_PER_MS, REAL_CLOCK, Clock
 
 
 class ContractFailure(AssertionError):
@@ -34,7 +32,12 @@ class RuleSkipped(Exception):
 
 
 class ServerControl(Protocol):
-    """Lets durability rules restart the server the contract runs against."""
+    """Lets durability rules restart the server the contract runs against.
+
+    Not a server: the contract's *target* (``run.targets.Provisioned``, or a user's own object), whose
+    ``restart_server`` is kill + restart on its ``ServerHandle`` (``harness/servers/handle.py``). It
+    stays this one-method protocol because users pass their own to ``run_contract(server=...)``.
+    """
 
     def restart_server(self) -> None: ...
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockchaos.backends.base import MAX_KEY_BYTES, MAX_OWNER_BYTES, Lease, LockBackend
+from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.contract.context import (
-    NS_PER_MS,
     ContractContext,
     ContractFailure,
     Inconclusive,

@@ -19,8 +19,8 @@ import sys
 from typing import Protocol, runtime_checkable
 
 from lockchaos.backends.base import Lease, LockBackend
+from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.contract.context import (
-    NS_PER_MS,
     ContractContext,
     ContractFailure,
     Inconclusive,

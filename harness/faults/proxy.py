@@ -35,15 +35,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Protocol, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_url
 from lockchaos.harness.faults.proxylink import CHUNK, SPLICE_AVAILABLE, Conn, KernelRelay, Pipe
 from lockchaos.harness.servers.flags import LOOPBACK
+from lockchaos.harness.servers.specs import default_ports
 
-_DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
+if TYPE_CHECKING:
+    from lockchaos.harness.faults.proxyhost import ProxyHost
+
+_DEFAULT_PORTS = default_ports()  # each server spec's client port (harness/servers/specs)
 _MAX_QUEUED = 1 << 20  # per direction; beyond it the proxy stops reading, as a full TCP window would
 _MAX_CONNECTIONS = 256  # bounds the fds that a client reconnecting in a loop can make us hold
 _ACCEPTS_PER_TICK = 64
@@ -88,6 +92,23 @@ def _is_loopback_name(host: str) -> bool:
     with contextlib.suppress(ValueError):
         return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
     return False
+
+
+def proxied_url(url: str, upstream_host: str, upstream_port: int, port: int, proxy: str) -> str:
+    """``url`` with its host:port replaced by the proxy's loopback port, if it names the upstream."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if parts.scheme not in _DEFAULT_PORTS or "," in hosts:
+        raise ConfigurationError(f"cannot proxy {redact_url(url)!r}: expected redis://... or etcd:// with one host")
+    try:
+        endpoint = urlsplit(f"//{hosts}")
+        host, url_port = endpoint.hostname or "", endpoint.port or _DEFAULT_PORTS[parts.scheme]
+    except ValueError as exc:
+        raise ConfigurationError(f"bad URL {redact_url(url)!r}: {exc}") from None
+    loopbacks = _is_loopback_name(host) and _is_loopback_name(upstream_host)
+    if url_port != upstream_port or not (loopbacks or host.lower() == upstream_host.lower()):
+        raise ConfigurationError(f"{redact_url(url)!r} does not name the upstream of {proxy}")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{LOOPBACK}:{port}"))
 
 
 def _listen() -> socket.socket:
@@ -189,19 +210,7 @@ class FaultProxy:
     def url_for(self, url: str) -> str:
         """``url`` aimed at this proxy. A URL naming another server is refused: proxying it to this
         upstream would silently fault the wrong link."""
-        parts = urlsplit(url)
-        userinfo, at, hosts = parts.netloc.rpartition("@")
-        if parts.scheme not in _DEFAULT_PORTS or "," in hosts:
-            raise ConfigurationError(f"cannot proxy {redact_url(url)!r}: expected redis://... or etcd:// with one host")
-        try:
-            endpoint = urlsplit(f"//{hosts}")
-            host, port = endpoint.hostname or "", endpoint.port or _DEFAULT_PORTS[parts.scheme]
-        except ValueError as exc:
-            raise ConfigurationError(f"bad URL {redact_url(url)!r}: {exc}") from None
-        loopbacks = _is_loopback_name(host) and _is_loopback_name(self.upstream_host)
-        if port != self.upstream_port or not (loopbacks or host.lower() == self.upstream_host.lower()):
-            raise ConfigurationError(f"{redact_url(url)!r} does not name the upstream of {self!r}")
-        return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{LOOPBACK}:{self.port}"))
+        return proxied_url(url, self.upstream_host, self.upstream_port, self.port, repr(self))
 
     # -- lifecycle
     def start(self) -> Self:
@@ -644,46 +653,92 @@ class FaultProxy:
         self._sel = self._listener = self._wake_r = self._wake_w = None
 
 
-class ProxyPool:
-    """One proxy per client id for one upstream, so that each soak worker can be faulted alone."""
+class Proxy(Protocol):
+    """What a fault needs of a proxy: a FaultProxy here, or a HostedProxy that drives one in a
+    process of its own (``proxyhost.py``)."""
 
-    def __init__(self, upstream_host: str, upstream_port: int, *, allow_non_loopback: bool = False) -> None:
+    name: str
+    upstream_host: str
+    upstream_port: int
+
+    @property
+    def port(self) -> int: ...
+    @property
+    def address(self) -> tuple[str, int]: ...
+    def url_for(self, url: str) -> str: ...
+    def stats(self) -> ProxyStats: ...
+    def blackhole(self) -> None: ...
+    def blackhole_replies(self) -> None: ...
+    def reset(self) -> None: ...
+    def refuse(self, on: bool = True) -> None: ...
+    def set_latency(self, ms: float) -> None: ...
+    def delay_replies(self, ms: float) -> None: ...
+    def heal(self) -> None: ...
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
+PROXIES_PER_HOST = 4
+"""How many proxies a pool puts in one host process: few enough that their threads rarely wait for
+one another's GIL, enough that a 64-worker soak starts 16 interpreters, not 64."""
+
+
+class ProxyPool:
+    """One proxy per client id for one upstream, so that each soak worker can be faulted alone.
+
+    The proxies run in host processes of their own (``proxyhost.py``), ``per_host`` to a process,
+    so that neither the harness's threads nor each other's hold the GIL they need to pass a byte;
+    ``per_host=0`` keeps them in this process."""
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, allow_non_loopback: bool = False,
+                 per_host: int = PROXIES_PER_HOST) -> None:
         _resolve(upstream_host, upstream_port, allow_non_loopback)  # fail before any proxy starts
+        if isinstance(per_host, bool) or not isinstance(per_host, int) or per_host < 0:
+            raise ConfigurationError(f"per_host must be an int >= 0, got {per_host!r}")
         self.upstream_host, self.upstream_port = upstream_host, upstream_port
-        self._allow = allow_non_loopback
-        self._proxies: dict[str, FaultProxy] = {}
+        self._allow, self._per_host = allow_non_loopback, per_host
+        self._proxies: dict[str, Proxy] = {}
+        self._hosts: list[ProxyHost] = []
         self._lock = threading.Lock()
 
-    def proxy_for(self, client_id: str) -> FaultProxy:
+    def proxy_for(self, client_id: str) -> Proxy:
         """The client's proxy, started on first use."""
         with self._lock:
             if client_id not in self._proxies:
-                self._proxies[client_id] = FaultProxy(
-                    self.upstream_host, self.upstream_port, name=client_id, allow_non_loopback=self._allow
-                ).start()
+                self._proxies[client_id] = self._make(client_id)
             return self._proxies[client_id]
+
+    def _make(self, client_id: str) -> Proxy:
+        if not self._per_host:
+            return FaultProxy(
+                self.upstream_host, self.upstream_port, name=client_id, allow_non_loopback=self._allow
+            ).start()
+        from lockchaos.harness.faults.proxyhost import ProxyHost  # it builds on this module
+
+        if not self._hosts or self._hosts[-1].proxies >= self._per_host:
+            self._hosts.append(ProxyHost(f"{len(self._hosts)}").start())
+        return self._hosts[-1].open(self.upstream_host, self.upstream_port, name=client_id,
+                                    allow_non_loopback=self._allow)
 
     def url_for(self, client_id: str, url: str) -> str:
         return self.proxy_for(client_id).url_for(url)
 
-    def proxies(self) -> dict[str, FaultProxy]:
+    def proxies(self) -> dict[str, Proxy]:
         with self._lock:
             return dict(self._proxies)
-
-    def heal_all(self) -> None:
-        for proxy in self.proxies().values():
-            proxy.heal()
 
     def stop(self) -> None:
         """Stop every proxy, even when one fails to; then raise the first failure."""
         with self._lock:
             proxies, self._proxies = list(self._proxies.values()), {}
+            hosts, self._hosts = self._hosts, []
         errors: list[InfrastructureError] = []
         for proxy in proxies:
             try:
                 proxy.stop()
             except InfrastructureError as exc:
                 errors.append(exc)
+        for host in hosts:
+            host.stop()
         if errors:
             raise errors[0]
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
 from lockchaos.backends.redaction import redact_text
-from lockchaos.harness.checkers.verdicts import SUMMARY_FILE
+from lockchaos.harness.checkers.model import History
+from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, Judgement
 from lockchaos.harness.report.loading import (
     MAX_FINDINGS_SHOWN,
     FindingRow,
@@ -26,30 +27,36 @@ from lockchaos.harness.report.markup import esc, plural
 from lockchaos.harness.report.style import CSS, fault_colour
 from lockchaos.harness.report.svg import Rendered, render_timeline
 from lockchaos.harness.report.timeline import extract
+from lockchaos.harness.run import reproduce
 from lockchaos.harness.run.atomicfile import write_atomic
 from lockchaos.harness.run.history import HISTORY_FILE
-from lockchaos.harness.scenarios import find_scenario
 
 REPORT_FILE = "report.html"
 EVIDENCE_CHARS = 800
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write ``run_dir/report.html`` from its history (and summary); a skipped run gets its reason."""
+def write_report(run_dir: Path, summary: dict[str, Any] | None = None,
+                 judged: tuple[History, Judgement] | None = None) -> Path:
+    """Write ``run_dir/report.html`` from its history (and summary); a skipped run gets its reason.
+
+    The driver passes the summary it wrote and the history it judged, with the judgement, so that a
+    run is read and judged once; ``lockchaos report`` passes neither and reads them from disk."""
     history = run_dir / HISTORY_FILE
-    summary = read_summary(run_dir / SUMMARY_FILE)
+    if summary is None:
+        summary = read_summary(run_dir / SUMMARY_FILE)
     out = run_dir / REPORT_FILE
     if not history.is_file():
         if summary.get("status") != "skipped":
             raise ConfigurationError(f"{run_dir}: no {HISTORY_FILE} here (give a run directory or a history file)")
         write_atomic(out, skipped_page(summary))
         return out
-    return write_report_for(history, out, summary)
+    return write_report_for(history, out, summary, judged)
 
 
-def write_report_for(history: Path, out: Path, summary: dict[str, Any] | None = None) -> Path:
+def write_report_for(history: Path, out: Path, summary: dict[str, Any] | None = None,
+                     judged: tuple[History, Judgement] | None = None) -> Path:
     """Write a report of any history file (``summary`` defaults to the one beside a run's history)."""
-    run = load_run(history, summary_beside(history) if summary is None else summary)
+    run = load_run(history, summary_beside(history) if summary is None else summary, judged)
     write_atomic(out, page(run))
     return out
 
@@ -131,38 +138,27 @@ def _verdicts(run: LoadedRun) -> str:
 
 
 def reproduce_command(summary: dict[str, Any], meta: dict[str, Any]) -> str | None:
-    """The recorded command, completed with ``--workers``/``--duration`` when the run overrode them.
+    """The recorded command; for a run recorded without one, the command its meta record describes.
 
     Redacted again: a run recorded by an older lockchaos may hold a password in its summary."""
     cmd = summary.get("reproduce")
-    backend, scenario, seed, ttl = (meta.get(k) for k in ("backend", "scenario", "seed", "ttl_ms"))
     if isinstance(cmd, str):
-        cmd = redact_text(cmd)
-    else:
-        if None in (backend, scenario, seed, ttl):
-            return None
-        cmd = (f"lockchaos soak --backend {backend} --scenario {scenario} --seed {seed} --ttl-ms {ttl}"
-               + (" --virtual-time" if meta.get("virtual_time") else ""))
-    try:
-        default = find_scenario(str(scenario))
-    except ValueError:
-        return cmd
+        return redact_text(cmd)
+    backend, scenario, seed, ttl = (meta.get(k) for k in ("backend", "scenario", "seed", "ttl_ms"))
+    if None in (backend, scenario, seed, ttl):
+        return None
     workers, duration = meta.get("workers"), meta.get("duration_ttls")
-    if isinstance(workers, int) and workers != default.workers and "--workers" not in cmd:
-        cmd += f" --workers {workers}"
-    if isinstance(duration, int | float) and isinstance(ttl, int) and duration != default.duration \
-            and "--duration" not in cmd:
-        cmd += f" --duration {duration * ttl / 1000:g}"
-    return cmd
+    return reproduce.reproduce_command(reproduce.Invocation(
+        str(backend), str(scenario), int(str(seed)), int(str(ttl)),
+        workers=workers if isinstance(workers, int) else None,
+        duration_s=duration * int(str(ttl)) / 1000 if isinstance(duration, int | float) else None,
+        virtual_time=bool(meta.get("virtual_time"))))
 
 
 def _scenario_section(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     description = summary.get("description")
     if not isinstance(description, str):
-        try:
-            description = find_scenario(str(meta.get("scenario"))).description
-        except ValueError:
-            description = "No scenario description recorded."
+        description = "No scenario description recorded."
     cmd = reproduce_command(summary, meta)
     repro = (f"<h3>Reproduce</h3><pre><code>{esc(cmd)}</code></pre>" if cmd else
              '<p class="muted">No reproducing command recorded.</p>')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from lockchaos.harness.report.html import REPORT_FILE
@@ -26,7 +27,8 @@ def write_index(out_dir: Path) -> Path:
     infra = [split_infrastructure(x) for x in soak.infrastructure_failures]
     backends = list(dict.fromkeys([r.backend for r in soak.runs] + [b for b, _, _ in infra]))
     scenarios = list(dict.fromkeys([r.scenario for r in soak.runs] + [s for _, s, _ in infra]))
-    cells = {(r.scenario, r.backend): _cell(r, out_dir) for r in soak.runs}
+    checks = [None if r.status == "skipped" else checks_of(r) for r in soak.runs]  # judged at most once each
+    cells = {(r.scenario, r.backend): _cell(r, c, out_dir) for r, c in zip(soak.runs, checks, strict=True)}
     for b, s, message in infra:
         cells[(s, b)] = (f'<td class="run" data-verdict="error"><span class="badge error">error</span>'
                          f'<div class="reason">{esc(message)}</div></td>')
@@ -35,7 +37,7 @@ def write_index(out_dir: Path) -> Path:
     for s in scenarios:
         tds = "".join(cells.get((s, b), '<td class="muted">not run</td>') for b in backends)
         rows.append(f'<tr><th scope="row">{esc(s)}</th>{tds}</tr>')
-    counts = Counter([_verdict(r) for r in soak.runs] + ["error"] * len(infra))
+    counts = Counter([_verdict(r, c) for r, c in zip(soak.runs, checks, strict=True)] + ["error"] * len(infra))
     tally = " · ".join(f'<span class="badge {esc(k)}">{counts[k]} {esc(k)}</span>'
                        for k in sorted(counts, key=lambda k: (_ORDER.index(k) if k in _ORDER else 99, k)))
     failures = ""
@@ -63,10 +65,9 @@ def write_index(out_dir: Path) -> Path:
     return out
 
 
-def _verdict(run: RunEntry) -> str:
+def _verdict(run: RunEntry, checks: dict[str, Any] | None) -> str:
     if run.status == "skipped":
         return "skipped"
-    checks = checks_of(run)
     return str(checks["verdict"]) if checks is not None else "unknown"
 
 
@@ -74,14 +75,13 @@ def _href(run: RunEntry, name: str) -> str:
     return "/".join(quote(part) for part in run.rel.split("/") if part not in ("", ".")) + "/" + name
 
 
-def _cell(run: RunEntry, out_dir: Path) -> str:
-    verdict = _verdict(run)
+def _cell(run: RunEntry, checks: dict[str, Any] | None, out_dir: Path) -> str:
+    verdict = _verdict(run, checks)
     own_dir = run.directory.resolve() != out_dir.resolve()
     target = next((n for n in (REPORT_FILE, "summary.json") if own_dir and (run.directory / n).is_file()), None)
     label = esc(verdict)
     if verdict == "fail":
-        checks = checks_of(run) or {}
-        failing = [k for k, c in checks.get("checkers", {}).items() if c.get("verdict") == "fail"]
+        failing = [k for k, c in (checks or {}).get("checkers", {}).items() if c.get("verdict") == "fail"]
         if failing:
             label += f" ({esc(', '.join(failing))})"
     badge = (f'<a class="cell badge {esc(verdict)}" href="{esc(_href(run, target))}">{label}</a>' if target

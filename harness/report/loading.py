@@ -85,14 +85,17 @@ def load_history_or_explain(path: Path) -> History:
         raise ConfigurationError(f"{path}: not a readable lockchaos history: {exc}") from None
 
 
-def load_run(history_path: Path, summary: dict[str, Any]) -> LoadedRun:
-    h = load_history_or_explain(history_path)
+def load_run(history_path: Path, summary: dict[str, Any],
+             judged: tuple[History, Judgement] | None = None) -> LoadedRun:
+    """The run as the report shows it; ``judged`` is the history already loaded and judged (by the
+    driver, in the same process), else the history is loaded here."""
+    h = load_history_or_explain(history_path) if judged is None else judged[0]
     checks = summary.get("checks")
-    results: list[CheckResult] | None = None
+    results: tuple[CheckResult, ...] | None = None if judged is None else judged[1].results
     if not _well_formed(checks):
         # What ``verdicts.judge`` does, on the history already loaded instead of loading it again.
-        results = check_history(h)[1]
-        checks = Judgement(tuple(results), strict=False, truncated=h.truncated).to_dict()
+        results = tuple(check_history(h)[1]) if results is None else results
+        checks = Judgement(results, strict=False, truncated=h.truncated).to_dict()
     assert isinstance(checks, dict)
     rows = tuple(CheckerRow(name, str(c["verdict"]), int(c["violations"]), int(c["known_unsafe"]),
                             dict(c.get("stats") or {}))

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from lockchaos.backends.base import InfrastructureError
 from lockchaos.backends.etcd import parse_etcd_url
-from lockchaos.harness.faults.proxy import FaultProxy, ProxyPool
+from lockchaos.harness.faults.proxy import Proxy, ProxyPool
 from lockchaos.harness.servers.flags import LOOPBACK
 
 LOSE_REPLY_FOR_S = 0.15
@@ -49,7 +49,7 @@ class MemberProxies:
             self.stop()
             raise
 
-    def worker_url(self, url: str, index: int) -> tuple[str, list[FaultProxy]]:
+    def worker_url(self, url: str, index: int) -> tuple[str, list[Proxy]]:
         """``url`` with each member replaced by worker ``index``'s proxy of it, and those proxies."""
         proxies = [pool.proxy_for(f"w{index}") for pool in self._pools]
         netloc = ",".join(f"{LOOPBACK}:{p.port}" for p in proxies)
@@ -69,7 +69,7 @@ class MemberProxies:
 class MemberLinks:
     """The network faults of one worker, applied to its proxy of every member at once."""
 
-    def __init__(self, proxies: list[FaultProxy]) -> None:
+    def __init__(self, proxies: list[Proxy]) -> None:
         self.proxies = proxies
 
     def partition(self) -> None:

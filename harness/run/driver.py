@@ -11,7 +11,7 @@ import functools
 import itertools
 import json
 import random
-import shlex
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported
-from lockchaos.backends.redaction import redact_text, redact_url
+from lockchaos.backends.redaction import redact_text
+from lockchaos.harness.checkers.model import History, load_history
 from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, Judgement, judge
 from lockchaos.harness.faults.nemesis import Nemesis
+from lockchaos.harness.faults.registry import FAULTS
 from lockchaos.harness.report import write_report
 from lockchaos.harness.run import interrupts
 from lockchaos.harness.run.atomicfile import disk_error, is_disk_error, write_atomic
@@ -33,11 +35,11 @@ from lockchaos.harness.run.history import (
     OpRecord,
     Record,
     lease_dict,
-    read_history,
 )
-from lockchaos.harness.run.observations import Observations, observe
+from lockchaos.harness.run.observations import Observations, Tally
 from lockchaos.harness.run.procworker import WORKERS_LOG, ProcessWorker, process_worker, uses_processes
 from lockchaos.harness.run.register import FencedRegister
+from lockchaos.harness.run.reproduce import Invocation, reproduce_command
 from lockchaos.harness.run.runtime import RealRuntime, Runtime, VirtualRuntime
 from lockchaos.harness.run.targets import Target
 from lockchaos.harness.run.worker import Timing, Worker
@@ -92,8 +94,9 @@ def _environment(target: Target, scenario: Scenario, runtime: Runtime, opts: Run
         return FakeEnvironment(target, runtime, durable=scenario.persistence, timeout_ms=timeout_ms)
     if opts.virtual_time:
         raise ConfigurationError("--virtual-time runs the fake only")
+    clock = any(FAULTS[k].target == "clock" for k in fault_kinds(scenario) if k in FAULTS)
     return ServerEnvironment(target, runtime, persistence=scenario.persistence, timeout_ms=timeout_ms,
-                             clock_faults="clock-jump" in fault_kinds(scenario))
+                             clock_faults=clock)
 
 
 def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: Path,
@@ -115,8 +118,9 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
         _write_summary(run_dir, target, scenario, opts, "error", f"{type(exc).__name__}: {redact_text(str(exc))}",
                        None, 0.0, 0.0)
         raise
+    tally = Tally()
     try:
-        recorded = _run_in(env, target, scenario, opts, run_dir, runtime, wall0, on_record)
+        recorded = _run_in(env, target, scenario, opts, run_dir, runtime, wall0, tally, on_record)
     except BaseException:
         with contextlib.suppress(Exception):  # a teardown error must not hide the run's own
             env.close()
@@ -125,11 +129,11 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
     if isinstance(recorded, RunResult):
         return recorded
     interrupted, simulated = recorded
-    return _conclude(target, scenario, opts, run_dir, wall0, interrupted, simulated)
+    return _conclude(target, scenario, opts, run_dir, wall0, interrupted, simulated, tally)
 
 
 def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path,
-            runtime: Runtime, wall0: float,
+            runtime: Runtime, wall0: float, tally: Tally,
             on_record: Callable[[Record], None] | None) -> RunResult | tuple[bool, float]:
     """Record the run's history: a RunResult if it was skipped, else (interrupted, simulated seconds)."""
     rng = random.Random(opts.seed)
@@ -164,13 +168,13 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
 
     t0 = runtime.now_ns()
     history = HistoryWriter(run_dir / HISTORY_FILE, t0)
-    record: Callable[[Record], None] = history.append
-    if on_record is not None:
-        callback = on_record
+    callbacks = [history.append, tally.add, *([] if on_record is None else [on_record])]
+    recording = threading.Lock()  # the tally counts records in the order the history holds them
 
-        def record(rec: Record) -> None:
-            history.append(rec)
-            callback(rec)
+    def record(rec: Record) -> None:
+        with recording:
+            for callback in callbacks:
+                callback(rec)
 
     workers: list[Worker | ProcessWorker] = []
     processes = uses_processes(target, opts.workers_mode, opts.virtual_time)
@@ -234,17 +238,17 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
     return interrupted, simulated
 
 
-def _judged(history: Path, strict: bool) -> tuple[Observations, Judgement]:
-    records = list(read_history(history))  # read once, judged twice
-    return observe(records), judge(records, strict=strict)
+def _judged(history: Path, strict: bool) -> tuple[History, Judgement]:
+    h = load_history(history)  # read once: judged here, drawn by the report
+    return h, judge(h, strict=strict)
 
 
 def _conclude(target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path, wall0: float,
-              interrupted: bool, simulated: float) -> RunResult:
+              interrupted: bool, simulated: float, tally: Tally) -> RunResult:
     """Judge the recorded history, write the summary and the report; a stop cuts this short (Overdue)."""
     status: Literal["ran", "interrupted"] = "interrupted" if interrupted else "ran"
     try:
-        obs, judgement = interrupts.within_grace(
+        h, judgement = interrupts.within_grace(
             functools.partial(_judged, run_dir / HISTORY_FILE, opts.strict), "checks")
     except interrupts.Overdue:
         reason = f"stopped before the checks were done: `lockchaos check {run_dir}` judges the history"
@@ -252,10 +256,11 @@ def _conclude(target: Target, scenario: Scenario, opts: RunOptions, run_dir: Pat
                        simulated)
         return RunResult(target.label, scenario.name, "interrupted", reason, run_dir, opts.seed,
                          time.monotonic() - wall0, simulated, None)
-    _write_summary(run_dir, target, scenario, opts, status, "", obs, time.monotonic() - wall0, simulated,
-                   judgement)
+    obs = tally.observations(judgement.results)
+    summary = _write_summary(run_dir, target, scenario, opts, status, "", obs, time.monotonic() - wall0,
+                             simulated, judgement)
     with contextlib.suppress(interrupts.Overdue):  # the summary holds the verdicts; `lockchaos report` the page
-        interrupts.within_grace(functools.partial(write_report, run_dir), "report")
+        interrupts.within_grace(functools.partial(write_report, run_dir, summary, (h, judgement)), "report")
     return RunResult(target.label, scenario.name, status, "", run_dir, opts.seed,
                      time.monotonic() - wall0, simulated, obs, judgement)
 
@@ -289,8 +294,9 @@ def _slug(label: str) -> str:
 
 def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunOptions, status: str,
                    reason: str, obs: Observations | None, wall_s: float, simulated_s: float,
-                   judgement: Judgement | None = None) -> None:
-    """One write of the run's summary, verdicts included (``lockchaos check`` updates them later)."""
+                   judgement: Judgement | None = None) -> dict[str, Any]:
+    """One write of the run's summary, verdicts included (``lockchaos check`` updates them later);
+    returns it as a reader of summary.json sees it."""
     summary: dict[str, object] = {
         "backend": target.label, "scenario": scenario.name, "description": scenario.description,
         "status": status, "reason": reason, "seed": opts.seed, "ttl_ms": opts.ttl_ms,
@@ -301,35 +307,15 @@ def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunO
     }
     if judgement is not None:
         summary["checks"] = judgement.to_dict()
-    write_atomic(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    text = json.dumps(summary, indent=2) + "\n"
+    write_atomic(run_dir / SUMMARY_FILE, text)
+    written: dict[str, Any] = json.loads(text)
     if status == "skipped":
-        write_report(run_dir)
+        write_report(run_dir, written)
+    return written
 
 
 def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
-    """The command line that runs this scenario again, the same way, with the same seed.
-
-    A ``--url`` keeps its options (``?prefix=myapp:``) and loses its secrets (``:***@``): the line is
-    stored in summary.json and shown in every report, so the user puts the password back in."""
-    if target.external_url is not None:
-        what = f"--url {shlex.quote(redact_url(target.external_url))}" + (
-            f" --adapter {shlex.quote(target.adapter_spec)}" if target.adapter_spec else "")
-    elif target.adapter_spec is not None:
-        server = target.label.rpartition("@")[2]  # what --server said (redis-aof runs a "redis")
-        what = f"--adapter {shlex.quote(target.adapter_spec)} --server {server}"
-    else:
-        what = f"--backend {target.label}"
-    flags = [what, f"--scenario {scenario.name}", f"--seed {opts.seed}", f"--ttl-ms {opts.ttl_ms}"]
-    if opts.workers is not None:
-        flags.append(f"--workers {opts.workers}")
-    if opts.duration_s is not None:
-        flags.append(f"--duration {opts.duration_s:g}")
-    if target.provision != "process":
-        flags.append(f"--provision {target.provision}")
-    if opts.virtual_time:
-        flags.append("--virtual-time")
-    elif opts.workers_mode != "auto":
-        flags.append(f"--workers-mode {opts.workers_mode}")
-    if opts.strict:
-        flags.append("--strict")
-    return "lockchaos soak " + " ".join(flags)
+    return reproduce_command(Invocation(
+        target.label, scenario.name, opts.seed, opts.ttl_ms, target.external_url, target.adapter_spec,
+        target.provision, opts.workers, opts.duration_s, opts.virtual_time, opts.workers_mode, opts.strict))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -204,7 +204,72 @@ class _Builder:
         return obj
 
 
-_BUILDERS = {kind: _Builder(cls) for kind, cls in _TYPES.items()}
+_SHARED_FIELDS = frozenset({"client", "op", "key", "outcome", "error_type", "fault", "target", "kind"})
+"""Fields whose few values repeat on every line: one string object per value, not one per record."""
+_SHARED: dict[str, str] = {}
+_MAX_SHARED = 1 << 16
+"""Distinct values kept for sharing: clients, keys and names are few; past this, values are kept as read."""
+
+
+def _share(value: Any) -> Any:
+    if type(value) is not str:
+        return value
+    shared = _SHARED.get(value)
+    if shared is None:
+        if len(_SHARED) >= _MAX_SHARED:
+            return value
+        shared = _SHARED[value] = value
+    return shared
+
+
+_SHARED_ARGS: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+
+
+def _share_args(value: Any) -> Any:
+    """One dict per distinct call arguments (a worker's owner and TTL, the same on most of its calls),
+    items and their order alike. Records are never changed once read, the dicts in them neither."""
+    if type(value) is not dict or len(value) > 4:
+        return value
+    try:
+        items = tuple(value.items())
+        shared = _SHARED_ARGS.get(items)
+    except TypeError:  # an unhashable argument: kept as read
+        return value
+    if shared is None:
+        if len(_SHARED_ARGS) >= _MAX_SHARED:
+            return value
+        shared = _SHARED_ARGS[items] = value
+    return shared
+
+
+def _fast_builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
+    """The common case, a line holding exactly the class's fields (as ``to_json`` writes them), built
+    by straight-line code generated once per class: a loop over the fields costs as much again. Any
+    other line goes through ``_Builder`` (defaults, or the real ``__init__``'s ``TypeError``)."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    fixed = [f for f in dataclasses.fields(cls) if not f.init]
+    ns: dict[str, Any] = {"new": object.__new__, "cls": cls, "slow": _Builder(cls),
+                          "names": frozenset(f.name for f in fields), "share": _share,
+                          "share_args": _share_args}
+    body = ["def build(raw):", "    if raw.keys() != names:", "        return slow(raw)", "    obj = new(cls)"]
+    for n, f in enumerate(fields):
+        ns[f"put{n}"] = getattr(cls, f.name).__set__
+        value = f"raw[{f.name!r}]"
+        if f.name in _SHARED_FIELDS:
+            body.append(f"    put{n}(obj, share({value}))")
+        elif f.name == "args":
+            body.append(f"    put{n}(obj, share_args({value}))")
+        else:
+            body.append(f"    put{n}(obj, {value})")
+    for n, f in enumerate(fixed):
+        ns[f"fix{n}"], ns[f"val{n}"] = getattr(cls, f.name).__set__, f.default
+        body.append(f"    fix{n}(obj, val{n})")
+    body.append("    return obj")
+    exec("\n".join(body), ns)  # code generated from the dataclass's own field names, nothing read
+    return ns["build"]  # type: ignore[no-any-return]
+
+
+_BUILDERS = {kind: _fast_builder(cls) for kind, cls in _TYPES.items()}
 
 
 def parse_record(line: str | bytes) -> Record:
@@ -239,6 +304,38 @@ def impossibility(rec: Record) -> str | None:
     return None
 
 
+READ_BLOCK = 1 << 18
+"""Bytes read at a time: lines are split out of blocks, never read whole before their length is known."""
+
+
+def _blocks(f: IO[bytes]) -> Iterator[tuple[list[bytes], bool]]:
+    """The file's lines without their newlines, a block's worth at a time, and whether they all had
+    one (only a torn last line has not, alone in the last block).
+
+    A line longer than ``MAX_LINE_BYTES`` is yielded as soon as that is known, cut short (the caller
+    refuses it): at most about one bound plus one block is ever held."""
+    parts: list[bytes] = []
+    size = 0
+    while block := f.read(READ_BLOCK):
+        first = block.find(b"\n")
+        if first < 0:
+            parts.append(block)
+            size += len(block)
+            if size > MAX_LINE_BYTES:
+                yield [b"".join(parts)[:MAX_LINE_BYTES + 1]], False
+                return
+            continue
+        lines = block.split(b"\n")
+        if parts:
+            parts.append(lines[0])
+            lines[0] = b"".join(parts)
+        last = lines.pop()
+        parts, size = ([last], len(last)) if last else ([], 0)
+        yield lines, True
+    if parts:
+        yield [b"".join(parts)], False
+
+
 def read_history(path: Path) -> Iterator[Record]:
     """Every complete record; a torn final line (killed run) is skipped, corruption elsewhere raises.
 
@@ -246,19 +343,32 @@ def read_history(path: Path) -> Iterator[Record]:
     a record no run can have written (an op completing before its invocation, a time outside the
     run) is refused with its line number: ``ValueError`` for both, which ``check`` reports as bad input.
     """
+    builders = _BUILDERS
+    loads = orjson.loads
+    number = 0
     with path.open("rb") as f:
-        number = 0
-        while line := f.readline(MAX_LINE_BYTES + 1):
-            number += 1
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                raise ValueError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes: not a history record")
-            try:
-                rec = parse_record(line)
-            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError):
-                if not line.endswith(b"\n"):  # only the last line can lack its newline: torn by a kill
-                    return
-                raise ValueError(f"{path}:{number}: not a history record") from None
-            why = impossibility(rec)
-            if why is not None:
-                raise ValueError(f"{path}:{number}: impossible record: {why}")
-            yield rec
+        for lines, whole in _blocks(f):
+            for line in lines:
+                number += 1
+                if len(line) > MAX_LINE_BYTES:
+                    raise ValueError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes: not a history record")
+                try:
+                    raw = loads(line)
+                    kind = raw.pop("type")
+                    rec: Record = builders[kind](raw)
+                except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):
+                    if not whole:  # only the last line can lack its newline: torn by a kill
+                        return
+                    raise ValueError(f"{path}:{number}: not a history record") from None
+                # The common case of ``impossibility`` (plain integer times within the run, in order), inline.
+                if kind == "op":
+                    t, u = raw["invoke_ns"], raw["complete_ns"]
+                    possible = type(t) is int and type(u) is int and 0 <= t <= u <= MAX_TIME_NS
+                else:
+                    t = raw["time_ns"]
+                    possible = type(t) is int and 0 <= t <= MAX_TIME_NS
+                if not possible:
+                    why = impossibility(rec)
+                    if why is not None:
+                        raise ValueError(f"{path}:{number}: impossible record: {why}")
+                yield rec

@@ -14,9 +14,13 @@ from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import scheme_of_url, split_url
 from lockchaos.harness.servers.flags import LOOPBACK
+from lockchaos.harness.servers.specs import SPECS_BY_SCHEME
 
-SEPARATOR = {"redis": ":", "etcd": "/", "redis+sentinel": ":"}
-DEFAULT_PREFIX = {"redis": "lockchaos:", "etcd": "lockchaos/", "redis+sentinel": "lockchaos:"}
+SEPARATOR = {scheme: spec.key_separator for scheme, spec in SPECS_BY_SCHEME.items()}
+DEFAULT_PREFIX = {scheme: spec.default_prefix for scheme, spec in SPECS_BY_SCHEME.items()}
+# A Sentinel group is Redis behind Sentinels: Redis's keys, purged on the primary they name.
+SEPARATOR["redis+sentinel"] = SEPARATOR["redis"]
+DEFAULT_PREFIX["redis+sentinel"] = DEFAULT_PREFIX["redis"]
 PURGE_TIMEOUT_S = 5.0
 
 
@@ -60,39 +64,14 @@ def purge_prefix(url: str, prefix: str) -> int:
     try:
         if scheme == "redis+sentinel":
             return _purge_sentinel(url, prefix)
-        return _purge_redis(url, prefix) if scheme == "redis" else _purge_etcd_cluster(url, prefix)
+        if is_cluster_url(url):
+            return _purge_etcd_cluster(url, prefix)
+        return SPECS_BY_SCHEME[scheme].purge(url, prefix)
     except ConfigurationError:
         raise
     except Exception as exc:
         why = redact_text(str(exc))
         raise InfrastructureError(f"could not remove the run's keys under {prefix!r}: {why}") from None
-
-
-def _purge_redis(url: str, prefix: str) -> int:
-    import redis
-
-    parts = urlsplit(url)
-    client = redis.Redis.from_url(urlunsplit(parts._replace(query="")), socket_timeout=5, socket_connect_timeout=5)
-    try:
-        removed = 0
-        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
-        for key in client.scan_iter(match=pattern, count=500):
-            removed += int(client.unlink(key))
-        return removed
-    finally:
-        client.close()
-
-
-def _purge_etcd(url: str, prefix: str) -> int:
-    import etcd3
-
-    host, _, port = urlsplit(url).netloc.split(",")[0].rpartition(":")
-    client = etcd3.client(host=host, port=int(port), timeout=5)
-    try:
-        deleted = client.delete_prefix(prefix)
-        return int(getattr(deleted, "deleted", 0))
-    finally:
-        client.close()
 
 
 def _purge_etcd_cluster(url: str, prefix: str) -> int:
@@ -102,9 +81,8 @@ def _purge_etcd_cluster(url: str, prefix: str) -> int:
 
     errors: list[str] = []
     for host, port in parse_etcd_url(url).endpoints:
-        one = f"etcd://{host}:{port}"
         try:
-            return _purge_etcd(one, prefix)
+            return SPECS_BY_SCHEME["etcd"].purge(f"etcd://{host}:{port}", prefix)
         except Exception as exc:
             errors.append(f"{host}:{port}: {type(exc).__name__}: {exc}")
     raise InfrastructureError("no etcd endpoint answered: " + "; ".join(errors))
@@ -115,4 +93,4 @@ def _purge_sentinel(url: str, prefix: str) -> int:
     from lockchaos.backends.sentinel import discover_primary
 
     host, port = discover_primary(url, PURGE_TIMEOUT_S)
-    return _purge_redis(f"redis://{host}:{port}/0", prefix)
+    return SPECS_BY_SCHEME["redis"].purge(f"redis://{host}:{port}/0", prefix)
