@@ -19,9 +19,10 @@ MAX_TIMEOUT_MS = 600_000
 _PARSERS = {
     "redis": "lockchaos.backends.redis:parse_redis_url",
     "etcd": "lockchaos.backends.etcd:parse_etcd_url",
+    "redis+sentinel": "lockchaos.backends.sentinel:parse_sentinel_url",
 }
 """scheme -> the backend's own URL parser (pure: no I/O), imported only when that scheme is used."""
-DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
+DEFAULT_PORTS = {"redis": 6379, "etcd": 2379, "redis+sentinel": 26379}
 
 
 def split_url(url: str, scheme: str) -> SplitResult:
@@ -65,7 +66,8 @@ def check_server_url(url: str, *, options: bool = True) -> None:
     """
     scheme = scheme_of_url(url)
     if scheme not in _PARSERS:
-        raise ConfigurationError(f"--url must be a redis:// or etcd:// URL, got {redact_url(url)!r}")
+        raise ConfigurationError(f"--url must be a redis:// or etcd:// URL (a cluster: etcd://h1:p,h2:p,... or "
+                                 f"redis+sentinel://h1:p,h2:p/SERVICE), got {redact_url(url)!r}")
     if options:
         module_name, func_name = _PARSERS[scheme].split(":")
         getattr(importlib.import_module(module_name), func_name)(url)

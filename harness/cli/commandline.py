@@ -132,14 +132,16 @@ def _backend_list(text: str) -> str:
 def _add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", type=_backend_list, metavar="|".join(BACKEND_CHOICES),
                    help="one of our backends, or all of them; a lock library, or libs for all of them; "
-                        "a cluster (etcd-cluster, redis-sentinel, redlock: never in all); several, comma-separated")
+                        "a cluster (etcd-cluster, redis-sentinel, redis-sentinel-wait, redlock: never in all); "
+                        "several, comma-separated")
     p.add_argument("--adapter", metavar="PKG.MOD:FACTORY", help="your adapter: factory(url) -> LockBackend")
     p.add_argument("--server", choices=SERVERS, help="server the harness provides to --adapter")
     p.add_argument("--provision", choices=("process", "container"), default="process",
                    help="how the harness runs the servers it starts: local binaries (default) or containers "
                         "on a Docker engine (see scripts/container-host.sh)")
     p.add_argument("--url", metavar="URL",
-                   help="a redis:// or etcd:// server you run (external mode: never started, stopped or "
+                   help="a redis:// or etcd:// server you run, or a cluster (etcd://h1:p,h2:p,h3:p, "
+                        "redis+sentinel://h1:p,h2:p/SERVICE) (external mode: never started, stopped or "
                         "faulted; keys under a per-run prefix that is removed at the end)")
 
 

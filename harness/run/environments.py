@@ -22,11 +22,12 @@ from lockchaos.harness.faults.fault import Reach
 from lockchaos.harness.faults.nemesis import ServerFaults
 from lockchaos.harness.faults.proxy import Proxy, ProxyPool
 from lockchaos.harness.faults.registry import lookup
+from lockchaos.harness.run.clusterlinks import MemberLinks, member_proxies
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
 from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster, RedlockCluster
-from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
+from lockchaos.harness.servers.external import is_cluster_url, is_loopback, purge_prefix, with_run_prefix
 from lockchaos.harness.servers.faketime import missing_reason
 from lockchaos.harness.servers.handle import ServerHandle
 from lockchaos.harness.servers.process import ExternalServer, RedisServer
@@ -279,8 +280,9 @@ class ServerEnvironment:
                                      else ClusterServerFaults(self._cluster))
         # One proxy per worker, for per-client network faults; none to a remote server of the user's,
         # nor (yet) to a cluster, whose clients talk to every member.
-        loopback = is_loopback(self.handle.url) and self._cluster is None
+        loopback = is_loopback(self.handle.url) and self._cluster is None and not is_cluster_url(self.handle.url)
         self._proxies = ProxyPool(self.handle.host, self.handle.port) if loopback else None
+        self._members = member_proxies(self.handle.url) if self._prefix is not None else None
         self._links: dict[int, LinkFaults] = {}
         try:
             probe = guarded_open(target, self._url(self.handle.url))
@@ -308,6 +310,10 @@ class ServerEnvironment:
 
     def client_url(self, index: int) -> str:
         """Worker ``index``'s URL: through its own fault proxy when the server is on this machine."""
+        if self._members is not None:
+            url, proxies = self._members.worker_url(self.handle.url, index)
+            self._links.setdefault(index, MemberLinks(proxies))
+            return self._url(url)
         if self._proxies is None:
             return self._url(self.handle.url)
         proxy = self._proxies.proxy_for(f"w{index}")
@@ -323,10 +329,14 @@ class ServerEnvironment:
     @property
     def reach(self) -> Reach:
         """Signals reach a server (or cluster) we started; a proxy per worker, a server on this machine."""
+        remote = not is_loopback(self.handle.url)
+        cluster_kind = self._cluster.kind if self._cluster is not None else None
+        if cluster_kind is None and is_cluster_url(self.handle.url) and not remote:  # a user's cluster here
+            cluster_kind = self.target.server_kind if self.target.server_kind != "etcd" else "etcd-cluster"
         return Reach(self.target.label, self.handle.kind, in_process=False,
-                     faultable_links=self._proxies is not None, started_here=self._prefix is None,
-                     cluster_kind=None if self._cluster is None else self._cluster.kind,
-                     remote=not is_loopback(self.handle.url), clock_faults=self._clock_faults(),
+                     faultable_links=self._proxies is not None or self._members is not None,
+                     started_here=self._prefix is None, cluster_kind=cluster_kind,
+                     remote=remote, clock_faults=self._clock_faults(),
                      clock_missing=self._clock_missing())
 
     def _clock_faults(self) -> bool:
@@ -350,6 +360,9 @@ class ServerEnvironment:
         if self._proxies is not None:
             with contextlib.suppress(Exception):
                 self._proxies.stop()
+        if self._members is not None:
+            with contextlib.suppress(Exception):
+                self._members.stop()
         self.handle.stop()
         if self._prefix is not None:
             prefix, self._prefix = self._prefix, None

@@ -29,7 +29,7 @@ from lockchaos.harness.servers.specs import SERVER_SPECS, SPECS_BY_SCHEME
 BACKENDS = ("fake", *SPECS_BY_SCHEME)
 """What ``--backend all`` runs: lockchaos's own backends."""
 # Clusters (harness/servers/clusters.py): named explicitly, never part of "all" (process mode only for now).
-CLUSTER_BACKENDS = ("etcd-cluster", "redis-sentinel", "redlock")
+CLUSTER_BACKENDS = ("etcd-cluster", "redis-sentinel", "redis-sentinel-wait", "redlock")
 LIBRARY_BACKENDS = tuple(LIBRARIES)
 """The Python lock libraries shipped as backends (``lockchaos[libs]``); ``--backend libs`` runs them all."""
 BACKEND_CHOICES = (*BACKENDS, *LIBRARY_BACKENDS, *CLUSTER_BACKENDS, "all", "libs")
@@ -133,13 +133,14 @@ def start_server(target: Target, persistence: bool, *, clock_faults: bool = Fals
 
 def external_target(url: str, *, backend: str | None = None, adapter: str | None = None) -> Target:
     """A Redis or etcd the user runs, through our adapter or theirs."""
-    from lockchaos.harness.servers.external import scheme_of
+    from lockchaos.harness.servers.external import is_cluster_url, scheme_of
 
-    kind = scheme_of(url)
-    if backend in LIBRARIES:
+    scheme = scheme_of(url)
+    kind = EXTERNAL_KINDS[scheme]
+    if backend in LIBRARIES or backend == "redlock":
         raise ConfigurationError(f"--backend {backend} runs only against a server the harness starts: the library "
                                  "names its own keys, outside lockchaos's per-run prefix (drop --url)")
-    if backend is not None and backend != kind:
+    if backend is not None and backend not in EXTERNAL_BACKENDS[scheme]:
         raise ConfigurationError(f"--backend {backend} does not match --url {redact_url(url)}")
     # At argument time, so a bad URL is exit 2 before any run directory or server exists: our
     # backend's own parser, or (a user's adapter reads its own options) the endpoints alone.
@@ -147,7 +148,16 @@ def external_target(url: str, *, backend: str | None = None, adapter: str | None
     if adapter is not None:
         return Target(f"{adapter}@external-{kind}", kind, load_factory(adapter), adapter_spec=adapter,
                       external_url=url)
-    return Target(f"{kind}@external", kind, open_backend, external_url=url)
+    label = "etcd-cluster" if scheme == "etcd" and is_cluster_url(url) else kind
+    return Target(f"{label}@external", kind, open_backend, external_url=url)
+
+
+EXTERNAL_KINDS = {"redis": "redis", "etcd": "etcd", "redis+sentinel": "redis-sentinel"}
+"""A ``--url`` scheme -> the server kind it stands for (a Sentinel URL is a Redis group)."""
+EXTERNAL_BACKENDS = {"redis": ("redis",), "etcd": ("etcd", "etcd-cluster"), "redis+sentinel": ("redis-sentinel",)}
+"""Which ``--backend`` may go with a ``--url`` of each scheme: the cluster backends name the cluster
+the harness would otherwise start, so ``--backend redis-sentinel --url redis+sentinel://...`` reads
+as "that cluster, but theirs"."""
 
 
 Handle = ServerHandle

@@ -548,9 +548,13 @@ class SentinelCluster(ProcessCluster):
 
     kind = "redis-sentinel"
 
-    def __init__(self, *, replicas: int = 2, sentinels: int = 3, route_peers: bool = True) -> None:
+    def __init__(self, *, replicas: int = 2, sentinels: int = 3, route_peers: bool = True,
+                 wait_replicas: int = 0) -> None:
         super().__init__()
         self.replicas = replicas
+        self.wait_replicas = wait_replicas
+        """Clients are told (``?wait_replicas=``) to count a grant only once this many replicas
+        acknowledged it (WAIT); 0: plain asynchronous Sentinel."""
         self.sentinel_count = sentinels
         self.route_peers = route_peers
         self.clients_cross_peers = route_peers
@@ -578,7 +582,8 @@ class SentinelCluster(ProcessCluster):
     @property
     def url(self) -> str:
         hosts = ",".join(f"{s.host}:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{SENTINEL_SERVICE}"
+        query = f"?wait_replicas={self.wait_replicas}" if self.wait_replicas else ""
+        return f"redis+sentinel://{hosts}/{SENTINEL_SERVICE}{query}"
 
     @property
     def port(self) -> int:
@@ -740,7 +745,9 @@ class RedlockCluster(ProcessCluster):
 
 # --- what the CLI provisions -------------------------------------------------------------------------
 
-CLUSTERS = ("etcd-cluster", "redis-sentinel", "redlock")
+CLUSTERS = ("etcd-cluster", "redis-sentinel", "redis-sentinel-wait", "redlock")
+SENTINEL_WAIT_REPLICAS = 1
+"""``redis-sentinel-wait``: a grant counts once one of the two replicas acknowledged it (WAIT 1)."""
 
 
 def provision_cluster(kind: str, *, clock_faults: bool = False) -> ProcessCluster:
@@ -749,6 +756,8 @@ def provision_cluster(kind: str, *, clock_faults: bool = False) -> ProcessCluste
         return EtcdCluster().start()
     if kind == "redis-sentinel":
         return SentinelCluster().start()
+    if kind == "redis-sentinel-wait":
+        return SentinelCluster(wait_replicas=SENTINEL_WAIT_REPLICAS).start()
     if kind == "redlock":
         return RedlockCluster(clock_faults=clock_faults and missing_reason() is None).start()
     raise InfrastructureError(f"unknown cluster kind {kind!r}")

@@ -18,13 +18,24 @@ from lockchaos.harness.servers.specs import SPECS_BY_SCHEME
 
 SEPARATOR = {scheme: spec.key_separator for scheme, spec in SPECS_BY_SCHEME.items()}
 DEFAULT_PREFIX = {scheme: spec.default_prefix for scheme, spec in SPECS_BY_SCHEME.items()}
+# A Sentinel group is Redis behind Sentinels: Redis's keys, purged on the primary they name.
+SEPARATOR["redis+sentinel"] = SEPARATOR["redis"]
+DEFAULT_PREFIX["redis+sentinel"] = DEFAULT_PREFIX["redis"]
+PURGE_TIMEOUT_S = 5.0
 
 
 def scheme_of(url: str) -> str:
     scheme = scheme_of_url(url)
     if scheme not in SEPARATOR:
-        raise ConfigurationError(f"--url must be a redis:// or etcd:// URL, got {redact_url(url)!r}")
+        raise ConfigurationError(f"--url must be a redis:// or etcd:// URL (a cluster: etcd://h1:p,h2:p,... or "
+                                 f"redis+sentinel://h1:p,h2:p/SERVICE), got {redact_url(url)!r}")
     return scheme
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether the URL names a cluster (several etcd members, or a Sentinel group), which no single
+    per-worker fault proxy can stand in front of."""
+    return scheme_of_url(url) == "redis+sentinel" or "," in urlsplit(url).netloc
 
 
 def with_run_prefix(url: str, run_id: str | None = None) -> tuple[str, str]:
@@ -51,9 +62,35 @@ def purge_prefix(url: str, prefix: str) -> int:
     if "run-" not in prefix:
         raise ConfigurationError(f"refusing to purge {prefix!r}: not a per-run lockchaos prefix")
     try:
+        if scheme == "redis+sentinel":
+            return _purge_sentinel(url, prefix)
+        if is_cluster_url(url):
+            return _purge_etcd_cluster(url, prefix)
         return SPECS_BY_SCHEME[scheme].purge(url, prefix)
     except ConfigurationError:
         raise
     except Exception as exc:
         why = redact_text(str(exc))
         raise InfrastructureError(f"could not remove the run's keys under {prefix!r}: {why}") from None
+
+
+def _purge_etcd_cluster(url: str, prefix: str) -> int:
+    """Through the first member that answers: a cluster with a member down (or the first one
+    unreachable from here) still has its run's keys removed, as long as a majority serves."""
+    from lockchaos.backends.etcd import parse_etcd_url
+
+    errors: list[str] = []
+    for host, port in parse_etcd_url(url).endpoints:
+        try:
+            return SPECS_BY_SCHEME["etcd"].purge(f"etcd://{host}:{port}", prefix)
+        except Exception as exc:
+            errors.append(f"{host}:{port}: {type(exc).__name__}: {exc}")
+    raise InfrastructureError("no etcd endpoint answered: " + "; ".join(errors))
+
+
+def _purge_sentinel(url: str, prefix: str) -> int:
+    """On the primary the Sentinels name now (replicas follow it; a replica refuses writes)."""
+    from lockchaos.backends.sentinel import discover_primary
+
+    host, port = discover_primary(url, PURGE_TIMEOUT_S)
+    return SPECS_BY_SCHEME["redis"].purge(f"redis://{host}:{port}/0", prefix)

@@ -605,12 +605,16 @@ class EtcdServer(ProcessServer):
 
 # --- servers the harness did not start ---------------------------------------------------------
 
+SENTINEL_PORT = 26379
+"""A ``redis+sentinel://`` URL (a user's Sentinel group) names Sentinels, whose port no server spec holds."""
+
+
 class ExternalServer:
     """A server the user runs; the harness never signals, flushes or stops it."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        if parts.scheme not in SPECS_BY_SCHEME:
+        if parts.scheme not in SPECS_BY_SCHEME and parts.scheme != "redis+sentinel":
             raise ConfigurationError(f"unsupported server URL {redact_url(url)!r}: expected redis://... or etcd://...")
         first = parts.netloc.rpartition("@")[2].split(",")[0]
         try:
@@ -623,7 +627,8 @@ class ExternalServer:
         self._url = url
         self._kind = parts.scheme
         self._host = host
-        self._port = port or SPECS_BY_SCHEME[parts.scheme].default_port
+        self._port = port or (SPECS_BY_SCHEME[parts.scheme].default_port if parts.scheme in SPECS_BY_SCHEME
+                              else SENTINEL_PORT)
 
     @property
     def kind(self) -> str:

@@ -43,7 +43,7 @@ def server_snapshot(url: str, prefix: str | None) -> Snapshot:
     scope = "server" if prefix is None else f"prefix:{prefix}"
     try:
         scheme = urlsplit(url).scheme
-        inspect = {"redis": _redis, "redlock": _redlock}.get(scheme, _etcd)
+        inspect = {"redis": _redis, "redlock": _redlock, "redis+sentinel": _sentinel}.get(scheme, _etcd)
         snap = inspect(url, prefix)
     except Exception as exc:  # a dead or paused server: the checker says it could not look
         return {"scope": scope, "keys": [], "leases": None, "truncated": False,
@@ -91,6 +91,14 @@ def _redlock(url: str, prefix: str | None) -> Snapshot:
         keys += [{**k, "key": f"{hostport}/{k['key']}"} for k in snap["keys"]]
         truncated = truncated or bool(snap["truncated"])
     return {"keys": keys, "leases": None, "truncated": truncated, "error": None}
+
+
+def _sentinel(url: str, prefix: str | None) -> Snapshot:
+    """The keys on the primary the Sentinels name now: what a client would be granted against."""
+    from lockchaos.backends.sentinel import discover_primary
+
+    host, port = discover_primary(url, TIMEOUT_S)
+    return _redis(f"redis://{host}:{port}/0", prefix)
 
 
 def _etcd(url: str, prefix: str | None) -> Snapshot:
