@@ -36,8 +36,8 @@ def test_durability_switch_makes_redis_aof_and_leaves_etcd_durable() -> None:
 
 
 def test_external_mode_reads_key_layout_from_the_specs() -> None:
-    assert SEPARATOR == {"redis": ":", "etcd": "/"}
-    assert DEFAULT_PREFIX == {"redis": "lockchaos:", "etcd": "lockchaos/"}
+    assert SEPARATOR == {"redis": ":", "etcd": "/", "redis+sentinel": ":"}
+    assert DEFAULT_PREFIX == {"redis": "lockchaos:", "etcd": "lockchaos/", "redis+sentinel": "lockchaos:"}
     assert (ExternalServer("redis://db.example").port, ExternalServer("etcd://db.example").port) == (6379, 2379)
 
 

@@ -431,6 +431,19 @@ class RedisNode(RedisServer):
             args += ["--replica-announce-ip", self.host, "--replica-announce-port", str(self._announce_port)]
         return args
 
+    def replicas_connected(self) -> int:
+        """How many replicas this node, as a primary, has connected to it (ROLE); 0 if it does not answer."""
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=_STATUS_TIMEOUT_S,
+                             socket_connect_timeout=_STATUS_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                             decode_responses=True)
+        try:
+            reply = client.role()
+            return len(reply[2]) if reply[0] == "master" else 0
+        except (redis.RedisError, IndexError, TypeError):
+            return 0
+        finally:
+            client.close()
+
     def role(self) -> str | None:
         """``master``, ``slave`` (in sync with its primary) or ``syncing``, as the node says (ROLE);
         None if it does not answer."""
@@ -630,7 +643,15 @@ class SentinelCluster(ProcessCluster):
     def _await_replicas(self) -> None:
         """Until every replica has finished its first sync: a grant before that has no copy at all."""
         deadline = time.monotonic() + SENTINEL_SETTLE_S
-        while any(n.role() != ("master" if n._primary_port is None else "slave") for n in self.nodes):
+        def settled() -> bool:
+            # Both ends: each replica says it is connected, and the primary lists them all (only then
+            # can a WAIT for every replica be met, so a grant can have its copies).
+            if any(n.role() != ("master" if n._primary_port is None else "slave") for n in self.nodes):
+                return False
+            primaries = [n for n in self.nodes if n._primary_port is None]
+            return all(n.replicas_connected() >= len(self.nodes) - 1 for n in primaries)
+
+        while not settled():
             if time.monotonic() > deadline:
                 roles = {n.name: n.role() for n in self.nodes}
                 raise InfrastructureError(f"{self!r}: replicas not in sync within {SENTINEL_SETTLE_S:g} s: {roles}")
