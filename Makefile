@@ -47,13 +47,17 @@ engine-stop:
 	@$(CONTAINER_HOST) stop
 
 ## Container mode end to end: the contract, then a short soak of the whole catalogue, on Redis and
-## etcd containers (and the fake beside them); the engine is stopped afterwards.
+## etcd containers (and the fake beside them), and one cluster scenario with every member a container
+## (~25 s; the other cluster backends' container mode is in tests/test_containers.py); the engine is
+## stopped afterwards.
 soak-containers: venv servers
 	@rc=0; $(ENGINE_ENV) && \
 	$(BIN)/lockchaos contract --provision container --backend redis && \
 	$(BIN)/lockchaos contract --provision container --backend etcd && \
 	$(BIN)/lockchaos soak --provision container --backend all --ttl-ms 1000 --quiet \
-		--out runs/containers-$$(date +%Y%m%d-%H%M%S) || rc=$$?; \
+		--out runs/containers-$$(date +%Y%m%d-%H%M%S) && \
+	$(BIN)/lockchaos soak --provision container --backend etcd-cluster --scenario leader-crash --ttl-ms 1000 \
+		--quiet --out runs/containers-cluster-$$(date +%Y%m%d-%H%M%S) || rc=$$?; \
 	$(CONTAINER_HOST) stop; exit $$rc
 
 ## docker-compose.yml's nightly on the local images (one short scenario, free ports).
