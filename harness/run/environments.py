@@ -309,7 +309,9 @@ class ServerEnvironment:
                                      else ClusterServerFaults(self._cluster))
         # One proxy per worker, for per-client network faults; none to a remote server of the user's,
         # nor (yet) to a cluster, whose clients talk to every member.
-        loopback = is_loopback(self.handle.url) and self._cluster is None
+        # nor to a user's cluster (several hosts in the URL): a proxy forwards to one server.
+        self._several_hosts = "," in urlsplit(self.handle.url).netloc
+        loopback = is_loopback(self.handle.url) and self._cluster is None and not self._several_hosts
         self._proxies = ProxyPool(self.handle.host, self.handle.port) if loopback else None
         self._links: dict[int, LinkFaults] = {}
         try:
@@ -368,6 +370,8 @@ class ServerEnvironment:
                     "use --backend etcd-cluster or redis-sentinel")
         if fault in LINK_FAULTS and self._cluster is not None:
             return f"{fault}: per-client fault proxies to a cluster's members are not built yet"
+        if fault in LINK_FAULTS and self._several_hosts:
+            return f"{fault}: per-client fault proxies to a cluster's members are not built yet (the URL names several)"
         if self._prefix is not None:
             if fault in SERVER_FAULTS or fault in CLUSTER_FAULTS:
                 return f"{fault}: refused on a server the harness did not start"
