@@ -36,14 +36,11 @@ from lockchaos.harness.servers.clusters import (
 )
 from lockchaos.harness.servers.containers import (
     _DATA,
-    DEFAULT_ETCD_IMAGE,
-    DEFAULT_REDIS_IMAGE,
-    ETCD_IMAGE_ENV,
-    REDIS_IMAGE_ENV,
     ContainerServer,
     _sdk,
 )
 from lockchaos.harness.servers.flags import PortTaken, etcd_ready, redis_ready
+from lockchaos.harness.servers.specs import REDIS
 
 __all__ = [
     "EtcdContainerCluster",
@@ -99,14 +96,12 @@ class EtcdContainerMember(_ContainerMember, EtcdMember):  # type: ignore[misc]  
     """One etcd member in a container, on the client and peer ports its cluster chose."""
 
     kind = "etcd"
-    image_env = ETCD_IMAGE_ENV
-    default_image = DEFAULT_ETCD_IMAGE
 
     def __init__(self, name: str, ports: tuple[int, int], initial_cluster: str, token: str, *,
                  fast: bool = True, startup_timeout: float = 30.0, advertise_peer_port: int | None = None) -> None:
         EtcdMember.__init__(self, name, ports, initial_cluster, token, fast=fast, startup_timeout=startup_timeout,
                             advertise_peer_port=advertise_peer_port)
-        ContainerServer.__init__(self, startup_timeout=startup_timeout)
+        ContainerServer.__init__(self, self.spec, startup_timeout=startup_timeout)
 
     @property
     def url(self) -> str:
@@ -126,15 +121,13 @@ class RedisContainerNode(_ContainerMember, RedisNode):  # type: ignore[misc]  # 
     """A Sentinel group's data node or a Redlock master in a container, without persistence."""
 
     kind = "redis"
-    image_env = REDIS_IMAGE_ENV
-    default_image = DEFAULT_REDIS_IMAGE
 
     def __init__(self, name: str, port: int, primary_port: int | None, *, clock_faults: bool = False,
                  announce_port: int | None = None) -> None:
         if clock_faults:
             raise ConfigurationError("clock faults reach only process-mode Redis (libfaketime); not a container")
         RedisNode.__init__(self, name, port, primary_port, announce_port=announce_port)
-        ContainerServer.__init__(self, startup_timeout=30.0)
+        ContainerServer.__init__(self, self.spec, startup_timeout=30.0)
 
     @property
     def url(self) -> str:
@@ -155,14 +148,13 @@ class SentinelContainer(_ContainerMember, SentinelServer):  # type: ignore[misc]
     config written into its data volume before it first starts (Sentinel rewrites it there)."""
 
     kind = "redis-sentinel"
-    image_env = REDIS_IMAGE_ENV
-    default_image = DEFAULT_REDIS_IMAGE
 
     def __init__(self, name: str, port: int, primary_port: int, *, quorum: int, myid: str,
                  replicas: list[int], peers: list[tuple[int, str]]) -> None:
         SentinelServer.__init__(self, name, port, primary_port, quorum=quorum, myid=myid, replicas=replicas,
                                 peers=peers)
-        ContainerServer.__init__(self, startup_timeout=30.0)
+        ContainerServer.__init__(self, REDIS, startup_timeout=30.0)  # the Redis image, in Sentinel mode
+        self.kind = "redis-sentinel"
 
     @property
     def url(self) -> str:
