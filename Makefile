@@ -11,7 +11,7 @@ CONTAINER_HOST := scripts/container-host.sh
 ENGINE_ENV = eval "$$($(CONTAINER_HOST))"
 
 .PHONY: soak contract test test-fast lint servers browser venv clean engine engine-stop soak-containers \
-	compose-nightly library-findings
+	compose-nightly compose-clusters library-findings
 
 ## The main job: the whole scenario catalogue against fake, Redis and etcd, servers launched locally,
 ## and against the Python lock libraries teams use (lockchaos[libs]), all backends in parallel.
@@ -47,13 +47,34 @@ engine-stop:
 	@$(CONTAINER_HOST) stop
 
 ## Container mode end to end: the contract, then a short soak of the whole catalogue, on Redis and
-## etcd containers (and the fake beside them); the engine is stopped afterwards.
+## etcd containers (and the fake beside them), and one cluster scenario with every member a container
+## (~25 s; the other cluster backends' container mode is in tests/test_containers.py); the engine is
+## stopped afterwards.
 soak-containers: venv servers
 	@rc=0; $(ENGINE_ENV) && \
 	$(BIN)/lockchaos contract --provision container --backend redis && \
 	$(BIN)/lockchaos contract --provision container --backend etcd && \
 	$(BIN)/lockchaos soak --provision container --backend all --ttl-ms 1000 --quiet \
-		--out runs/containers-$$(date +%Y%m%d-%H%M%S) || rc=$$?; \
+		--out runs/containers-$$(date +%Y%m%d-%H%M%S) && \
+	$(BIN)/lockchaos soak --provision container --backend etcd-cluster --scenario leader-crash --ttl-ms 1000 \
+		--quiet --out runs/containers-cluster-$$(date +%Y%m%d-%H%M%S) || rc=$$?; \
+	$(CONTAINER_HOST) stop; exit $$rc
+
+## docker-compose.clusters.yml on the local images: a three-member etcd, a Sentinel group and five
+## Redlock masters on free ports, one short scenario against the etcd cluster, then everything removed.
+compose-clusters: venv servers
+	@command -v docker-compose >/dev/null || { $(APT) update -qq && $(APT) install -y -qq --no-install-recommends docker-compose; }
+	@rc=0; eval "$$($(CONTAINER_HOST) --harness-image)" && \
+	set -- $$($(BIN)/python -c 'import socket; s=[socket.socket() for _ in range(17)]; [x.bind(("127.0.0.1", 0)) for x in s]; print(*[x.getsockname()[1] for x in s])') && \
+	export LOCKCHAOS_ETCD0_PORT=$$1 LOCKCHAOS_ETCD0_PEER_PORT=$$2 LOCKCHAOS_ETCD1_PORT=$$3 LOCKCHAOS_ETCD1_PEER_PORT=$$4 \
+	       LOCKCHAOS_ETCD2_PORT=$$5 LOCKCHAOS_ETCD2_PEER_PORT=$$6 LOCKCHAOS_SENTINEL_REDIS0_PORT=$$7 \
+	       LOCKCHAOS_SENTINEL_REDIS1_PORT=$$8 LOCKCHAOS_SENTINEL_REDIS2_PORT=$$9 && shift 9 && \
+	export LOCKCHAOS_SENTINEL0_PORT=$$1 LOCKCHAOS_SENTINEL1_PORT=$$2 LOCKCHAOS_SENTINEL2_PORT=$$3 \
+	       LOCKCHAOS_REDLOCK0_PORT=$$4 LOCKCHAOS_REDLOCK1_PORT=$$5 LOCKCHAOS_REDLOCK2_PORT=$$6 \
+	       LOCKCHAOS_REDLOCK3_PORT=$$7 LOCKCHAOS_REDLOCK4_PORT=$$8 \
+	       LOCKCHAOS_RUNS_DIR=$(CURDIR)/runs/compose-clusters LOCKCHAOS_SOAK_ARGS="--scenario holder-crash" && \
+	{ docker-compose -f docker-compose.clusters.yml -p lockchaos-ci-clusters run --rm harness || rc=$$?; \
+	  docker-compose -f docker-compose.clusters.yml -p lockchaos-ci-clusters down -v; }; \
 	$(CONTAINER_HOST) stop; exit $$rc
 
 ## docker-compose.yml's nightly on the local images (one short scenario, free ports).

@@ -86,6 +86,22 @@ def test_soak_on_their_etcd_leaves_no_key_behind(tmp_path: Path) -> None:
     assert keys == ["app/config"]
 
 
+def test_soak_on_their_etcd_cluster_runs_without_a_proxy_and_skips_link_faults(tmp_path: Path) -> None:
+    """A URL naming several members gets no per-client proxy (a proxy forwards to one server): the
+    soak talks to the members directly, and a link fault is skipped with the reason, not an error."""
+    from lockchaos.harness.servers.clusters import EtcdCluster
+
+    with EtcdCluster(route_peers=False) as cluster:
+        assert main(["soak", "--url", cluster.url, "--scenario", "holder-crash", "--ttl-ms", "1000", "--quiet",
+                     "--out", str(tmp_path / "crash")]) == 0
+        assert main(["soak", "--url", cluster.url, "--scenario", "partition-holder", "--ttl-ms", "1000", "--quiet",
+                     "--out", str(tmp_path / "partition")]) == 0
+    crash = json.loads(next((tmp_path / "crash").glob("*/holder-crash/summary.json")).read_text())
+    assert crash["checks"]["verdict"] == "pass"
+    skipped = json.loads(next((tmp_path / "partition").glob("*/partition-holder/summary.json")).read_text())
+    assert skipped["status"] == "skipped" and skipped["reason"].startswith("partition"), skipped
+
+
 @pytest.mark.parametrize("argv, message", [
     (["soak", "--url", "mongo://x"], "must be a redis:// or etcd:// URL"),
     (["soak", "--url", "redis://127.0.0.1:1/0", "--backend", "etcd"], "does not match --url"),

@@ -275,7 +275,8 @@ def test_short_acked_acquire_is_released_and_short_acked_renew_keeps_the_lease(t
 
 @pytest.mark.redis
 def test_grant_acknowledged_by_enough_replicas_is_on_them_when_returned(their_sentinel: SentinelCluster) -> None:
-    lock = open_backend(f"{their_sentinel.url}?prefix=waittest2:&wait_replicas={their_sentinel.replicas}&timeout_ms=6000&wait_timeout_ms=5000")
+    lock = open_backend(f"{their_sentinel.url}?prefix=waittest2:&wait_replicas={their_sentinel.replicas}"
+                        "&timeout_ms=6000&wait_timeout_ms=5000")  # a loaded machine's acks take time
     try:
         lease = lock.acquire("k", "a", 5000)
         assert lease is not None

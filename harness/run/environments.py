@@ -280,6 +280,7 @@ class ServerEnvironment:
                                      else ClusterServerFaults(self._cluster))
         # One proxy per worker, for per-client network faults; none to a remote server of the user's,
         # nor (yet) to a cluster, whose clients talk to every member.
+        # nor to a user's cluster (several hosts in the URL): a proxy forwards to one server.
         loopback = is_loopback(self.handle.url) and self._cluster is None and not is_cluster_url(self.handle.url)
         self._proxies = ProxyPool(self.handle.host, self.handle.port) if loopback else None
         self._members = member_proxies(self.handle.url) if self._prefix is not None else None

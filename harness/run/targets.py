@@ -28,7 +28,7 @@ from lockchaos.harness.servers.specs import SERVER_SPECS, SPECS_BY_SCHEME
 
 BACKENDS = ("fake", *SPECS_BY_SCHEME)
 """What ``--backend all`` runs: lockchaos's own backends."""
-# Clusters (harness/servers/clusters.py): named explicitly, never part of "all" (process mode only for now).
+# Clusters (harness/servers/clusters.py, container_clusters.py): named explicitly, never part of "all".
 CLUSTER_BACKENDS = ("etcd-cluster", "redis-sentinel", "redis-sentinel-wait", "redlock")
 LIBRARY_BACKENDS = tuple(LIBRARIES)
 """The Python lock libraries shipped as backends (``lockchaos[libs]``); ``--backend libs`` runs them all."""
@@ -72,8 +72,6 @@ def backend_target(name: str, *, persistence: bool = False, provision: str = "pr
         spec = LIBRARIES[name]
         return Target(name, spec.server_kind, LibraryFactory(name), persistence=persistence, provision=provision)
     if name in CLUSTER_BACKENDS:
-        if provision != "process":
-            raise ConfigurationError(f"--backend {name} runs in process mode only (no container topology yet)")
         return Target(name, name, open_backend, persistence=persistence, provision=provision)
     if name not in BACKENDS:
         raise ConfigurationError(
@@ -118,6 +116,10 @@ def server_of(server: str) -> tuple[str, bool]:
 def start_server(target: Target, persistence: bool, *, clock_faults: bool = False) -> ServerHandle:
     """A started server of the target's kind, as a process or in a container; ``clock_faults`` asks
     for a process-mode Redis whose clock ``jump_clock`` can step (ignored where none can)."""
+    if target.server_kind in CLUSTER_BACKENDS and target.provision == "container":
+        from lockchaos.harness.servers.container_clusters import provision_container_cluster
+
+        return provision_container_cluster(target.server_kind)
     if target.server_kind in CLUSTER_BACKENDS:
         from lockchaos.harness.servers.clusters import provision_cluster
 

@@ -264,6 +264,8 @@ class EtcdCluster(ProcessCluster):
     """Three etcd 3.4 members on loopback with the single node's fast timing (10 ms / 100 ms)."""
 
     kind = "etcd"
+    member_type: type[EtcdMember] = EtcdMember
+    """What each member is (a process here; container mode substitutes its own)."""
 
     def __init__(self, *, members: int = ETCD_MEMBERS, fast: bool = True, route_peers: bool = True) -> None:
         super().__init__()
@@ -293,7 +295,7 @@ class EtcdCluster(ProcessCluster):
         advertised = [self.peers.add(n, p[1]) if self.route_peers else p[1] for n, p in zip(names, pairs, strict=True)]
         initial = ",".join(f"{n}=http://{LOOPBACK}:{a}" for n, a in zip(names, advertised, strict=True))
         token = f"lockchaos-{uuid.uuid4().hex[:12]}"
-        return [EtcdMember(n, p, initial, token, fast=self.fast, advertise_peer_port=a)
+        return [self.member_type(n, p, initial, token, fast=self.fast, advertise_peer_port=a)
                 for n, p, a in zip(names, pairs, advertised, strict=True)]
 
     def _after_start(self) -> None:
@@ -505,19 +507,23 @@ class SentinelServer(_ProcessServer):
     def _args(self, workdir: Path) -> list[str]:
         conf = workdir / "sentinel.conf"
         if not conf.exists():  # Sentinel rewrites it with what it learns: a restart keeps that
-            conf.write_text("\n".join([
-                f"port {self.port}", f"bind {self.host}", "daemonize no", f"dir {workdir}", 'logfile ""',
-                f"sentinel monitor {SENTINEL_SERVICE} {self.host} {self._primary_port} {self._quorum}",
-                f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}",
-                f"sentinel failover-timeout {SENTINEL_SERVICE} {SENTINEL_FAILOVER_TIMEOUT_MS}",
-                f"sentinel parallel-syncs {SENTINEL_SERVICE} 2", f"sentinel myid {self._myid}",
-                # Told up front what Sentinels otherwise learn from INFO (every 10 s) and hello messages
-                # (every 2 s): the group is ready for a failover as soon as it is up.
-                *(f"sentinel known-replica {SENTINEL_SERVICE} {self.host} {p}" for p in self._replicas),
-                *(f"sentinel known-sentinel {SENTINEL_SERVICE} {self.host} {p} {rid}" for p, rid in self._peers),
-                "",
-            ]))
+            conf.write_text(self.config_text(str(workdir)))
         return [str(conf), *self._sentinel_mode_flag]
+
+    def config_text(self, workdir: str) -> str:
+        """The first sentinel.conf, with ``dir`` ``workdir`` (container mode writes it into a volume)."""
+        return "\n".join([
+            f"port {self.port}", f"bind {self.host}", "daemonize no", f"dir {workdir}", 'logfile ""',
+            f"sentinel monitor {SENTINEL_SERVICE} {self.host} {self._primary_port} {self._quorum}",
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} {SENTINEL_DOWN_AFTER_MS}",
+            f"sentinel failover-timeout {SENTINEL_SERVICE} {SENTINEL_FAILOVER_TIMEOUT_MS}",
+            f"sentinel parallel-syncs {SENTINEL_SERVICE} 2", f"sentinel myid {self._myid}",
+            # Told up front what Sentinels otherwise learn from INFO (every 10 s) and hello messages
+            # (every 2 s): the group is ready for a failover as soon as it is up.
+            *(f"sentinel known-replica {SENTINEL_SERVICE} {self.host} {p}" for p in self._replicas),
+            *(f"sentinel known-sentinel {SENTINEL_SERVICE} {self.host} {p} {rid}" for p, rid in self._peers),
+            "",
+        ])
 
     def _ready(self) -> bool:
         return redis_ready(self.host, self.port)
@@ -560,6 +566,9 @@ class SentinelCluster(ProcessCluster):
     """
 
     kind = "redis-sentinel"
+    node_type: type[RedisNode] = RedisNode
+    sentinel_type: type[SentinelServer] = SentinelServer
+    """What each data node and Sentinel is (processes here; container mode substitutes its own)."""
 
     def __init__(self, *, replicas: int = 2, sentinels: int = 3, route_peers: bool = True,
                  wait_replicas: int = 0) -> None:
@@ -609,15 +618,16 @@ class SentinelCluster(ProcessCluster):
         known = [self.peers.add(f"r{i}", ports[i]) if self.route_peers else ports[i] for i in data]
         announce = known if self.route_peers else [None for _ in data]
         primary = known[0]
-        nodes: list[_ProcessServer] = [RedisNode("r0", ports[0], None, announce_port=announce[0])]
-        nodes += [RedisNode(f"r{i}", ports[i], primary, announce_port=announce[i]) for i in range(1, 1 + self.replicas)]
+        nodes: list[_ProcessServer] = [self.node_type("r0", ports[0], None, announce_port=announce[0])]
+        nodes += [self.node_type(f"r{i}", ports[i], primary, announce_port=announce[i])
+                  for i in range(1, 1 + self.replicas)]
         quorum = self.sentinel_count // 2 + 1
         replica_ports = known[1:]
         sentinel_ports = ports[1 + self.replicas:]
         ids = [uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in sentinel_ports]  # 40 hex digits
         for i, port in enumerate(sentinel_ports):
             peers = [(p, rid) for j, (p, rid) in enumerate(zip(sentinel_ports, ids, strict=True)) if j != i]
-            nodes.append(SentinelServer(f"s{i}", port, primary, quorum=quorum, myid=ids[i],
+            nodes.append(self.sentinel_type(f"s{i}", port, primary, quorum=quorum, myid=ids[i],
                                         replicas=replica_ports, peers=peers))
         return nodes
 
@@ -712,6 +722,7 @@ class RedlockCluster(ProcessCluster):
 
     kind = "redlock"
     CLOCK_MASTER = "m0"
+    node_type: type[RedisNode] = RedisNode
 
     def __init__(self, *, masters: int = REDLOCK_MASTERS, clock_faults: bool = False) -> None:
         super().__init__()
@@ -727,7 +738,7 @@ class RedlockCluster(ProcessCluster):
         return "redlock://" + ",".join(f"{m.host}:{m.port}" for m in self._members) + "/0"
 
     def _build(self) -> list[_ProcessServer]:
-        return [RedisNode(f"m{i}", port, None, clock_faults=self.clock_faults and f"m{i}" == self.CLOCK_MASTER)
+        return [self.node_type(f"m{i}", port, None, clock_faults=self.clock_faults and f"m{i}" == self.CLOCK_MASTER)
                 for i, port in enumerate(free_ports(self.size))]
 
     def jump_clock(self, delta_ms: int) -> None:

@@ -385,6 +385,13 @@ class ContainerServer:
     def _ready(self) -> bool:
         return self.spec.ready(self.host, self.port)
 
+    def _pick_ports(self) -> tuple[int, ...]:
+        """The ports of the next launch attempt; a cluster member is told its ports by its cluster."""
+        return free_ports(self._port_count)
+
+    def _prepare(self, container: Any) -> None:
+        """Add to the testcontainers ``DockerContainer`` before it is created (files to copy in)."""
+
     # -- identity
     @property
     def host(self) -> str:
@@ -453,7 +460,7 @@ class ContainerServer:
             self._ensure_image()
             self._name = f"lockchaos-{run_id()}-{self.kind}-{next(_SEQ)}"
             for _ in range(_PORT_ATTEMPTS):
-                self._ports = free_ports(self._port_count)
+                self._ports = self._pick_ports()
                 self._volume = self._docker.volumes.create(name=self._name, labels=_owner_labels(self.kind))
                 try:
                     self._create_and_start()
@@ -561,6 +568,7 @@ class ContainerServer:
             .with_command(self._command())
             .with_kwargs(network="host", labels=_owner_labels(self.kind), mounts=[mount], init=False)
         )
+        self._prepare(self._tc)
         self._launched_at = time.time()
         try:
             self._tc.start()
