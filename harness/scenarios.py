@@ -188,12 +188,12 @@ CATALOGUE: tuple[Scenario, ...] = (
              plan=WorkerPlan(retry_every=0.4, work_every=0.1)),
     Scenario("stress",
              "Races hide at load, not at 24 ops/s: many workers on many keys, each acquire on a key drawn "
-             "at random, holds of a hundredth of a TTL and no think time, with the soak's random faults; "
+             "at random, holds of a five-hundredth of a TTL and no think time, with the soak's random faults; "
              "reports the ops/s driven next to the server's raw capacity.",
-             duration=15, workers=32, keys=64, random_faults=True,
+             duration=8, workers=32, keys=64, random_faults=True,
              # Retries and writes are short but never zero: on virtual time a zero wait would not advance
              # the clock, and a lock user that never sleeps is not a user but a benchmark.
-             plan=WorkerPlan(hold=0.01, retry_every=0.001, work_every=0.005)),
+             plan=WorkerPlan(hold=0.002, retry_every=0.0005, work_every=0.002)),
 )
 
 # Faults the soak draws from, with their typical duration/amount in TTLs.
