@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lockchaos.harness.cli import main
 from lockchaos.harness.run.driver import RunOptions, run_scenario
 from lockchaos.harness.run.history import OpRecord, WriteRecord, read_history
 from lockchaos.harness.run.targets import adapter_target, backend_target
@@ -44,6 +45,13 @@ def test_keys_option_sets_how_many_keys_the_workers_share(tmp_path: Path) -> Non
     keys = {x.key for x in read_history(r.run_dir / "history.jsonl") if isinstance(x, OpRecord)}
     assert len(keys) == 5
     assert "--keys 5" in (r.run_dir / "summary.json").read_text()
+
+
+@pytest.mark.parametrize("value", ["0", "4097", "many"])
+def test_bad_keys_value_exits_2_with_one_line(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["soak", "--backend", "fake", "--scenario", "stress", "--keys", value]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lockchaos: error: argument --keys")
 
 
 def test_stress_catches_a_lock_wrong_only_across_keys(tmp_path: Path) -> None:
