@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from lockchaos.backends.fake import FakeClient, FakeKVLock
 
@@ -77,8 +77,10 @@ def _redis_ops(url: str, threads: int, prefix: str) -> tuple[list[Op], Callable[
     import redis
 
     parts = urlsplit(url)
-    clients = [redis.Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
-                           password=parts.password, socket_timeout=CALL_TIMEOUT_S,
+    db = int(parts.path.strip("/") or 0)
+    clients = [redis.Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=db,
+                           username=parts.username or None, password=parts.password,
+                           ssl=parts.scheme == "rediss", socket_timeout=CALL_TIMEOUT_S,
                            socket_connect_timeout=CALL_TIMEOUT_S) for _ in range(threads)]
 
     def op(i: int, n: int) -> None:
@@ -145,6 +147,9 @@ def measure(*, url: str | None, fake: FakeKVLock | None, workers: int, prefix: s
     """Raw calls per second against the server behind ``url`` (redis:// or etcd://) or the in-process
     ``fake``; keys under ``prefix``, deleted afterwards. A kind it cannot probe gives ``ops_per_s=None``."""
     threads = max(1, min(workers, MAX_THREADS))
+    if url is not None:  # a server of the user's: only under the run's own prefix, as every key of the run
+        theirs = parse_qs(urlsplit(url).query).get("prefix")
+        prefix = theirs[-1] + prefix if theirs else prefix
     if fake is not None:
         ops, close = _fake_ops(fake, threads, prefix)
         method = "fake acquire/release"
