@@ -13,21 +13,11 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lockchaos.backends.base import ConfigurationError
+from lockchaos.harness.faults.fault import FaultStep, FaultTarget
+from lockchaos.harness.faults.registry import soak_menu
 
-FaultTarget = Literal["holder", "server", "all", "random"]
-"""Whom a fault step hits (not a `run.targets.Target`, which is the backend a run is pointed at)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FaultStep:
-    """One fault: start ``at`` TTLs into the run, last ``duration`` TTLs, with a fault-specific ``amount``."""
-
-    at: float
-    fault: str
-    target: FaultTarget = "holder"
-    duration: float = 0.0
-    amount: float = 0.0
-
+__all__ = ["CATALOGUE", "FaultStep", "FaultTarget", "Scenario", "WorkerPlan", "fault_kinds", "find_scenario",
+           "soak_schedule"]
 
 @dataclass(frozen=True, slots=True)
 class WorkerPlan:
@@ -196,29 +186,9 @@ CATALOGUE: tuple[Scenario, ...] = (
              plan=WorkerPlan(hold=0.002, retry_every=0.0005, work_every=0.002)),
 )
 
-# Faults the soak draws from, with their typical duration/amount in TTLs.
-_SOAK_MENU: tuple[FaultStep, ...] = (
-    FaultStep(0, "holder-crash", duration=2),
-    FaultStep(0, "holder-pause", amount=2),
-    FaultStep(0, "renewer-death"),
-    FaultStep(0, "server-kill", target="server", duration=0.5),
-    FaultStep(0, "server-pause", target="server", duration=1.2),
-    FaultStep(0, "partition", duration=2),
-    FaultStep(0, "partition", target="random", duration=2),
-    FaultStep(0, "latency", target="all", duration=2, amount=0.15),
-    FaultStep(0, "reply-delay", target="random", duration=2, amount=0.5),
-    FaultStep(0, "lose-release-reply", duration=2),
-    FaultStep(0, "reset-storm", target="all", duration=1, amount=0.1),
-    FaultStep(0, "clock-jump", target="server", amount=1.5),
-    FaultStep(0, "late-release", amount=0.2),
-    FaultStep(0, "lose-acquire-reply", target="random"),
-    # Cluster faults: refused (so never drawn) on a single server.
-    FaultStep(0, "leader-crash", target="server", duration=2),
-    FaultStep(0, "leader-pause", target="server", duration=1.2),
-    # Redlock faults: refused (so never drawn) without independent masters.
-    FaultStep(0, "redlock-minority-kill", target="server", duration=1),
-    FaultStep(0, "redlock-master-amnesia", target="holder", duration=0.2, amount=1.5),
-)
+# Faults the soak draws from, with their typical duration/amount in TTLs: each fault's own
+# soak steps, in the registry's order (``harness/faults/registry.py``).
+_SOAK_MENU: tuple[FaultStep, ...] = soak_menu()
 
 
 def soak_schedule(duration: float, seed: int, kinds: set[str] | None = None) -> Iterator[FaultStep]:

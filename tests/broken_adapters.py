@@ -290,9 +290,22 @@ class DeclaresExpiryLagItDoesNotHave(CorrectAdapter):
     def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
         lease = super().acquire(key, owner, ttl_ms)
         if lease is not None:
-            with self.kv.lock:
-                self.kv.data[key].expires_at += 0.3
+            self._lag(key, lease)
         return lease
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        # Every extension lags, not only the first: otherwise a holder that renewed before crashing left
+        # an honest lease, and whether the soak saw the lag depended on where the crash fell.
+        lease = super().renew(key, owner, ttl_ms)
+        if lease is not None:
+            self._lag(key, lease)
+        return lease
+
+    def _lag(self, key: str, lease: Lease) -> None:
+        with self.kv.lock:
+            v = self.kv.data.get(key)
+            if v is not None and v.owner == lease.owner:
+                v.expires_at += 0.3
 
 
 BROKEN: dict[str, type[CorrectAdapter]] = {

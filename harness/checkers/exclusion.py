@@ -12,7 +12,7 @@ import bisect
 from typing import Any
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding, Severity
-from lockchaos.harness.checkers.model import Grant, History, surely_held_throughout
+from lockchaos.harness.checkers.model import RESTARTS, Grant, History, surely_held_throughout
 from lockchaos.harness.run.history import WriteRecord
 
 NAME_GRANTS = "exclusion-grants"
@@ -76,7 +76,7 @@ def check_register(h: History) -> CheckResult:
     stale_by_lease = _stale_by_lease(h, findings, examples)
     highest: dict[str, tuple[int, int]] = {}  # per key: the highest token written and its line
     writers: dict[str, dict[int, tuple[str, int, int]]] = {}  # per key: each token's first writer
-    restarts = h.server_faults("server-kill")
+    restarts = h.server_faults(*RESTARTS)
     stale_rejected = 0
     interleavings = 0
     for line, w in h.writes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding
-from lockchaos.harness.checkers.model import History, extended_end
+from lockchaos.harness.checkers.model import RESTARTS, History, extended_end
 
 NAME = "fencing"
 TOKEN_REGRESSIONS = "token_regressions"
@@ -19,7 +19,7 @@ EXAMPLES = 5
 
 
 def check(h: History) -> CheckResult:
-    restarts = h.server_faults("server-kill")
+    restarts = h.server_faults(*RESTARTS)
     if not h.caps.fencing_tokens:
         # No token to judge: a made-up one would only produce false "regressions". What fencing would
         # have prevented shows up as stale writes judged by lease identity (exclusion-register).
@@ -85,7 +85,7 @@ def _lost_on_restart(h: History) -> list[Finding]:
     if h.caps.durable:
         return []  # on a durable server the conformance checker flags a refused renew itself
     out = []
-    for f in h.server_faults("server-kill"):
+    for f in h.server_faults(*RESTARTS):
         for g in h.grants:
             if not g.definite or g.acquire.complete > f.start:
                 continue

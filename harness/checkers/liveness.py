@@ -29,11 +29,15 @@ from dataclasses import dataclass
 from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.checkers.findings import CheckResult, Finding
 from lockchaos.harness.checkers.model import FaultIndex, FaultWindow, Grant, History, Op
+from lockchaos.harness.faults.registry import named
 
 NAME = "liveness"
-TRIGGERS = ("holder-crash", "holder-pause", "partition")
-SERVER_TRIGGERS = ("server-kill", "server-pause")
-LEADER_TRIGGERS = ("leader-crash", "leader-pause")
+# Which faults mean what to liveness, from the fault registry (``harness/faults/registry.py``).
+TRIGGERS = named(lambda t: t.liveness_trigger)
+SERVER_TRIGGERS = named(lambda t: t.server_recovery_trigger)
+LEADER_TRIGGERS = named(lambda t: t.leader_trigger)
+EXCUSING = named(lambda t: t.excuses_liveness)
+"""The service down or slow: a holder's failover they overlap is reported, not judged."""
 SLACK_NS = 250 * NS_PER_MS
 DEFAULT_TIMEOUT_MS = 2000
 """The client timeout assumed in the recovery margin when a client does not tell its own."""
@@ -59,8 +63,7 @@ def recovery_bound(h: History) -> int:
 def check(h: History) -> CheckResult:
     bound = failover_bound(h)
     # The service itself was down or slow: its server's faults, and every client's link delayed or reset.
-    server_faults = (h.server_faults("server-kill", "server-pause", "clock-jump")
-                     + h.link_faults("latency", "reset-storm"))
+    server_faults = h.server_faults(*EXCUSING) + h.link_faults(*EXCUSING)
     findings: list[Finding] = []
     times: list[float] = []
     excused = uncontended = 0

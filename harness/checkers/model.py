@@ -18,14 +18,25 @@ from typing import Any
 
 from lockchaos.backends.base import Capabilities
 from lockchaos.backends.clock import NS_PER_MS
+from lockchaos.harness.faults.registry import FAULTS, named
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
 
-LEADER_FAULTS = ("leader-crash", "leader-pause", "leader-isolated", "redlock-minority-kill",
-                 "redlock-master-amnesia")
+# What each fault means for lease timing, from the fault registry (``harness/faults/registry.py``).
+LEADER_FAULTS = named(lambda t: t.failover)
 """Cluster faults that make another member the leader (or primary)."""
-LINK_FAULTS = frozenset({"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply", "late-release",
-                         "lose-acquire-reply"})
+LINK_FAULTS = frozenset(name for name, fault in FAULTS.items() if fault.target == "link")
 """Faults of one client's link to the server (the proxy), not of the server: never a ``server_faults`` answer."""
+RESTARTS = named(lambda t: t.restarts_server)
+"""The server is killed and restarted: durable, it prolongs; non-durable, it forgets."""
+FREEZES = named(lambda t: t.freezes_server)
+"""The server freezes: requests queue and apply on resume; what was in force is prolonged."""
+EARLY_ENDERS = named(lambda t: t.ends_leases_early)
+"""Leases may end early whatever the durability (a clock jump)."""
+DELAYS = named(lambda t: t.delays_requests)
+"""A request may take effect up to ``one_way_ms`` after its reply."""
+DELAYING = named(lambda t: t.freezes_server or t.delays_requests or t.delays_failover)
+KILLS_HOLDER = named(lambda t: t.kills_holder)
+FREEZES_HOLDER = named(lambda t: t.freezes_holder)
 EPSILON_NS = 5 * NS_PER_MS
 """Scheduling slack between the client's clock reading and the server acting (same machine)."""
 
@@ -148,15 +159,15 @@ class History:
     @functools.cached_property
     def _prolonger_index(self) -> FaultIndex:
         """Faults that prolong whatever was in force when they began (see ``_latest_expiry``)."""
-        restarts = self._faults_named(("server-kill",)) if self.caps.durable else ()
-        merged = sorted([*restarts, *self._faults_named(("server-pause",)), *self.failovers], key=lambda f: f.start)
+        restarts = self._faults_named(RESTARTS) if self.caps.durable else ()
+        merged = sorted([*restarts, *self._faults_named(FREEZES), *self.failovers], key=lambda f: f.start)
         return FaultIndex(merged)
 
     @functools.cached_property
     def _lease_ending_starts(self) -> list[int]:
         """Starts of the faults that can end a lease early, in order (see ``earliest_end``)."""
         return [f.start for f in self.faults
-                if f.fault == "clock-jump" or (f.fault == "server-kill" and not self.caps.durable)]
+                if f.fault in EARLY_ENDERS or (f.fault in RESTARTS and not self.caps.durable)]
 
     @functools.cached_property
     def _lease_ending_index(self) -> FaultIndex:
@@ -167,7 +178,7 @@ class History:
     @functools.cached_property
     def _restart_end_suffix_min(self) -> tuple[list[int], list[int]]:
         """Server restarts' starts in order and, from each on, the earliest end among it and the later ones."""
-        restarts = self._faults_named(("server-kill",))
+        restarts = self._faults_named(RESTARTS)
         starts = [f.start for f in restarts]
         mins = [f.end for f in restarts]
         for i in range(len(mins) - 2, -1, -1):
@@ -179,14 +190,14 @@ class History:
         """Per worker, the faults that stop its process (crash, pause), in start order."""
         out: dict[str, list[FaultWindow]] = {}
         for f in self.faults:
-            if f.fault in ("holder-crash", "holder-pause"):
+            if f.fault in KILLS_HOLDER or f.fault in FREEZES_HOLDER:
                 for target in f.target.split(","):
                     out.setdefault(target, []).append(f)
         return out
 
     @functools.cached_property
     def _delaying_faults(self) -> list[FaultWindow]:
-        return [f for f in self.faults if f.fault in ("server-pause", "latency", "leader-pause")]
+        return [f for f in self.faults if f.fault in DELAYING]
 
     @functools.cached_property
     def failovers(self) -> list[FaultWindow]:
@@ -216,9 +227,9 @@ class History:
             return op.complete + EPSILON_NS
         h = op.complete
         for f in self._delaying_index.overlapping(op.invoke, op.complete):
-            if f.fault == "server-pause":
+            if f.fault in FREEZES:
                 h = max(h, f.end)  # queued in the server's socket, applied on resume
-            elif f.fault == "latency":
+            elif f.fault in DELAYS:
                 h = max(h, op.complete + int(f.detail.get("one_way_ms", 0)) * NS_PER_MS)
         return h + EPSILON_NS
 
@@ -389,7 +400,7 @@ def _latest_expiry(h: History, g: Grant, lag: int) -> int:
     invoke = g.acquire.invoke
 
     def extended(f: FaultWindow, latest: int) -> int:
-        extra = g.ttl_ms * NS_PER_MS if f.fault in ("server-kill", *LEADER_FAULTS) else 0
+        extra = g.ttl_ms * NS_PER_MS if f.fault in RESTARTS or f.fault in LEADER_FAULTS else 0
         end = h.promotion_end(f) if f.fault in LEADER_FAULTS else f.end
         return max(latest, end + extra + lag + EPSILON_NS)
 
@@ -423,8 +434,8 @@ def _renewer_stops(h: History, g: Grant) -> int:
     for f in h._holder_faults.get(g.client, ()):
         if f.end < g.acquire.invoke:
             continue
-        frozen = f.fault == "holder-pause" and f.detail.get("signal") == "SIGSTOP" and f.end - f.start > outlasts
-        if f.fault == "holder-crash" or frozen:
+        frozen = f.fault in FREEZES_HOLDER and f.detail.get("signal") == "SIGSTOP" and f.end - f.start > outlasts
+        if f.fault in KILLS_HOLDER or frozen:
             stops.append(max(f.start, g.acquire.invoke))
     return min(stops)
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.checkers.findings import CheckResult, Finding
 from lockchaos.harness.checkers.model import FaultIndex, FaultWindow, History
+from lockchaos.harness.faults.registry import named
 
 NAME = "slow-call"
 FACTOR = 3
 SLACK_NS = 500 * NS_PER_MS
 KEEP = 20
-_FROZEN = ("holder-pause", "holder-crash")
+_FROZEN = named(lambda t: t.kills_holder or t.freezes_holder)
 
 
 def check(h: History) -> CheckResult:

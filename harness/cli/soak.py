@@ -33,10 +33,11 @@ from lockchaos.harness.run.history import FaultRecord, OpRecord, Record
 from lockchaos.harness.run.rundir import claim, default_run_dir
 from lockchaos.harness.run.targets import Target, probe_client, provisioned
 from lockchaos.harness.scenarios import Scenario
+from lockchaos.harness.servers.specs import SPECS_BY_SCHEME
 
-DEFAULT_TTL_MS = {"fake": 1000, "redis": 1000, "etcd": 2000, "etcd-cluster": 2000, "redis-sentinel": 1000,
-                  "redlock": 1000}
-"""etcd leases are whole seconds and expire up to ~0.5 s late: it needs a few seconds of TTL."""
+DEFAULT_TTL_MS = {"fake": 1000, **{kind: spec.soak_ttl_ms for kind, spec in SPECS_BY_SCHEME.items()},
+                  "etcd-cluster": 2000, "redis-sentinel": 1000, "redlock": 1000}
+"""Each server's own (``servers/specs``): etcd leases are whole seconds and expire up to ~0.5 s late."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,12 @@ class RuleSkipped(Exception):
 
 
 class ServerControl(Protocol):
-    """Lets durability rules restart the server the contract runs against."""
+    """Lets durability rules restart the server the contract runs against.
+
+    Not a server: the contract's *target* (``run.targets.Provisioned``, or a user's own object), whose
+    ``restart_server`` is kill + restart on its ``ServerHandle`` (``harness/servers/handle.py``). It
+    stays this one-method protocol because users pass their own to ``run_contract(server=...)``.
+    """
 
     def restart_server(self) -> None: ...
 

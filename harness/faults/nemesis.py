@@ -7,30 +7,19 @@ before the run starts, so the scenario is skipped with the reason instead of pas
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from lockchaos.backends.base import FaultUnsupported, Lease
+from lockchaos.backends.base import ConfigurationError, FaultUnsupported, Lease
+from lockchaos.harness.faults.fault import FaultStep, TargetKind
+from lockchaos.harness.faults.registry import FAULTS, lookup
 from lockchaos.harness.run.history import FaultRecord, Record
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.worker import LinkFaults
-from lockchaos.harness.scenarios import FaultStep
+from lockchaos.harness.servers.handle import ServerFaults as ServerFaults  # the fault part of ServerHandle
 
 NS = 1_000_000_000
-
-
-class ServerFaults(Protocol):
-    def kill(self) -> None: ...
-
-    def restart(self) -> None: ...
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    def jump_clock(self, delta_ms: int) -> None: ...
 
 
 class HolderFaults(Protocol):
@@ -96,16 +85,22 @@ class MasterFaults(Protocol):
     def restart_member(self, name: str) -> None: ...
 
 
-SERVER_FAULTS = {"server-kill", "server-pause", "clock-jump"}
-REDLOCK_FAULTS = {"redlock-minority-kill", "redlock-master-amnesia"}
+def _targeting(*kinds: TargetKind) -> set[str]:
+    return {f.name for f in FAULTS.values() if f.target in kinds}
+
+
+# The faults by target, derived from the registry (``registry.py``), for modules that ask by kind.
+SERVER_FAULTS = _targeting("server", "clock")
+REDLOCK_FAULTS = _targeting("masters")
 """Redlock's: kill -9 a minority of its masters; restart one that granted the holder's lock, emptied."""
-CLUSTER_FAULTS = {"leader-crash", "leader-pause", "leader-isolated", *REDLOCK_FAULTS}
-LINK_FAULTS = {"partition", "latency", "reply-delay", "reset-storm", "lose-release-reply", "late-release",
-               "lose-acquire-reply"}
-WORKER_FAULTS = {"holder-crash", "holder-pause", "renewer-death"}
+CLUSTER_FAULTS = _targeting("cluster-leader", "masters")
+LINK_FAULTS = _targeting("link")
+WORKER_FAULTS = _targeting("holder")
 
 
 class Nemesis:
+    """Applies each step by its registered fault (``registry.lookup``): the fault records its edges."""
+
     def __init__(
         self,
         steps: Iterable[FaultStep],
@@ -127,7 +122,7 @@ class Nemesis:
         self.rng = rng
         self.t0 = runtime.now_ns()
 
-    def _edge(self, step: FaultStep, phase: str, target: str, **detail: Any) -> None:
+    def edge(self, step: FaultStep, phase: str, target: str, **detail: Any) -> None:
         self._record(FaultRecord(fault=step.fault, phase=phase, target=target,  # type: ignore[arg-type]
                                  time_ns=self.rt.now_ns(), detail=detail))
 
@@ -141,7 +136,7 @@ class Nemesis:
             self._sleep_until(step.at)
             self._apply(step)
 
-    def _pick(self, target: str) -> list[HolderFaults]:
+    def pick(self, target: str) -> list[HolderFaults]:
         alive = [w for w in self.workers if not w.crashed]
         if not alive:
             return []
@@ -157,194 +152,14 @@ class Nemesis:
         return [self.rng.choice(alive)]
 
     def _apply(self, step: FaultStep) -> None:
-        duration = step.duration * self.ttl_s
-        if step.fault in SERVER_FAULTS:
-            self._server_fault(step, duration)
-            return
-        if step.fault in REDLOCK_FAULTS:
-            self._redlock_fault(step, duration)
-            return
-        if step.fault in CLUSTER_FAULTS:
-            self._cluster_fault(step, duration)
-            return
-        workers = self._pick(step.target)
-        if not workers:
-            return
-        names = ",".join(w.name for w in workers)
-        if step.fault == "holder-crash":
-            self._edge(step, "start", names)
-            for w in workers:
-                w.crash()
-            try:
-                self.rt.sleep(duration)
-            finally:
-                for w in workers:
-                    w.revive()
-            self._edge(step, "end", names)
-        elif step.fault == "holder-pause":
-            for w in workers:  # the worker records the pause when it really stalls
-                w.pause_for_s = step.amount * self.ttl_s
-        elif step.fault == "renewer-death":
-            self._edge(step, "start", names)
-            for w in workers:
-                w.renewer_dead = True
-            self._edge(step, "end", names, note="the renewer never comes back in this incarnation")
-        elif step.fault == "lose-release-reply":
-            for w in workers:  # recorded by the worker around the release it strikes
-                w.lose_release_reply = True
-        elif step.fault == "late-release":
-            for w in workers:  # recorded by the worker around its release at the lease's end
-                w.late_release_ms = max(1, round(step.amount * self.ttl_s * 1000))
-        elif step.fault == "lose-acquire-reply":
-            for w in workers:  # recorded by the worker around the acquire it strikes
-                w.lose_acquire_reply = True
-        else:
-            self._link_fault(step, workers, names, duration)
+        try:
+            fault = lookup(step.fault)
+        except ConfigurationError as e:
+            raise FaultUnsupported(str(e)) from None
+        fault.apply(self, step)
 
-    def _links(self, workers: Sequence[HolderFaults]) -> list[LinkFaults]:
+    def links(self, workers: Sequence[HolderFaults]) -> list[LinkFaults]:
         links = [w.link for w in workers if w.link is not None]
         if len(links) != len(workers):
             raise FaultUnsupported("a worker has no fault-injectable link")
         return links
-
-    def _link_fault(self, step: FaultStep, workers: Sequence[HolderFaults], names: str, duration: float) -> None:
-        links = self._links(workers)
-        if step.fault == "partition":
-            self._edge(step, "start", names)
-            for link in links:
-                link.partition()
-            try:
-                self.rt.sleep(duration)
-            finally:
-                for link in links:
-                    link.heal()
-        elif step.fault == "latency":
-            delay_ms = round(step.amount * self.ttl_s * 1000)
-            self._edge(step, "start", names, one_way_ms=delay_ms)
-            for link in links:
-                link.set_latency(delay_ms)
-            try:
-                self.rt.sleep(duration)
-            finally:
-                for link in links:
-                    link.set_latency(0)
-        elif step.fault == "reply-delay":
-            delay_ms = round(step.amount * self.ttl_s * 1000)
-            self._edge(step, "start", names, reply_delay_ms=delay_ms)
-            for link in links:
-                link.delay_replies(delay_ms)
-            try:
-                self.rt.sleep(duration)
-            finally:
-                for link in links:
-                    link.delay_replies(0)
-        elif step.fault == "reset-storm":
-            every = max(step.amount * self.ttl_s, 0.001)
-            self._edge(step, "start", names, every_s=every)
-            end = self.rt.now_ns() + duration * NS
-            while self.rt.now_ns() < end:
-                for link in links:
-                    link.reset()
-                self.rt.sleep(every)
-        else:
-            raise FaultUnsupported(f"unknown fault {step.fault!r}")
-        self._edge(step, "end", names)
-
-    def _server_fault(self, step: FaultStep, duration: float) -> None:
-        if step.fault == "server-kill":
-            self._edge(step, "start", "server")
-            self.server.kill()
-            try:
-                self.rt.sleep(duration)
-            finally:
-                self.server.restart()
-        elif step.fault == "server-pause":
-            self._edge(step, "start", "server")
-            self.server.pause()
-            try:
-                self.rt.sleep(duration)
-            finally:
-                self.server.resume()
-        elif step.fault == "clock-jump":
-            delta_ms = round(step.amount * self.ttl_s * 1000)
-            self._edge(step, "start", "server", delta_ms=delta_ms)
-            self.server.jump_clock(delta_ms)
-        self._edge(step, "end", "server")
-
-    def _cluster_fault(self, step: FaultStep, duration: float) -> None:
-        """kill -9 or SIGSTOP whichever member leads *now*; restart it with its data, or resume it."""
-        cluster = self.server
-        if not isinstance(cluster, ClusterFaults):
-            raise FaultUnsupported(f"{step.fault}: the server is a single node, it has no leader")
-        member = cluster.leader()
-        target = f"leader:{member}"
-        if step.fault == "leader-isolated":
-            self._isolate(step, duration, member, target)
-            return
-        self._edge(step, "start", target, member=member)
-        if step.fault == "leader-crash":
-            cluster.kill_member(member)
-            try:
-                self.rt.sleep(duration)
-            finally:
-                cluster.restart_member(member)
-        else:
-            cluster.pause_member(member)
-            try:
-                self.rt.sleep(duration)
-            finally:
-                cluster.resume_member(member)
-        self._edge(step, "end", target, member=member)
-
-    def _isolate(self, step: FaultStep, duration: float, member: str, target: str) -> None:
-        """Cut the leader off from its peers while the holder's process still reaches it: the
-        holder keeps renewing there, the rest of the cluster elects or promotes another."""
-        cluster = self.server
-        if not isinstance(cluster, IsolationFaults):
-            raise FaultUnsupported(f"{step.fault}: the server cannot isolate a member from its peers")
-        holders = [w for w in self._pick("holder") if w.believed is not None]
-        keep = [pid for w in holders if isinstance(pid := getattr(w, "pid", None), int)]
-        if holders and not keep:  # thread workers: one process, the harness's, holds every connection
-            if getattr(cluster, "clients_cross_peers", False):
-                raise FaultUnsupported(f"{step.fault}: thread workers share one process, so the holder's "
-                                       "connections cannot be told from the contenders'; use process workers")
-            keep = [os.getpid()]
-        holder = ",".join(w.name for w in holders)
-        self._edge(step, "start", target, member=member, holder=holder, kept_pids=keep)
-        cluster.isolate_member(member, keep)
-        try:
-            self.rt.sleep(duration)
-        finally:
-            cluster.heal_member(member)
-        self._edge(step, "end", target, member=member, holder=holder)
-
-    def _redlock_fault(self, step: FaultStep, duration: float) -> None:
-        """kill -9 masters and restart them empty (no persistence), resolved when the fault fires.
-
-        ``redlock-minority-kill``: a minority (2 of 5), drawn from the seed. ``redlock-master-amnesia``:
-        the holder is paused for ``amount`` TTLs and one master that granted its lock restarts
-        empty: with the holder's lock on a bare quorum, the rest become a quorum for a contender.
-        """
-        masters = self.server
-        if not isinstance(masters, MasterFaults):
-            raise FaultUnsupported(f"{step.fault}: the server has no independent Redlock masters")
-        if step.fault == "redlock-minority-kill":
-            names = sorted(self.rng.sample(masters.masters(), (len(masters.masters()) - 1) // 2))
-            detail: dict[str, Any] = {"members": names}
-        else:
-            holders = [w for w in self._pick("holder") if w.believed is not None]
-            for w in holders:  # the worker records the pause when it really stalls
-                w.pause_for_s = step.amount * self.ttl_s
-            granting = masters.granting_masters()
-            names = [self.rng.choice(granting)] if granting else []
-            detail = {"members": names, "holder": ",".join(w.name for w in holders), "granting": granting}
-        target = "masters:" + ",".join(names)
-        self._edge(step, "start", target, **detail)
-        try:
-            for name in names:
-                masters.kill_member(name)
-            self.rt.sleep(duration)
-        finally:
-            for name in names:
-                masters.restart_member(name)
-        self._edge(step, "end", target, **detail)

@@ -42,11 +42,12 @@ from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_url
 from lockchaos.harness.faults.proxylink import CHUNK, SPLICE_AVAILABLE, Conn, KernelRelay, Pipe
 from lockchaos.harness.servers.flags import LOOPBACK
+from lockchaos.harness.servers.specs import default_ports
 
 if TYPE_CHECKING:
     from lockchaos.harness.faults.proxyhost import ProxyHost
 
-_DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
+_DEFAULT_PORTS = default_ports()  # each server spec's client port (harness/servers/specs)
 _MAX_QUEUED = 1 << 20  # per direction; beyond it the proxy stops reading, as a full TCP window would
 _MAX_CONNECTIONS = 256  # bounds the fds that a client reconnecting in a loop can make us hold
 _ACCEPTS_PER_TICK = 64

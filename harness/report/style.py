@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from lockchaos.harness.faults.registry import FAULTS
+
 VERDICT_COLOURS = {"pass": "#15803d", "known-unsafe": "#b45309", "fail": "#b91c1c", "skipped": "#6b7280",
                    "error": "#7f1d1d", "unknown": "#6b7280"}
 
-FAULT_COLOURS = {
-    "holder-crash": "#ef4444", "holder-pause": "#f59e0b", "renewer-death": "#a855f7",
-    "server-kill": "#6b7280", "server-pause": "#64748b", "clock-jump": "#0ea5e9",
-    "partition": "#f97316", "latency": "#eab308", "reply-delay": "#14b8a6",
-    "lose-release-reply": "#ec4899", "reset-storm": "#8b5cf6",
-}
+FAULT_COLOURS = {name: fault.colour for name, fault in FAULTS.items()}
+"""Each registered fault's own colour (``harness/faults/registry.py``)."""
 _SPARE = ("#84cc16", "#06b6d4", "#d946ef", "#f43f5e", "#22c55e", "#3b82f6")
 MIXED_FAULTS = "#94a3b8"
 
 
 def fault_colour(fault: str) -> str:
+    """A registered fault's colour; one of the spares, stable per name, for one no longer registered."""
     if fault in FAULT_COLOURS:
         return FAULT_COLOURS[fault]
     return _SPARE[sum(map(ord, fault)) % len(_SPARE)]

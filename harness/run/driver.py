@@ -23,6 +23,7 @@ from lockchaos.backends.redaction import redact_text
 from lockchaos.harness.checkers.model import History, load_history
 from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, Judgement, judge
 from lockchaos.harness.faults.nemesis import Nemesis
+from lockchaos.harness.faults.registry import FAULTS
 from lockchaos.harness.report import write_report
 from lockchaos.harness.run import capacity, interrupts
 from lockchaos.harness.run.atomicfile import disk_error, is_disk_error, write_atomic
@@ -152,8 +153,9 @@ def _environment(target: Target, scenario: Scenario, runtime: Runtime, opts: Run
         return FakeEnvironment(target, runtime, durable=scenario.persistence, timeout_ms=timeout_ms)
     if opts.virtual_time:
         raise ConfigurationError("--virtual-time runs the fake only")
+    clock = any(FAULTS[k].target == "clock" for k in fault_kinds(scenario) if k in FAULTS)
     return ServerEnvironment(target, runtime, persistence=scenario.persistence, timeout_ms=timeout_ms,
-                             clock_faults="clock-jump" in fault_kinds(scenario))
+                             clock_faults=clock)
 
 
 def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: Path,

@@ -16,17 +16,20 @@ from collections.abc import Collection
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from lockchaos.backends.base import Capabilities, FaultUnsupported, LockBackend
+from lockchaos.backends.base import Capabilities, LockBackend
 from lockchaos.backends.fake import PROFILES, FakeClient, FakeKVLock, drop_fake_server, fake_server
-from lockchaos.harness.faults.nemesis import CLUSTER_FAULTS, LINK_FAULTS, REDLOCK_FAULTS, SERVER_FAULTS, ServerFaults
+from lockchaos.harness.faults.fault import Reach
+from lockchaos.harness.faults.nemesis import ServerFaults
 from lockchaos.harness.faults.proxy import Proxy, ProxyPool
+from lockchaos.harness.faults.registry import lookup
 from lockchaos.harness.run.runtime import Runtime
 from lockchaos.harness.run.targets import Target, guarded_open, start_server
 from lockchaos.harness.run.worker import LinkFaults
 from lockchaos.harness.servers.clusters import ClusterServerFaults, ProcessCluster, RedlockCluster
 from lockchaos.harness.servers.external import is_loopback, purge_prefix, with_run_prefix
 from lockchaos.harness.servers.faketime import missing_reason
-from lockchaos.harness.servers.process import ExternalServer, RedisServer, ServerHandle
+from lockchaos.harness.servers.handle import ServerHandle
+from lockchaos.harness.servers.process import ExternalServer, RedisServer
 from lockchaos.harness.servers.residue import Snapshot, fake_snapshot, server_snapshot
 
 
@@ -186,11 +189,13 @@ class FakeEnvironment:
     def link(self, index: int) -> LinkFaults | None:
         return self._links.get(index)
 
+    @property
+    def reach(self) -> Reach:
+        """Every fault reaches the fake through its hooks; links only when the clients are ours."""
+        return Reach(self.target.label, "fake", in_process=True, faultable_links=self._faultable_links)
+
     def unsupported(self, fault: str) -> str | None:
-        if fault in LINK_FAULTS and not self._faultable_links:
-            return (f"{fault}: the adapter talks to the in-process fake without a network; "
-                    "use --server redis|etcd for network faults")
-        return None
+        return lookup(fault).unsupported(self.reach)
 
     def residue(self) -> Snapshot:
         return fake_snapshot(self.fake)
@@ -199,41 +204,6 @@ class FakeEnvironment:
         drop_fake_server(self.name)
 
 
-CLOCK_JUMP_UNREACHABLE = {
-    "redis": "clock-jump: libfaketime reaches only a redis-server the harness launches as a process "
-             "(harness/servers/faketime.py); this one runs in a container or elsewhere",
-    "etcd": "clock-jump: no clock fault reaches a running etcd: libfaketime misses Go's vDSO clock reads "
-            "(+1 h asked, 0 s measured), and a time namespace's monotonic offset, the clock etcd's leases "
-            "expire on, is refused once a process is inside (EACCES; bench/probe_clock_faults.py); "
-            "run it against the fake",
-}
-"""Why clock-jump is skipped on real servers, by server kind: measured, not assumed."""
-CLOCK_JUMP_UNREACHABLE["redis-sentinel"] = ("clock-jump: a Sentinel group's nodes are not launched under libfaketime "
-                                             "(only a single process-mode Redis is)")
-
-
-class ProcessServerFaults:
-    """Server faults by signals to the server process the harness started."""
-
-    def __init__(self, handle: ServerHandle) -> None:
-        self.handle = handle
-
-    def kill(self) -> None:
-        self.handle.kill()
-
-    def restart(self) -> None:
-        self.handle.restart()
-
-    def pause(self) -> None:
-        self.handle.pause()
-
-    def resume(self) -> None:
-        self.handle.resume()
-
-    def jump_clock(self, delta_ms: int) -> None:
-        if not isinstance(self.handle, RedisServer) or not self.handle.clock_faults:
-            raise FaultUnsupported("a clock jump reaches only a process-mode Redis launched for clock faults")
-        self.handle.jump_clock(delta_ms)
 
 
 LOSE_REPLY_FOR_S = 0.15
@@ -305,7 +275,7 @@ class ServerEnvironment:
             self.handle = start_server(target, target.persistence if persistence is None else persistence,
                                        clock_faults=clock_faults)
         self._cluster = self.handle if isinstance(self.handle, ProcessCluster) else None
-        self.server: ServerFaults = (ProcessServerFaults(self.handle) if self._cluster is None
+        self.server: ServerFaults = (self.handle if self._cluster is None  # a handle takes server faults itself
                                      else ClusterServerFaults(self._cluster))
         # One proxy per worker, for per-client network faults; none to a remote server of the user's,
         # nor (yet) to a cluster, whose clients talk to every member.
@@ -350,30 +320,27 @@ class ServerEnvironment:
     def link(self, index: int) -> LinkFaults | None:
         return self._links.get(index)
 
-    def unsupported(self, fault: str) -> str | None:
-        if fault == "clock-jump":
-            if isinstance(self.handle, RedisServer | RedlockCluster):
-                if self.handle.clock_faults:
-                    return None
-                if (missing := missing_reason()) is not None:
-                    return f"clock-jump: {missing}"
-            return CLOCK_JUMP_UNREACHABLE.get(self.handle.kind, CLOCK_JUMP_UNREACHABLE["redis"])
-        if fault in REDLOCK_FAULTS and (self._cluster is None or self._cluster.kind != "redlock"):
-            return (f"{fault}: {self.target.label} has no independent Redlock masters to kill; "
-                    "use --backend redlock")
-        if fault in CLUSTER_FAULTS - REDLOCK_FAULTS and self._cluster is not None and self._cluster.kind == "redlock":
-            return f"{fault}: Redlock's masters are independent, there is no leader to fail over"
-        if fault in CLUSTER_FAULTS and self._prefix is None and self._cluster is None:
-            return (f"{fault}: {self.target.label} is a single server with no leader to fail over; "
-                    "use --backend etcd-cluster or redis-sentinel")
-        if fault in LINK_FAULTS and self._cluster is not None:
-            return f"{fault}: per-client fault proxies to a cluster's members are not built yet"
-        if self._prefix is not None:
-            if fault in SERVER_FAULTS or fault in CLUSTER_FAULTS:
-                return f"{fault}: refused on a server the harness did not start"
-            if fault in LINK_FAULTS and not is_loopback(self.handle.url):
-                return f"{fault}: the fault proxy only forwards to 127.0.0.1; this server is remote"
+    @property
+    def reach(self) -> Reach:
+        """Signals reach a server (or cluster) we started; a proxy per worker, a server on this machine."""
+        return Reach(self.target.label, self.handle.kind, in_process=False,
+                     faultable_links=self._proxies is not None, started_here=self._prefix is None,
+                     cluster_kind=None if self._cluster is None else self._cluster.kind,
+                     remote=not is_loopback(self.handle.url), clock_faults=self._clock_faults(),
+                     clock_missing=self._clock_missing())
+
+    def _clock_faults(self) -> bool:
+        """A process-mode Redis (or Redlock's master) launched under libfaketime: its clock can be stepped."""
+        return isinstance(self.handle, RedisServer | RedlockCluster) and self.handle.clock_faults
+
+    def _clock_missing(self) -> str | None:
+        """Why the harness launched a Redis it could step the clock of without libfaketime, if it did."""
+        if isinstance(self.handle, RedisServer | RedlockCluster) and not self.handle.clock_faults:
+            return missing_reason()
         return None
+
+    def unsupported(self, fault: str) -> str | None:
+        return lookup(fault).unsupported(self.reach)
 
     def residue(self) -> Snapshot:
         """Every key of a server we started; only the run's prefix on the user's own."""

@@ -16,9 +16,12 @@ from typing import Any
 
 from lockchaos.harness.checkers import exclusion, fencing
 from lockchaos.harness.checkers.findings import CheckResult
+from lockchaos.harness.faults.registry import named
 from lockchaos.harness.run.history import FaultRecord, OpRecord, Record, WriteRecord
 
 EXAMPLES = 5
+RESTARTS = named(lambda t: t.restarts_server)
+"""Faults that restart the server (and, without durability, its token counter): from the fault registry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,7 @@ class Tally:
             elif isinstance(rec, FaultRecord):
                 if rec.phase == "start":
                     self._faults[rec.fault] += 1
-                elif rec.fault == "server-kill":
+                elif rec.fault in RESTARTS:
                     self._restart_end = rec.time_ns
 
     def observations(self, results: Iterable[CheckResult]) -> Observations:

@@ -46,6 +46,7 @@ from lockchaos.backends.base import (
     Lease,
     LockBackend,
 )
+from lockchaos.harness.faults.holder import HOLDER_PAUSE
 from lockchaos.harness.run.adapters import AdapterFactory, checked_backend, load_factory
 from lockchaos.harness.run.history import FaultRecord, OpName, OpRecord, Record
 from lockchaos.harness.run.register import FencedRegister
@@ -667,7 +668,7 @@ class ProcessWorker:
         pid = self.pid
         if pid is None:
             return
-        self._record(FaultRecord(fault="holder-pause", phase="start", target=self.name,
+        self._record(FaultRecord(fault=HOLDER_PAUSE.name, phase="start", target=self.name,
                                  time_ns=self.rt.now_ns(), detail={"seconds": seconds, "signal": "SIGSTOP"}))
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -675,7 +676,7 @@ class ProcessWorker:
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-            self._record(FaultRecord(fault="holder-pause", phase="end", target=self.name,
+            self._record(FaultRecord(fault=HOLDER_PAUSE.name, phase="end", target=self.name,
                                      time_ns=self.rt.now_ns()))
 
 

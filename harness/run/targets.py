@@ -11,7 +11,8 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from types import TracebackType
+from typing import Self
 
 from lockchaos.backends import open_backend
 from lockchaos.backends.base import BackendUnavailable, ConfigurationError, InfrastructureError, LockBackend
@@ -21,16 +22,17 @@ from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import check_server_url
 from lockchaos.harness.contract.process_client import ClientSpec
 from lockchaos.harness.run.adapters import AdapterFactory, checked_backend, load_factory
-from lockchaos.harness.servers.process import ServerHandle
+from lockchaos.harness.servers.handle import ServerHandle
+from lockchaos.harness.servers.specs import SERVER_SPECS, SPECS_BY_SCHEME
 
-BACKENDS = ("fake", "redis", "etcd")
+BACKENDS = ("fake", *SPECS_BY_SCHEME)
 """What ``--backend all`` runs: lockchaos's own backends."""
 # Clusters (harness/servers/clusters.py): named explicitly, never part of "all" (process mode only for now).
 CLUSTER_BACKENDS = ("etcd-cluster", "redis-sentinel", "redlock")
 LIBRARY_BACKENDS = tuple(LIBRARIES)
 """The Python lock libraries shipped as backends (``lockchaos[libs]``); ``--backend libs`` runs them all."""
 BACKEND_CHOICES = (*BACKENDS, *LIBRARY_BACKENDS, *CLUSTER_BACKENDS, "all", "libs")
-SERVERS = ("redis", "redis-aof", "etcd", "none")
+SERVERS = (*SERVER_SPECS, "none")
 """What ``--server`` may provide to ``--adapter``: ``redis-aof`` is a durable Redis (AOF, fsync always),
 for an adapter whose users run Redis that way; ``none`` is the in-process fake."""
 
@@ -105,8 +107,11 @@ def adapter_target(spec: str, server: str, *, persistence: bool = False, provisi
 
 
 def server_of(server: str) -> tuple[str, bool]:
-    """A ``--server`` choice as (server kind, durable Redis asked for)."""
-    return {"none": "fake", "redis-aof": "redis"}.get(server, server), server == "redis-aof"
+    """A ``--server`` choice as (server kind, durable server asked for)."""
+    if server == "none":
+        return "fake", False
+    spec = SERVER_SPECS[server]
+    return spec.kind, spec.durable and not SPECS_BY_SCHEME[spec.kind].durable  # durability switched on
 
 
 def start_server(target: Target, persistence: bool, *, clock_faults: bool = False) -> ServerHandle:
@@ -144,23 +149,36 @@ def external_target(url: str, *, backend: str | None = None, adapter: str | None
     return Target(f"{kind}@external", kind, open_backend, external_url=url)
 
 
-class Handle(Protocol):
-    """What contract and soak need of any server: fake, launched, or the user's."""
-
-    @property
-    def url(self) -> str: ...
-
-    def kill(self) -> None: ...
-
-    def restart(self) -> None: ...
+Handle = ServerHandle
+"""What contract and soak need of any server: fake, launched, or the user's (``servers/handle.py``)."""
 
 
 class FakeServerHandle:
-    """An in-process fake server behind the same handle shape as real servers, for the same faults."""
+    """An in-process fake server behind the same handle as real servers, for the same faults."""
+
+    kind = "fake"
+    host = "in-process"
+    port = 0
+    pid = None
 
     def __init__(self, server: FakeKVLock, url: str) -> None:
         self.server = server
         self.url = url
+
+    @property
+    def durable(self) -> bool:
+        return self.server.capabilities.durable
+
+    def start(self) -> Self:
+        return self  # it serves from the moment it is created
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
 
     def kill(self) -> None:
         self.server.kill()
@@ -173,6 +191,9 @@ class FakeServerHandle:
 
     def resume(self) -> None:
         self.server.resume()
+
+    def jump_clock(self, delta_ms: int) -> None:
+        self.server.jump_clock(delta_ms)
 
     def is_running(self) -> bool:
         return self.server.up

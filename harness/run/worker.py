@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
 from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.backends.redaction import redact_text
+from lockchaos.harness.faults.holder import HOLDER_PAUSE
+from lockchaos.harness.faults.link import LATE_RELEASE, LOSE_ACQUIRE_REPLY, LOSE_RELEASE_REPLY
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpName, OpRecord, Outcome, Record, lease_dict
 from lockchaos.harness.run.register import FencedRegister
 from lockchaos.harness.run.runtime import RunStopped, Runtime
@@ -226,13 +228,13 @@ class Worker:
         if lose:
             assert self.link is not None
             self.lose_acquire_reply = False
-            self._fault("lose-acquire-reply", "start")
+            self._fault(LOSE_ACQUIRE_REPLY.name, "start")
             self.link.lose_next_reply()
         invoke = self.rt.now_ns()
         outcome, value = self._call("acquire", {"owner": self.owner, "ttl_ms": ttl},
                                     lambda: client.acquire(self.key, self.owner, ttl))
         if lose:
-            self._fault("lose-acquire-reply", "end")
+            self._fault(LOSE_ACQUIRE_REPLY.name, "end")
         if outcome == "ok" and isinstance(value, Lease):
             start = invoke if self.plan.trust_from == "invoke" else self.rt.now_ns()
             try:
@@ -290,9 +292,9 @@ class Worker:
         """Where a GC pause hurts most: after the validity check, before the write."""
         if self.pause_for_s > 0:
             pause, self.pause_for_s = self.pause_for_s, 0.0
-            self._fault("holder-pause", "start", seconds=pause)
+            self._fault(HOLDER_PAUSE.name, "start", seconds=pause)
             self.rt.sleep(pause)
-            self._fault("holder-pause", "end")
+            self._fault(HOLDER_PAUSE.name, "end")
 
     def _late_release(self, client: LockBackend) -> None:
         """Release just before the lease ends, over a link slowed for this one call: a single atomic
@@ -300,7 +302,7 @@ class Worker:
         expiry, when a contender may already hold the key."""
         delay_ms, self.late_release_ms = self.late_release_ms, 0
         link = self.link
-        self._fault("late-release", "start", one_way_ms=delay_ms)
+        self._fault(LATE_RELEASE.name, "start", one_way_ms=delay_ms)
         if link is not None:
             link.set_latency(delay_ms)
         try:
@@ -308,7 +310,7 @@ class Worker:
         finally:
             if link is not None:
                 link.set_latency(0)
-            self._fault("late-release", "end")
+            self._fault(LATE_RELEASE.name, "end")
         self.believed = None
 
     def _release(self, client: LockBackend) -> None:
@@ -316,7 +318,7 @@ class Worker:
         if lose:
             assert self.link is not None
             self.lose_release_reply = False
-            self._fault("lose-release-reply", "start")
+            self._fault(LOSE_RELEASE_REPLY.name, "start")
             self.link.drop_replies(True)
         try:
             self._call("release", {"owner": self.owner}, lambda: client.release(self.key, self.owner))
@@ -325,5 +327,5 @@ class Worker:
                 assert self.link is not None
                 self.link.reset()
                 self.link.drop_replies(False)
-                self._fault("lose-release-reply", "end")
+                self._fault(LOSE_RELEASE_REPLY.name, "end")
         self.believed = None

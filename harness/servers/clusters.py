@@ -167,6 +167,14 @@ class ProcessCluster:
         for m in self._members:
             m.resume()
 
+    def jump_clock(self, delta_ms: int) -> None:
+        raise FaultUnsupported("a clock jump cannot reach a real cluster's processes")
+
+    @property
+    def durable(self) -> bool:
+        """Whether every member keeps its state across kill + restart (etcd's do; Redis's here do not)."""
+        return bool(self._members) and all(m.durable for m in self._members)
+
     # -- role faults
     def leader(self) -> str:
         raise NotImplementedError

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import importlib
 import itertools
 import os
@@ -53,23 +54,14 @@ import threading
 import time
 import uuid
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import psutil
 
-from lockchaos.backends.base import ConfigurationError, InfrastructureError
-from lockchaos.harness.servers.flags import (
-    LOOPBACK,
-    PortTaken,
-    etcd_election_timeout_ms,
-    etcd_flags,
-    etcd_min_lease_ttl_ms,
-    etcd_ready,
-    free_ports,
-    redis_flags,
-    redis_ready,
-)
-from lockchaos.harness.servers.process import ServerHandle
+from lockchaos.backends.base import FaultUnsupported, InfrastructureError
+from lockchaos.harness.servers.flags import LOOPBACK, PortTaken, free_ports
+from lockchaos.harness.servers.handle import ServerHandle
+from lockchaos.harness.servers.specs import ETCD, REDIS, EtcdSpec, RedisSpec, ServerSpec, server_spec
 
 __all__ = [
     "DEFAULT_ETCD_IMAGE",
@@ -91,10 +83,10 @@ __all__ = [
     "sweep_orphans",
 ]
 
-REDIS_IMAGE_ENV = "LOCKCHAOS_REDIS_IMAGE"
-ETCD_IMAGE_ENV = "LOCKCHAOS_ETCD_IMAGE"
-DEFAULT_REDIS_IMAGE = "redis:7"
-DEFAULT_ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
+REDIS_IMAGE_ENV = REDIS.image_env
+ETCD_IMAGE_ENV = ETCD.image_env
+DEFAULT_REDIS_IMAGE = REDIS.default_image
+DEFAULT_ETCD_IMAGE = ETCD.default_image
 
 LABEL_RUN = "lockchaos.run"
 LABEL_OWNER_PID = "lockchaos.owner-pid"
@@ -327,25 +319,33 @@ def _reap(owner: int, started: str) -> int:
         client.close()
 
 
-# --- readiness ----------------------------------------------------------------------------------
-
-# urllib would send even loopback requests through an http_proxy from the environment.
 # --- container-mode servers ---------------------------------------------------------------------
 
 _SEQ = itertools.count(1)
 
 
 class ContainerServer:
-    """A server in a container the harness created, owns and may fault through the engine."""
+    """A server in a container the harness created, owns and may fault through the engine; its
+    ``ServerSpec`` gives the image, the ports, the command line, the readiness check and the URL."""
 
-    kind: str
-    image_env: str
-    default_image: str
-    _port_count = 1
+    _typed: ClassVar[dict[str, type[ContainerServer]]] = {}
+    serves: ClassVar[str | None] = None
+    """Set by a subclass that is the typed handle of one kind (``RedisContainer``)."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("serves"):
+            ContainerServer._typed[str(cls.__dict__["serves"])] = cls
 
     def __init__(
-        self, *, image: str | None = None, startup_timeout: float = 30.0, stop_timeout: float = 10.0
+        self, spec: ServerSpec, *, image: str | None = None, startup_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
     ) -> None:
+        self.spec = spec
+        self.kind = spec.kind
+        self.image_env = spec.image_env
+        self.default_image = spec.default_image
+        self._port_count = spec.port_count
         self.image = image or os.environ.get(self.image_env) or self.default_image
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
@@ -359,16 +359,31 @@ class ContainerServer:
         self._owner_pid = os.getpid()
         self._name = ""
 
-    # -- subclass hooks
+    @staticmethod
+    def of(spec: ServerSpec) -> ContainerServer:
+        """An unstarted container of ``spec``, as its kind's typed handle when there is one."""
+        typed = ContainerServer._typed.get(spec.kind, ContainerServer)
+        server = object.__new__(typed)
+        ContainerServer.__init__(server, spec)
+        return server
+
+    # -- what the spec decides
     @property
     def url(self) -> str:
-        raise NotImplementedError
+        return self.spec.url(self.host, self._started_ports())
+
+    @property
+    def durable(self) -> bool:
+        """Whether its state survives kill + restart (the data volume outlives both)."""
+        return self.spec.durable
 
     def _command(self) -> list[str]:
-        raise NotImplementedError
+        # The state subdirectory is named for the kind, as the images' own command lines name it.
+        data_dir = f"{_DATA}/{self.spec.kind}" if self.spec.state_in_subdir else _DATA
+        return [self.spec.binary_name, *self.spec.flags(self.host, self._started_ports(), data_dir)]
 
     def _ready(self) -> bool:
-        raise NotImplementedError
+        return self.spec.ready(self.host, self.port)
 
     # -- identity
     @property
@@ -512,6 +527,9 @@ class ContainerServer:
             self._engine_call("resume", self._container.unpause)
             self._await_status("running")
         self._paused = False
+
+    def jump_clock(self, delta_ms: int) -> None:
+        raise FaultUnsupported("a clock jump cannot reach a server in a container (run it against the fake)")
 
     # -- internals
     def _ensure_image(self) -> None:
@@ -666,26 +684,19 @@ class ContainerServer:
 class RedisContainer(ContainerServer):
     """Redis in a container; without persistence a restart loses every lock, by design."""
 
-    kind = "redis"
-    image_env = REDIS_IMAGE_ENV
-    default_image = DEFAULT_REDIS_IMAGE
+    serves = "redis"
+    spec: RedisSpec
 
     def __init__(
         self, *, persistence: bool = False, image: str | None = None,
         startup_timeout: float = 30.0, stop_timeout: float = 10.0,
     ) -> None:
-        super().__init__(image=image, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
-        self.persistence = persistence
+        super().__init__(REDIS.with_durability(persistence), image=image, startup_timeout=startup_timeout,
+                         stop_timeout=stop_timeout)
 
     @property
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
-
-    def _command(self) -> list[str]:
-        return ["redis-server", *redis_flags(self.host, self.port, _DATA, self.persistence)]
-
-    def _ready(self) -> bool:
-        return redis_ready(self.host, self.port)
+    def persistence(self) -> bool:
+        return self.spec.persistence
 
 
 class EtcdContainer(ContainerServer):
@@ -695,22 +706,23 @@ class EtcdContainer(ContainerServer):
     also lowers etcd's minimum lease TTL from 2 s to 1 s (the adapter reads it at connect time).
     """
 
-    kind = "etcd"
-    image_env = ETCD_IMAGE_ENV
-    default_image = DEFAULT_ETCD_IMAGE
-    _port_count = 2
+    serves = "etcd"
+    spec: EtcdSpec
 
     def __init__(
         self, *, fast: bool = True, image: str | None = None,
         startup_timeout: float = 30.0, stop_timeout: float = 10.0,
     ) -> None:
-        super().__init__(image=image, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
-        self.fast = fast
-        self.election_timeout_ms = etcd_election_timeout_ms(fast)
+        super().__init__(dataclasses.replace(ETCD, fast=fast), image=image, startup_timeout=startup_timeout,
+                         stop_timeout=stop_timeout)
 
     @property
-    def url(self) -> str:
-        return f"etcd://{self.host}:{self.port}"
+    def fast(self) -> bool:
+        return self.spec.fast
+
+    @property
+    def election_timeout_ms(self) -> int:
+        return self.spec.election_timeout_ms
 
     @property
     def peer_port(self) -> int:
@@ -718,25 +730,16 @@ class EtcdContainer(ContainerServer):
 
     @property
     def min_lease_ttl_ms(self) -> int:
-        return etcd_min_lease_ttl_ms(self.election_timeout_ms)
-
-    def _command(self) -> list[str]:
-        return ["etcd", *etcd_flags(self.host, self.port, self.peer_port, f"{_DATA}/etcd", self.fast)]
-
-    def _ready(self) -> bool:
-        return etcd_ready(self.host, self.port)
+        return self.spec.min_lease_ttl_ms
 
 
 def provision_container(kind: str, *, persistence: bool = False) -> ServerHandle:
-    """Start a private server of ``kind`` in a container; ``persistence`` is Redis's (etcd is durable).
+    """Start a private server registered as ``kind`` in a container; ``persistence`` is its durability
+    switch (Redis's AOF; etcd is durable).
 
     Mirrors ``servers.provision``; without an engine it raises InfrastructureError in one line.
     """
-    if kind == "redis":
-        return RedisContainer(persistence=persistence).start()
-    if kind == "etcd":
-        return EtcdContainer().start()
-    raise ConfigurationError(f"unknown server kind {kind!r}: expected 'redis' or 'etcd'")
+    return ContainerServer.of(server_spec(kind).with_durability(persistence)).start()
 
 
 def _main(argv: list[str]) -> int:

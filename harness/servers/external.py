@@ -14,9 +14,10 @@ from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import scheme_of_url, split_url
 from lockchaos.harness.servers.flags import LOOPBACK
+from lockchaos.harness.servers.specs import SPECS_BY_SCHEME
 
-SEPARATOR = {"redis": ":", "etcd": "/"}
-DEFAULT_PREFIX = {"redis": "lockchaos:", "etcd": "lockchaos/"}
+SEPARATOR = {scheme: spec.key_separator for scheme, spec in SPECS_BY_SCHEME.items()}
+DEFAULT_PREFIX = {scheme: spec.default_prefix for scheme, spec in SPECS_BY_SCHEME.items()}
 
 
 def scheme_of(url: str) -> str:
@@ -50,36 +51,9 @@ def purge_prefix(url: str, prefix: str) -> int:
     if "run-" not in prefix:
         raise ConfigurationError(f"refusing to purge {prefix!r}: not a per-run lockchaos prefix")
     try:
-        return _purge_redis(url, prefix) if scheme == "redis" else _purge_etcd(url, prefix)
+        return SPECS_BY_SCHEME[scheme].purge(url, prefix)
     except ConfigurationError:
         raise
     except Exception as exc:
         why = redact_text(str(exc))
         raise InfrastructureError(f"could not remove the run's keys under {prefix!r}: {why}") from None
-
-
-def _purge_redis(url: str, prefix: str) -> int:
-    import redis
-
-    parts = urlsplit(url)
-    client = redis.Redis.from_url(urlunsplit(parts._replace(query="")), socket_timeout=5, socket_connect_timeout=5)
-    try:
-        removed = 0
-        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
-        for key in client.scan_iter(match=pattern, count=500):
-            removed += int(client.unlink(key))
-        return removed
-    finally:
-        client.close()
-
-
-def _purge_etcd(url: str, prefix: str) -> int:
-    import etcd3
-
-    host, _, port = urlsplit(url).netloc.split(",")[0].rpartition(":")
-    client = etcd3.client(host=host, port=int(port), timeout=5)
-    try:
-        deleted = client.delete_prefix(prefix)
-        return int(getattr(deleted, "deleted", 0))
-    finally:
-        client.close()

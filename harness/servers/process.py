@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import dataclasses
 import json
 import os
 import queue
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import ClassVar, Self
 from urllib.parse import urlsplit
 
 import psutil
@@ -44,49 +45,14 @@ from lockchaos.harness.servers.faketime import (
     missing_reason,
     remove_residue,
 )
-from lockchaos.harness.servers.flags import (
-    LOOPBACK,
-    PortTaken,
-    etcd_election_timeout_ms,
-    etcd_flags,
-    etcd_min_lease_ttl_ms,
-    etcd_ready,
-    free_ports,
-    redis_flags,
-    redis_ready,
-)
+from lockchaos.harness.servers.flags import LOOPBACK, PortTaken, free_ports
+from lockchaos.harness.servers.handle import ServerHandle as ServerHandle  # its old home: imports keep working
+from lockchaos.harness.servers.specs import ETCD, REDIS, SPECS_BY_SCHEME, EtcdSpec, RedisSpec, ServerSpec, server_spec
 
 _PORT_ATTEMPTS = 5
 _LOG_NAME = "server.log"
 _MARKER_NAME = watchdog.MARKER
 _POLL_S = 0.01
-
-
-@runtime_checkable
-class ServerHandle(Protocol):
-    """One lock server, however provisioned, so that scenarios fault it without knowing how it runs."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def url(self) -> str: ...
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def pid(self) -> int | None: ...
-    def start(self) -> Self: ...
-    def stop(self) -> None: ...
-    def is_running(self) -> bool: ...
-    def kill(self) -> None: ...
-    def restart(self) -> None: ...
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
-    def __enter__(self) -> Self: ...
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
 
 
 # --- spawning children that cannot outlive the harness ----------------------------------------
@@ -291,6 +257,11 @@ class _ProcessServer:
     def paused(self) -> bool:
         return self._paused and self.is_running()
 
+    @property
+    def durable(self) -> bool:
+        """Whether its state survives kill + restart; a server without a spec claims nothing."""
+        return False
+
     def __repr__(self) -> str:
         where = f"{self.host}:{self._ports[0]}" if self._ports else "unstarted"
         return f"<{type(self).__name__} {where} pid={self.pid}>"
@@ -384,6 +355,9 @@ class _ProcessServer:
         self._signal_and_await(signal.SIGCONT, stopped=False)
         self._paused = False
 
+    def jump_clock(self, delta_ms: int) -> None:
+        raise FaultUnsupported("a clock jump cannot reach a real server process (run it against the fake)")
+
     # -- internals
     def _resolve_binary(self) -> str:
         chosen = self._binary_arg or os.environ.get(self.env_var)
@@ -467,31 +441,70 @@ class _ProcessServer:
             raise InfrastructureError(f"{self!r} died while taking {sig.name}") from None
 
 
-class RedisServer(_ProcessServer):
-    """A private ``redis-server``; without persistence a restart loses every lock, by design.
+class ProcessServer(_ProcessServer):
+    """A single server of any kind its ``ServerSpec`` describes: the spec gives the binary, the ports,
+    the command line, the readiness check and the URL; this class owns the process.
 
-    ``clock_faults`` launches it under libfaketime (``harness/servers/faketime.py``) so that
-    ``jump_clock`` can step its wall clock mid-run. Only on request: every clock read then goes
-    through libfaketime and re-reads its control file (a SET round trip took 87 µs instead of 60 µs,
-    bench/probe_clock_faults.py), and Redis allocates through glibc instead of jemalloc.
+    ``clock_faults`` launches it under libfaketime (``harness/servers/faketime.py``), for a spec that
+    libfaketime reaches (``takes_faketime``), so that ``jump_clock`` can step its wall clock mid-run.
+    Only on request: every clock read then goes through libfaketime and re-reads its control file (a
+    Redis SET round trip took 87 µs instead of 60 µs, bench/probe_clock_faults.py), and Redis
+    allocates through glibc instead of jemalloc.
     """
 
-    kind = "redis"
-    binary_name = "redis-server"
-    debian_package = "redis-server"
-    env_var = "LOCKCHAOS_REDIS_SERVER"
+    _typed: ClassVar[dict[str, type[ProcessServer]]] = {}
+    serves: ClassVar[str | None] = None
+    """Set by a subclass that is the typed handle of one kind (``RedisServer``): ``provision`` builds it."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("serves"):
+            ProcessServer._typed[str(cls.__dict__["serves"])] = cls
 
     def __init__(
-        self, *, persistence: bool = False, clock_faults: bool = False, binary: str | None = None,
+        self, spec: ServerSpec, *, clock_faults: bool = False, binary: str | None = None,
         startup_timeout: float = 10.0, stop_timeout: float = 5.0,
     ) -> None:
         super().__init__(binary=binary, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
-        self.persistence = persistence
+        if clock_faults and not spec.takes_faketime:
+            raise ConfigurationError(f"no clock fault reaches {spec.name}: libfaketime misses its clock reads")
+        self.spec = spec
+        self.kind = spec.kind
+        self.binary_name = spec.binary_name
+        self.debian_package = spec.debian_package
+        self.env_var = spec.binary_env
+        self._port_count = spec.port_count
         self.clock_faults = clock_faults
         self._clock: FaketimeClock | None = None
 
+    @staticmethod
+    def of(spec: ServerSpec, *, clock_faults: bool = False) -> ProcessServer:
+        """An unstarted server of ``spec``, as its kind's typed handle when there is one (so that a
+        ``redis`` server is a ``RedisServer``); a kind without one is a plain ``ProcessServer``."""
+        typed = ProcessServer._typed.get(spec.kind, ProcessServer)
+        server = object.__new__(typed)
+        ProcessServer.__init__(server, spec, clock_faults=clock_faults)
+        return server
+
+    @property
+    def durable(self) -> bool:
+        return self.spec.durable
+
+    @property
+    def url(self) -> str:
+        return self.spec.url(self.host, self._started_ports())
+
+    def _data_dir(self, workdir: Path) -> Path:
+        return workdir / "data" if self.spec.state_in_subdir else workdir
+
+    def _args(self, workdir: Path) -> list[str]:
+        return self.spec.flags(self.host, self._started_ports(), str(self._data_dir(workdir)))
+
+    def _ready(self) -> bool:
+        return self.spec.ready(self.host, self.port)
+
     def _env(self) -> dict[str, str]:
-        env = super()._env()
+        env = self.spec.env()
         if self.clock_faults:
             assert self._dir is not None
             if self._clock is None:  # once: the offset survives a restart, as a host's clock would
@@ -501,6 +514,10 @@ class RedisServer(_ProcessServer):
             except FaketimeMissing as exc:
                 raise InfrastructureError(f"cannot launch {self!r} for clock faults: {exc}") from None
         return env
+
+    def _discard_partial_state(self, workdir: Path) -> None:
+        if self.spec.state_in_subdir:
+            shutil.rmtree(self._data_dir(workdir), ignore_errors=True)
 
     @property
     def clock_offset_ms(self) -> int:
@@ -531,18 +548,27 @@ class RedisServer(_ProcessServer):
                 remove_residue(pid)
             self._clock = None
 
+
+class RedisServer(ProcessServer):
+    """A private ``redis-server``; without persistence a restart loses every lock, by design;
+    ``clock_faults`` as in ``ProcessServer``."""
+
+    serves = "redis"
+    spec: RedisSpec
+
+    def __init__(
+        self, *, persistence: bool = False, clock_faults: bool = False, binary: str | None = None,
+        startup_timeout: float = 10.0, stop_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(REDIS.with_durability(persistence), clock_faults=clock_faults, binary=binary,
+                         startup_timeout=startup_timeout, stop_timeout=stop_timeout)
+
     @property
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
-
-    def _args(self, workdir: Path) -> list[str]:
-        return redis_flags(self.host, self.port, str(workdir), self.persistence)
-
-    def _ready(self) -> bool:
-        return redis_ready(self.host, self.port)
+    def persistence(self) -> bool:
+        return self.spec.persistence
 
 
-class EtcdServer(_ProcessServer):
+class EtcdServer(ProcessServer):
     """A private single-member etcd; always durable, since its data dir survives a restart.
 
     ``fast`` shortens heartbeat and election timeouts (10 ms / 100 ms) so that startup takes ~0.1 s
@@ -550,23 +576,23 @@ class EtcdServer(_ProcessServer):
     whole seconds) from 2 s to 1 s, which adapters must declare as their minimum TTL.
     """
 
-    kind = "etcd"
-    binary_name = "etcd"
-    debian_package = "etcd-server"
-    env_var = "LOCKCHAOS_ETCD"
-    _port_count = 2
+    serves = "etcd"
+    spec: EtcdSpec
 
     def __init__(
         self, *, fast: bool = True, binary: str | None = None,
         startup_timeout: float = 10.0, stop_timeout: float = 5.0,
     ) -> None:
-        super().__init__(binary=binary, startup_timeout=startup_timeout, stop_timeout=stop_timeout)
-        self.fast = fast
-        self.election_timeout_ms = etcd_election_timeout_ms(fast)
+        super().__init__(dataclasses.replace(ETCD, fast=fast), binary=binary, startup_timeout=startup_timeout,
+                         stop_timeout=stop_timeout)
 
     @property
-    def url(self) -> str:
-        return f"etcd://{self.host}:{self.port}"
+    def fast(self) -> bool:
+        return self.spec.fast
+
+    @property
+    def election_timeout_ms(self) -> int:
+        return self.spec.election_timeout_ms
 
     @property
     def peer_port(self) -> int:
@@ -574,34 +600,17 @@ class EtcdServer(_ProcessServer):
 
     @property
     def min_lease_ttl_ms(self) -> int:
-        return etcd_min_lease_ttl_ms(self.election_timeout_ms)
-
-    def _args(self, workdir: Path) -> list[str]:
-        return etcd_flags(self.host, self.port, self.peer_port, str(workdir / "data"), self.fast)
-
-    def _env(self) -> dict[str, str]:
-        # etcd reads ETCD_* variables as flags: an inherited ETCD_LISTEN_METRICS_URLS could bind
-        # 0.0.0.0, and an ETCD_INITIAL_CLUSTER would contradict ours.
-        return {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
-
-    def _discard_partial_state(self, workdir: Path) -> None:
-        shutil.rmtree(workdir / "data", ignore_errors=True)
-
-    def _ready(self) -> bool:
-        return etcd_ready(self.host, self.port)
+        return self.spec.min_lease_ttl_ms
 
 
 # --- servers the harness did not start ---------------------------------------------------------
-
-_DEFAULT_PORTS = {"redis": 6379, "etcd": 2379}
-
 
 class ExternalServer:
     """A server the user runs; the harness never signals, flushes or stops it."""
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
-        if parts.scheme not in _DEFAULT_PORTS:
+        if parts.scheme not in SPECS_BY_SCHEME:
             raise ConfigurationError(f"unsupported server URL {redact_url(url)!r}: expected redis://... or etcd://...")
         first = parts.netloc.rpartition("@")[2].split(",")[0]
         try:
@@ -614,7 +623,7 @@ class ExternalServer:
         self._url = url
         self._kind = parts.scheme
         self._host = host
-        self._port = port or _DEFAULT_PORTS[parts.scheme]
+        self._port = port or SPECS_BY_SCHEME[parts.scheme].default_port
 
     @property
     def kind(self) -> str:
@@ -673,18 +682,24 @@ class ExternalServer:
     def resume(self) -> None:
         raise self._refusal("resume")
 
+    def jump_clock(self, delta_ms: int) -> None:
+        raise self._refusal("jump_clock")
+
+    @property
+    def durable(self) -> bool:
+        """Unknown, so never promised: the adapter's own capabilities say what the user's server keeps."""
+        return False
+
     def _refusal(self, fault: str) -> FaultUnsupported:
         return FaultUnsupported(f"{fault} refused on {self!r}: destructive faults are refused on a server "
                                 "the harness did not start (it has no PID for it, and the server is not its own)")
 
 
 def provision(kind: str, *, persistence: bool = False, clock_faults: bool = False) -> ServerHandle:
-    """Start a private server of ``kind``; ``persistence`` is Redis's (etcd is always durable);
-    ``clock_faults`` launches Redis under libfaketime for ``jump_clock`` (etcd takes none); without
-    libfaketime installed it launches a plain Redis, and the scenario skips clock-jump saying why."""
-    if kind == "redis":
-        clock_faults = clock_faults and missing_reason() is None
-        return RedisServer(persistence=persistence, clock_faults=clock_faults).start()
-    if kind == "etcd":
-        return EtcdServer().start()
-    raise ConfigurationError(f"unknown server kind {kind!r}: expected 'redis' or 'etcd'")
+    """Start a private server registered as ``kind`` (``specs.SERVER_SPECS``); ``persistence`` is its
+    durability switch (Redis's AOF; etcd is always durable); ``clock_faults`` launches it under
+    libfaketime for ``jump_clock`` where libfaketime reaches it (Redis; etcd takes none); without
+    libfaketime installed it launches a plain server, and the scenario skips clock-jump saying why."""
+    spec = server_spec(kind).with_durability(persistence)
+    clock_faults = clock_faults and spec.takes_faketime and missing_reason() is None
+    return ProcessServer.of(spec, clock_faults=clock_faults).start()
