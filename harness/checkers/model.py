@@ -173,7 +173,7 @@ class History:
     def _lease_ending_index(self) -> FaultIndex:
         """The same faults as windows: one under way when an acquire is sent may strike right after it."""
         return FaultIndex(f for f in self.faults
-                          if f.fault == "clock-jump" or (f.fault == "server-kill" and not self.caps.durable))
+                          if f.fault in EARLY_ENDERS or (f.fault in RESTARTS and not self.caps.durable))
 
     @functools.cached_property
     def _restart_end_suffix_min(self) -> tuple[list[int], list[int]]:
