@@ -48,6 +48,9 @@ class Scenario:
     """``soak``: the fault schedule is drawn from the seed for the whole duration."""
     shared_owner: int = 0
     """How many workers are misconfigured to give the lock one and the same owner id."""
+    keys: int = 1
+    """How many lock keys the workers share: above one, each acquire picks one at random (seeded), each
+    key guards a register of its own, and the run measures the server's raw capacity to compare with."""
 
 
 CATALOGUE: tuple[Scenario, ...] = (
@@ -173,6 +176,14 @@ CATALOGUE: tuple[Scenario, ...] = (
              # Contenders poll at under a TTL: fast enough to measure failover, few enough events that
              # an hour with sixteen workers stays a file of a few MB (the contention scenario hammers).
              plan=WorkerPlan(retry_every=0.4, work_every=0.1)),
+    Scenario("stress",
+             "Races hide at load, not at 24 ops/s: many workers on many keys, each acquire on a key drawn "
+             "at random, holds of a five-hundredth of a TTL and no think time, with the soak's random faults; "
+             "reports the ops/s driven next to the server's raw capacity.",
+             duration=8, workers=32, keys=64, random_faults=True,
+             # Retries and writes are short but never zero: on virtual time a zero wait would not advance
+             # the clock, and a lock user that never sleeps is not a user but a benchmark.
+             plan=WorkerPlan(hold=0.002, retry_every=0.0005, work_every=0.002)),
 )
 
 # Faults the soak draws from, with their typical duration/amount in TTLs: each fault's own

@@ -57,6 +57,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="seconds each scenario runs (default: the scenario's own length)")
     soak.add_argument("--seed", type=_non_negative_int("--seed"), help="seed (default: random, recorded)")
     soak.add_argument("--workers", type=_bounded_int("--workers", 1, 256), help="worker clients (1-256)")
+    soak.add_argument("--keys", type=_bounded_int("--keys", 1, 4096),
+                      help="lock keys the workers share, each acquire on one drawn at random (1-4096; "
+                           "default: the scenario's own, 64 for stress)")
     soak.add_argument("--ttl-ms", type=_bounded_int("--ttl-ms", 1, 3_600_000), dest="ttl_ms",
                       help="lease TTL in ms (default: 1000, 2000 for etcd)")
     soak.add_argument("--virtual-time", action="store_true", help="simulate time (fake backend only)")
@@ -198,7 +201,8 @@ def _soak_plan(args: argparse.Namespace) -> SoakPlan:
     if args.out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigurationError(f"--out {out} exists and is not an empty directory")
     options = RunOptions(seed=seed, workers=args.workers, duration_s=args.duration,
-                         virtual_time=args.virtual_time, strict=args.strict, workers_mode=args.workers_mode)
+                         virtual_time=args.virtual_time, strict=args.strict, workers_mode=args.workers_mode,
+                         keys=args.keys)
     output = "json" if args.json else "quiet" if args.quiet else "rich"
     return SoakPlan(tuple(targets), tuple(scenarios), options, args.ttl_ms, out, output,
                     default_out=args.out is None)

@@ -149,13 +149,13 @@ def _table(results: Sequence[RunResult], plan: SoakPlan) -> Table:
     order = {s.name: i for i, s in enumerate(plan.scenarios)}
     table = Table(title="lockchaos soak")
     for col in ("backend", "scenario", "verdict", "acquired", "faults", "stale writes (accepted)",
-                "token regressions", "failover p50/max", "time"):
+                "token regressions", "failover p50/max", "ops/s (of capacity)", "time"):
         table.add_column(col)
     for r in sorted(results, key=lambda r: (r.backend, order.get(r.scenario, 0))):
         o = r.observations
         if o is None or r.judgement is None:
-            table.add_row(r.backend, r.scenario, f"[dim]{r.status}[/]", "", "", "", "", "", "")
-            table.add_row("", f"[dim]{r.reason}[/]", "", "", "", "", "", "", "")
+            table.add_row(r.backend, r.scenario, f"[dim]{r.status}[/]", "", "", "", "", "", "", "")
+            table.add_row("", f"[dim]{r.reason}[/]", "", "", "", "", "", "", "", "")
             continue
         j = r.judgement
         verdict = f"[{STYLE[j.verdict]}]{j.verdict}[/]" + (f" ({', '.join(j.failing())})" if j.failed else "")
@@ -163,8 +163,18 @@ def _table(results: Sequence[RunResult], plan: SoakPlan) -> Table:
         failover = f"{live['p50_s']:.2f}/{live['max_s']:.2f}s" if "p50_s" in live else ""
         table.add_row(r.backend, r.scenario, verdict, str(o.acquisitions), str(sum(o.faults.values())),
                       f"{o.stale_writes} ({o.stale_writes_accepted})", str(o.token_regressions), failover,
+                      _rate(r.throughput),
                       f"{r.wall_s:.1f}s" + (f" ({r.simulated_s:.0f}s sim)" if r.simulated_s > r.wall_s * 2 else ""))
     return table
+
+
+def _rate(throughput: dict[str, Any] | None) -> str:
+    """Lock calls per second driven, and the share of the server's raw capacity when it was measured."""
+    if throughput is None:
+        return ""
+    total = float(throughput["ops_per_s"]["total"])
+    ratio = throughput.get("capacity_ratio")
+    return f"{total:,.0f}" + (f" ({ratio:.0%})" if isinstance(ratio, float | int) else "")
 
 
 def _write_index(plan: SoakPlan, results: Sequence[RunResult], infra: Sequence[str]) -> dict[str, Any]:

@@ -86,7 +86,8 @@ def page(run: LoadedRun) -> str:
     scenario = str(summary.get("scenario", meta.get("scenario", "unknown scenario")))
     data = extract(h, run.findings)
     timeline = render_timeline(data)
-    body = [_header(run, backend, scenario), _verdicts(run), _scenario_section(summary, meta),
+    body = [_header(run, backend, scenario), _verdicts(run), _throughput(summary),
+            _scenario_section(summary, meta),
             _timeline_section(run, timeline),
             _findings_section(run)]
     return _doc(f"lockchaos {backend} / {scenario}: {run.verdict}", body)
@@ -137,6 +138,24 @@ def _verdicts(run: LoadedRun) -> str:
             + "".join(rows) + f"</tbody></table>{failover}</section>")
 
 
+def _throughput(summary: dict[str, Any]) -> str:
+    """The lock calls per second the run drove, next to the server's raw capacity when measured."""
+    t = summary.get("throughput")
+    if not isinstance(t, dict) or not isinstance(t.get("ops_per_s"), dict):
+        return ""
+    per_s: dict[str, Any] = t["ops_per_s"]
+    kinds = ", ".join(f"{esc(k)} {esc(v)}" for k, v in per_s.items() if k != "total")
+    line = f"<b>{esc(per_s.get('total'))} lock calls/s</b> over {esc(t.get('seconds'))} s ({kinds})"
+    cap = t.get("capacity")
+    if isinstance(cap, dict) and cap.get("ops_per_s"):
+        line += (f"; the server took <b>{float(cap['ops_per_s']):,.0f} raw calls/s</b> ({esc(cap.get('method'))}, "
+                 f"{esc(cap.get('threads'))} threads, {esc(cap.get('seconds'))} s) before the run: "
+                 f"<b>{float(t.get('capacity_ratio') or 0):.0%}</b> of it")
+    elif t.get("capacity_note"):
+        line += f'. <span class="muted">{esc(t["capacity_note"])}</span>'
+    return f'<section id="throughput"><h2>Load</h2><p>{line}.</p></section>'
+
+
 def reproduce_command(summary: dict[str, Any], meta: dict[str, Any]) -> str | None:
     """The recorded command; for a run recorded without one, the command its meta record describes.
 
@@ -152,7 +171,8 @@ def reproduce_command(summary: dict[str, Any], meta: dict[str, Any]) -> str | No
         str(backend), str(scenario), int(str(seed)), int(str(ttl)),
         workers=workers if isinstance(workers, int) else None,
         duration_s=duration * int(str(ttl)) / 1000 if isinstance(duration, int | float) else None,
-        virtual_time=bool(meta.get("virtual_time"))))
+        virtual_time=bool(meta.get("virtual_time")),
+        keys=meta["keys"] if isinstance(meta.get("keys"), int) else None))
 
 
 def _scenario_section(summary: dict[str, Any], meta: dict[str, Any]) -> str:

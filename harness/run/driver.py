@@ -25,7 +25,7 @@ from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, Judgement, judge
 from lockchaos.harness.faults.nemesis import Nemesis
 from lockchaos.harness.faults.registry import FAULTS
 from lockchaos.harness.report import write_report
-from lockchaos.harness.run import interrupts
+from lockchaos.harness.run import capacity, interrupts
 from lockchaos.harness.run.atomicfile import disk_error, is_disk_error, write_atomic
 from lockchaos.harness.run.environments import Environment, FakeEnvironment, ServerEnvironment
 from lockchaos.harness.run.history import (
@@ -34,6 +34,7 @@ from lockchaos.harness.run.history import (
     NoteRecord,
     OpRecord,
     Record,
+    WriteRecord,
     lease_dict,
 )
 from lockchaos.harness.run.observations import Observations, Tally
@@ -58,6 +59,8 @@ class RunOptions:
     duration_s: float | None = None
     virtual_time: bool = False
     strict: bool = False
+    keys: int | None = None
+    """How many lock keys the workers share (None: the scenario's own; ``stress`` has many)."""
     workers_mode: Literal["auto", "process", "thread"] = "auto"
     """Real time: each worker in its own OS process, or a thread of the driver; ``auto`` is processes
     against a real server and threads on the in-process fake, whose clients cannot leave the driver's
@@ -76,6 +79,8 @@ class RunResult:
     simulated_s: float
     observations: Observations | None
     judgement: Judgement | None = None
+    throughput: dict[str, Any] | None = None
+    """Lock calls per second the run drove, by kind and in total, next to the server's raw capacity."""
 
 
 def _resolve(scenario: Scenario, opts: RunOptions) -> Scenario:
@@ -85,7 +90,61 @@ def _resolve(scenario: Scenario, opts: RunOptions) -> Scenario:
         s = replace(s, workers=opts.workers)
     if opts.duration_s is not None:
         s = replace(s, duration=opts.duration_s * 1000 / opts.ttl_ms)
+    if opts.keys is not None:
+        s = replace(s, keys=opts.keys)
     return s
+
+
+def lock_keys(scenario: Scenario) -> tuple[str, ...]:
+    """The keys a scenario's workers lock: the one ``LOCK_KEY``, or that many keys under it."""
+    if scenario.keys <= 1:
+        return (LOCK_KEY,)
+    return tuple(f"{LOCK_KEY}/{i:04d}" for i in range(scenario.keys))
+
+
+class _Rate:
+    """Lock calls by kind while the workers run (not the quiesce's observer): the ops/s driven."""
+
+    def __init__(self) -> None:
+        self.ops: dict[str, int] = {}
+        self.writes = 0
+        self.counting = True
+
+    def add(self, rec: Record) -> None:
+        if not self.counting:
+            return
+        if isinstance(rec, OpRecord):
+            if rec.client != "observer":
+                self.ops[rec.op] = self.ops.get(rec.op, 0) + 1
+        elif isinstance(rec, WriteRecord):
+            self.writes += 1
+
+    def throughput(self, seconds: float, cap: capacity.Capacity | None, why_none: str) -> dict[str, Any]:
+        per_s = {op: round(n / seconds, 1) for op, n in sorted(self.ops.items())} if seconds > 0 else {}
+        total = sum(self.ops.values()) / seconds if seconds > 0 else 0.0
+        per_s["total"] = round(total, 1)
+        capacity_ops = None if cap is None else cap.ops_per_s
+        return {
+            "seconds": round(seconds, 3), "ops": dict(sorted(self.ops.items())), "ops_per_s": per_s,
+            "writes_per_s": round(self.writes / seconds, 1) if seconds > 0 else 0.0,
+            "capacity": None if cap is None else asdict(cap),
+            "capacity_ratio": None if not capacity_ops else round(total / capacity_ops, 3),
+            **({"capacity_note": why_none} if cap is None or cap.ops_per_s is None else {}),
+        }
+
+
+def _probe_capacity(env: Environment, scenario: Scenario, opts: RunOptions) -> tuple[capacity.Capacity | None, str]:
+    """The server's raw capacity, measured once before a many-key run (none on virtual time)."""
+    if scenario.keys <= 1:
+        return None, "measured for many-key (stress) runs only"
+    if opts.virtual_time:
+        return None, "virtual time: ops per simulated second have no wall-clock yardstick"
+    fake = env.fake if isinstance(env, FakeEnvironment) else None
+    url = env.handle.url if isinstance(env, ServerEnvironment) else None
+    try:
+        return capacity.measure(url=url, fake=fake, workers=scenario.workers, prefix=f"{LOCK_KEY}-capacity/"), ""
+    except Exception as exc:  # the yardstick is a footnote: a failed probe must not cost the run
+        return None, f"capacity probe failed: {type(exc).__name__}: {redact_text(str(exc))}"
 
 
 def _environment(target: Target, scenario: Scenario, runtime: Runtime, opts: RunOptions) -> Environment:
@@ -128,14 +187,15 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
     env.close()  # before the checks: they need the history only, and a stop must not wait on servers
     if isinstance(recorded, RunResult):
         return recorded
-    interrupted, simulated = recorded
-    return _conclude(target, scenario, opts, run_dir, wall0, interrupted, simulated, tally)
+    interrupted, simulated, throughput = recorded
+    return _conclude(target, scenario, opts, run_dir, wall0, interrupted, simulated, tally, throughput)
 
 
 def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path,
             runtime: Runtime, wall0: float, tally: Tally,
-            on_record: Callable[[Record], None] | None) -> RunResult | tuple[bool, float]:
-    """Record the run's history: a RunResult if it was skipped, else (interrupted, simulated seconds)."""
+            on_record: Callable[[Record], None] | None) -> RunResult | tuple[bool, float, dict[str, Any]]:
+    """Record the run's history: a RunResult if it was skipped, else (interrupted, simulated seconds,
+    throughput)."""
     rng = random.Random(opts.seed)
     kinds = fault_kinds(scenario)
     refused = {k: why for k in sorted(kinds) if (why := env.unsupported(k)) is not None}
@@ -166,9 +226,12 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         return RunResult(target.label, scenario.name, "skipped", reason, run_dir, opts.seed,
                          time.monotonic() - wall0, 0.0, None)
 
+    cap, why_no_cap = _probe_capacity(env, scenario, opts)
+    keys = lock_keys(scenario)
+    rate = _Rate()
     t0 = runtime.now_ns()
     history = HistoryWriter(run_dir / HISTORY_FILE, t0)
-    callbacks = [history.append, tally.add, *([] if on_record is None else [on_record])]
+    callbacks = [history.append, tally.add, rate.add, *([] if on_record is None else [on_record])]
     recording = threading.Lock()  # the tally counts records in the order the history holds them
 
     def record(rec: Record) -> None:
@@ -177,14 +240,17 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
                 callback(rec)
 
     workers: list[Worker | ProcessWorker] = []
-    processes = uses_processes(target, opts.workers_mode, opts.virtual_time)
+    # Many keys (stress): threads by default, measured to drive 3-4x the lock calls of processes on two
+    # cores (each process worker's records and register writes cross a pipe to the driver).
+    mode = "thread" if opts.workers_mode == "auto" and scenario.keys > 1 else opts.workers_mode
+    processes = uses_processes(target, mode, opts.virtual_time)
     try:
         caps = env.capabilities
         record(NoteRecord("meta", runtime.now_ns(), {
             "backend": target.label, "scenario": scenario.name, "seed": opts.seed,
             "ttl_ms": opts.ttl_ms, "workers": scenario.workers, "fencing": scenario.fencing,
             "virtual_time": opts.virtual_time, "duration_ttls": scenario.duration,
-            "capabilities": asdict(caps), "key": LOCK_KEY,
+            "capabilities": asdict(caps), "key": LOCK_KEY, **({"keys": len(keys)} if len(keys) > 1 else {}),
             "schedule": [asdict(s) for s in listed[:SCHEDULE_LISTED]], "refused_faults": refused,
             "plan": asdict(scenario.plan), "workers_mode": "process" if processes else "thread",
             **({"schedule_listed": f"the first {SCHEDULE_LISTED} faults of a longer schedule"}
@@ -199,11 +265,11 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
                 w = process_worker(i, f"w{i}", target=target, env=env, key=LOCK_KEY, plan=scenario.plan,
                                    timing=timing, runtime=runtime, record=record, register=register,
                                    rng=random.Random(rng.randrange(2**32)), owner_id=owner_id,
-                                   log_path=run_dir / WORKERS_LOG)
+                                   log_path=run_dir / WORKERS_LOG, keys=keys if len(keys) > 1 else ())
             else:
                 w = Worker(f"w{i}", functools.partial(env.open_client, i), LOCK_KEY, scenario.plan, timing,
                            runtime, record, register, random.Random(rng.randrange(2**32)),
-                           functools.partial(env.link, i), owner_id=owner_id)
+                           functools.partial(env.link, i), owner_id=owner_id, keys=keys if len(keys) > 1 else ())
             workers.append(w)
             runtime.spawn(w.wid, w.run)
         for w in workers:  # open every client before the start, so faults find their links
@@ -211,13 +277,17 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         nemesis = Nemesis(steps, ttl_ms=opts.ttl_ms, runtime=runtime, record=record, server=env.server,
                           workers=workers, rng=random.Random(rng.randrange(2**32)))
         runtime.spawn("nemesis", nemesis.run)
+        run_from, wall_from = runtime.now_ns(), time.monotonic()
         errors = runtime.run(scenario.duration * opts.ttl_ms / 1000)
+        with recording:
+            rate.counting = False
+        run_s = (runtime.now_ns() - run_from) / 1e9 if opts.virtual_time else time.monotonic() - wall_from
         interrupted = interrupts.STOP.is_set()
         if interrupted:  # Ctrl-C or SIGTERM: keep what was recorded, tear down without waiting
             record(NoteRecord("interrupted", runtime.now_ns(), {}))
         else:
             at_stop = env.residue()  # leases a lock leaks expire on their own: look before waiting
-            _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms)
+            _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms, keys)
             record(NoteRecord("residue", runtime.now_ns(), {"at_stop": at_stop, "at_end": env.residue()}))
         simulated = (runtime.now_ns() - t0) / 1e9
         record(NoteRecord("end", runtime.now_ns(),
@@ -235,7 +305,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             raise e
     if errors:
         raise errors[0]
-    return interrupted, simulated
+    return interrupted, simulated, rate.throughput(run_s, cap, why_no_cap)
 
 
 def _judged(history: Path, strict: bool) -> tuple[History, Judgement]:
@@ -244,7 +314,7 @@ def _judged(history: Path, strict: bool) -> tuple[History, Judgement]:
 
 
 def _conclude(target: Target, scenario: Scenario, opts: RunOptions, run_dir: Path, wall0: float,
-              interrupted: bool, simulated: float, tally: Tally) -> RunResult:
+              interrupted: bool, simulated: float, tally: Tally, throughput: dict[str, Any]) -> RunResult:
     """Judge the recorded history, write the summary and the report; a stop cuts this short (Overdue)."""
     status: Literal["ran", "interrupted"] = "interrupted" if interrupted else "ran"
     try:
@@ -253,32 +323,34 @@ def _conclude(target: Target, scenario: Scenario, opts: RunOptions, run_dir: Pat
     except interrupts.Overdue:
         reason = f"stopped before the checks were done: `lockchaos check {run_dir}` judges the history"
         _write_summary(run_dir, target, scenario, opts, "interrupted", reason, None, time.monotonic() - wall0,
-                       simulated)
+                       simulated, throughput=throughput)
         return RunResult(target.label, scenario.name, "interrupted", reason, run_dir, opts.seed,
-                         time.monotonic() - wall0, simulated, None)
+                         time.monotonic() - wall0, simulated, None, throughput=throughput)
     obs = tally.observations(judgement.results)
     summary = _write_summary(run_dir, target, scenario, opts, status, "", obs, time.monotonic() - wall0,
-                             simulated, judgement)
+                             simulated, judgement, throughput)
     with contextlib.suppress(interrupts.Overdue):  # the summary holds the verdicts; `lockchaos report` the page
         interrupts.within_grace(functools.partial(write_report, run_dir, summary, (h, judgement)), "report")
     return RunResult(target.label, scenario.name, status, "", run_dir, opts.seed,
-                     time.monotonic() - wall0, simulated, obs, judgement)
+                     time.monotonic() - wall0, simulated, obs, judgement, throughput)
 
 
-def _quiesce(env: Environment, runtime: Runtime, record: Any, ttl_ms: int, lag_ms: int) -> None:
-    """After the workers stop, wait out every lease and check that none was leaked."""
+def _quiesce(env: Environment, runtime: Runtime, record: Any, ttl_ms: int, lag_ms: int,
+             keys: tuple[str, ...] = (LOCK_KEY,)) -> None:
+    """After the workers stop, wait out every lease and check that none was leaked, on every key."""
     record(NoteRecord("quiesce", runtime.now_ns(), {}))
     runtime.sleep((ttl_ms + lag_ms) / 1000 + 0.25)
     observer = env.open_observer()
     try:
-        invoke = runtime.now_ns()
-        try:
-            lease = observer.holder(LOCK_KEY)
-            outcome, error = "ok", None
-        except Exception as exc:
-            lease, outcome, error = None, "indeterminate", f"{type(exc).__name__}: {redact_text(str(exc))}"
-        record(OpRecord("observer", "holder", LOCK_KEY, {}, invoke, runtime.now_ns(), outcome,  # type: ignore[arg-type]
-                        lease_dict(lease), error))
+        for key in keys:
+            invoke = runtime.now_ns()
+            try:
+                lease = observer.holder(key)
+                outcome, error = "ok", None
+            except Exception as exc:
+                lease, outcome, error = None, "indeterminate", f"{type(exc).__name__}: {redact_text(str(exc))}"
+            record(OpRecord("observer", "holder", key, {}, invoke, runtime.now_ns(), outcome,  # type: ignore[arg-type]
+                            lease_dict(lease), error))
     finally:
         observer.close()
 
@@ -294,7 +366,7 @@ def _slug(label: str) -> str:
 
 def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunOptions, status: str,
                    reason: str, obs: Observations | None, wall_s: float, simulated_s: float,
-                   judgement: Judgement | None = None) -> dict[str, Any]:
+                   judgement: Judgement | None = None, throughput: dict[str, Any] | None = None) -> dict[str, Any]:
     """One write of the run's summary, verdicts included (``lockchaos check`` updates them later);
     returns it as a reader of summary.json sees it."""
     summary: dict[str, object] = {
@@ -303,6 +375,7 @@ def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunO
         "virtual_time": opts.virtual_time, "wall_seconds": round(wall_s, 3),
         "simulated_seconds": round(simulated_s, 3),
         "observations": None if obs is None else asdict(obs),
+        **({"throughput": throughput} if throughput is not None else {}),
         "reproduce": _reproduce(target, scenario, opts),
     }
     if judgement is not None:
@@ -318,4 +391,5 @@ def _write_summary(run_dir: Path, target: Target, scenario: Scenario, opts: RunO
 def _reproduce(target: Target, scenario: Scenario, opts: RunOptions) -> str:
     return reproduce_command(Invocation(
         target.label, scenario.name, opts.seed, opts.ttl_ms, target.external_url, target.adapter_spec,
-        target.provision, opts.workers, opts.duration_s, opts.virtual_time, opts.workers_mode, opts.strict))
+        target.provision, opts.workers, opts.duration_s, opts.virtual_time, opts.workers_mode, opts.strict,
+        opts.keys))

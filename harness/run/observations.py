@@ -57,8 +57,8 @@ class Tally:
         with self._lock:
             if isinstance(rec, OpRecord):
                 self._ops[f"{rec.op}:{rec.outcome}"] += 1
-                if rec.client == "observer":
-                    self._final = rec.lease
+                if rec.client == "observer":  # many keys: the first still held, if any
+                    self._final = self._final or rec.lease
                 elif rec.op == "acquire" and rec.outcome == "ok" and rec.lease is not None:
                     self._acquisitions += 1
                 elif rec.op == "renew" and rec.outcome == "fail" and self._restart_end is not None \

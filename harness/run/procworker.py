@@ -102,6 +102,7 @@ class ChildSpec:
     owner_id: str | None
     opener: ClientOpener
     parent_pid: int
+    keys: tuple[str, ...] = ()
 
 
 # --- the child's side -----------------------------------------------------------------------------
@@ -130,8 +131,8 @@ class _RemoteRegister(FencedRegister):
     def __init__(self, port: _Port) -> None:  # no state of its own: the driver's register has it
         self._port = port
 
-    def write(self, client: str, token: int | None) -> bool:
-        return bool(self._port.ask("write", client, token))
+    def write(self, client: str, token: int | None, key: str | None = None) -> bool:
+        return bool(self._port.ask("write", client, token, key))
 
 
 WORKERS_LOG = "workers.log"
@@ -282,7 +283,7 @@ def child_main(spec: ChildSpec, rpc: Connection, ctl: Connection) -> None:
 
     worker = _ChildWorker(spec.wid, open_client, spec.key, spec.plan, spec.timing, runtime,
                           lambda rec: port.send("rec", rec), _RemoteRegister(port),
-                          random.Random(spec.seed), link_of, owner_id=spec.owner_id)
+                          random.Random(spec.seed), link_of, owner_id=spec.owner_id, keys=spec.keys)
     worker.incarnation = spec.incarnation
     worker._port = port
     if spec.incarnation == 1:  # before the run, as the driver opens a thread worker's client
@@ -452,7 +453,8 @@ class ProcessWorker:
         rpc_parent, rpc_child = Pipe(duplex=True)
         ctl_child, ctl_parent = Pipe(duplex=False)
         spec = ChildSpec(self.wid, self.incarnation, self._spec.key, self._spec.plan, self._spec.timing,
-                         self._rng.randrange(2**32), self._spec.owner_id, self._spec.opener, os.getpid())
+                         self._rng.randrange(2**32), self._spec.owner_id, self._spec.opener, os.getpid(),
+                         self._spec.keys)
         fds = (rpc_child.fileno(), ctl_child.fileno())
         argv = [sys.executable, "-c", _CHILD_CODE, *map(str, fds), str(os.getpid())]
         # What a library prints (its renewal thread's tracebacks, its log lines) goes to the run
@@ -608,7 +610,7 @@ class ProcessWorker:
         elif kind == "invoking":
             self._in_flight = msg[1:]
         elif kind == "write":
-            self._reply(self.register.write(msg[1], msg[2]))
+            self._reply(self.register.write(msg[1], msg[2], msg[3]))
         elif kind == "believed":
             self.believed = None if self.crashed else msg[1]
         elif kind == "call":
@@ -707,11 +709,11 @@ def _not_sendable(target: Target) -> str | None:
 def process_worker(index: int, wid: str, *, target: Target, env: Environment, key: str, plan: WorkerPlan,
                    timing: Timing, runtime: Runtime, record: Callable[[Record], None],
                    register: FencedRegister, rng: random.Random, owner_id: str | None,
-                   log_path: Path | None = None) -> ProcessWorker:
+                   log_path: Path | None = None, keys: tuple[str, ...] = ()) -> ProcessWorker:
     """A worker process for the driver: started at once (children start in parallel), ready on ``connect``."""
     # A user's adapter is imported again in the child by its spec; ours is pickled by reference.
     opener = ClientOpener(target.label, target.adapter_spec,
                           None if target.adapter_spec is not None else target.factory)
-    spec = ChildSpec(wid, 1, key, plan, timing, 0, owner_id, opener, os.getpid())
+    spec = ChildSpec(wid, 1, key, plan, timing, 0, owner_id, opener, os.getpid(), keys)
     return ProcessWorker(index, spec, ClientPlace(env.client_url, env.open_client, env.link), runtime, record,
                          register, rng, log_path)

@@ -28,6 +28,7 @@ class Invocation:
     virtual_time: bool = False
     workers_mode: str = "auto"
     strict: bool = False
+    keys: int | None = None
 
 
 def reproduce_command(run: Invocation) -> str:
@@ -48,6 +49,8 @@ def reproduce_command(run: Invocation) -> str:
         flags.append(f"--workers {run.workers}")
     if run.duration_s is not None:
         flags.append(f"--duration {run.duration_s:g}")
+    if run.keys is not None:
+        flags.append(f"--keys {run.keys}")
     if run.provision != "process":
         flags.append(f"--provision {run.provision}")
     if run.virtual_time:

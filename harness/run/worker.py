@@ -88,10 +88,13 @@ class Worker:
         rng: random.Random,
         link_of: Callable[[], LinkFaults | None] = lambda: None,
         owner_id: str | None = None,
+        keys: tuple[str, ...] = (),
     ) -> None:
         self.wid = wid
         self._open_client = open_client
         self.key = key
+        self.keys = keys
+        """Several keys (a stress run): each acquire picks one of them at random; else ``key`` only."""
         self.plan = plan
         self.t = timing
         self.rt = runtime
@@ -218,6 +221,8 @@ class Worker:
                 "error_type": _qualname(exc)}))
             self.rt.sleep(self.t.retry_every_s)
             return
+        if self.keys:
+            self.key = self.rng.choice(self.keys)
         ttl = self.t.ttl_ms
         lose = self.lose_acquire_reply and self.link is not None
         if lose:
@@ -276,7 +281,7 @@ class Worker:
             self._pause_point()
             if self.crashed:
                 raise _Crashed
-            self.register.write(self.name, lease.token)
+            self.register.write(self.name, lease.token, self.key)
             nap = self.t.work_every_s
             if self.late_release_ms > 0:  # wake right at the release time, not up to a nap later
                 nap = min(nap, max(0.0, (release_at - self.rt.now_ns()) / 1e9))
