@@ -22,7 +22,8 @@ from lockchaos.harness.report.timeline import extract
 from lockchaos.harness.run.driver import RunOptions, RunResult, run_scenario
 from lockchaos.harness.run.history import FaultRecord, HistoryWriter, NoteRecord, OpRecord, WriteRecord
 from lockchaos.harness.run.targets import adapter_target, backend_target
-from lockchaos.harness.scenarios import CATALOGUE, find_scenario
+from lockchaos.harness.scenarios import find_scenario
+from tests.catalogue_params import every_scenario
 
 FAKE = backend_target("fake")
 MS = 1_000_000
@@ -145,7 +146,7 @@ def test_report_of_a_handmade_history_references_nothing_external(tmp_path: Path
     assert not any(p.search(text) for p in _EXTERNAL)
 
 
-@pytest.mark.parametrize("scenario", [s.name for s in CATALOGUE])
+@pytest.mark.parametrize("scenario", every_scenario())
 def test_every_scenario_report_is_well_formed_with_one_lane_per_worker(tmp_path: Path, scenario: str) -> None:
     r = _run(tmp_path, scenario, seed=5)
     page = _page(write_report(r.run_dir))

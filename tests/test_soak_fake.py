@@ -10,7 +10,8 @@ import pytest
 from lockchaos.harness.run.driver import RunOptions, run_scenario
 from lockchaos.harness.run.history import FaultRecord, OpRecord, WriteRecord, read_history
 from lockchaos.harness.run.targets import adapter_target, backend_target
-from lockchaos.harness.scenarios import CATALOGUE, find_scenario
+from lockchaos.harness.scenarios import find_scenario
+from tests.catalogue_params import every_scenario
 
 FAKE = backend_target("fake")
 
@@ -33,7 +34,7 @@ def test_virtual_time_different_seeds_give_different_histories(tmp_path: Path) -
     assert (runs[0].run_dir / "history.jsonl").read_bytes() != (runs[1].run_dir / "history.jsonl").read_bytes()
 
 
-@pytest.mark.parametrize("scenario", [s.name for s in CATALOGUE])
+@pytest.mark.parametrize("scenario", every_scenario())
 def test_every_scenario_runs_on_the_fake_in_virtual_time(scenario: str, tmp_path: Path) -> None:
     r = run_scenario(FAKE, find_scenario(scenario), RunOptions(seed=5, virtual_time=True), tmp_path)
     assert r.status == "ran"

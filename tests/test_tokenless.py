@@ -21,7 +21,8 @@ from lockchaos.harness.cli import main
 from lockchaos.harness.run.driver import RunOptions, run_scenario
 from lockchaos.harness.run.history import NoteRecord, OpRecord, Record, WriteRecord
 from lockchaos.harness.run.targets import adapter_target
-from lockchaos.harness.scenarios import CATALOGUE, find_scenario
+from lockchaos.harness.scenarios import find_scenario
+from tests.catalogue_params import every_scenario
 
 MS = 1_000_000
 TOKENLESS = adapter_target("tests.tokenless_adapters:fake_tokenless", "none")
@@ -145,7 +146,7 @@ def test_holder_pause_on_a_tokenless_lock_reports_the_stale_write_as_known_unsaf
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize("scenario", [s.name for s in CATALOGUE])
+@pytest.mark.parametrize("scenario", every_scenario())
 def test_tokenless_fake_passes_every_scenario(scenario: str, seed: int, tmp_path: Path) -> None:
     r = run_scenario(TOKENLESS, find_scenario(scenario), RunOptions(seed=seed, virtual_time=True), tmp_path)
     assert r.status == "ran", r.reason
