@@ -86,9 +86,10 @@ def test_soak_on_their_etcd_leaves_no_key_behind(tmp_path: Path) -> None:
     assert keys == ["app/config"]
 
 
-def test_soak_on_their_etcd_cluster_runs_without_a_proxy_and_skips_link_faults(tmp_path: Path) -> None:
-    """A URL naming several members gets no per-client proxy (a proxy forwards to one server): the
-    soak talks to the members directly, and a link fault is skipped with the reason, not an error."""
+def test_soak_on_their_loopback_etcd_cluster_faults_each_workers_links_to_every_member(tmp_path: Path) -> None:
+    """A URL naming several members gets a proxy per worker in front of every member (the client moves
+    to the next member when a call fails, so one proxy would cut half a link): a partition really cuts
+    the holder off, and the run is judged like any other."""
     from lockchaos.harness.servers.clusters import EtcdCluster
 
     with EtcdCluster(route_peers=False) as cluster:
@@ -98,8 +99,9 @@ def test_soak_on_their_etcd_cluster_runs_without_a_proxy_and_skips_link_faults(t
                      "--out", str(tmp_path / "partition")]) == 0
     crash = json.loads(next((tmp_path / "crash").glob("*/holder-crash/summary.json")).read_text())
     assert crash["checks"]["verdict"] == "pass"
-    skipped = json.loads(next((tmp_path / "partition").glob("*/partition-holder/summary.json")).read_text())
-    assert skipped["status"] == "skipped" and skipped["reason"].startswith("partition"), skipped
+    cut = json.loads(next((tmp_path / "partition").glob("*/partition-holder/summary.json")).read_text())
+    assert cut["status"] == "ran" and cut["checks"]["verdict"] == "pass", cut
+    assert cut["observations"]["faults"].get("partition") == 1, cut["observations"]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -363,6 +363,7 @@ def test_listens_only_on_loopback(proxy: FaultProxy) -> None:
         if c.status == psutil.CONN_LISTEN and c.laddr[1] == proxy.port
     ]
     assert [c.laddr[0] for c in listening] == ["127.0.0.1"]
+    assert proxy.address == ("127.0.0.1", proxy.port)
     outside = [
         a.address for addrs in psutil.net_if_addrs().values() for a in addrs
         if a.family == socket.AF_INET and not a.address.startswith("127.")

@@ -201,3 +201,9 @@ def declared_failover_time_holds(ctx: ContractContext) -> None:
             time.sleep(RETRY_PAUSE_S)
     finally:
         _restore(cluster, leader, killed=killed, isolated=False)
+
+
+CLUSTER_ONLY_RULES = (declared_replication_keeps_a_grant_across_leader_kill.__name__,
+                      declared_replication_keeps_a_grant_acknowledged_by_a_cut_off_leader.__name__,
+                      declared_failover_time_holds.__name__)
+"""Rules that judge a cluster's failover: on a single server they skip, by nature, every time."""

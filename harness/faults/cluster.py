@@ -85,7 +85,8 @@ def _isolate(fault: Fault, ctx: FaultContext, step: FaultStep) -> None:
                                    "connections cannot be told from the contenders'; use process workers")
         keep = [os.getpid()]
     holder = ",".join(w.name for w in holders)
-    ctx.edge(step, "start", target, member=member, holder=holder, kept_pids=keep)
+    # The holder by name, not by PID: a history must be the same for the same seed.
+    ctx.edge(step, "start", target, member=member, holder=holder, kept=len(keep))
     cluster.isolate_member(member, keep)
     try:
         ctx.rt.sleep(step.duration * ctx.ttl_s)
