@@ -167,7 +167,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
                          time.monotonic() - wall0, 0.0, None)
 
     t0 = runtime.now_ns()
-    history = HistoryWriter(run_dir / HISTORY_FILE, t0)
+    history = HistoryWriter(run_dir / HISTORY_FILE, t0, buffered=opts.virtual_time)
     callbacks = [history.append, tally.add, *([] if on_record is None else [on_record])]
     recording = threading.Lock()  # the tally counts records in the order the history holds them
 
