@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import errno
 import functools
-import operator
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -100,24 +99,19 @@ _JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
 @functools.cache
-def _layout(cls: type[Record]) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]], tuple[str, ...]]:
-    """A record class's field names, a C getter of all their values, and its time fields."""
-    names = tuple(cls.__dataclass_fields__)
-    return names, operator.attrgetter(*names), tuple(n for n in _TIME_FIELDS if n in names)
+def _as_dict(cls: type[Record]) -> Callable[[Any, int], dict[str, Any]]:
+    """A record class's fields as a dict, times rebased, by one generated dict display: three times
+    as fast as a loop over the fields, on the writer's hot path (about 140,000 records a simulated hour)."""
+    items = (f"{name!r}: r.{name}" + (" - t0" if name in _TIME_FIELDS else "") for name in cls.__dataclass_fields__)
+    ns: dict[str, Any] = {}
+    exec(f"def as_dict(r, t0):\n    return {{{', '.join(items)}}}", ns)  # from the dataclass's own field names
+    return ns["as_dict"]  # type: ignore[no-any-return]
 
 
 def to_json_bytes(record: Record, t0: int = 0) -> bytes:
     """One line of JSON with its newline, times rebased to ``t0``: what the history file holds.
-
-    Hand-rolled because ``asdict`` deep-copies; the field values are read by one ``attrgetter``
-    (the writer's hot path: a virtual-time hour writes about 140,000 records).
-    """
-    names, values, times = _layout(type(record))  # type: ignore[arg-type]
-    d = dict(zip(names, values(record), strict=True))
-    if t0:
-        for name in times:
-            d[name] -= t0
-    return orjson.dumps(d, option=_JSON_OPTIONS)
+    Hand-rolled because ``asdict`` deep-copies."""
+    return orjson.dumps(_as_dict(type(record))(record, t0), option=_JSON_OPTIONS)  # type: ignore[arg-type]
 
 
 def to_json(record: Record, t0: int = 0) -> str:

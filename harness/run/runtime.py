@@ -140,6 +140,8 @@ class VirtualRuntime:
         heapq.heappush(self._heap, (wake_ns, self._seq, task, poll))
 
     def sleep(self, seconds: float) -> None:
+        if seconds <= 0 and not self._stopping:  # a zero delay (a fault-free link): nothing to do
+            return
         current = greenlet.getcurrent()
         if current not in self._tasks or self._hub is None:
             if seconds > 0:  # the driver itself, with no task running: just move time
