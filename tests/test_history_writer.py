@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from lockchaos.harness.run.history import BUFFERED_LINES, HistoryWriter, NoteRecord, read_history, to_json
+import pytest
+
+from lockchaos.harness.run.history import (
+    BUFFERED_LINES,
+    FaultRecord,
+    HistoryWriter,
+    NoteRecord,
+    OpRecord,
+    read_history,
+    to_json,
+)
 
 
 def _note(i: int) -> NoteRecord:
@@ -41,3 +52,18 @@ def test_buffered_and_unbuffered_writers_write_the_same_bytes(tmp_path: Path) ->
             w.append(rec)
         w.close()
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+
+
+def test_records_keep_their_dataclass_contract_with_the_fast_init() -> None:
+
+
+
+    a, b = FaultRecord("pause", "start", "w1#1", 5), FaultRecord(fault="pause", phase="start", target="w1#1", time_ns=5)
+    assert a == b and a.detail == {} and a.detail is not b.detail and a.type == "fault"
+    op = OpRecord("w1#1", "acquire", "k", {"owner": "w1#1"}, 1, 2, "fail")
+    assert (op.lease, op.error, op.error_type, op.type) == (None, None, None, "op")
+    assert dataclasses.replace(op, outcome="ok").outcome == "ok"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        op.outcome = "ok"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        OpRecord(client="w1#1")  # type: ignore[call-arg]

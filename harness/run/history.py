@@ -88,6 +88,42 @@ class NoteRecord:
 Record = OpRecord | WriteRecord | FaultRecord | NoteRecord
 
 
+def _fast_init(cls: type[Any]) -> None:
+    """Give a frozen record class an ``__init__`` that sets its slots through their own descriptors.
+
+    The dataclass's ``__init__`` sets each field through ``object.__setattr__`` (the class is frozen),
+    which makes building a record cost about twice as much; a simulated hour builds some 140,000. The
+    generated one takes the same parameters with the same defaults and sets the same values.
+    """
+    ns: dict[str, Any] = {"MISSING": dataclasses.MISSING}
+    params, body = [], []
+    for i, f in enumerate(dataclasses.fields(cls)):
+        ns[f"set{i}"] = getattr(cls, f.name).__set__
+        if not f.init:
+            ns[f"d{i}"] = f.default
+            body.append(f"    set{i}(self, d{i})")
+            continue
+        if f.default is not dataclasses.MISSING:
+            ns[f"d{i}"] = f.default
+            params.append(f"{f.name}=d{i}")
+        elif f.default_factory is not dataclasses.MISSING:
+            ns[f"factory{i}"] = f.default_factory
+            params.append(f"{f.name}=MISSING")
+            body.append(f"    if {f.name} is MISSING:\n        {f.name} = factory{i}()")
+        else:
+            params.append(f.name)
+        body.append(f"    set{i}(self, {f.name})")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), ns)  # from the class's own fields
+    init = ns["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    cls.__init__ = init
+
+
+for _cls in (OpRecord, WriteRecord, FaultRecord, NoteRecord):
+    _fast_init(_cls)
+
+
 def lease_dict(lease: Lease | None) -> dict[str, Any] | None:
     if lease is None:
         return None
