@@ -55,9 +55,6 @@ def test_buffered_and_unbuffered_writers_write_the_same_bytes(tmp_path: Path) ->
 
 
 def test_records_keep_their_dataclass_contract_with_the_fast_init() -> None:
-
-
-
     a, b = FaultRecord("pause", "start", "w1#1", 5), FaultRecord(fault="pause", phase="start", target="w1#1", time_ns=5)
     assert a == b and a.detail == {} and a.detail is not b.detail and a.type == "fault"
     op = OpRecord("w1#1", "acquire", "k", {"owner": "w1#1"}, 1, 2, "fail")
