@@ -186,6 +186,8 @@ MAX_OWNER_BYTES = 256
 
 
 def _check_name(what: str, value: object, max_bytes: int) -> None:
+    if type(value) is str and value.isascii() and 0 < len(value) <= max_bytes:
+        return  # the common case, decided without encoding: ASCII is valid UTF-8, a byte a character
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a str, got {type(value).__name__}")
     if not value:

@@ -230,7 +230,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
     keys = lock_keys(scenario)
     rate = _Rate()
     t0 = runtime.now_ns()
-    history = HistoryWriter(run_dir / HISTORY_FILE, t0)
+    history = HistoryWriter(run_dir / HISTORY_FILE, t0, buffered=opts.virtual_time)
     callbacks = [history.append, tally.add, rate.add, *([] if on_record is None else [on_record])]
     recording = threading.Lock()  # the tally counts records in the order the history holds them
 

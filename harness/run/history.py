@@ -1,4 +1,5 @@
-"""The run's history: every operation and fault, one JSON object per line, flushed per event.
+"""The run's history: every operation and fault, one JSON object per line, written per event
+(in batches of whole lines in virtual time: see ``HistoryWriter``).
 
 It is the single source the checkers read, so it must be analysable even when the run was killed
 mid-write: each line is self-contained and a torn last line is ignored by the reader. Times are
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import functools
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -84,6 +88,42 @@ class NoteRecord:
 Record = OpRecord | WriteRecord | FaultRecord | NoteRecord
 
 
+def _fast_init(cls: type[Any]) -> None:
+    """Give a frozen record class an ``__init__`` that sets its slots through their own descriptors.
+
+    The dataclass's ``__init__`` sets each field through ``object.__setattr__`` (the class is frozen),
+    which makes building a record cost about twice as much; a simulated hour builds some 140,000. The
+    generated one takes the same parameters with the same defaults and sets the same values.
+    """
+    ns: dict[str, Any] = {"MISSING": dataclasses.MISSING}
+    params, body = [], []
+    for i, f in enumerate(dataclasses.fields(cls)):
+        ns[f"set{i}"] = getattr(cls, f.name).__set__
+        if not f.init:
+            ns[f"d{i}"] = f.default
+            body.append(f"    set{i}(self, d{i})")
+            continue
+        if f.default is not dataclasses.MISSING:
+            ns[f"d{i}"] = f.default
+            params.append(f"{f.name}=d{i}")
+        elif f.default_factory is not dataclasses.MISSING:
+            ns[f"factory{i}"] = f.default_factory
+            params.append(f"{f.name}=MISSING")
+            body.append(f"    if {f.name} is MISSING:\n        {f.name} = factory{i}()")
+        else:
+            params.append(f.name)
+        body.append(f"    set{i}(self, {f.name})")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), ns)  # from the class's own fields
+    init = ns["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    cls.__init__ = init
+
+
+for _cls in (OpRecord, WriteRecord, FaultRecord, NoteRecord):
+    _fast_init(_cls)
+
+
 def lease_dict(lease: Lease | None) -> dict[str, Any] | None:
     if lease is None:
         return None
@@ -91,16 +131,32 @@ def lease_dict(lease: Lease | None) -> dict[str, Any] | None:
 
 
 _TIME_FIELDS = ("invoke_ns", "complete_ns", "time_ns")
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+
+
+@functools.cache
+def _as_dict(cls: type[Record]) -> Callable[[Any, int], dict[str, Any]]:
+    """A record class's fields as a dict, times rebased, by one generated dict display: three times
+    as fast as a loop over the fields, on the writer's hot path (about 140,000 records a simulated hour)."""
+    items = (f"{name!r}: r.{name}" + (" - t0" if name in _TIME_FIELDS else "") for name in cls.__dataclass_fields__)
+    ns: dict[str, Any] = {}
+    exec(f"def as_dict(r, t0):\n    return {{{', '.join(items)}}}", ns)  # from the dataclass's own field names
+    return ns["as_dict"]  # type: ignore[no-any-return]
+
+
+def to_json_bytes(record: Record, t0: int = 0) -> bytes:
+    """One line of JSON with its newline, times rebased to ``t0``: what the history file holds.
+    Hand-rolled because ``asdict`` deep-copies."""
+    return orjson.dumps(_as_dict(type(record))(record, t0), option=_JSON_OPTIONS)  # type: ignore[arg-type]
 
 
 def to_json(record: Record, t0: int = 0) -> str:
-    """One line of JSON, times rebased to ``t0``; hand-rolled because ``asdict`` deep-copies."""
-    d = {name: getattr(record, name) for name in record.__dataclass_fields__}
-    if t0:
-        for name in _TIME_FIELDS:
-            if name in d:
-                d[name] -= t0
-    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode()
+    """One line of JSON (no newline), times rebased to ``t0``."""
+    return to_json_bytes(record, t0)[:-1].decode()
+
+
+BUFFERED_LINES = 1024
+"""A buffered writer writes its lines in batches of this many (about 100 KiB), each batch whole lines."""
 
 
 class HistoryWriter:
@@ -108,49 +164,91 @@ class HistoryWriter:
 
     ``t0`` is the run's start on its clock: histories hold times relative to it, so that a
     virtual-time run is byte-for-byte stable and a real one reads in seconds since its start.
+
+    ``buffered`` (virtual time only) writes whole lines in batches of ``BUFFERED_LINES`` and the rest
+    on ``close``, instead of one ``write`` + ``flush`` per record, which cost about a fifth of a
+    simulated hour. A real-time run must not buffer: a real harness can be killed at any moment and
+    its history is the evidence of what the servers did. A simulated run is a pure function of its
+    seed: Ctrl-C and SIGTERM still reach ``close`` (the driver's ``finally``), and a SIGKILLed one
+    leaves every batch written before it, whole lines only, a judgeable prefix of the same history;
+    its seed reproduces the rest.
     """
 
-    def __init__(self, path: Path, t0: int = 0) -> None:
+    def __init__(self, path: Path, t0: int = 0, *, buffered: bool = False) -> None:
         self.path = path
         self.t0 = t0
         self._lock = threading.Lock()
         self.failure: str | None = None
         """Why the history could not be written (full or read-only disk): every later append raises it."""
         try:
-            self._file: IO[str] | None = path.open("w", encoding="utf-8")
+            self._file: IO[bytes] | None = path.open("wb", buffering=0)
         except OSError as exc:
             raise InfrastructureError(f"cannot write {path}: {exc.strerror or exc}") from None
         self.count = 0
+        """Records appended (in the file, or in the buffer of a buffered writer)."""
+        self._written = 0
+        self._batch = BUFFERED_LINES if buffered else 1
+        self._pending = bytearray()
+        """Whole lines not yet written; a bytearray, not a list of lines: a list's thousand small
+        objects freed at once let the allocator hand the memory back, to fault it in again (3x slower)."""
+        self._pending_lines = 0
 
     def append(self, record: Record) -> None:
-        """Write and flush one line; a write error ends the run as an infrastructure failure."""
-        line = to_json(record, self.t0) + "\n"
+        """Write one line (or buffer it); a write error ends the run as an infrastructure failure."""
+        line = to_json_bytes(record, self.t0)
         with self._lock:
             if self.failure is not None:
                 raise InfrastructureError(self.failure)
             if self._file is None:
                 return  # a straggler after close: the run is over, its verdict is sealed
-            try:
-                self._file.write(line)
-                self._file.flush()
-            except OSError as exc:
-                self.failure = f"cannot write {self.path}: {exc.strerror or exc}"
-                self._abandon()
-                raise InfrastructureError(self.failure) from None
             self.count += 1
+            if self._batch == 1:
+                self._write(line, 1)
+                return
+            self._pending += line
+            self._pending_lines += 1
+            if self._pending_lines >= self._batch:
+                self._write(self._pending, self._pending_lines)
+                self._pending.clear()
+                self._pending_lines = 0
+
+    def _write(self, data: bytes | bytearray, lines: int) -> None:
+        """Write whole lines in one go (an unbuffered file: nothing is left in user space).
+
+        On a full disk the file keeps what fitted, as a line-at-a-time writer's would: whole lines
+        and perhaps one torn last line, which the reader ignores.
+        """
+        assert self._file is not None
+        done = 0
+        try:
+            while done < len(data):  # a raw file may write less than asked (a nearly full disk)
+                n = self._file.write(memoryview(data)[done:])
+                if not n:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += n
+        except OSError as exc:
+            self.failure = f"cannot write {self.path}: {exc.strerror or exc}"
+            self._written += data.count(b"\n", 0, done)
+            self._pending.clear()
+            self._abandon()
+            raise InfrastructureError(self.failure) from None
+        self._written += lines
 
     def _abandon(self) -> None:
         file, self._file = self._file, None
         if file is not None:
-            with contextlib.suppress(OSError):  # its buffer cannot be flushed either; the fd is closed
+            with contextlib.suppress(OSError):
                 file.close()
-        if self.count == 0:  # not one line: an empty file would only look like a broken history
+        if self._written == 0:  # not one line: an empty file would only look like a broken history
             with contextlib.suppress(OSError):
                 self.path.unlink()
 
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
+                if self._pending_lines:
+                    self._write(self._pending, self._pending_lines)
+                    self._pending.clear()
                 try:
                     self._file.close()
                 except OSError as exc:

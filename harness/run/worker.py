@@ -116,9 +116,18 @@ class Worker:
         self.lose_acquire_reply = False
 
     @property
+    def incarnation(self) -> int:
+        return self._incarnation
+
+    @incarnation.setter
+    def incarnation(self, n: int) -> None:
+        self._incarnation = n
+        self._name = f"{self.wid}#{n}"  # read on every call and record: built once per incarnation
+
+    @property
     def name(self) -> str:
         """This worker process: who calls, who writes, whom faults hit."""
-        return f"{self.wid}#{self.incarnation}"
+        return self._name
 
     @property
     def owner(self) -> str:
