@@ -62,6 +62,8 @@ from lockchaos.backends.base import FaultUnsupported, InfrastructureError
 from lockchaos.harness.servers.flags import LOOPBACK, PortTaken, free_ports
 from lockchaos.harness.servers.handle import ServerHandle
 from lockchaos.harness.servers.specs import ETCD, REDIS, EtcdSpec, RedisSpec, ServerSpec, server_spec
+from lockchaos.harness.servers.specs.etcd import EtcdFacts
+from lockchaos.harness.servers.specs.redis import RedisFacts
 
 __all__ = [
     "DEFAULT_ETCD_IMAGE",
@@ -689,7 +691,7 @@ class ContainerServer:
         return status
 
 
-class RedisContainer(ContainerServer):
+class RedisContainer(ContainerServer, RedisFacts):
     """Redis in a container; without persistence a restart loses every lock, by design."""
 
     serves = "redis"
@@ -702,12 +704,8 @@ class RedisContainer(ContainerServer):
         super().__init__(REDIS.with_durability(persistence), image=image, startup_timeout=startup_timeout,
                          stop_timeout=stop_timeout)
 
-    @property
-    def persistence(self) -> bool:
-        return self.spec.persistence
 
-
-class EtcdContainer(ContainerServer):
+class EtcdContainer(ContainerServer, EtcdFacts):
     """A single-member etcd in a container; always durable, since its data volume survives a restart.
 
     ``fast`` shortens heartbeat and election timeouts (10 ms / 100 ms) as process mode does, which
@@ -723,22 +721,6 @@ class EtcdContainer(ContainerServer):
     ) -> None:
         super().__init__(dataclasses.replace(ETCD, fast=fast), image=image, startup_timeout=startup_timeout,
                          stop_timeout=stop_timeout)
-
-    @property
-    def fast(self) -> bool:
-        return self.spec.fast
-
-    @property
-    def election_timeout_ms(self) -> int:
-        return self.spec.election_timeout_ms
-
-    @property
-    def peer_port(self) -> int:
-        return self._started_ports()[1]
-
-    @property
-    def min_lease_ttl_ms(self) -> int:
-        return self.spec.min_lease_ttl_ms
 
 
 def provision_container(kind: str, *, persistence: bool = False) -> ServerHandle:

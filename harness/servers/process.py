@@ -48,6 +48,8 @@ from lockchaos.harness.servers.faketime import (
 from lockchaos.harness.servers.flags import LOOPBACK, PortTaken, free_ports
 from lockchaos.harness.servers.handle import ServerHandle as ServerHandle  # its old home: imports keep working
 from lockchaos.harness.servers.specs import ETCD, REDIS, SPECS_BY_SCHEME, EtcdSpec, RedisSpec, ServerSpec, server_spec
+from lockchaos.harness.servers.specs.etcd import EtcdFacts
+from lockchaos.harness.servers.specs.redis import RedisFacts
 
 _PORT_ATTEMPTS = 5
 _LOG_NAME = "server.log"
@@ -549,7 +551,7 @@ class ProcessServer(_ProcessServer):
             self._clock = None
 
 
-class RedisServer(ProcessServer):
+class RedisServer(ProcessServer, RedisFacts):
     """A private ``redis-server``; without persistence a restart loses every lock, by design;
     ``clock_faults`` as in ``ProcessServer``."""
 
@@ -563,12 +565,8 @@ class RedisServer(ProcessServer):
         super().__init__(REDIS.with_durability(persistence), clock_faults=clock_faults, binary=binary,
                          startup_timeout=startup_timeout, stop_timeout=stop_timeout)
 
-    @property
-    def persistence(self) -> bool:
-        return self.spec.persistence
 
-
-class EtcdServer(ProcessServer):
+class EtcdServer(ProcessServer, EtcdFacts):
     """A private single-member etcd; always durable, since its data dir survives a restart.
 
     ``fast`` shortens heartbeat and election timeouts (10 ms / 100 ms) so that startup takes ~0.1 s
@@ -585,22 +583,6 @@ class EtcdServer(ProcessServer):
     ) -> None:
         super().__init__(dataclasses.replace(ETCD, fast=fast), binary=binary, startup_timeout=startup_timeout,
                          stop_timeout=stop_timeout)
-
-    @property
-    def fast(self) -> bool:
-        return self.spec.fast
-
-    @property
-    def election_timeout_ms(self) -> int:
-        return self.spec.election_timeout_ms
-
-    @property
-    def peer_port(self) -> int:
-        return self._started_ports()[1]
-
-    @property
-    def min_lease_ttl_ms(self) -> int:
-        return self.spec.min_lease_ttl_ms
 
 
 # --- servers the harness did not start ---------------------------------------------------------

@@ -8,7 +8,7 @@ import socket
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
 
 from lockchaos.harness.servers.specs.base import ServerSpec
@@ -117,3 +117,28 @@ class EtcdSpec(ServerSpec):
 
 
 ETCD = EtcdSpec("etcd")
+
+
+class EtcdFacts:
+    """What an etcd handle says about its server, read off its spec: process and container mode alike."""
+
+    spec: EtcdSpec
+
+    if TYPE_CHECKING:
+        def _started_ports(self) -> tuple[int, ...]: ...
+
+    @property
+    def fast(self) -> bool:
+        return self.spec.fast
+
+    @property
+    def election_timeout_ms(self) -> int:
+        return self.spec.election_timeout_ms
+
+    @property
+    def peer_port(self) -> int:
+        return self._started_ports()[1]
+
+    @property
+    def min_lease_ttl_ms(self) -> int:
+        return self.spec.min_lease_ttl_ms

@@ -98,3 +98,13 @@ class RedisSpec(ServerSpec):
 REDIS = RedisSpec("redis")
 REDIS_AOF = REDIS.with_durability(True)
 """AOF with fsync always: for an adapter whose users run Redis that way (``--server redis-aof``)."""
+
+
+class RedisFacts:
+    """What a Redis handle says about its server, read off its spec: process and container mode alike."""
+
+    spec: RedisSpec
+
+    @property
+    def persistence(self) -> bool:
+        return self.spec.persistence
