@@ -143,7 +143,7 @@ REDLOCK = Reach("redlock", "redis", in_process=False, faultable_links=False, clu
     (REDIS, "follower-crash", "redis is a single server with no leader to fail over"),
     (REDLOCK, "follower-crash", "Redlock's masters are independent"),
     (SENTINEL, "leader-amnesia", None),
-    (ETCD_CLUSTER, "leader-amnesia", "cannot rejoin with an empty data dir under its old member ID"),
+    (ETCD_CLUSTER, "leader-amnesia", "restarted with an empty data dir exits at once"),
     (REDIS, "leader-amnesia", "redis is a single server with no leader to fail over"),
 ])
 def test_a_member_fault_a_target_cannot_take_gives_the_reason(reach: Reach, fault: str, reason: str | None) -> None:

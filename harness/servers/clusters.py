@@ -347,8 +347,8 @@ class EtcdCluster(ProcessCluster):
 
 
 ETCD_WIPE_UNSUPPORTED = (
-    "an etcd member cannot rejoin with an empty data dir under its old member ID (it must be removed "
-    "and re-added as a new member, not built); leader-amnesia is Redis Sentinel's hazard")
+    "an etcd member restarted with an empty data dir exits at once (measured, etcd 3.4: \"member <id> has "
+    "already been bootstrapped\"); it must be removed and re-added as a new member, not built here")
 
 
 class ClusterServerFaults:
