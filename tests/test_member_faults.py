@@ -205,6 +205,15 @@ def test_an_etcd_member_is_not_restarted_empty_and_the_reason_says_why() -> None
             cluster.wipe_member(follower, cluster.leader())
 
 
+def test_a_container_sentinel_group_refuses_to_restart_its_primary_empty_with_the_reason() -> None:
+    """Never started: the refusal comes before any container (a container restart is not bounded
+    below Sentinel's down-after, so it would fail over instead of showing the amnesia)."""
+    from lockchaos.harness.servers.container_clusters import SentinelContainerCluster
+
+    with pytest.raises(FaultUnsupported, match="process mode only"):
+        SentinelContainerCluster().wipe_member("r0", "r0")
+
+
 def _summary(tmp_path: Path, backend: str, scenario: str,
              seed: int) -> tuple[dict[str, object], list[dict[str, object]]]:
     out = tmp_path / f"{backend}-{scenario}-{seed}-{len(list(tmp_path.iterdir()))}"
