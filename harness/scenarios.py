@@ -161,6 +161,19 @@ CATALOGUE: tuple[Scenario, ...] = (
              "2013). Healed four TTLs later; an etcd leader without quorum steps down and grants nothing.",
              duration=10, plan=WorkerPlan(hold=8),
              faults=(FaultStep(1.5, "leader-isolated", target="server", duration=4.0),)),
+    Scenario("follower-crash",
+             "A member that is not leading when the fault fires (etcd follower, Sentinel replica; drawn from "
+             "the seed) is killed -9 while a client holds the lock and restarted with its data three TTLs "
+             "later: the leader keeps serving, nothing may be lost, contenders keep being refused.",
+             duration=9, plan=WorkerPlan(hold=5),
+             faults=(FaultStep(2.0, "follower-crash", target="server", duration=3.0),)),
+    Scenario("leader-amnesia",
+             "The leader or primary is killed -9 and restarted at once WITHOUT its data, before the cluster "
+             "notices (Sentinel's down-after is longer than the restart): no failover, the replicas resync "
+             "from the empty primary and the holder's lock is gone everywhere; contenders get it while the "
+             "holder still believes it holds (Redis's documented hazard without persistence).",
+             duration=8, plan=WorkerPlan(hold=5),
+             faults=(FaultStep(2.0, "leader-amnesia", target="server"),)),
     Scenario("redlock-master-amnesia",
              "Redlock over five masters without persistence (Kleppmann, 2016): two masters restart empty, "
              "leaving the holder's lock on a bare quorum of three; then the holder pauses while one of "

@@ -68,7 +68,7 @@ def test_the_colours_of_the_faults_the_report_drew_before_the_registry_are_kept(
     before = {"holder-crash": "#ef4444", "server-kill": "#6b7280", "clock-jump": "#0ea5e9",
               "late-release": "#22c55e", "lose-acquire-reply": "#f43f5e", "leader-crash": "#06b6d4",
               "leader-pause": "#d946ef", "redlock-minority-kill": "#06b6d4", "redlock-master-amnesia": "#d946ef",
-              "leader-isolated": "#06b6d4"}
+              "leader-isolated": "#06b6d4", "follower-crash": "#14b8a6", "leader-amnesia": "#a855f7"}
     assert {n: fault_colour(n) for n in before} == before
 
 
@@ -76,12 +76,13 @@ def test_the_checkers_read_lease_timing_meanings_from_the_registry() -> None:
     assert set(model.LEADER_FAULTS) == {"leader-crash", "leader-pause", "leader-isolated", "redlock-minority-kill",
                                         "redlock-master-amnesia"}
     assert set(named(lambda t: t.ends_leases_early)) == {"clock-jump"}
-    assert set(model.RESTARTS) == {"server-kill"}
+    assert set(model.RESTARTS) == {"server-kill", "leader-amnesia"}
     assert set(model.DELAYING) == {"server-pause", "latency", "leader-pause"}
     assert set(liveness.TRIGGERS) == {"holder-crash", "holder-pause", "partition"}
-    assert set(liveness.SERVER_TRIGGERS) == {"server-kill", "server-pause"}
+    assert set(liveness.SERVER_TRIGGERS) == {"server-kill", "server-pause", "leader-amnesia"}
     assert set(liveness.LEADER_TRIGGERS) == {"leader-crash", "leader-pause"}
-    assert set(liveness.EXCUSING) == {"server-kill", "server-pause", "clock-jump", "latency", "reset-storm"}
+    assert set(liveness.EXCUSING) == {"server-kill", "server-pause", "clock-jump", "latency", "reset-storm",
+                                      "leader-amnesia"}
 
 
 @pytest.mark.parametrize(("reach", "fault", "reason"), [

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding
-from lockchaos.harness.checkers.model import RESTARTS, History, extended_end
+from lockchaos.harness.checkers.model import RESTARTS, FaultWindow, History, extended_end
 
 NAME = "fencing"
 TOKEN_REGRESSIONS = "token_regressions"
@@ -92,9 +92,17 @@ def _lost_on_restart(h: History) -> list[Finding]:
             for r in g.renews:
                 if r.rec.outcome == "fail" and f.end <= r.invoke and r.complete < extended_end(g, f.start):
                     out.append(Finding(NAME, "lost-on-restart", "known-unsafe",
-                                       f"{g.owner} lost its lease{'' if g.token is None else f' (token {g.token})'} "
-                                       "to a restart of a server "
-                                       "without durable state", r.complete, (g.owner,),
+                                       f"{g.owner} lost its lease{'' if g.token is None else f' (token {g.token})'}"
+                                       + _restart_cause(f), r.complete, (g.owner,),
                                        () if g.token is None else (g.token,), (g.acquire.line, r.line)))
                     break
     return out
+
+
+def _restart_cause(f: FaultWindow) -> str:
+    """What restarted: the lone server, or a cluster's leader restarted empty before any failover
+    (its replicas then resync from it: the lock is gone on every member)."""
+    if f.target.startswith("leader:"):
+        return (f" to {f.fault} of {f.target.removeprefix('leader:')}: the non-durable primary restarted "
+                "empty before any failover and its replicas resynced from it")
+    return " to a restart of a server without durable state"

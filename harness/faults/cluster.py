@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from lockchaos.backends.base import FaultUnsupported
 from lockchaos.harness.faults.fault import Fault, FaultContext, FaultStep, LeaseTiming, Reach
@@ -27,6 +27,77 @@ def leader_unsupported(fault: Fault, reach: Reach) -> str | None:
         return (f"{fault.name}: {reach.label} is a single server with no leader to fail over; "
                 "use --backend etcd-cluster or redis-sentinel")
     return None
+
+
+def amnesia_unsupported(fault: Fault, reach: Reach) -> str | None:
+    """A primary restarted empty before anyone notices: Redis Sentinel's hazard (see ``wipe_member``)."""
+    why = leader_unsupported(fault, reach)
+    if why is not None or reach.in_process:
+        return why
+    if reach.cluster_kind == "etcd-cluster":
+        from lockchaos.harness.servers.clusters import ETCD_WIPE_UNSUPPORTED
+
+        return f"{fault.name}: {ETCD_WIPE_UNSUPPORTED}"
+    return None
+
+
+@runtime_checkable
+class MemberFaults(Protocol):
+    """A cluster's members by role beyond its leader: its followers, and restarting a member in
+    the role it had, with its data (``rejoin_member``) or without (``wipe_member``)."""
+
+    def leader(self) -> str: ...
+
+    def followers(self) -> list[str]: ...
+
+    def kill_member(self, name: str) -> None: ...
+
+    def rejoin_member(self, name: str, leader: str) -> None: ...
+
+    def wipe_member(self, name: str, leader: str) -> None: ...
+
+
+def _members(ctx: FaultContext, step: FaultStep) -> MemberFaults:
+    cluster = ctx.server
+    if not isinstance(cluster, MemberFaults):
+        raise FaultUnsupported(f"{step.fault}: the server is a single node, it has no members by role")
+    return cluster
+
+
+def _follower_crash(fault: Fault, ctx: FaultContext, step: FaultStep) -> None:
+    """kill -9 one follower drawn from the seed among those that do not lead *when the fault fires*;
+    restart it with its data, following the leader, after the window."""
+    cluster = _members(ctx, step)
+    leader = cluster.leader()
+    followers = sorted(cluster.followers())
+    if not followers:
+        raise FaultUnsupported(f"{step.fault}: {leader} leads and no other member is running")
+    member = ctx.rng.choice(followers)
+    target = f"follower:{member}"
+    ctx.edge(step, "start", target, member=member, leader=leader)
+    cluster.kill_member(member)
+    try:
+        ctx.rt.sleep(step.duration * ctx.ttl_s)
+    finally:
+        cluster.rejoin_member(member, leader)
+    ctx.edge(step, "end", target, member=member, leader=leader)
+
+
+def _leader_amnesia(fault: Fault, ctx: FaultContext, step: FaultStep) -> None:
+    """kill -9 the member leading now and restart it at once WITHOUT its data, in its role: sooner
+    than the cluster notices it gone (Sentinel's down-after), so no failover happens and the
+    others follow the empty leader. The end edge names who leads afterwards (a failover would be
+    a different fault: the lock then lives or dies with the promoted replica)."""
+    cluster = _members(ctx, step)
+    member = cluster.leader()
+    target = f"leader:{member}"
+    ctx.edge(step, "start", target, member=member)
+    cluster.kill_member(member)
+    try:
+        ctx.rt.sleep(step.duration * ctx.ttl_s)
+    finally:
+        cluster.wipe_member(member, member)
+    ctx.edge(step, "end", target, member=member, leader_after=cluster.leader())
 
 
 def masters_unsupported(fault: Fault, reach: Reach) -> str | None:
@@ -168,3 +239,16 @@ REDLOCK_MASTER_AMNESIA = Fault(
     timing=LeaseTiming(failover=True),
     check_support=masters_unsupported,
     description="the holder pauses while one master that granted its lock restarts empty")
+FOLLOWER_CRASH = Fault(
+    "follower-crash", "cluster-follower", "#14b8a6", _follower_crash,
+    soak=(FaultStep(0, "follower-crash", target="server", duration=2),),
+    check_support=leader_unsupported,
+    description="kill -9 of a member not leading now (drawn from the seed), restarted with its data "
+                "after the window")
+LEADER_AMNESIA = Fault(
+    "leader-amnesia", "cluster-leader", "#a855f7", _leader_amnesia,
+    soak=(FaultStep(0, "leader-amnesia", target="server"),),
+    timing=LeaseTiming(restarts_server=True, server_recovery_trigger=True, excuses_liveness=True),
+    check_support=amnesia_unsupported,
+    description="kill -9 of the member leading now, restarted at once without its data, before the "
+                "cluster fails over: a non-durable primary restarted empty, its replicas resync to it")

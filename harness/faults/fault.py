@@ -22,9 +22,9 @@ FaultTarget = Literal["holder", "server", "all", "random"]
 """Whom a scheduled step hits: the holder, the server, every worker, or one drawn from the seed (not a
 ``run.targets.Target``, which is the backend a run is pointed at)."""
 
-TargetKind = Literal["holder", "link", "server", "clock", "cluster-leader", "masters"]
+TargetKind = Literal["holder", "link", "server", "clock", "cluster-leader", "cluster-follower", "masters"]
 """What a fault acts on: a worker, a worker's network link, the server process, the server's clock,
-a cluster's current leader (or primary), or Redlock's independent masters."""
+a cluster's current leader (or primary) or one of its followers, or Redlock's independent masters."""
 
 
 @dataclass(frozen=True, slots=True)

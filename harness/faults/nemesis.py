@@ -93,7 +93,7 @@ def _targeting(*kinds: TargetKind) -> set[str]:
 SERVER_FAULTS = _targeting("server", "clock")
 REDLOCK_FAULTS = _targeting("masters")
 """Redlock's: kill -9 a minority of its masters; restart one that granted the holder's lock, emptied."""
-CLUSTER_FAULTS = _targeting("cluster-leader", "masters")
+CLUSTER_FAULTS = _targeting("cluster-leader", "cluster-follower", "masters")
 LINK_FAULTS = _targeting("link")
 WORKER_FAULTS = _targeting("holder")
 

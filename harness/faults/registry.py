@@ -36,6 +36,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     cluster.REDLOCK_MINORITY_KILL,  # Redlock's: refused (so never drawn) without independent masters
     cluster.REDLOCK_MASTER_AMNESIA,
     cluster.LEADER_ISOLATED,
+    cluster.FOLLOWER_CRASH,
+    cluster.LEADER_AMNESIA,
 )}
 
 

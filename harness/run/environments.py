@@ -127,6 +127,15 @@ class FakeFailover:
     def resume_member(self, name: str) -> None:
         """Nothing to do: the member rejoins as a follower."""
 
+    def followers(self) -> list[str]:
+        return ["fake-follower"]
+
+    def rejoin_member(self, name: str, leader: str) -> None:
+        """Nothing to do: a follower's crash never interrupts the service."""
+
+    def wipe_member(self, name: str, leader: str) -> None:
+        """Nothing to do: the reference's members never lose a grant (the others still hold it)."""
+
     def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
         """Nothing to do: the majority's new leader has every grant, the cut-off one grants nothing."""
 

@@ -192,6 +192,21 @@ class ProcessCluster:
     def resume_member(self, name: str) -> None:
         self.member(name).resume()
 
+    def followers(self) -> list[str]:
+        """The running members that do not lead now (resolved when a follower fault fires)."""
+        leader = self.leader()
+        return [str(getattr(m, "name", "")) for m in self._members
+                if getattr(m, "name", None) != leader and m.is_running() and not m.paused]
+
+    def rejoin_member(self, name: str, leader: str) -> None:
+        """Bring a killed follower back with its data, following ``leader`` (a plain restart here)."""
+        self.restart_member(name)
+
+    def wipe_member(self, name: str, leader: str) -> None:
+        """Bring a killed member back on its ports WITHOUT its data, in the role it had (the primary
+        if it is ``leader``). Unsupported unless a cluster says how its members rejoin empty."""
+        raise FaultUnsupported(f"{self!r} cannot restart a member without its data")
+
     def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
         """Cut ``name`` off from its peers, both ways, on real sockets (its peer proxy and theirs);
         the processes ``keep_pids`` (a holder's client) still reach it. Until ``heal_member``."""
@@ -301,6 +316,9 @@ class EtcdCluster(ProcessCluster):
     def _after_start(self) -> None:
         self.leader()
 
+    def wipe_member(self, name: str, leader: str) -> None:
+        raise FaultUnsupported(ETCD_WIPE_UNSUPPORTED)
+
     def leader(self) -> str:
         """The member a majority of the answering members name as leader, itself answering."""
         deadline = time.monotonic() + LEADER_WAIT_S
@@ -326,6 +344,11 @@ class EtcdCluster(ProcessCluster):
                     f"{self!r}: no leader agreed by the running members within {LEADER_WAIT_S:g} s "
                     f"(views: {views})")
             time.sleep(0.02)
+
+
+ETCD_WIPE_UNSUPPORTED = (
+    "an etcd member restarted with an empty data dir exits at once (measured, etcd 3.4: \"member <id> has "
+    "already been bootstrapped\"); it must be removed and re-added as a new member, not built here")
 
 
 class ClusterServerFaults:
@@ -366,6 +389,15 @@ class ClusterServerFaults:
 
     def resume_member(self, name: str) -> None:
         self.cluster.resume_member(name)
+
+    def followers(self) -> list[str]:
+        return self.cluster.followers()
+
+    def rejoin_member(self, name: str, leader: str) -> None:
+        self.cluster.rejoin_member(name, leader)
+
+    def wipe_member(self, name: str, leader: str) -> None:
+        self.cluster.wipe_member(name, leader)
 
     def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
         self.cluster.isolate_member(name, keep_pids)
@@ -684,6 +716,41 @@ class SentinelCluster(ProcessCluster):
         _parallel(self.nodes, lambda m: m.restart())
         self._await_replicas()
         _parallel(self.sentinels, lambda m: m.restart())
+
+    def followers(self) -> list[str]:
+        """The running data nodes that are not the primary now (the Sentinels hold no lock)."""
+        leader = self.leader()
+        return [n.name for n in self.nodes if n.name != leader and n.is_running() and not n.paused]
+
+    def rejoin_member(self, name: str, leader: str) -> None:
+        """Restart a killed replica with its data as a replica of the primary now (not of the one it
+        was launched with, which may since have been demoted)."""
+        self._follow(name, leader)
+        self.restart_member(name)
+
+    def wipe_member(self, name: str, leader: str) -> None:
+        """Restart a killed data node with no dataset at all: the primary comes back as an empty
+        primary (its replicas then resync from it and drop what they had: Redis's famous amnesia),
+        a replica as an empty replica of the primary."""
+        node = self._follow(name, leader)
+        workdir = node.workdir
+        if workdir is None or node.is_running():
+            raise InfrastructureError(f"cannot wipe {node!r}: it must be started and killed first")
+        for path in list(workdir.rglob("*")):  # any RDB or AOF a replica's disk sync may have left
+            if path.is_dir() and path.name == "appendonlydir":
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name.endswith((".rdb", ".aof")):
+                path.unlink(missing_ok=True)
+        self.restart_member(name)
+
+    def _follow(self, name: str, leader: str) -> RedisNode:
+        node = self.member(name)
+        if not isinstance(node, RedisNode):
+            raise FaultUnsupported(f"{name} is a Sentinel, not a data node")
+        primary = self.member(leader)
+        assert isinstance(primary, RedisNode)
+        node.follow(None if node is primary else primary.peer_port)
+        return node
 
     def leader(self) -> str:
         """The primary a majority of the Sentinels name, itself answering as a master."""

@@ -24,7 +24,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from lockchaos.backends.base import ConfigurationError, InfrastructureError
+from lockchaos.backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
 from lockchaos.harness.servers.clusters import (
     SENTINEL_WAIT_REPLICAS,
     EtcdCluster,
@@ -185,6 +185,11 @@ class SentinelContainerCluster(SentinelCluster):
 
     node_type = RedisContainerNode
     sentinel_type = SentinelContainer
+
+    def wipe_member(self, name: str, leader: str) -> None:
+        raise FaultUnsupported(
+            "restarting a Sentinel group's node empty is built for process mode only: a container's "
+            "restart is not bounded below Sentinel's down-after (250 ms), so it would fail over instead")
 
 
 class RedlockContainerCluster(RedlockCluster):
