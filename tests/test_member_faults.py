@@ -26,7 +26,7 @@ from lockchaos.harness.run.history import FaultRecord, Record
 from lockchaos.harness.run.runtime import RealRuntime
 from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.servers.clusters import SentinelCluster
+from lockchaos.harness.servers.clusters import ETCD_WIPE_UNSUPPORTED, SentinelCluster
 
 SYNC_S = 15.0
 """Bound for a replica to (re)sync a key: far above loopback's milliseconds, for a loaded machine."""
@@ -130,7 +130,8 @@ def test_leader_amnesia_wipes_the_member_leading_when_it_fires_back_into_the_lea
     assert edges[-1].target == "leader:m1" and edges[-1].detail["leader_after"] == "m1"
 
 
-ETCD_CLUSTER = Reach("etcd-cluster", "etcd", in_process=False, faultable_links=False, cluster_kind="etcd-cluster")
+ETCD_CLUSTER = Reach("etcd-cluster", "etcd", in_process=False, faultable_links=False, cluster_kind="etcd-cluster",
+                     wipe_refused=ETCD_WIPE_UNSUPPORTED)  # as the environment reads it off EtcdCluster
 SENTINEL = Reach("redis-sentinel", "redis-sentinel", in_process=False, faultable_links=False,
                  cluster_kind="redis-sentinel")
 REDIS = Reach("redis", "redis", in_process=False, faultable_links=True)
@@ -212,6 +213,11 @@ def test_a_container_sentinel_group_refuses_to_restart_its_primary_empty_with_th
 
     with pytest.raises(FaultUnsupported, match="process mode only"):
         SentinelContainerCluster().wipe_member("r0", "r0")
+    # Known before a run, so the scenario is skipped with it instead of erroring when the fault fires.
+    reach = Reach("redis-sentinel", "redis-sentinel", in_process=False, faultable_links=False,
+                  cluster_kind="redis-sentinel", wipe_refused=SentinelContainerCluster.wipe_refused)
+    why = lookup("leader-amnesia").unsupported(reach)
+    assert why is not None and "process mode only" in why
 
 
 def _summary(tmp_path: Path, backend: str, scenario: str,

@@ -34,10 +34,8 @@ def amnesia_unsupported(fault: Fault, reach: Reach) -> str | None:
     why = leader_unsupported(fault, reach)
     if why is not None or reach.in_process:
         return why
-    if reach.cluster_kind == "etcd-cluster":
-        from lockchaos.harness.servers.clusters import ETCD_WIPE_UNSUPPORTED
-
-        return f"{fault.name}: {ETCD_WIPE_UNSUPPORTED}"
+    if reach.wipe_refused is not None:
+        return f"{fault.name}: {reach.wipe_refused}"
     return None
 
 

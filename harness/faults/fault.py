@@ -96,6 +96,8 @@ class Reach:
     """The server was launched with a clock the harness can step (Redis under libfaketime)."""
     clock_missing: str | None = None
     """Why a server that could have been launched so was not (libfaketime is missing), else None."""
+    wipe_refused: str | None = None
+    """Why the cluster cannot restart a member without its data (etcd, containers), else None."""
 
 
 class FaultContext(Protocol):

@@ -347,7 +347,8 @@ class ServerEnvironment:
                      faultable_links=self._proxies is not None or self._members is not None,
                      started_here=self._prefix is None, cluster_kind=cluster_kind,
                      remote=remote, clock_faults=self._clock_faults(),
-                     clock_missing=self._clock_missing())
+                     clock_missing=self._clock_missing(),
+                     wipe_refused=self._cluster.wipe_refused if self._cluster is not None else None)
 
     def _clock_faults(self) -> bool:
         """A process-mode Redis (or Redlock's master) launched under libfaketime: its clock can be stepped."""

@@ -62,6 +62,8 @@ class ProcessCluster:
     """The failover time this cluster declares, as a client of our adapter (default timeouts) sees
     it: detection and election or promotion, plus a client call stuck on a frozen leader timing out.
     Liveness judges failovers against it."""
+    wipe_refused: str | None = "this cluster cannot restart a member without its data"
+    """Why ``wipe_member`` is refused here, known before a run (the fault is skipped with it), or None."""
 
     def __init__(self) -> None:
         self._members: list[_ProcessServer] = []
@@ -205,7 +207,7 @@ class ProcessCluster:
     def wipe_member(self, name: str, leader: str) -> None:
         """Bring a killed member back on its ports WITHOUT its data, in the role it had (the primary
         if it is ``leader``). Unsupported unless a cluster says how its members rejoin empty."""
-        raise FaultUnsupported(f"{self!r} cannot restart a member without its data")
+        raise FaultUnsupported(f"{self!r}: {self.wipe_refused}")
 
     def isolate_member(self, name: str, keep_pids: Collection[int] = ()) -> None:
         """Cut ``name`` off from its peers, both ways, on real sockets (its peer proxy and theirs);
@@ -275,6 +277,11 @@ class EtcdMember(EtcdServer):
             return None
 
 
+ETCD_WIPE_UNSUPPORTED = (
+    "an etcd member restarted with an empty data dir exits at once (measured, etcd 3.4: \"member <id> has "
+    "already been bootstrapped\"); it must be removed and re-added as a new member, not built here")
+
+
 class EtcdCluster(ProcessCluster):
     """Three etcd 3.4 members on loopback with the single node's fast timing (10 ms / 100 ms)."""
 
@@ -316,6 +323,8 @@ class EtcdCluster(ProcessCluster):
     def _after_start(self) -> None:
         self.leader()
 
+    wipe_refused: str | None = ETCD_WIPE_UNSUPPORTED
+
     def wipe_member(self, name: str, leader: str) -> None:
         raise FaultUnsupported(ETCD_WIPE_UNSUPPORTED)
 
@@ -346,9 +355,6 @@ class EtcdCluster(ProcessCluster):
             time.sleep(0.02)
 
 
-ETCD_WIPE_UNSUPPORTED = (
-    "an etcd member restarted with an empty data dir exits at once (measured, etcd 3.4: \"member <id> has "
-    "already been bootstrapped\"); it must be removed and re-added as a new member, not built here")
 
 
 class ClusterServerFaults:
@@ -727,6 +733,8 @@ class SentinelCluster(ProcessCluster):
         was launched with, which may since have been demoted)."""
         self._follow(name, leader)
         self.restart_member(name)
+
+    wipe_refused: str | None = None
 
     def wipe_member(self, name: str, leader: str) -> None:
         """Restart a killed data node with no dataset at all: the primary comes back as an empty

@@ -186,10 +186,12 @@ class SentinelContainerCluster(SentinelCluster):
     node_type = RedisContainerNode
     sentinel_type = SentinelContainer
 
+    wipe_refused: str | None = (
+        "restarting a Sentinel group's node empty is built for process mode only: a container's "
+        "restart is not bounded below Sentinel's down-after (250 ms), so it would fail over instead")
+
     def wipe_member(self, name: str, leader: str) -> None:
-        raise FaultUnsupported(
-            "restarting a Sentinel group's node empty is built for process mode only: a container's "
-            "restart is not bounded below Sentinel's down-after (250 ms), so it would fail over instead")
+        raise FaultUnsupported(str(self.wipe_refused))
 
 
 class RedlockContainerCluster(RedlockCluster):
