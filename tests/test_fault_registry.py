@@ -74,7 +74,7 @@ def test_the_colours_of_the_faults_the_report_drew_before_the_registry_are_kept(
 
 def test_the_checkers_read_lease_timing_meanings_from_the_registry() -> None:
     assert set(model.LEADER_FAULTS) == {"leader-crash", "leader-pause", "leader-isolated", "redlock-minority-kill",
-                                        "redlock-master-amnesia"}
+                                        "redlock-master-amnesia", "leader-amnesia"}
     assert set(named(lambda t: t.ends_leases_early)) == {"clock-jump"}
     assert set(model.RESTARTS) == {"server-kill", "leader-amnesia"}
     assert set(model.DELAYING) == {"server-pause", "latency", "leader-pause"}
