@@ -10,8 +10,6 @@ from __future__ import annotations
 import uuid
 from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 
-import tenacity
-
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_text, redact_url
 from lockchaos.backends.urlopts import scheme_of_url, split_url
@@ -90,19 +88,9 @@ def _purge_etcd_cluster(url: str, prefix: str) -> int:
     raise InfrastructureError("no etcd endpoint answered: " + "; ".join(errors))
 
 
-SENTINEL_SETTLE_S = 20.0
-"""How long the purge waits for the Sentinels to name a primary again: a run can end mid-failover."""
-
-
 def _purge_sentinel(url: str, prefix: str) -> int:
-    """On the primary the Sentinels name now (replicas follow it; a replica refuses writes), retried
-    while a failover is still under way (no primary named, or the named one refusing writes)."""
+    """On the primary the Sentinels name now (replicas follow it; a replica refuses writes)."""
     from lockchaos.backends.sentinel import discover_primary
 
-    def attempt() -> int:
-        host, port = discover_primary(url, PURGE_TIMEOUT_S)
-        return SPECS_BY_SCHEME["redis"].purge(f"redis://{host}:{port}/0", prefix)
-
-    retrying = tenacity.Retrying(stop=tenacity.stop_after_delay(SENTINEL_SETTLE_S),
-                                 wait=tenacity.wait_fixed(0.25), reraise=True)
-    return int(retrying(attempt))
+    host, port = discover_primary(url, PURGE_TIMEOUT_S)
+    return SPECS_BY_SCHEME["redis"].purge(f"redis://{host}:{port}/0", prefix)
