@@ -43,6 +43,7 @@ from lockchaos.harness.servers.faketime import (
     FaketimeClock,
     FaketimeMissing,
     missing_reason,
+    remove_recorded_residue,
     remove_residue,
 )
 from lockchaos.harness.servers.flags import LOOPBACK, PortTaken, free_ports
@@ -173,6 +174,7 @@ def _sweep_orphans() -> None:
         if not any(_alive(pid) for pid in pids if pid > 0):
             if pids[1] > 0 and (marker.parent / CONTROL_NAME).exists():
                 remove_residue(pids[1])  # libfaketime's /dev/shm files outlive a killed server
+            remove_recorded_residue(marker.parent, _alive)
             shutil.rmtree(marker.parent, ignore_errors=True)
 
 
@@ -308,12 +310,15 @@ class _ProcessServer:
                 self._kill_and_reap()
         self._paused = False
         if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._remove_dir(self._dir)
             if self._dir.exists():
                 raise InfrastructureError(f"could not remove {self._dir} of {self!r}")
             self._dir = None
         with _LIVE_LOCK:
             _LIVE.discard(self)
+
+    def _remove_dir(self, workdir: Path) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self if self._dir is not None else self.start()
@@ -377,7 +382,8 @@ class _ProcessServer:
         log = self._dir / _LOG_NAME
         self._log_offset = log.stat().st_size if log.exists() else 0
         self._paused = False
-        self._proc = _SPAWNER.popen([self._binary, *self._args(self._dir)], log, self._env())
+        argv, env = self._launch_command([self._binary, *self._args(self._dir)], self._env())
+        self._proc = _SPAWNER.popen(argv, log, env)
         _write_marker(self._dir, self._proc.pid)
         deadline = time.monotonic() + self.startup_timeout
         while True:
@@ -399,6 +405,10 @@ class _ProcessServer:
                     f"{self.startup_timeout:g} s; last log lines:\n{self._log_tail()}"
                 )
             time.sleep(_POLL_S)
+
+    def _launch_command(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment the server is launched with (a subclass may wrap them)."""
+        return argv, env
 
     def _log_tail(self, lines: int = 10) -> str:
         """The end of what the *latest* launch wrote: earlier launches' lines would mislead."""
@@ -506,16 +516,18 @@ class ProcessServer(_ProcessServer):
         return self.spec.ready(self.host, self.port)
 
     def _env(self) -> dict[str, str]:
-        env = self.spec.env()
-        if self.clock_faults:
-            assert self._dir is not None
-            if self._clock is None:  # once: the offset survives a restart, as a host's clock would
-                self._clock = FaketimeClock(self._dir)
-            try:
-                env.update(self._clock.env())
-            except FaketimeMissing as exc:
-                raise InfrastructureError(f"cannot launch {self!r} for clock faults: {exc}") from None
-        return env
+        return self.spec.env()
+
+    def _launch_command(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        if not self.clock_faults:
+            return argv, env
+        assert self._dir is not None
+        if self._clock is None:  # once: the offset survives a restart, as a host's clock would
+            self._clock = FaketimeClock(self._dir)
+        try:
+            return self._clock.command(argv, env)
+        except FaketimeMissing as exc:
+            raise InfrastructureError(f"cannot launch {self!r} for clock faults: {exc}") from None
 
     def _discard_partial_state(self, workdir: Path) -> None:
         if self.spec.state_in_subdir:
@@ -540,6 +552,11 @@ class ProcessServer(_ProcessServer):
         finally:
             if self.clock_faults and pid is not None:
                 remove_residue(pid)
+
+    def _remove_dir(self, workdir: Path) -> None:
+        if self.clock_faults:  # every pid that ran under libfaketime here, before its record goes
+            remove_recorded_residue(workdir, _alive)
+        super()._remove_dir(workdir)
 
     def stop(self) -> None:
         pid = self.pid
