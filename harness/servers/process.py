@@ -46,8 +46,9 @@ from lockchaos.harness.servers.faketime import (
     remove_recorded_residue,
     remove_residue,
 )
-from lockchaos.harness.servers.flags import LOOPBACK, PortTaken, free_ports
+from lockchaos.harness.servers.flags import PortTaken
 from lockchaos.harness.servers.handle import ServerHandle as ServerHandle  # its old home: imports keep working
+from lockchaos.harness.servers.identity import LoopbackPorts
 from lockchaos.harness.servers.specs import ETCD, REDIS, SPECS_BY_SCHEME, EtcdSpec, RedisSpec, ServerSpec, server_spec
 from lockchaos.harness.servers.specs.etcd import EtcdFacts
 from lockchaos.harness.servers.specs.redis import RedisFacts
@@ -188,14 +189,13 @@ def _alive(pid: int) -> bool:
 # --- process-mode servers -----------------------------------------------------------------------
 
 
-class _ProcessServer:
+class _ProcessServer(LoopbackPorts):
     """A server binary the harness launched, owns and may fault."""
 
     kind: str
     binary_name: str
     debian_package: str
     env_var: str
-    _port_count = 1
 
     def __init__(self, *, binary: str | None, startup_timeout: float, stop_timeout: float) -> None:
         self.startup_timeout = startup_timeout
@@ -226,24 +226,7 @@ class _ProcessServer:
     def _discard_partial_state(self, workdir: Path) -> None:
         """Forget what a launch that lost its port left behind, before trying another port."""
 
-    def _pick_ports(self) -> tuple[int, ...]:
-        """The ports of the next launch attempt; a cluster member is told its ports by its cluster."""
-        return free_ports(self._port_count)
-
-    # -- identity
-    @property
-    def host(self) -> str:
-        return LOOPBACK
-
-    @property
-    def port(self) -> int:
-        return self._started_ports()[0]
-
-    def _started_ports(self) -> tuple[int, ...]:
-        if not self._ports:
-            raise InfrastructureError(f"{type(self).__name__} has no port: it was never started")
-        return self._ports
-
+    # -- identity (host, port, _started_ports and _pick_ports: LoopbackPorts)
     @property
     def pid(self) -> int | None:
         """The latest server process, also once it died, so that post-mortems can name it."""
