@@ -116,6 +116,12 @@ CATALOGUE: tuple[Scenario, ...] = (
              "The release is applied but its reply is lost to a connection reset: the outcome is "
              "unknown, and the key must not stay locked past the TTL.",
              duration=8, faults=(FaultStep(1.0, "lose-release-reply", duration=3),)),
+    Scenario("release-request-lost",
+             "The holder's release never reaches the server (its link drops every byte until the call "
+             "gives up, a quarter TTL): the lease stays until its TTL while contenders poll. The outcome "
+             "is unknown; a client that reports \"released\" sends them to a key that is still held.",
+             duration=12, workers=3, client_timeout=0.25,
+             faults=tuple(FaultStep(at, "lose-release-request") for at in (1.0, 4.0, 7.0))),
     Scenario("acquire-interrupted",
              "Connections are reset while acquires are in flight: an acquire that fails midway must "
              "leak neither a lease nor a key.",

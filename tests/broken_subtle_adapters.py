@@ -244,6 +244,17 @@ class RetriesAcquireInternally(RedisLock):
             return super().acquire(key, owner, ttl_ms)
 
 
+class ReleaseReportsLostRequestAsDone(RedisLock):
+    """A release whose outcome is unknown (the request or its reply lost, the client gave up) is
+    reported as done: "the key will expire anyway". Contenders are then sent to a key still held."""
+
+    def release(self, key: str, owner: str) -> bool:
+        try:
+            return super().release(key, owner)
+        except BackendUnavailable:
+            return True
+
+
 def _connected(cls: type[RedisLock]) -> Callable[[str], RedisLock]:
     return lambda url: cls(parse_redis_url(url)).connect()
 
@@ -253,6 +264,7 @@ redis_counter_expires_when_idle = _connected(RedisCounterExpiresWhenIdle)
 token_in_the_lock_record = _connected(TokenInTheLockRecord)
 two_round_trip_release = _connected(TwoRoundTripRelease)
 retries_acquire_internally = _connected(RetriesAcquireInternally)
+release_reports_lost_request_as_done = _connected(ReleaseReportsLostRequestAsDone)
 
 
 def redis_correct(url: str) -> RedisLock:
@@ -276,6 +288,7 @@ REDIS: dict[str, Callable[[str], RedisLock]] = {
     "token_in_the_lock_record": token_in_the_lock_record,
     "two_round_trip_release": two_round_trip_release,
     "retries_acquire_internally": retries_acquire_internally,
+    "release_reports_lost_request_as_done": release_reports_lost_request_as_done,
 }
 
 

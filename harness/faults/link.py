@@ -98,6 +98,10 @@ def _arm_lose_acquire_reply(w: HolderFaults, step: FaultStep, ttl_s: float) -> N
     w.lose_acquire_reply = True
 
 
+def _arm_lose_release_request(w: HolderFaults, step: FaultStep, ttl_s: float) -> None:
+    w.lose_release_request = True
+
+
 PARTITION = Fault(
     "partition", "link", "#f97316",
     _windowed(lambda link, step, ttl_s: link.partition(), lambda link: link.heal(), lambda step, ttl_s: {}),
@@ -142,3 +146,9 @@ LOSE_ACQUIRE_REPLY = Fault(
     soak=(FaultStep(0, "lose-acquire-reply", target="random"),),
     check_support=link_unsupported,
     description="the worker's next acquire takes effect, its reply is lost to a reset")
+LOSE_RELEASE_REQUEST = Fault(
+    "lose-release-request", "link", "#a855f7", _arming(_arm_lose_release_request),
+    soak=(FaultStep(0, "lose-release-request", target="random"),),
+    check_support=link_unsupported,
+    description="the worker's next release never reaches the server: its link drops every byte until "
+                "the call gives up (the lease stays until its TTL)")

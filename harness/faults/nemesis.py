@@ -39,6 +39,7 @@ class HolderFaults(Protocol):
     lose_release_reply: bool
     late_release_ms: int
     lose_acquire_reply: bool
+    lose_release_request: bool
 
     def crash(self) -> None: ...
 

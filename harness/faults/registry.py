@@ -38,6 +38,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     cluster.LEADER_ISOLATED,
     cluster.FOLLOWER_CRASH,
     cluster.LEADER_AMNESIA,
+    link.LOSE_RELEASE_REQUEST,
 )}
 
 

@@ -21,6 +21,8 @@ class ArmedFaults:
     late_release_ms: int = 0
     """Release at the lease's very end over a link this slow (one way)."""
     lose_acquire_reply: bool = False
+    lose_release_request: bool = False
+    """The next release's request is lost (the link drops it): the call can only give up."""
 
     def take_pause(self) -> float:
         """The armed pause, disarmed as it is taken: a pause strikes once."""

@@ -413,6 +413,7 @@ class ProcessWorker:
     lose_release_reply = _Relayed[bool]()
     late_release_ms = _Relayed[int]()
     lose_acquire_reply = _Relayed[bool]()
+    lose_release_request = _Relayed[bool]()
 
     def crash(self) -> None:
         """kill -9: no release, no flush; the kernel closes its sockets."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,13 +19,15 @@ from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
 from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.backends.redaction import redact_text
 from lockchaos.harness.faults.holder import HOLDER_PAUSE
-from lockchaos.harness.faults.link import LATE_RELEASE, LOSE_ACQUIRE_REPLY, LOSE_RELEASE_REPLY
+from lockchaos.harness.faults.link import LATE_RELEASE, LOSE_ACQUIRE_REPLY, LOSE_RELEASE_REPLY, LOSE_RELEASE_REQUEST
 from lockchaos.harness.run.armedfaults import ArmedFaults
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpName, OpRecord, Outcome, Record, lease_dict
 from lockchaos.harness.run.register import FencedRegister
-from lockchaos.harness.run.runtime import RunStopped, Runtime
+from lockchaos.harness.run.runtime import RealRuntime, RunStopped, Runtime
 from lockchaos.harness.scenarios import WorkerPlan
 
+UNHEARD_FOR_TTLS = 3
+"""The longest a release's link drops every byte (lose-release-request), for a client that never gives up."""
 LATE_RELEASE_LEAD = 1.5
 """A late release is sent this many one-way delays before the lease ends: its first request lands
 half a delay before the expiry, a second round trip one and a half delays after it."""
@@ -300,6 +303,38 @@ class Worker(ArmedFaults):
             self.rt.sleep(pause)
             self._fault(HOLDER_PAUSE.name, "end")
 
+    def _release_unheard(self, client: LockBackend, link: LinkFaults) -> None:
+        """Release over a link that drops every byte until the call gives up: the server never hears it,
+        so the lease stays until its TTL. An honest client can only say it does not know; one that
+        says "released" sends its contenders to a key that is still held."""
+        self.lose_release_request = False
+        self._fault(LOSE_RELEASE_REQUEST.name, "start")
+        healed = threading.Event()
+
+        def heal() -> None:
+            if not healed.is_set():
+                healed.set()
+                link.heal()
+                link.reset()  # connections that carried the lost bytes: gone, as after a real outage
+
+        # A client that never gives up must not hold the link down for the rest of the run: after the
+        # slow-call bound (3 TTLs) the link heals anyway. Virtual time needs none: the fake gives up in it.
+        timer = None
+        if isinstance(self.rt, RealRuntime):
+            timer = threading.Timer(UNHEARD_FOR_TTLS * self.t.ttl_ms / 1000, heal)
+            timer.daemon = True
+        link.partition()
+        if timer is not None:
+            timer.start()
+        try:
+            self._call("release", {"owner": self.owner}, lambda: client.release(self.key, self.owner))
+        finally:
+            if timer is not None:
+                timer.cancel()
+            heal()
+            self._fault(LOSE_RELEASE_REQUEST.name, "end")
+        self.believed = None
+
     def _late_release(self, client: LockBackend) -> None:
         """Release just before the lease ends, over a link slowed for this one call: a single atomic
         request still lands in time, the second round trip of a check-then-delete lands after the
@@ -318,6 +353,9 @@ class Worker(ArmedFaults):
         self.believed = None
 
     def _release(self, client: LockBackend) -> None:
+        if self.lose_release_request and self.link is not None:
+            self._release_unheard(client, self.link)
+            return
         lose = self.lose_release_reply and self.link is not None
         if lose:
             assert self.link is not None
