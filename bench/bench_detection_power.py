@@ -6,7 +6,8 @@ Every adapter of tests/broken_adapters.py, tests/broken_redis_adapters.py and
 tests/broken_subtle_adapters.py runs the whole contract once, then the scenario catalogue (all but
 the random ``soak``), first seed, until a scenario catches it. The honest ones (the fake, Redis,
 etcd, the correct MiniKV and Redis adapters) run the whole contract and the scenarios aimed at
-subtle bugs (resurrecting-renew, two-step-release, hidden-acquire-retry, under-declared-lag) plus
+subtle bugs (resurrecting-renew, two-step-release, hidden-acquire-retry, under-declared-lag,
+release-request-lost) plus
 clean-handover and contention with every seed. Prints one line per adapter and the totals, and
 draws the totals as an SVG bar chart (the figure in README). Takes about half an hour; servers are
 started and stopped here.
@@ -30,7 +31,7 @@ from lockchaos.harness.scenarios import CATALOGUE, find_scenario
 from tests import broken_adapters, broken_redis_adapters, broken_subtle_adapters
 
 HONEST_SCENARIOS = ("clean-handover", "contention", "resurrecting-renew", "two-step-release",
-                    "hidden-acquire-retry", "under-declared-lag")
+                    "hidden-acquire-retry", "under-declared-lag", "release-request-lost")
 BROKEN_SCENARIOS = (*HONEST_SCENARIOS, *(s.name for s in CATALOGUE if s.name not in HONEST_SCENARIOS
                                          and not s.random_faults))
 TTL_MS = {"fake": 200, "redis": 200, "etcd": 1000}

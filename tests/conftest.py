@@ -4,6 +4,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.fixture(scope="module", params=["fake", pytest.param("redis", marks=pytest.mark.redis),
+                                        pytest.param("etcd", marks=pytest.mark.etcd)])
+def each_backend_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL of each shipped single-server backend; Redis and etcd are real servers of the module's own,
+    started on free loopback ports and stopped after it."""
+    from lockchaos.harness.servers.process import EtcdServer, RedisServer
+
+    if request.param == "fake":
+        yield f"fake://{request.module.__name__.rsplit('.', 1)[-1]}"
+        return
+    server_type = RedisServer if request.param == "redis" else EtcdServer
+    with server_type() as server:
+        yield server.url

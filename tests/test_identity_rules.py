@@ -3,15 +3,12 @@ prefix-matches keys or owners, and passes the shipped backends (real servers sta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from lockchaos.backends import open_backend
 from lockchaos.harness.cli import main
 from lockchaos.harness.contract.rules import find_rule
 from lockchaos.harness.contract.runner import run_rule
-from lockchaos.harness.servers.process import EtcdServer, RedisServer
 from tests.broken_adapters import LOOSE_NAMES, CorrectAdapter
 
 RULES = ("keys_are_compared_exactly", "owners_are_compared_exactly")
@@ -40,18 +37,7 @@ def test_contract_command_names_the_rule_a_prefix_matching_release_fails(capsys:
     assert failed_line.rstrip().endswith("keys_are_compared_exactly")  # that rule, and no other
 
 
-@pytest.fixture(scope="module", params=["fake", pytest.param("redis", marks=pytest.mark.redis),
-                                        pytest.param("etcd", marks=pytest.mark.etcd)])
-def backend_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    if request.param == "fake":
-        yield "fake://identity-rules"
-        return
-    server_type = RedisServer if request.param == "redis" else EtcdServer
-    with server_type() as server:
-        yield server.url
-
-
 @pytest.mark.parametrize("rule", RULES)
-def test_shipped_backends_keep_near_names_apart(backend_url: str, rule: str) -> None:
-    result = run_rule(find_rule(rule), lambda: open_backend(backend_url))
+def test_shipped_backends_keep_near_names_apart(each_backend_url: str, rule: str) -> None:
+    result = run_rule(find_rule(rule), lambda: open_backend(each_backend_url))
     assert result.status == "passed", result.message

@@ -14,7 +14,6 @@ from lockchaos.backends.base import MAX_KEY_BYTES, MAX_OWNER_BYTES, LockBackend,
 from lockchaos.harness.cli import main
 from lockchaos.harness.contract.rules import find_rule
 from lockchaos.harness.contract.runner import run_rule
-from lockchaos.harness.servers.process import EtcdServer, RedisServer
 from tests.broken_adapters import ValidatesWithoutNameLimits
 
 pytestmark = [pytest.mark.redis, pytest.mark.etcd]
@@ -22,16 +21,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 RULE = "names_beyond_the_shared_limits_raise_value_error"
 
 
-@pytest.fixture(scope="module", params=["fake", pytest.param("redis", marks=pytest.mark.redis),
-                                        pytest.param("etcd", marks=pytest.mark.etcd)])
-def backend_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A URL of each backend; Redis and etcd are real servers of this module's own."""
-    if request.param == "fake":
-        yield "fake://name-limits"
-        return
-    server_type = RedisServer if request.param == "redis" else EtcdServer
-    with server_type() as server:
-        yield server.url
+@pytest.fixture(scope="module")
+def backend_url(each_backend_url: str) -> str:
+    return each_backend_url
 
 
 @pytest.fixture
