@@ -454,3 +454,28 @@ def test_leader_isolated_on_sentinel_refuses_thread_workers_whose_holder_cannot_
     with pytest.raises(FaultUnsupported, match="use process workers"):
         run_scenario(backend_target("redis-sentinel"), find_scenario("leader-isolated"),
                      RunOptions(seed=1, ttl_ms=1000, workers_mode="thread"), tmp_path)
+
+
+# --- network faults of one worker on a cluster the harness launched -----------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [pytest.param("etcd-cluster", marks=pytest.mark.etcd),
+                                     pytest.param("redlock", marks=pytest.mark.redis)])
+def test_partition_of_the_holder_runs_on_a_cluster_the_harness_launched(backend: str, tmp_path: Path) -> None:
+    # Each worker reaches every member through a proxy of its own: the holder's partition cuts all of
+    # them at once (real bytes dropped), the other workers and the members' own traffic untouched.
+    out = tmp_path / "run"
+    assert main(["soak", "--backend", backend, "--scenario", "partition-holder", "--seed", "1", "--quiet",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / backend / "partition-holder" / "summary.json").read_text())
+    assert summary["status"] == "ran" and summary["checks"]["verdict"] == "pass", summary.get("checks")
+    history = [json.loads(line) for line in (out / backend / "partition-holder" / "history.jsonl").open()]
+    window = [r for r in history if r["type"] == "fault" and r["fault"] == "partition"]
+    assert [r["phase"] for r in window] == ["start", "end"]
+    cut = window[0]["target"]
+    start, end = window[0]["time_ns"], window[1]["time_ns"]
+    # The partitioned worker's calls inside the window got no answer; another worker's did.
+    inside = [r for r in history if r["type"] == "op" and start < r["invoke_ns"] and r["complete_ns"] < end]
+    assert all(r["outcome"] == "indeterminate" for r in inside if r["client"] == cut), inside
+    assert any(r["outcome"] != "indeterminate" for r in inside if r["client"] != cut), inside

@@ -27,11 +27,12 @@ REDIS = Reach("redis", "redis", in_process=False, faultable_links=True)
 ETCD = Reach("etcd", "etcd", in_process=False, faultable_links=True)
 EXTERNAL_REMOTE = Reach("redis@external", "redis", in_process=False, faultable_links=False,
                         started_here=False, remote=True)
-ETCD_CLUSTER = Reach("etcd-cluster", "etcd", in_process=False, faultable_links=False, cluster_kind="etcd-cluster")
+ETCD_CLUSTER = Reach("etcd-cluster", "etcd", in_process=False, faultable_links=True, cluster_kind="etcd-cluster")
+SENTINEL = Reach("redis-sentinel", "redis", in_process=False, faultable_links=False, cluster_kind="redis-sentinel")
 REDIS_STEPPABLE_CLOCK = Reach("redis", "redis", in_process=False, faultable_links=True, clock_faults=True)
 REDIS_NO_FAKETIME = Reach("redis", "redis", in_process=False, faultable_links=True,
                           clock_missing="libfaketime is not installed")
-REDLOCK = Reach("redlock", "redis", in_process=False, faultable_links=False, cluster_kind="redlock")
+REDLOCK = Reach("redlock", "redis", in_process=False, faultable_links=True, cluster_kind="redlock")
 
 
 def test_every_fault_the_catalogue_and_the_soak_use_is_registered() -> None:
@@ -106,7 +107,9 @@ def test_the_checkers_read_lease_timing_meanings_from_the_registry() -> None:
     (ETCD_CLUSTER, "leader-pause", None),
     (ETCD_CLUSTER, "leader-isolated", None),
     (REDIS, "leader-isolated", "redis is a single server with no leader to fail over"),
-    (ETCD_CLUSTER, "partition", "per-client fault proxies to a cluster's members are not built yet"),
+    (ETCD_CLUSTER, "partition", None),
+    (REDLOCK, "latency", None),
+    (SENTINEL, "partition", "no per-client fault proxy reaches redis-sentinel's clients"),
     (REDLOCK, "leader-crash", "Redlock's masters are independent, there is no leader to fail over"),
     (REDLOCK, "redlock-master-amnesia", None),
 ])

@@ -26,8 +26,9 @@ def link_unsupported(fault: Fault, reach: Reach) -> str | None:
     if reach.in_process:
         return (f"{fault.name}: the adapter talks to the in-process fake without a network; "
                 "use --server redis|etcd for network faults")
-    if reach.cluster_kind is not None:
-        return f"{fault.name}: per-client fault proxies to a cluster's members are not built yet"
+    if reach.cluster_kind is not None:  # an etcd cluster's and Redlock's have per-worker member proxies
+        return (f"{fault.name}: no per-client fault proxy reaches {reach.cluster_kind}'s clients: they connect "
+                "to the data node the cluster announces (where the harness isolates a leader), past any proxy")
     if reach.remote:
         return f"{fault.name}: the fault proxy only forwards to 127.0.0.1; this server is remote"
     return f"{fault.name}: the workers have no fault-injectable links"

@@ -1,13 +1,16 @@
-"""Per-worker fault proxies in front of every member of a multi-endpoint etcd cluster.
+"""Per-worker fault proxies in front of every member of a multi-endpoint service on this machine.
 
 An etcd client given ``etcd://h1:p,h2:p,h3:p`` talks to one member and moves to the next when a call
-fails, so one proxy in front of one member would fault half a link: the client would walk around
-it. Each worker gets its own proxy per member instead, and its URL names those proxies; a network
-fault of that worker hits all of them at once. The cluster's own traffic and every other client
-pass untouched: the faults still reach only the harness's own connections.
+fails, and a Redlock client (``redlock://m1,...,m5``) talks to every master at once, so one proxy in
+front of one member would fault part of a link: the client would walk around it. Each worker gets its
+own proxy per member instead, and its URL names those proxies; a network fault of that worker hits
+all of them at once. The cluster's own traffic and every other client pass untouched: the faults
+still reach only the harness's own connections, and a cluster fault (a leader cut off from its peers
+through the peer proxies) composes with them.
 
-A Sentinel group cannot be handled this way: its clients are sent to data nodes by address, which
-no proxy the client was given stands in front of.
+A Sentinel group cannot be handled this way: its clients are sent to data nodes by the address
+Sentinel announces, which is where the harness cuts an isolated primary off from the contenders
+(``peerproxies.py``); a second per-worker proxy there would hide the worker from that cut.
 """
 
 from __future__ import annotations
@@ -26,21 +29,31 @@ LOSE_REPLY_FOR_S = 0.15
 
 
 def member_proxies(url: str) -> MemberProxies | None:
-    """Per-worker proxies for a multi-endpoint etcd URL whose members are all on this machine (the
-    proxies forward to 127.0.0.1 only); None for any other URL."""
+    """Per-worker proxies for a multi-endpoint etcd URL or a Redlock URL whose members are all on this
+    machine (the proxies forward to 127.0.0.1 only); None for any other URL."""
     from lockchaos.harness.servers.external import is_cluster_url, is_loopback
 
-    if urlsplit(url).scheme != "etcd" or not is_cluster_url(url) or not is_loopback(url):
+    scheme = urlsplit(url).scheme
+    if not is_loopback(url) or not ((scheme == "etcd" and is_cluster_url(url)) or scheme == "redlock"):
         return None
     return MemberProxies(url)
 
 
+def _endpoints(url: str) -> tuple[tuple[str, int], ...]:
+    """The members a client of ``url`` talks to, in the URL's order."""
+    if urlsplit(url).scheme == "redlock":
+        from lockchaos.backends.libs.pottery_quorum import parse_redlock_url
+
+        return tuple((m.host, m.port) for m in parse_redlock_url(url).masters)
+    return parse_etcd_url(url).endpoints
+
+
 class MemberProxies:
-    """One ``ProxyPool`` per member of an etcd cluster on this machine; worker ``index``'s URL names
-    its own proxy of every member, in the URL's order."""
+    """One ``ProxyPool`` per member on this machine; worker ``index``'s URL names its own proxy of
+    every member, in the URL's order."""
 
     def __init__(self, url: str) -> None:
-        self._endpoints = parse_etcd_url(url).endpoints
+        self._endpoints = _endpoints(url)
         self._pools: list[ProxyPool] = []
         try:
             for host, port in self._endpoints:

@@ -287,12 +287,12 @@ class ServerEnvironment:
         self._cluster = self.handle if isinstance(self.handle, ProcessCluster) else None
         self.server: ServerFaults = (self.handle if self._cluster is None  # a handle takes server faults itself
                                      else ClusterServerFaults(self._cluster))
-        # One proxy per worker, for per-client network faults; none to a remote server of the user's,
-        # nor (yet) to a cluster, whose clients talk to every member.
-        # nor to a user's cluster (several hosts in the URL): a proxy forwards to one server.
+        # One proxy per worker, for per-client network faults; none to a remote server of the user's.
+        # A multi-member service's clients talk to every member: one proxy per worker per member
+        # (clusterlinks.py); a Sentinel group's clients follow its announced addresses: none there.
         loopback = is_loopback(self.handle.url) and self._cluster is None and not is_cluster_url(self.handle.url)
         self._proxies = ProxyPool(self.handle.host, self.handle.port) if loopback else None
-        self._members = member_proxies(self.handle.url) if self._prefix is not None else None
+        self._members = member_proxies(self.handle.url)  # an etcd cluster's or Redlock's, ours or a user's
         self._links: dict[int, LinkFaults] = {}
         try:
             probe = guarded_open(target, self._url(self.handle.url))
