@@ -7,7 +7,7 @@ tests/broken_subtle_adapters.py runs the whole contract once, then the scenario 
 the random ``soak``), first seed, until a scenario catches it. The honest ones (the fake, Redis,
 etcd, the correct MiniKV and Redis adapters) run the whole contract and the scenarios aimed at
 subtle bugs (resurrecting-renew, two-step-release, hidden-acquire-retry, under-declared-lag,
-release-request-lost) plus
+release-request-lost, renew-request-lost) plus
 clean-handover and contention with every seed. Prints one line per adapter and the totals, and
 draws the totals as an SVG bar chart (the figure in README). Takes about half an hour; servers are
 started and stopped here.
@@ -31,7 +31,7 @@ from lockchaos.harness.scenarios import CATALOGUE, find_scenario
 from tests import broken_adapters, broken_redis_adapters, broken_subtle_adapters
 
 HONEST_SCENARIOS = ("clean-handover", "contention", "resurrecting-renew", "two-step-release",
-                    "hidden-acquire-retry", "under-declared-lag", "release-request-lost")
+                    "hidden-acquire-retry", "under-declared-lag", "release-request-lost", "renew-request-lost")
 BROKEN_SCENARIOS = (*HONEST_SCENARIOS, *(s.name for s in CATALOGUE if s.name not in HONEST_SCENARIOS
                                          and not s.random_faults))
 TTL_MS = {"fake": 200, "redis": 200, "etcd": 1000}

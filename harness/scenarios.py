@@ -122,6 +122,13 @@ CATALOGUE: tuple[Scenario, ...] = (
              "is unknown; a client that reports \"released\" sends them to a key that is still held.",
              duration=12, workers=3, client_timeout=0.25,
              faults=tuple(FaultStep(at, "lose-release-request") for at in (1.0, 4.0, 7.0))),
+    Scenario("renew-request-lost",
+             "For 1.5 TTLs no renew of the holder reaches the server (its link drops every byte of each "
+             "until the call gives up, a quarter TTL) while contenders poll: the lease ends at its old "
+             "end. A client that reports the extensions it never got keeps its holder working beside "
+             "the next one.",
+             duration=12, workers=3, client_timeout=0.25,
+             faults=tuple(FaultStep(at, "lose-renew-request", duration=1.5) for at in (1.0, 4.0, 7.0))),
     Scenario("acquire-interrupted",
              "Connections are reset while acquires are in flight: an acquire that fails midway must "
              "leak neither a lease nor a key.",

@@ -255,6 +255,17 @@ class ReleaseReportsLostRequestAsDone(RedisLock):
             return True
 
 
+class RenewReportsLostRequestAsDone(RedisLock):
+    """A renew whose outcome is unknown is reported as done ("it almost always goes through"): the
+    holder keeps working on a lease that ended at its old time, beside the next holder."""
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        try:
+            return super().renew(key, owner, ttl_ms)
+        except BackendUnavailable:
+            return Lease(key, owner, None, ttl_ms)
+
+
 def _connected(cls: type[RedisLock]) -> Callable[[str], RedisLock]:
     return lambda url: cls(parse_redis_url(url)).connect()
 
@@ -265,6 +276,7 @@ token_in_the_lock_record = _connected(TokenInTheLockRecord)
 two_round_trip_release = _connected(TwoRoundTripRelease)
 retries_acquire_internally = _connected(RetriesAcquireInternally)
 release_reports_lost_request_as_done = _connected(ReleaseReportsLostRequestAsDone)
+renew_reports_lost_request_as_done = _connected(RenewReportsLostRequestAsDone)
 
 
 def redis_correct(url: str) -> RedisLock:
@@ -289,6 +301,7 @@ REDIS: dict[str, Callable[[str], RedisLock]] = {
     "two_round_trip_release": two_round_trip_release,
     "retries_acquire_internally": retries_acquire_internally,
     "release_reports_lost_request_as_done": release_reports_lost_request_as_done,
+    "renew_reports_lost_request_as_done": renew_reports_lost_request_as_done,
 }
 
 

@@ -93,6 +93,7 @@ SOAK_CATCHES: dict[str, tuple[str, str, set[str]]] = {
     "two_round_trip_release": ("redis", "two-step-release", {"conformance", "exclusion-grants"}),
     "retries_acquire_internally": ("redis", "hidden-acquire-retry", {"conformance"}),
     "release_reports_lost_request_as_done": ("redis", "release-request-lost", {"conformance"}),
+    "renew_reports_lost_request_as_done": ("redis", "renew-request-lost", {"conformance", "exclusion-grants"}),
     "under_declared_expiry_lag": ("none", "under-declared-lag", {"conformance"}),
 }
 NEW_SCENARIOS = sorted({scenario for _, scenario, _ in SOAK_CATCHES.values()})
@@ -113,7 +114,7 @@ def test_every_new_scenario_is_in_the_catalogue_and_its_faults_in_the_soak_menu(
     names = {s.name for s in CATALOGUE}
     assert set(NEW_SCENARIOS) <= names
     menu = fault_kinds(find_scenario("soak"))
-    assert {"late-release", "lose-acquire-reply", "lose-release-request"} <= menu
+    assert {"late-release", "lose-acquire-reply", "lose-release-request", "lose-renew-request"} <= menu
 
 
 @pytest.mark.parametrize("adapter", sorted(SOAK_CATCHES))

@@ -103,6 +103,10 @@ def _arm_lose_release_request(w: HolderFaults, step: FaultStep, ttl_s: float) ->
     w.lose_release_request = True
 
 
+def _arm_lose_renew_request(w: HolderFaults, step: FaultStep, ttl_s: float) -> None:
+    w.lose_renew_requests_s = max(step.duration, 0.0) * ttl_s
+
+
 PARTITION = Fault(
     "partition", "link", "#f97316",
     _windowed(lambda link, step, ttl_s: link.partition(), lambda link: link.heal(), lambda step, ttl_s: {}),
@@ -153,3 +157,9 @@ LOSE_RELEASE_REQUEST = Fault(
     check_support=link_unsupported,
     description="the worker's next release never reaches the server: its link drops every byte until "
                 "the call gives up (the lease stays until its TTL)")
+LOSE_RENEW_REQUEST = Fault(
+    "lose-renew-request", "link", "#0ea5e9", _arming(_arm_lose_renew_request),
+    soak=(FaultStep(0, "lose-renew-request", target="random", duration=1.5),),
+    check_support=link_unsupported,
+    description="for `duration` TTLs from the worker's next renew, no renew reaches the server: its link "
+                "drops every byte of each until the call gives up (the lease keeps its old end)")

@@ -40,6 +40,7 @@ class HolderFaults(Protocol):
     late_release_ms: int
     lose_acquire_reply: bool
     lose_release_request: bool
+    lose_renew_requests_s: float
 
     def crash(self) -> None: ...
 

@@ -39,6 +39,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     cluster.FOLLOWER_CRASH,
     cluster.LEADER_AMNESIA,
     link.LOSE_RELEASE_REQUEST,
+    link.LOSE_RENEW_REQUEST,
 )}
 
 

@@ -23,6 +23,8 @@ class ArmedFaults:
     lose_acquire_reply: bool = False
     lose_release_request: bool = False
     """The next release's request is lost (the link drops it): the call can only give up."""
+    lose_renew_requests_s: float = 0.0
+    """From the next scheduled renew on, for this long, every renew's request is lost, likewise."""
 
     def take_pause(self) -> float:
         """The armed pause, disarmed as it is taken: a pause strikes once."""

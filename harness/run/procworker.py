@@ -414,6 +414,7 @@ class ProcessWorker:
     late_release_ms = _Relayed[int]()
     lose_acquire_reply = _Relayed[bool]()
     lose_release_request = _Relayed[bool]()
+    lose_renew_requests_s = _Relayed[float]()
 
     def crash(self) -> None:
         """kill -9: no release, no flush; the kernel closes its sockets."""

@@ -19,7 +19,13 @@ from lockchaos.backends.base import BackendUnavailable, Lease, LockBackend
 from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.backends.redaction import redact_text
 from lockchaos.harness.faults.holder import HOLDER_PAUSE
-from lockchaos.harness.faults.link import LATE_RELEASE, LOSE_ACQUIRE_REPLY, LOSE_RELEASE_REPLY, LOSE_RELEASE_REQUEST
+from lockchaos.harness.faults.link import (
+    LATE_RELEASE,
+    LOSE_ACQUIRE_REPLY,
+    LOSE_RELEASE_REPLY,
+    LOSE_RELEASE_REQUEST,
+    LOSE_RENEW_REQUEST,
+)
 from lockchaos.harness.run.armedfaults import ArmedFaults
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpName, OpRecord, Outcome, Record, lease_dict
 from lockchaos.harness.run.register import FencedRegister
@@ -27,7 +33,7 @@ from lockchaos.harness.run.runtime import RealRuntime, RunStopped, Runtime
 from lockchaos.harness.scenarios import WorkerPlan
 
 UNHEARD_FOR_TTLS = 3
-"""The longest a release's link drops every byte (lose-release-request), for a client that never gives up."""
+"""The longest a call's link drops every byte (lose-*-request), for a client that never gives up."""
 LATE_RELEASE_LEAD = 1.5
 """A late release is sent this many one-way delays before the lease ends: its first request lands
 half a delay before the expiry, a second round trip one and a half delays after it."""
@@ -108,6 +114,7 @@ class Worker(ArmedFaults):
         self._link_of = link_of
         self._owner_id = owner_id
         self.link: LinkFaults | None = None  # the network of the client currently open
+        self._unheard_until = 0  # lose-renew-request: renews invoked before this instant are lost
         self.incarnation = 1
         self.client: LockBackend | None = None
         self.believed: Lease | None = None  # the lease this worker thinks it holds
@@ -264,8 +271,7 @@ class Worker(ArmedFaults):
                 return
             if now >= next_renew and not self.renewer_dead and not self.late_release_ms:
                 invoke = now
-                outcome, value = self._call("renew", {"owner": self.owner, "ttl_ms": self.t.ttl_ms},
-                                            lambda: client.renew(self.key, self.owner, self.t.ttl_ms))
+                outcome, value = self._renew(client)
                 if outcome == "fail":
                     self.believed = None
                     return  # the lock is gone: nothing to release
@@ -295,6 +301,21 @@ class Worker(ArmedFaults):
             self.rt.sleep(nap)
         self._release(client)
 
+    def _renew(self, client: LockBackend) -> tuple[Outcome, object]:
+        """The holder's scheduled renew; inside a lose-renew-request window its request is lost: a
+        client that reports the extensions it never got keeps its holder working past the lease's end."""
+        def renew() -> tuple[Outcome, object]:
+            return self._call("renew", {"owner": self.owner, "ttl_ms": self.t.ttl_ms},
+                              lambda: client.renew(self.key, self.owner, self.t.ttl_ms))
+
+        now = self.rt.now_ns()
+        if self.lose_renew_requests_s > 0:  # the window opens at the first renew after arming
+            self._unheard_until = now + round(self.lose_renew_requests_s * 1e9)
+            self.lose_renew_requests_s = 0.0
+        if now < self._unheard_until and self.link is not None:
+            return self._unheard(LOSE_RENEW_REQUEST.name, self.link, renew)
+        return renew()
+
     def _pause_point(self) -> None:
         """Where a GC pause hurts most: after the validity check, before the write."""
         if self.pause_for_s > 0:
@@ -303,12 +324,11 @@ class Worker(ArmedFaults):
             self.rt.sleep(pause)
             self._fault(HOLDER_PAUSE.name, "end")
 
-    def _release_unheard(self, client: LockBackend, link: LinkFaults) -> None:
-        """Release over a link that drops every byte until the call gives up: the server never hears it,
-        so the lease stays until its TTL. An honest client can only say it does not know; one that
-        says "released" sends its contenders to a key that is still held."""
-        self.lose_release_request = False
-        self._fault(LOSE_RELEASE_REQUEST.name, "start")
+    def _unheard(self, fault: str, link: LinkFaults,
+                 call: Callable[[], tuple[Outcome, object]]) -> tuple[Outcome, object]:
+        """One call over a link that drops every byte until the call gives up: the server never hears
+        it. An honest client can only say it does not know."""
+        self._fault(fault, "start")
         healed = threading.Event()
 
         def heal() -> None:
@@ -327,12 +347,19 @@ class Worker(ArmedFaults):
         if timer is not None:
             timer.start()
         try:
-            self._call("release", {"owner": self.owner}, lambda: client.release(self.key, self.owner))
+            return call()
         finally:
             if timer is not None:
                 timer.cancel()
             heal()
-            self._fault(LOSE_RELEASE_REQUEST.name, "end")
+            self._fault(fault, "end")
+
+    def _release_unheard(self, client: LockBackend, link: LinkFaults) -> None:
+        """The release is lost: the lease stays until its TTL, and a client that says "released" sends
+        its contenders to a key that is still held."""
+        self.lose_release_request = False
+        self._unheard(LOSE_RELEASE_REQUEST.name, link, lambda: self._call(
+            "release", {"owner": self.owner}, lambda: client.release(self.key, self.owner)))
         self.believed = None
 
     def _late_release(self, client: LockBackend) -> None:
