@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from lockchaos.backends.base import ConfigurationError, FaultUnsupported
+from lockchaos.backends.base import ConfigurationError, FaultUnsupported, LockChaosError
 from lockchaos.backends.redaction import redact_text
 from lockchaos.harness.checkers.model import History, load_history
 from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, Judgement, judge
@@ -82,6 +82,10 @@ class RunResult:
     throughput: dict[str, Any] | None = None
     """Lock calls per second the run drove, by kind and in total, next to the server's raw capacity."""
 
+
+JOIN_TIMEOUT_S = 30.0
+"""How long the tasks get to return after a real-time run ends before a blocked worker's call is
+recorded as indeterminate and its thread left behind (``_abandon_stuck``)."""
 
 def _resolve(scenario: Scenario, opts: RunOptions) -> Scenario:
     """Apply CLI overrides; ``soak`` draws its schedule from the seed."""
@@ -169,7 +173,7 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
         if is_disk_error(exc):
             raise disk_error(run_dir, exc) from None
         raise
-    runtime: Runtime = VirtualRuntime() if opts.virtual_time else RealRuntime()
+    runtime: Runtime = VirtualRuntime() if opts.virtual_time else RealRuntime(join_timeout_s=JOIN_TIMEOUT_S, stuck_is_error=False)
     wall0 = time.monotonic()
     try:
         env = _environment(target, scenario, runtime, opts)
@@ -279,6 +283,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         runtime.spawn("nemesis", nemesis.run)
         run_from, wall_from = runtime.now_ns(), time.monotonic()
         errors = runtime.run(scenario.duration * opts.ttl_ms / 1000)
+        errors += _abandon_stuck(runtime, workers)
         with recording:
             rate.counting = False
         run_s = (runtime.now_ns() - run_from) / 1e9 if opts.virtual_time else time.monotonic() - wall_from
@@ -306,6 +311,22 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
     if errors:
         raise errors[0]
     return interrupted, simulated, rate.throughput(run_s, cap, why_no_cap)
+
+
+def _abandon_stuck(runtime: Runtime, workers: list[Worker | ProcessWorker]) -> list[BaseException]:
+    """A thread worker still blocked in a backend call after the run: its call is recorded as
+    indeterminate and the thread left behind (it cannot be stopped), as a process worker's driver
+    records the call before it kills the process; the slow-call checker then judges it. Any other
+    task still running (the nemesis inside a fault) is the harness's failure."""
+    stuck = list(getattr(runtime, "stuck", ()))
+    by_name = {w.wid: w for w in workers if isinstance(w, Worker)}
+    others = []
+    for name in stuck:
+        worker = by_name.get(name)
+        if worker is None or not worker.abandon_call(
+                "the call was still blocked when the run ended; its thread was left behind: outcome unknown"):
+            others.append(name)
+    return [LockChaosError(f"tasks still running after the run: {others}")] if others else []
 
 
 def _judged(history: Path, strict: bool) -> tuple[History, Judgement]:

@@ -115,6 +115,9 @@ class Worker(ArmedFaults):
         self._owner_id = owner_id
         self.link: LinkFaults | None = None  # the network of the client currently open
         self._unheard_until = 0  # lose-renew-request: renews invoked before this instant are lost
+        self._in_flight: tuple[OpName, dict[str, Any], int] | None = None
+        """The call this worker's thread is inside (op, args, invoke), for ``abandon_call``."""
+        self._in_flight_lock = threading.Lock()
         self.incarnation = 1
         self.client: LockBackend | None = None
         self.believed: Lease | None = None  # the lease this worker thinks it holds
@@ -157,8 +160,16 @@ class Worker(ArmedFaults):
         error: str | None = None
         value: object = None
         error_type: str | None = None
+        with self._in_flight_lock:
+            self._in_flight = (op, args, invoke)
         try:
-            value = call()
+            try:
+                value = call()
+            finally:
+                with self._in_flight_lock:
+                    abandoned, self._in_flight = self._in_flight is None, None
+                if abandoned:  # the driver recorded this call when the run ended without it: not twice
+                    raise RunStopped  # (over whatever the call raised: recorded already)
             if op == "holder":
                 outcome: Outcome = "ok"
             else:
@@ -176,6 +187,8 @@ class Worker(ArmedFaults):
         except RunStopped:
             # The run ended while the call was in flight: it may have taken effect (a release whose reply
             # was late), so it is recorded as indeterminate, never dropped from the history.
+            if abandoned:
+                raise
             self._record(OpRecord(client=self.name, op=op, key=self.key, args=args, invoke_ns=invoke,
                                   complete_ns=self.rt.now_ns(), outcome="indeterminate",
                                   error="RunStopped: the run ended during the call", error_type=None))
@@ -185,6 +198,18 @@ class Worker(ArmedFaults):
                               complete_ns=self.rt.now_ns(), outcome=outcome, lease=lease_dict(lease),
                               error=error, error_type=error_type))
         return outcome, value
+
+    def abandon_call(self, error: str) -> bool:
+        """Record the call this worker's thread is still blocked in as indeterminate (a thread cannot be
+        stopped): what a process worker's driver does before it kills the process. False if none."""
+        with self._in_flight_lock:
+            in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None:
+            return False
+        op, args, invoke = in_flight
+        self._record(OpRecord(client=self.name, op=op, key=self.key, args=args, invoke_ns=invoke,
+                              complete_ns=self.rt.now_ns(), outcome="indeterminate", error=error, error_type=None))
+        return True
 
     def _fault(self, fault: str, phase: str, **detail: Any) -> None:
         self._record(FaultRecord(fault=fault, phase=phase, target=self.name,  # type: ignore[arg-type]
