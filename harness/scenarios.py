@@ -184,7 +184,8 @@ CATALOGUE: tuple[Scenario, ...] = (
              "The leader or primary is killed -9 and restarted at once WITHOUT its data, before the cluster "
              "notices (Sentinel's down-after is longer than the restart): no failover, the replicas resync "
              "from the empty primary and the holder's lock is gone everywhere; contenders get it while the "
-             "holder still believes it holds (Redis's documented hazard without persistence).",
+             "holder still believes it holds (Redis's documented hazard without persistence). An etcd "
+             "member cannot restart empty: it is removed and re-added as a new member, and Raft keeps the lock.",
              duration=8, plan=WorkerPlan(hold=5),
              faults=(FaultStep(2.0, "leader-amnesia", target="server"),)),
     Scenario("redlock-master-amnesia",

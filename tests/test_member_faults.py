@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from lockchaos.backends import open_backend
 from lockchaos.backends.base import FaultUnsupported
 from lockchaos.harness.faults.fault import FaultStep, Reach
 from lockchaos.harness.faults.nemesis import Nemesis
@@ -26,7 +27,7 @@ from lockchaos.harness.run.history import FaultRecord, Record
 from lockchaos.harness.run.runtime import RealRuntime
 from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
-from lockchaos.harness.servers.clusters import ETCD_WIPE_UNSUPPORTED, SentinelCluster
+from lockchaos.harness.servers.clusters import ETCD_WIPE_CONTAINERS, SentinelCluster
 
 SYNC_S = 15.0
 """Bound for a replica to (re)sync a key: far above loopback's milliseconds, for a loaded machine."""
@@ -130,8 +131,9 @@ def test_leader_amnesia_wipes_the_member_leading_when_it_fires_back_into_the_lea
     assert edges[-1].target == "leader:m1" and edges[-1].detail["leader_after"] == "m1"
 
 
-ETCD_CLUSTER = Reach("etcd-cluster", "etcd", in_process=False, faultable_links=False, cluster_kind="etcd-cluster",
-                     wipe_refused=ETCD_WIPE_UNSUPPORTED)  # as the environment reads it off EtcdCluster
+ETCD_CLUSTER = Reach("etcd-cluster", "etcd", in_process=False, faultable_links=True, cluster_kind="etcd-cluster")
+ETCD_CONTAINERS = Reach("etcd-cluster", "etcd", in_process=False, faultable_links=True, cluster_kind="etcd-cluster",
+                        wipe_refused=ETCD_WIPE_CONTAINERS)  # as the environment reads it off EtcdContainerCluster
 SENTINEL = Reach("redis-sentinel", "redis-sentinel", in_process=False, faultable_links=False,
                  cluster_kind="redis-sentinel")
 REDIS = Reach("redis", "redis", in_process=False, faultable_links=True)
@@ -144,7 +146,8 @@ REDLOCK = Reach("redlock", "redis", in_process=False, faultable_links=False, clu
     (REDIS, "follower-crash", "redis is a single server with no leader to fail over"),
     (REDLOCK, "follower-crash", "Redlock's masters are independent"),
     (SENTINEL, "leader-amnesia", None),
-    (ETCD_CLUSTER, "leader-amnesia", "restarted with an empty data dir exits at once"),
+    (ETCD_CLUSTER, "leader-amnesia", None),
+    (ETCD_CONTAINERS, "leader-amnesia", "built for process mode only"),
     (REDIS, "leader-amnesia", "redis is a single server with no leader to fail over"),
 ])
 def test_a_member_fault_a_target_cannot_take_gives_the_reason(reach: Reach, fault: str, reason: str | None) -> None:
@@ -196,14 +199,28 @@ def test_a_sentinel_primary_wiped_and_restarted_at_once_empties_its_replicas_wit
 
 
 @pytest.mark.etcd
-def test_an_etcd_member_is_not_restarted_empty_and_the_reason_says_why() -> None:
+def test_an_etcd_leader_wiped_rejoins_as_a_new_member_and_the_granted_lock_survives() -> None:
     from lockchaos.harness.servers.clusters import EtcdCluster
 
     with EtcdCluster() as cluster:
-        follower = cluster.followers()[0]
-        assert follower != cluster.leader()
-        with pytest.raises(FaultUnsupported, match="empty data dir"):
-            cluster.wipe_member(follower, cluster.leader())
+        lock = open_backend(cluster.url)
+        try:
+            ttl = max(lock.capabilities.min_ttl_ms, 10_000)
+            granted = lock.acquire("wiped/key", "holder", ttl)
+            assert granted is not None
+            leader = cluster.leader()
+            member = cluster.member(leader)
+            cluster.kill_member(leader)
+            cluster.wipe_member(leader, leader)
+            assert member.is_running()
+            ids = {str(m.status()["header"]["member_id"]) for m in cluster.members}  # type: ignore[index]
+            assert len(ids) == 3  # three members answer, the wiped one under a new id
+            # Raft kept the grant on the others, and the new member caught up from them.
+            assert lock.acquire("wiped/key", "contender", ttl) is None
+            seen = lock.holder("wiped/key")
+            assert seen is not None and seen.owner == "holder" and seen.token == granted.token
+        finally:
+            lock.close()
 
 
 def test_a_container_sentinel_group_refuses_to_restart_its_primary_empty_with_the_reason() -> None:

@@ -173,7 +173,8 @@ def run_scenario(target: Target, scenario: Scenario, opts: RunOptions, out_dir: 
         if is_disk_error(exc):
             raise disk_error(run_dir, exc) from None
         raise
-    runtime: Runtime = VirtualRuntime() if opts.virtual_time else RealRuntime(join_timeout_s=JOIN_TIMEOUT_S, stuck_is_error=False)
+    runtime: Runtime = (VirtualRuntime() if opts.virtual_time
+                        else RealRuntime(join_timeout_s=JOIN_TIMEOUT_S, stuck_is_error=False))
     wall0 = time.monotonic()
     try:
         env = _environment(target, scenario, runtime, opts)

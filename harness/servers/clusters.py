@@ -243,9 +243,33 @@ class EtcdMember(EtcdServer):
         """The port peers dial: its peer proxy's, when the cluster routes peer traffic through one."""
         self._initial_cluster = initial_cluster
         self._token = token
+        self._cluster_state = "new"
 
     def _pick_ports(self) -> tuple[int, ...]:
         return self._assigned
+
+    @property
+    def advertised_peer_url(self) -> str:
+        return f"http://{self.host}:{self._advertise_peer_port or self.peer_port}"
+
+    def join_as_new_member(self, initial_cluster: str) -> None:
+        """Next launch: an empty data dir, joining the running cluster (``existing``) as the member
+        just added under this name; what etcd requires of a member whose disk was lost."""
+        self._initial_cluster = initial_cluster
+        self._cluster_state = "existing"
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir / "data", ignore_errors=True)
+
+    def call(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """One call to this member's JSON gateway (``/v3/...``), or None if it does not answer."""
+        req = urllib.request.Request(f"http://{self.host}:{self.port}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with _HTTP.open(req, timeout=_STATUS_TIMEOUT_S) as resp:
+                data: dict[str, Any] = json.loads(resp.read())
+                return data
+        except (OSError, ValueError):
+            return None
 
     def _args(self, workdir: Path) -> list[str]:
         client = f"http://{self.host}:{self.port}"
@@ -255,7 +279,7 @@ class EtcdMember(EtcdServer):
             "--name", self.name, "--data-dir", str(workdir / "data"),
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", advertised,
-            "--initial-cluster", self._initial_cluster, "--initial-cluster-state", "new",
+            "--initial-cluster", self._initial_cluster, "--initial-cluster-state", self._cluster_state,
             "--initial-cluster-token", self._token,
         ]
         if self.fast:
@@ -267,19 +291,14 @@ class EtcdMember(EtcdServer):
 
     def status(self) -> dict[str, Any] | None:
         """This member's Maintenance.Status (through etcd's JSON gateway), or None if it does not answer."""
-        req = urllib.request.Request(f"http://{self.host}:{self.port}/v3/maintenance/status", data=b"{}",
-                                     headers={"Content-Type": "application/json"}, method="POST")
-        try:
-            with _HTTP.open(req, timeout=_STATUS_TIMEOUT_S) as resp:
-                data: dict[str, Any] = json.loads(resp.read())
-                return data
-        except (OSError, ValueError):
-            return None
+        return self.call("/v3/maintenance/status", {})
 
 
-ETCD_WIPE_UNSUPPORTED = (
-    "an etcd member restarted with an empty data dir exits at once (measured, etcd 3.4: \"member <id> has "
-    "already been bootstrapped\"); it must be removed and re-added as a new member, not built here")
+ETCD_WIPE_CONTAINERS = (
+    "an etcd member's lost disk (remove it, re-add it as a new member, start it empty) is built for "
+    "process mode only")
+MEMBERSHIP_WAIT_S = 20.0
+"""How long a membership change may wait for the surviving members to elect a leader and agree."""
 
 
 class EtcdCluster(ProcessCluster):
@@ -323,10 +342,51 @@ class EtcdCluster(ProcessCluster):
     def _after_start(self) -> None:
         self.leader()
 
-    wipe_refused: str | None = ETCD_WIPE_UNSUPPORTED
+    wipe_refused: str | None = None
 
     def wipe_member(self, name: str, leader: str) -> None:
-        raise FaultUnsupported(ETCD_WIPE_UNSUPPORTED)
+        """Bring a killed member back without its data, as etcd allows it: an etcd member restarted on
+        an empty data dir exits at once (measured, etcd 3.4: "member <id> has already been
+        bootstrapped"), so it is removed from the cluster, added again as a new member under its
+        name and peer URL, and started empty to join the running cluster, which sends it a snapshot.
+        Both changes need a quorum of the others, so this waits for them to have elected a leader."""
+        member = self.member(name)
+        assert isinstance(member, EtcdMember)
+        if member.is_running():
+            raise InfrastructureError(f"cannot wipe {member!r}: it must be killed first")
+        deadline = time.monotonic() + MEMBERSHIP_WAIT_S
+        others = [m for m in self._members if isinstance(m, EtcdMember) and m is not member and m.is_running()]
+        while True:
+            listed = self._ask(others, "/v3/cluster/member/list", {})
+            old = [str(m["ID"]) for m in (listed or {}).get("members", []) if m.get("name") == name
+                   or member.advertised_peer_url in m.get("peerURLs", [])]
+            if listed is not None and not old:
+                break  # removed (by the previous attempt, whose reply was lost)
+            if old and self._ask(others, "/v3/cluster/member/remove", {"ID": old[0]}) is not None:
+                continue
+            self._wait(deadline, f"remove {name} from the cluster")
+        adding = {"peerURLs": [member.advertised_peer_url]}
+        while (added := self._ask(others, "/v3/cluster/member/add", adding)) is None:
+            self._wait(deadline, f"add {name} back as a new member")
+        peers = {str(m.get("name") or ""): m.get("peerURLs", [""])[0] for m in added.get("members", [])}
+        peers[name] = member.advertised_peer_url  # the new member has no name until it starts
+        peers.pop("", None)
+        member.join_as_new_member(",".join(f"{n}=http://{u.split('://', 1)[-1]}" for n, u in sorted(peers.items())))
+        member.restart()
+
+    @staticmethod
+    def _ask(members: list[EtcdMember], path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The first answer without an error from any of ``members``."""
+        for m in members:
+            reply = m.call(path, body)
+            if reply is not None and "error" not in reply and "code" not in reply:
+                return reply
+        return None
+
+    def _wait(self, deadline: float, what: str) -> None:
+        if time.monotonic() > deadline:
+            raise InfrastructureError(f"{self!r}: could not {what} within {MEMBERSHIP_WAIT_S:g} s")
+        time.sleep(0.05)
 
     def leader(self) -> str:
         """The member a majority of the answering members name as leader, itself answering."""

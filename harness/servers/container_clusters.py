@@ -26,6 +26,7 @@ from typing import Any
 
 from lockchaos.backends.base import ConfigurationError, FaultUnsupported, InfrastructureError
 from lockchaos.harness.servers.clusters import (
+    ETCD_WIPE_CONTAINERS,
     SENTINEL_WAIT_REPLICAS,
     EtcdCluster,
     EtcdMember,
@@ -178,6 +179,10 @@ class EtcdContainerCluster(EtcdCluster):
     """Three etcd members in containers; peers through the harness's proxies as in process mode."""
 
     member_type = EtcdContainerMember
+    wipe_refused: str | None = ETCD_WIPE_CONTAINERS
+
+    def wipe_member(self, name: str, leader: str) -> None:
+        raise FaultUnsupported(ETCD_WIPE_CONTAINERS)
 
 
 class SentinelContainerCluster(SentinelCluster):
