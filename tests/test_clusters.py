@@ -392,7 +392,9 @@ def test_sentinel_isolated_primary_is_replaced_while_the_kept_client_still_reach
                 finally:
                     cluster.heal_member(old.name)
                 # Healed, the Sentinels demote the old primary, which resyncs and forgets what it took alone.
-                assert _wait(lambda: old.role() in ("slave", "syncing"), timeout=PROBE_S + 10)
+                # Sentinel demotes only after the old primary reported its role for 4 hello periods (8 s) plus an INFO
+                # period: well over 10 s on a loaded machine.
+                assert _wait(lambda: old.role() in ("slave", "syncing"), timeout=PROBE_S + 30)
                 assert _wait(lambda: old.role() == "slave" and not direct.exists("during"))
             finally:
                 direct.close()
