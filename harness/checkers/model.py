@@ -81,7 +81,7 @@ class FaultWindow:
     lines: tuple[int, ...]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Grant:
     """One acquire that may have taken effect, and everything its owner did with it."""
 
