@@ -77,6 +77,11 @@ class Capabilities:
     unseen by the caller: a held lease stays in force until released, or until its holder's process
     dies or freezes, plus the TTL. Checkers bound a grant's end by that; the contract's expiry rules
     do not apply (expiry is judged by soaks that crash or pause the holder's process)."""
+    spurious_refusals: bool = False
+    """May refuse an acquire on a free key: a quorum lock whose votes split between contenders (none
+    reaches a quorum, all give up) or whose slow masters count as unreachable (pottery's Redlock).
+    Checkers report such a refusal as the declared hazard (known-unsafe), the contract's race rule
+    skips a round nobody won with this reason; undeclared, it is a conformance violation."""
     failover_ms: int = 0
     """How long after its leader or primary fails the service grants again, as this client sees it
     (election or promotion, plus a call stuck on a frozen leader timing out). Liveness judges leader

@@ -219,9 +219,27 @@ def discover_primary(url: str, timeout_s: float) -> tuple[str, int]:
             s.close()
 
 
+def sentinel_answers(url: str, timeout_s: float) -> bool:
+    """Whether any Sentinel of ``url`` answers a PING within ``timeout_s``: a group mid-failover still
+    answers (worth waiting for), one that is down or unreachable does not."""
+    config = parse_sentinel_url(url)
+    for host, port in config.sentinels:
+        client = redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                             retry=Retry(NoBackoff(), 0))
+        try:
+            if client.ping():
+                return True
+        except redis.RedisError:
+            continue
+        finally:
+            client.close()
+    return False
+
+
 def open_sentinel(url: str) -> SentinelLock:
     """``redis+sentinel://h:p[,h:p...]/SERVICE``: a connected client of the service's current primary."""
     return SentinelLock(parse_sentinel_url(url)).connect()
 
 
-__all__ = ["SentinelConfig", "SentinelLock", "discover_primary", "open_sentinel", "parse_sentinel_url"]
+__all__ = ["SentinelConfig", "SentinelLock", "discover_primary", "open_sentinel", "parse_sentinel_url",
+           "sentinel_answers"]

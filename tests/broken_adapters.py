@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from lockchaos.backends.base import Capabilities, Lease, validate_call
@@ -308,6 +309,135 @@ class DeclaresExpiryLagItDoesNotHave(CorrectAdapter):
                 v.expires_at += 0.3
 
 
+class _LooseKeys(CorrectAdapter):
+    """Stores every key under ``_slot(key)``: a loose mapping makes two distinct keys one lock."""
+
+    def _slot(self, key: str) -> str:
+        raise NotImplementedError
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        lease = super().acquire(self._slot(key), owner, ttl_ms)
+        return None if lease is None else Lease(key, lease.owner, lease.token, lease.ttl_ms)
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        lease = super().renew(self._slot(key), owner, ttl_ms)
+        return None if lease is None else Lease(key, lease.owner, lease.token, lease.ttl_ms)
+
+    def release(self, key: str, owner: str) -> bool:
+        validate_call(key, owner)
+        return super().release(self._slot(key), owner)
+
+    def holder(self, key: str) -> Lease | None:
+        validate_call(key)
+        lease = super().holder(self._slot(key))
+        return None if lease is None else Lease(key, lease.owner, lease.token, lease.ttl_ms)
+
+
+class CaseFoldedKeys(_LooseKeys):
+    """Lower-cases lock names ("keys are case-insensitive, like host names")."""
+
+    def _slot(self, key: str) -> str:
+        return key.lower()
+
+
+class TruncatedKeys(_LooseKeys):
+    """Cuts keys to 200 characters (a column or a hash-slot label that was sized once)."""
+
+    def _slot(self, key: str) -> str:
+        return key[:200]
+
+
+class NormalisedKeys(_LooseKeys):
+    """Unicode-normalises keys (NFC): two byte strings, one lock."""
+
+    def _slot(self, key: str) -> str:
+        return unicodedata.normalize("NFC", key)
+
+
+class TrimmedKeys(_LooseKeys):
+    """Strips whitespace from keys (they came from a config file once)."""
+
+    def _slot(self, key: str) -> str:
+        return key.strip()
+
+
+class PrefixRelease(CorrectAdapter):
+    """Release deletes every key of the owner that starts with the key: a ``SCAN MATCH key*`` clean-up
+    meant to take the lock's helper keys along."""
+
+    def release(self, key: str, owner: str) -> bool:
+        validate_call(key, owner)
+        self.kv._rtt()
+        with self.kv.lock:
+            mine = [k for k in list(self.kv.data) if k.startswith(key) and self.kv._live(k) is not None]
+            found = key in mine and self.kv.data[key].owner == owner
+            if found:
+                for k in mine:
+                    del self.kv.data[k]
+            return found
+
+
+class _LooseOwners(CorrectAdapter):
+    """Renew and release compare owners with ``_same`` instead of ``==``."""
+
+    def _same(self, stored: str, asked: str) -> bool:
+        raise NotImplementedError
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        self.kv._rtt()
+        with self.kv.lock:
+            v = self.kv._live(key)
+            if v is None or not self._same(v.owner, owner):
+                return None
+            v.ttl_ms = applied = self._applied(ttl_ms)
+            v.expires_at = time.monotonic() + applied / 1000
+            return Lease(key, v.owner, v.token, v.ttl_ms)
+
+    def release(self, key: str, owner: str) -> bool:
+        validate_call(key, owner)
+        self.kv._rtt()
+        with self.kv.lock:
+            v = self.kv._live(key)
+            if v is None or not self._same(v.owner, owner):
+                return False
+            del self.kv.data[key]
+            return True
+
+
+class OwnerPrefixCheck(_LooseOwners):
+    """``stored.startswith(owner)``: worker ``w1`` may release ``w10``'s lock."""
+
+    def _same(self, stored: str, asked: str) -> bool:
+        return stored.startswith(asked)
+
+
+class CaseInsensitiveOwners(_LooseOwners):
+    def _same(self, stored: str, asked: str) -> bool:
+        return stored.casefold() == asked.casefold()
+
+
+class TrimmedOwners(_LooseOwners):
+    def _same(self, stored: str, asked: str) -> bool:
+        return stored.strip() == asked.strip()
+
+
+LOOSE_NAMES: dict[str, tuple[type[CorrectAdapter], str]] = {
+    "case_folded_keys": (CaseFoldedKeys, "keys_are_compared_exactly"),
+    "truncated_keys": (TruncatedKeys, "keys_are_compared_exactly"),
+    "normalised_keys": (NormalisedKeys, "keys_are_compared_exactly"),
+    "trimmed_keys": (TrimmedKeys, "keys_are_compared_exactly"),
+    "prefix_release": (PrefixRelease, "keys_are_compared_exactly"),
+    "owner_prefix_check": (OwnerPrefixCheck, "owners_are_compared_exactly"),
+    "case_insensitive_owners": (CaseInsensitiveOwners, "owners_are_compared_exactly"),
+    "trimmed_owners": (TrimmedOwners, "owners_are_compared_exactly"),
+}
+"""Adapters that take near names for one (and the contract rule that must catch each). Not in BROKEN:
+a soak's few fixed names line them up only by chance, so only the contract is asked to catch them."""
+
+
 BROKEN: dict[str, type[CorrectAdapter]] = {
     "release_without_owner_check": ReleaseWithoutOwnerCheck,
     "renew_without_owner_check": RenewWithoutOwnerCheck,
@@ -340,4 +470,6 @@ def _factory(cls: type[CorrectAdapter]):  # type: ignore[no-untyped-def]
 
 
 for _name, _cls in BROKEN.items():
+    globals()[_name] = _factory(_cls)
+for _name, (_cls, _rule) in LOOSE_NAMES.items():
     globals()[_name] = _factory(_cls)

@@ -63,6 +63,15 @@ def test_refusal_of_a_free_key_is_a_conformance_violation() -> None:
     assert "refused-free-key" in kinds(res)
 
 
+def test_refusal_of_a_free_key_is_known_unsafe_when_the_backend_declares_spurious_refusals() -> None:
+    declared = meta()
+    declared.data["capabilities"]["spurious_refusals"] = True
+    res = results(declared, op("a", "acquire", 0, 5, outcome="fail"))
+    assert kinds(res) == set()
+    assert kinds(res, "known-unsafe") == {"refused-free-key"}
+    assert res["conformance"].verdict() == "known-unsafe"
+
+
 def test_renew_after_expiry_succeeding_is_caught() -> None:
     res = results(meta(), op("a", "acquire", 0, 5, token=1), op("a", "renew", 2000, 2005, token=1))
     assert "renew-after-end" in kinds(res)

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from lockchaos.backends import open_backend
-from lockchaos.backends.base import BackendUnavailable, ConfigurationError
+from lockchaos.backends.base import BackendUnavailable, ConfigurationError, InfrastructureError
 from lockchaos.backends.sentinel import parse_sentinel_url
 from lockchaos.harness.cli import main
 from lockchaos.harness.servers.clusters import EtcdCluster, RedisNode, SentinelCluster
@@ -195,7 +195,7 @@ def test_purge_follows_the_primary_after_sentinel_promotes_a_replica() -> None:
         while (new := cluster.leader()) == old:
             assert time.monotonic() < deadline, "no replica was promoted"
             time.sleep(0.1)
-        assert purge_prefix(cluster.url, prefix) == 2
+        assert purge_prefix(cluster.url, prefix, settle=True) == 2  # the Sentinels may still be agreeing
         promoted = _primary(cluster)
         try:
             assert cluster.leader() == new
@@ -203,6 +203,16 @@ def test_purge_follows_the_primary_after_sentinel_promotes_a_replica() -> None:
             assert promoted.get("app:keep") == b"3"
         finally:
             promoted.close()
+
+
+def test_settling_purge_gives_up_at_once_when_no_sentinel_answers() -> None:
+    # The end-of-run purge waits out a failover only while a Sentinel answers: a group that is gone
+    # must not hold the user's error back for the whole settle time.
+    url = f"redis+sentinel://127.0.0.1:{_dead_port()},127.0.0.1:{_dead_port()}/mymaster"
+    start = time.monotonic()
+    with pytest.raises(InfrastructureError, match="could not remove the run's keys"):
+        purge_prefix(url, "lockchaos:run-gone:", settle=True)
+    assert time.monotonic() - start < 3.0
 
 
 @pytest.mark.parametrize("argv, message", [

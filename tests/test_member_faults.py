@@ -266,4 +266,7 @@ def test_leader_amnesia_on_redis_sentinel_is_known_unsafe_with_the_lost_lock_rep
         if len(kinds) == 2:
             break
     assert len(kinds) == 2, "the Sentinels failed over in too many runs to judge leader-amnesia"
-    assert kinds[0] == kinds[1]  # the same seed, the same findings
+    # The same seed, the same hazard found each time. The other known-unsafe kinds that come with it
+    # (a double grant, a token regression, a loss on a promotion Sentinel made anyway) depend on
+    # real-time timing on a loaded machine, not on the seed.
+    assert all("known-unsafe/lost-on-restart" in k for k in kinds), kinds

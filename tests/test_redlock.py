@@ -58,6 +58,7 @@ def test_redlock_declares_tokenless_presence_and_lossy_replication() -> None:
             caps = lock.capabilities
             assert (caps.fencing_tokens, caps.holder_info, caps.replication, caps.durable) == \
                 (False, "presence", "async", False)
+            assert caps.spurious_refusals, "split votes and slow masters refuse free keys: declared"
             assert caps.failover_ms > 0
         finally:
             lock.close()

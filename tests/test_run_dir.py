@@ -90,3 +90,16 @@ def test_two_default_soaks_in_one_second_get_two_directories(tmp_path: Path) -> 
     runs = sorted((tmp_path / "lockchaos-runs").iterdir())
     assert len(runs) == 2
     assert all(len(list(r.rglob("history.jsonl"))) == 1 for r in runs)
+
+
+@pytest.mark.parametrize("under", ["a-file", "missing-proc"])
+def test_out_where_no_directory_can_be_made_is_one_line_exit_2(tmp_path: Path, under: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    if under == "a-file":
+        (tmp_path / "f").write_text("not a directory")
+        out = tmp_path / "f" / "run"
+    else:
+        out = Path("/proc/1/lockchaos-run")  # procfs takes no new directory
+    assert main(["soak", "--backend", "fake", "--scenario", "clean-handover", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot create it" in err, err

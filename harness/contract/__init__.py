@@ -3,6 +3,9 @@
 from lockchaos.harness.contract import subtle_rules  # noqa: F401 - registers its rules into RULES (it imports rules.py first)
 
 # isort: split
+from lockchaos.harness.contract import identity_rules  # noqa: F401 - registers its rules after subtle_rules'
+
+# isort: split
 # Last: they kill and restart cluster members, so every other rule runs on an untouched cluster.
 from lockchaos.harness.contract import failover_rules  # noqa: F401 - registers its rules after subtle_rules'
 from lockchaos.harness.contract.context import ClusterControl, ContractContext, ContractFailure, ServerControl

@@ -155,21 +155,32 @@ def holder_reports_current_lease(ctx: ContractContext) -> None:
 
 @rule
 def acquire_is_atomic_under_contention(ctx: ContractContext) -> None:
-    """Many clients acquiring one free key at once: exactly one wins, every round."""
+    """Many clients acquiring one free key at once: exactly one wins, every round.
+
+    A backend declaring ``spurious_refusals`` (a quorum lock whose contenders split the votes) may see
+    nobody win a round: never two winners, and the rule is then skipped with the declared reason."""
     threads, rounds = 8, 25
     clients = [ctx.client() for _ in range(threads)]
     ttl = ctx.ttl_with_room(5000)
+    nobody: list[int] = []
     for round_no in range(rounds):
         key = ctx.key(f"race{round_no}")
         results = _race(ctx, clients, key, ttl)
         errors = [r for r in results if isinstance(r, Exception)]
         expect(not errors, f"round {round_no}: acquire raised {errors[0]!r}" if errors else "")
         winners = [r for r in results if isinstance(r, Lease)]
+        if not winners and ctx.caps.spurious_refusals:
+            nobody.append(round_no)
+            continue
         expect(len(winners) == 1,
                f"round {round_no}: {len(winners)} of {threads} simultaneous acquires won "
                f"({sorted(w.owner for w in winners)})")
         for c in clients[:1]:
             _expect_holder(ctx, c, key, winners[0], f"round {round_no}: the holder is not the winner")
+    if nobody:
+        raise RuleSkipped(f"nobody won {len(nobody)} of {rounds} rounds (e.g. round {nobody[0]}: 0 of {threads} "
+                          "simultaneous acquires won), never two: the declared hazard of spurious_refusals=True "
+                          "(informational)")
 
 
 def _race(ctx: ContractContext, clients: list[LockBackend], key: str, ttl: int) -> list[object]:

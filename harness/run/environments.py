@@ -377,4 +377,4 @@ class ServerEnvironment:
         self.handle.stop()
         if self._prefix is not None:
             prefix, self._prefix = self._prefix, None
-            purge_prefix(self.handle.url, prefix)
+            purge_prefix(self.handle.url, prefix, settle=True)

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from lockchaos.backends.base import (
     BackendUnavailable,
@@ -48,6 +48,7 @@ from lockchaos.backends.base import (
 )
 from lockchaos.harness.faults.holder import HOLDER_PAUSE
 from lockchaos.harness.run.adapters import AdapterFactory, checked_backend, load_factory
+from lockchaos.harness.run.armedfaults import ARMABLE, ArmedFaults
 from lockchaos.harness.run.history import FaultRecord, OpName, OpRecord, Record
 from lockchaos.harness.run.register import FencedRegister
 from lockchaos.harness.run.runtime import RealRuntime, RunStopped, Runtime
@@ -137,10 +138,6 @@ class _RemoteRegister(FencedRegister):
 
 WORKERS_LOG = "workers.log"
 """In a run directory: what worker processes printed (a library's own tracebacks and log lines)."""
-
-# What the nemesis arms on a worker, as a fresh incarnation has it; set in the child by name.
-_DISARMED: dict[str, object] = {"pause_for_s": 0.0, "renewer_dead": False, "lose_release_reply": False,
-                                "late_release_ms": 0, "lose_acquire_reply": False}
 
 
 class _RemoteLink:
@@ -236,8 +233,7 @@ class _ChildWorker(Worker):
     def _pause_point(self) -> None:
         """Where a GC pause hurts most: the driver SIGSTOPs this whole process, threads and all."""
         if self.pause_for_s > 0:
-            pause, self.pause_for_s = self.pause_for_s, 0.0
-            self._port.ask("pause", pause)
+            self._port.ask("pause", self.take_pause())
 
 
 def _arm_death_signal(parent_pid: int) -> None:
@@ -343,6 +339,31 @@ class ClientPlace:
         self.link = link
 
 
+T = TypeVar("T")
+
+
+class _Relayed(Generic[T]):
+    """A flag of ``ArmedFaults`` on the driver's handle: kept there (the nemesis reads it back) and
+    sent to the child, whose loop applies it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: ProcessWorker, objtype: type | None = None) -> T: ...
+    def __get__(self, obj: ProcessWorker | None, objtype: type | None = None) -> T | Self:
+        if obj is None:
+            return self
+        value: T = getattr(obj._armed, self.name)
+        return value
+
+    def __set__(self, obj: ProcessWorker, value: T) -> None:
+        setattr(obj._armed, self.name, value)
+        obj._command("set", self.name, value)
+
+
 class ProcessWorker:
     """The driver's handle on one worker process: the nemesis faults it like a thread ``Worker``.
 
@@ -366,7 +387,7 @@ class ProcessWorker:
         self.crashed = False
         self.believed: Lease | None = None
         self.link: LinkFaults | None = None
-        self._armed: dict[str, object] = dict(_DISARMED)
+        self._armed = ArmedFaults()
         self._client: LockBackend | None = None  # the driver-side client of a child on the fake
         self._ctl_lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -387,50 +408,11 @@ class ProcessWorker:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    def _arm(self, attr: str, value: object) -> None:
-        self._armed[attr] = value
-        self._command("set", attr, value)
-
-    @property
-    def pause_for_s(self) -> float:
-        return float(self._armed["pause_for_s"])  # type: ignore[arg-type]
-
-    @pause_for_s.setter
-    def pause_for_s(self, seconds: float) -> None:
-        self._arm("pause_for_s", seconds)
-
-    @property
-    def renewer_dead(self) -> bool:
-        return bool(self._armed["renewer_dead"])
-
-    @renewer_dead.setter
-    def renewer_dead(self, dead: bool) -> None:
-        self._arm("renewer_dead", dead)
-
-    @property
-    def lose_release_reply(self) -> bool:
-        return bool(self._armed["lose_release_reply"])
-
-    @lose_release_reply.setter
-    def lose_release_reply(self, on: bool) -> None:
-        self._arm("lose_release_reply", on)
-
-    @property
-    def late_release_ms(self) -> int:
-        ms = self._armed["late_release_ms"]
-        return ms if isinstance(ms, int) else 0
-
-    @late_release_ms.setter
-    def late_release_ms(self, ms: int) -> None:
-        self._arm("late_release_ms", ms)
-
-    @property
-    def lose_acquire_reply(self) -> bool:
-        return bool(self._armed["lose_acquire_reply"])
-
-    @lose_acquire_reply.setter
-    def lose_acquire_reply(self, on: bool) -> None:
-        self._arm("lose_acquire_reply", on)
+    pause_for_s = _Relayed[float]()
+    renewer_dead = _Relayed[bool]()
+    lose_release_reply = _Relayed[bool]()
+    late_release_ms = _Relayed[int]()
+    lose_acquire_reply = _Relayed[bool]()
 
     def crash(self) -> None:
         """kill -9: no release, no flush; the kernel closes its sockets."""
@@ -444,7 +426,7 @@ class ProcessWorker:
     def revive(self) -> None:
         """A supervisor starts a new process in the slot: new owner identity, renewer alive again."""
         self.incarnation += 1
-        self._armed.update(_DISARMED)
+        self._armed = ArmedFaults()
         self.crashed = False
 
     # --- process lifecycle ---------------------------------------------------------------------
@@ -538,8 +520,8 @@ class ProcessWorker:
                     if self._proc is None:
                         continue  # killed while starting
                 self._command("go")
-                for attr, value in self._armed.items():  # armed before this incarnation started
-                    if value:
+                for attr in ARMABLE:  # armed before this incarnation started
+                    if value := getattr(self._armed, attr):
                         self._command("set", attr, value)
                 self._serve()
         except RunStopped:

@@ -36,7 +36,7 @@ def default_run_dir(parent: Path = DEFAULT_PARENT) -> Path:
     except OSError as exc:
         if is_disk_error(exc):
             raise disk_error(parent, exc) from None
-        raise
+        raise ConfigurationError(f"cannot create a run directory in {parent}: {exc.strerror or exc}") from None
     raise ConfigurationError(f"{parent}: {_MAX_SUFFIX} runs already started in second {stamp}; give --out")
 
 
@@ -53,7 +53,8 @@ def claim(out: Path) -> Path:
     except OSError as exc:
         if is_disk_error(exc):
             raise disk_error(out, exc) from None
-        raise
+        # Not a full disk: a path nobody can make a directory at (/proc, a missing mount, no permission).
+        raise ConfigurationError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
     try:
         os.write(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
     except OSError as exc:

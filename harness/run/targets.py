@@ -323,7 +323,7 @@ def provisioned(target: Target, *, fake_profile: str = "ideal") -> Iterator[Prov
             with contextlib.suppress(Exception):  # the first error is the one worth reporting
                 purge_prefix(url, prefix)
             raise
-        purge_prefix(url, prefix)
+        purge_prefix(url, prefix, settle=True)
         return
     real = start_server(target, target.persistence)
     try:

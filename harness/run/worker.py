@@ -19,6 +19,7 @@ from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.backends.redaction import redact_text
 from lockchaos.harness.faults.holder import HOLDER_PAUSE
 from lockchaos.harness.faults.link import LATE_RELEASE, LOSE_ACQUIRE_REPLY, LOSE_RELEASE_REPLY
+from lockchaos.harness.run.armedfaults import ArmedFaults
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpName, OpRecord, Outcome, Record, lease_dict
 from lockchaos.harness.run.register import FencedRegister
 from lockchaos.harness.run.runtime import RunStopped, Runtime
@@ -74,7 +75,7 @@ class _Crashed(Exception):
     """The worker's process died: stop at once, release nothing."""
 
 
-class Worker:
+class Worker(ArmedFaults):
     def __init__(
         self,
         wid: str,
@@ -107,13 +108,7 @@ class Worker:
         self.incarnation = 1
         self.client: LockBackend | None = None
         self.believed: Lease | None = None  # the lease this worker thinks it holds
-        # armed by the nemesis
-        self.crashed = False
-        self.pause_for_s = 0.0
-        self.renewer_dead = False
-        self.lose_release_reply = False
-        self.late_release_ms = 0  # release at the lease's very end over a link this slow (one way)
-        self.lose_acquire_reply = False
+        self.crashed = False  # by the nemesis, as the flags of ArmedFaults
 
     @property
     def incarnation(self) -> int:
@@ -300,7 +295,7 @@ class Worker:
     def _pause_point(self) -> None:
         """Where a GC pause hurts most: after the validity check, before the write."""
         if self.pause_for_s > 0:
-            pause, self.pause_for_s = self.pause_for_s, 0.0
+            pause = self.take_pause()
             self._fault(HOLDER_PAUSE.name, "start", seconds=pause)
             self.rt.sleep(pause)
             self._fault(HOLDER_PAUSE.name, "end")

@@ -59,8 +59,9 @@ from typing import Any, ClassVar, Self
 import psutil
 
 from lockchaos.backends.base import FaultUnsupported, InfrastructureError
-from lockchaos.harness.servers.flags import LOOPBACK, PortTaken, free_ports
+from lockchaos.harness.servers.flags import PortTaken
 from lockchaos.harness.servers.handle import ServerHandle
+from lockchaos.harness.servers.identity import LoopbackPorts
 from lockchaos.harness.servers.specs import ETCD, REDIS, EtcdSpec, RedisSpec, ServerSpec, server_spec
 from lockchaos.harness.servers.specs.etcd import EtcdFacts
 from lockchaos.harness.servers.specs.redis import RedisFacts
@@ -326,7 +327,7 @@ def _reap(owner: int, started: str) -> int:
 _SEQ = itertools.count(1)
 
 
-class ContainerServer:
+class ContainerServer(LoopbackPorts):
     """A server in a container the harness created, owns and may fault through the engine; its
     ``ServerSpec`` gives the image, the ports, the command line, the readiness check and the URL."""
 
@@ -387,27 +388,10 @@ class ContainerServer:
     def _ready(self) -> bool:
         return self.spec.ready(self.host, self.port)
 
-    def _pick_ports(self) -> tuple[int, ...]:
-        """The ports of the next launch attempt; a cluster member is told its ports by its cluster."""
-        return free_ports(self._port_count)
-
     def _prepare(self, container: Any) -> None:
         """Add to the testcontainers ``DockerContainer`` before it is created (files to copy in)."""
 
-    # -- identity
-    @property
-    def host(self) -> str:
-        return LOOPBACK
-
-    @property
-    def port(self) -> int:
-        return self._started_ports()[0]
-
-    def _started_ports(self) -> tuple[int, ...]:
-        if not self._ports:
-            raise InfrastructureError(f"{type(self).__name__} has no port: it was never started")
-        return self._ports
-
+    # -- identity (host, port, _started_ports and _pick_ports: LoopbackPorts)
     @property
     def pid(self) -> int | None:
         """The server's host pid (the container's PID 1), also once it died, for post-mortems."""

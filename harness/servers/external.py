@@ -8,7 +8,10 @@ prefix is deleted key by key when the run ends, and nothing is ever flushed.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
+
+import tenacity
 
 from lockchaos.backends.base import ConfigurationError, InfrastructureError
 from lockchaos.backends.redaction import redact_text, redact_url
@@ -22,6 +25,9 @@ DEFAULT_PREFIX = {scheme: spec.default_prefix for scheme, spec in SPECS_BY_SCHEM
 SEPARATOR["redis+sentinel"] = SEPARATOR["redis"]
 DEFAULT_PREFIX["redis+sentinel"] = DEFAULT_PREFIX["redis"]
 PURGE_TIMEOUT_S = 5.0
+SENTINEL_SETTLE_S = 20.0
+"""How long the end-of-run purge waits for a Sentinel group to name a writable primary again: a run
+can end in the middle of a failover it caused (a leader fault in its last seconds)."""
 
 
 def scheme_of(url: str) -> str:
@@ -56,14 +62,18 @@ def is_loopback(url: str) -> bool:
     return all(h in (LOOPBACK, "localhost") for h in hosts)
 
 
-def purge_prefix(url: str, prefix: str) -> int:
-    """Delete every key under ``prefix`` (ours alone, by construction); returns how many."""
+def purge_prefix(url: str, prefix: str, *, settle: bool = False) -> int:
+    """Delete every key under ``prefix`` (ours alone, by construction); returns how many.
+
+    ``settle`` (the purge at a run's normal end) waits, bounded, for a Sentinel group that still
+    answers to name a writable primary again. A purge after a failed start must not: the servers
+    may be unreachable, and that error must reach the user within seconds."""
     scheme = scheme_of(url)
     if "run-" not in prefix:
         raise ConfigurationError(f"refusing to purge {prefix!r}: not a per-run lockchaos prefix")
     try:
         if scheme == "redis+sentinel":
-            return _purge_sentinel(url, prefix)
+            return _purge_sentinel(url, prefix, SENTINEL_SETTLE_S if settle else 0.0)
         if is_cluster_url(url):
             return _purge_etcd_cluster(url, prefix)
         return SPECS_BY_SCHEME[scheme].purge(url, prefix)
@@ -88,9 +98,21 @@ def _purge_etcd_cluster(url: str, prefix: str) -> int:
     raise InfrastructureError("no etcd endpoint answered: " + "; ".join(errors))
 
 
-def _purge_sentinel(url: str, prefix: str) -> int:
-    """On the primary the Sentinels name now (replicas follow it; a replica refuses writes)."""
-    from lockchaos.backends.sentinel import discover_primary
+def _purge_sentinel(url: str, prefix: str, settle_s: float) -> int:
+    """On the primary the Sentinels name now (replicas follow it; a replica refuses writes).
 
-    host, port = discover_primary(url, PURGE_TIMEOUT_S)
-    return SPECS_BY_SCHEME["redis"].purge(f"redis://{host}:{port}/0", prefix)
+    Mid-failover the Sentinels answer but name no primary in good standing ("No master found"), or
+    name one that is still a replica (read-only): retried for up to ``settle_s`` while one of them
+    answers at all. When none answers there is nothing to wait for: the error is raised at once."""
+    from lockchaos.backends.sentinel import discover_primary, sentinel_answers
+
+    def attempt() -> int:
+        host, port = discover_primary(url, PURGE_TIMEOUT_S)
+        return SPECS_BY_SCHEME["redis"].purge(f"redis://{host}:{port}/0", prefix)
+
+    if settle_s <= 0:
+        return attempt()
+    settling: Callable[[BaseException], bool] = lambda _exc: sentinel_answers(url, 0.5)  # noqa: E731
+    retrying = tenacity.Retrying(stop=tenacity.stop_after_delay(settle_s), wait=tenacity.wait_fixed(0.25),
+                                 retry=tenacity.retry_if_exception(settling), reraise=True)
+    return int(retrying(attempt))

@@ -19,17 +19,23 @@ Why it is launched this way (measured; bench/probe_clock_faults.py repeats the e
   milliseconds of ``os.replace`` (with the default cache it took up to a second).
 
 libfaketime keeps ``/dev/shm/faketime_shm_<pid>`` and ``sem.faketime_sem_<pid>`` per process and
-removes them only at a clean exit: after a kill -9 the launcher calls ``remove_residue(pid)``.
+removes them only at a clean exit. So that no path can lose track of them (a kill -9, a harness that
+dies between fork and recording the server's pid, a watchdog that gives up waiting), the server is
+launched through ``sh``, which appends its own pid to ``faketime.pids`` in the server's workdir and then
+``exec``s the server under ``LD_PRELOAD`` (the same pid): every process that ever ran under libfaketime
+is on record before libfaketime starts, and ``remove_recorded_residue`` clears the dead ones'.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 LIBFAKETIME_GLOB = "/usr/lib/*/faketime/libfaketime.so.1"
 CONTROL_NAME = "faketime.rc"
+PIDS_NAME = "faketime.pids"
 _SHM_DIR = Path("/dev/shm")
 
 
@@ -76,6 +82,17 @@ class FaketimeClock:
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         }
 
+    def command(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """``argv`` and ``env`` launched so that the pid is on record before libfaketime loads.
+
+        ``sh`` itself runs without the preload (it would create shared memory of its own under the
+        same pid); ``env`` then puts it on the server's exec alone."""
+        env = {**env, **self.env()}
+        preload = env.pop("LD_PRELOAD")
+        pids = self.control.parent / PIDS_NAME
+        script = 'echo $$ >> "$1" && preload="$2" && shift 2 && exec env "LD_PRELOAD=$preload" "$@"'
+        return ["/bin/sh", "-c", script, "lockchaos-faketime", str(pids), preload, *argv], env
+
     def jump(self, delta_ms: int) -> None:
         """Step the wall clock by ``delta_ms``; every clock read from now on sees it."""
         self.offset_ms += delta_ms
@@ -86,6 +103,23 @@ class FaketimeClock:
         tmp = self.control.with_suffix(".tmp")
         tmp.write_text(f"{self.offset_ms / 1000:+.3f}\n")
         os.replace(tmp, self.control)
+
+
+def recorded_pids(workdir: Path) -> list[int]:
+    """Every pid launched under libfaketime from ``workdir`` (see the module's docstring)."""
+    try:
+        text = (workdir / PIDS_NAME).read_text()
+    except OSError:
+        return []
+    return [int(line) for line in text.split() if line.isdigit()]
+
+
+def remove_recorded_residue(workdir: Path, alive: Callable[[int], bool]) -> None:
+    """Remove the /dev/shm files of every recorded pid that ``alive`` says is gone (a live one's are
+    its own to remove at exit; a recycled pid's files, if any, are libfaketime's of that pid's)."""
+    for pid in recorded_pids(workdir):
+        if not alive(pid):
+            remove_residue(pid)
 
 
 def remove_residue(pid: int) -> None:

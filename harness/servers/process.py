@@ -43,10 +43,12 @@ from lockchaos.harness.servers.faketime import (
     FaketimeClock,
     FaketimeMissing,
     missing_reason,
+    remove_recorded_residue,
     remove_residue,
 )
-from lockchaos.harness.servers.flags import LOOPBACK, PortTaken, free_ports
+from lockchaos.harness.servers.flags import PortTaken
 from lockchaos.harness.servers.handle import ServerHandle as ServerHandle  # its old home: imports keep working
+from lockchaos.harness.servers.identity import LoopbackPorts
 from lockchaos.harness.servers.specs import ETCD, REDIS, SPECS_BY_SCHEME, EtcdSpec, RedisSpec, ServerSpec, server_spec
 from lockchaos.harness.servers.specs.etcd import EtcdFacts
 from lockchaos.harness.servers.specs.redis import RedisFacts
@@ -173,6 +175,7 @@ def _sweep_orphans() -> None:
         if not any(_alive(pid) for pid in pids if pid > 0):
             if pids[1] > 0 and (marker.parent / CONTROL_NAME).exists():
                 remove_residue(pids[1])  # libfaketime's /dev/shm files outlive a killed server
+            remove_recorded_residue(marker.parent, _alive)
             shutil.rmtree(marker.parent, ignore_errors=True)
 
 
@@ -186,14 +189,13 @@ def _alive(pid: int) -> bool:
 # --- process-mode servers -----------------------------------------------------------------------
 
 
-class _ProcessServer:
+class _ProcessServer(LoopbackPorts):
     """A server binary the harness launched, owns and may fault."""
 
     kind: str
     binary_name: str
     debian_package: str
     env_var: str
-    _port_count = 1
 
     def __init__(self, *, binary: str | None, startup_timeout: float, stop_timeout: float) -> None:
         self.startup_timeout = startup_timeout
@@ -224,24 +226,7 @@ class _ProcessServer:
     def _discard_partial_state(self, workdir: Path) -> None:
         """Forget what a launch that lost its port left behind, before trying another port."""
 
-    def _pick_ports(self) -> tuple[int, ...]:
-        """The ports of the next launch attempt; a cluster member is told its ports by its cluster."""
-        return free_ports(self._port_count)
-
-    # -- identity
-    @property
-    def host(self) -> str:
-        return LOOPBACK
-
-    @property
-    def port(self) -> int:
-        return self._started_ports()[0]
-
-    def _started_ports(self) -> tuple[int, ...]:
-        if not self._ports:
-            raise InfrastructureError(f"{type(self).__name__} has no port: it was never started")
-        return self._ports
-
+    # -- identity (host, port, _started_ports and _pick_ports: LoopbackPorts)
     @property
     def pid(self) -> int | None:
         """The latest server process, also once it died, so that post-mortems can name it."""
@@ -308,12 +293,15 @@ class _ProcessServer:
                 self._kill_and_reap()
         self._paused = False
         if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._remove_dir(self._dir)
             if self._dir.exists():
                 raise InfrastructureError(f"could not remove {self._dir} of {self!r}")
             self._dir = None
         with _LIVE_LOCK:
             _LIVE.discard(self)
+
+    def _remove_dir(self, workdir: Path) -> None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self if self._dir is not None else self.start()
@@ -377,7 +365,8 @@ class _ProcessServer:
         log = self._dir / _LOG_NAME
         self._log_offset = log.stat().st_size if log.exists() else 0
         self._paused = False
-        self._proc = _SPAWNER.popen([self._binary, *self._args(self._dir)], log, self._env())
+        argv, env = self._launch_command([self._binary, *self._args(self._dir)], self._env())
+        self._proc = _SPAWNER.popen(argv, log, env)
         _write_marker(self._dir, self._proc.pid)
         deadline = time.monotonic() + self.startup_timeout
         while True:
@@ -399,6 +388,10 @@ class _ProcessServer:
                     f"{self.startup_timeout:g} s; last log lines:\n{self._log_tail()}"
                 )
             time.sleep(_POLL_S)
+
+    def _launch_command(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment the server is launched with (a subclass may wrap them)."""
+        return argv, env
 
     def _log_tail(self, lines: int = 10) -> str:
         """The end of what the *latest* launch wrote: earlier launches' lines would mislead."""
@@ -506,16 +499,18 @@ class ProcessServer(_ProcessServer):
         return self.spec.ready(self.host, self.port)
 
     def _env(self) -> dict[str, str]:
-        env = self.spec.env()
-        if self.clock_faults:
-            assert self._dir is not None
-            if self._clock is None:  # once: the offset survives a restart, as a host's clock would
-                self._clock = FaketimeClock(self._dir)
-            try:
-                env.update(self._clock.env())
-            except FaketimeMissing as exc:
-                raise InfrastructureError(f"cannot launch {self!r} for clock faults: {exc}") from None
-        return env
+        return self.spec.env()
+
+    def _launch_command(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        if not self.clock_faults:
+            return argv, env
+        assert self._dir is not None
+        if self._clock is None:  # once: the offset survives a restart, as a host's clock would
+            self._clock = FaketimeClock(self._dir)
+        try:
+            return self._clock.command(argv, env)
+        except FaketimeMissing as exc:
+            raise InfrastructureError(f"cannot launch {self!r} for clock faults: {exc}") from None
 
     def _discard_partial_state(self, workdir: Path) -> None:
         if self.spec.state_in_subdir:
@@ -540,6 +535,11 @@ class ProcessServer(_ProcessServer):
         finally:
             if self.clock_faults and pid is not None:
                 remove_residue(pid)
+
+    def _remove_dir(self, workdir: Path) -> None:
+        if self.clock_faults:  # every pid that ran under libfaketime here, before its record goes
+            remove_recorded_residue(workdir, _alive)
+        super()._remove_dir(workdir)
 
     def stop(self) -> None:
         pid = self.pid

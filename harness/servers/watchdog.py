@@ -84,9 +84,12 @@ def watch(owner: int, create_time: float) -> int:
     for workdir, server in _owned_dirs(owner):
         while server > 0 and not _server_gone(server) and time.monotonic() < grace:
             time.sleep(0.05)  # the death signal is on its way; a dir in use is not ours to take
+        # libfaketime's /dev/shm files outlive a killed server: every recorded pid that is gone, even
+        # when the server itself outlived the grace (its dir is then left for the next orphan sweep).
+        faketime.remove_recorded_residue(workdir, lambda pid: not _server_gone(pid))
         if server <= 0 or _server_gone(server):
             if server > 0 and (workdir / faketime.CONTROL_NAME).exists():
-                faketime.remove_residue(server)  # libfaketime's /dev/shm files outlive a killed server
+                faketime.remove_residue(server)
             shutil.rmtree(workdir, ignore_errors=True)
             removed += 1
     return removed
