@@ -187,3 +187,19 @@ def test_a_line_that_fools_the_first_read_is_judged_whole_alike(tmp_path: Path,
     assert json.dumps(_summary(*check_history(path)), default=str) == \
         json.dumps(_summary(*check_history(records)), default=str)
     assert wholes == [path]
+
+
+@pytest.mark.parametrize("cut", [0, 30])
+def test_a_last_line_without_its_newline_is_judged_as_a_whole_load_judges_it(cut: int, tmp_path: Path,
+                                                                              never_whole: None) -> None:
+    """A killed run's last line: a refused acquire complete but for its newline is a record, one torn
+    short is ignored, as ``read_history`` does, and neither makes the file be loaded whole."""
+    records = _random_history(3)
+    records = [r for r in records if not (isinstance(r, NoteRecord) and r.kind == "end")]
+    last = OpRecord("w0#1", "acquire", "k", {"owner": "w0#1", "ttl_ms": 1000}, 40_000 * MS, 40_001 * MS, "fail")
+    path = _file(tmp_path / "history.jsonl", records)
+    line = to_json(last)
+    path.write_text(path.read_text() + (line[:-cut] if cut else line))
+    kept = records + ([] if cut else [last])
+    assert json.dumps(_summary(*check_history(path)), default=str) == \
+        json.dumps(_summary(*check_history(kept)), default=str)

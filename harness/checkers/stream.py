@@ -99,26 +99,28 @@ def _resident(path: Path, skipped: _Skipped, notes: Notes) -> Iterator[tuple[int
     for number, line, whole in numbered_lines(path):
         if len(line) > MAX_LINE_BYTES:
             raise Unstreamable(f"line {number} too long")
-        if WRITE_MARK in line:
+        # A last line without its newline is parsed in full: a record if it parses, else torn and ignored.
+        if whole and WRITE_MARK in line:
             t = _int_after(line, b'"time_ns":')
             skipped.writes += 1
-        elif refused_op in line and refused_outcome in line:
+        elif whole and refused_op in line and refused_outcome in line:
             t = _int_after(line, b'"complete_ns":')
             skipped.refused += 1
         else:
-            try:
-                rec = possible_record(line)
-            except ValueError:
-                if not whole:  # a torn last line: ignored, as ``read_history`` does
-                    break
-                raise
-            if type(rec) is not OpRecord and type(rec) is not WriteRecord:
-                skipped.others += 1
-            yield number, rec
+            t = -1
+        if t >= 0:
+            if t > unread_end:
+                unread_end = notes.unread_end_ns = t
             continue
-        if t > unread_end:
-            unread_end = t
-            notes.unread_end_ns = t
+        try:
+            rec = possible_record(line)
+        except ValueError:
+            if not whole:  # a torn last line: ignored, as ``read_history`` does
+                break
+            raise
+        if type(rec) is not OpRecord and type(rec) is not WriteRecord:
+            skipped.others += 1
+        yield number, rec
 
 
 def _int_after(line: bytes, name: bytes) -> int:
