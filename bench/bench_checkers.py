@@ -7,7 +7,8 @@ Records two fake soaks in virtual time, exactly as
 ``lockchaos soak --backend fake --virtual-time --scenario soak --duration D --workers W`` does, for
 D and 4 x D, then times ``lockchaos check`` on each history in its own process (so each peak RSS and
 CPU time is its own, read from ``wait4``), and prints them side by side with the ratios: near-linear
-checkers take about 4x the time on the 4x history. The CPU column is the figure to compare on a loaded
+checkers take about 4x the time on the 4x history, and a check that streams the file (``checkers/stream.py``)
+far less than 4x the memory. The CPU column is the figure to compare on a loaded
 machine (the load average is printed): wall time there measures the other processes too. ``--keep DIR``
 a second time reuses the histories it recorded, so revisions can be compared on the same bytes.
 """

@@ -8,88 +8,121 @@ owner whose grant cannot possibly still have been in force, a TTL other than the
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable
+import bisect
 from dataclasses import replace
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding
-from lockchaos.harness.checkers.model import Grant, History, Op, possibly_held_within, surely_held_throughout
+from lockchaos.harness.checkers.model import Grant, History, Op, new_op, possibly_held_within, surely_held_throughout
+from lockchaos.harness.run.history import OpRecord
 
 NAME = "conformance"
 
 
-class _Window:
-    """One key's grants that can matter at a given time: its ops are visited in invoke order.
+class _KeyGrants:
+    """One key's grants as a call looks them up: those that may matter to a call are the ones sent by its
+    completion (``acquire.invoke <= complete``) and not surely over before its invoke.
 
-    A grant leaves once it surely ended before the op's invoke (and was sent by then): a heap on that
-    instant drops it in O(log n), and an index by owner finds an owner's grants without walking the
-    others, so that a key with hundreds of short grants in force (a stress run) costs per op what one
-    with a single holder does. Both keep the grants in acquire-invoke order."""
+    The grants are in acquire-invoke order; a max segment tree over the instant each stops mattering
+    (``latest_end + 1``, never before its own invoke) lists the ones still mattering at an invoke, in that
+    order, in O(log n) per grant listed, whatever order the calls come in: a file is read in completion
+    order, the in-memory history in invoke order, and both must judge alike. A refused acquire, most
+    calls, needs only whether one of them may have been in force during the call: a prefix maximum."""
 
     def __init__(self, grants: list[Grant]) -> None:
-        self._grants = grants  # in acquire-invoke order, as the history's grants are
-        self._next = 0
-        self._live: dict[int, Grant] = {}
-        self._by_owner: dict[str, dict[int, Grant]] = {}
-        self._leaving: list[tuple[int, int]] = []  # (the first invoke it is dropped at, grant index)
+        self.grants = grants
+        self.invokes = [g.acquire.invoke for g in grants]
+        self.reach: list[int] = []  # prefix maxima of latest_end
+        for g in grants:
+            self.reach.append(max(g.latest_end, self.reach[-1]) if self.reach else g.latest_end)
+        size = 1
+        while size < len(grants):
+            size *= 2
+        self._size = size
+        tree = [-1] * (2 * size)
+        for i, g in enumerate(grants):
+            tree[size + i] = max(g.latest_end + 1, g.acquire.invoke)
+        for i in range(size - 1, 0, -1):
+            tree[i] = max(tree[2 * i], tree[2 * i + 1])
+        self._tree = tree
 
-    @property
-    def active(self) -> Iterable[Grant]:
-        return self._live.values()
+    def sent_by(self, complete: int) -> int:
+        """How many of the grants were sent by ``complete``: the candidates are a prefix."""
+        return bisect.bisect_right(self.invokes, complete)
 
-    def of_owner(self, owner: str) -> Iterable[Grant]:
-        return self._by_owner.get(owner, _EMPTY).values()
+    def maybe_in_force(self, invoke: int, complete: int) -> bool:
+        """Some grant sent by ``complete`` may last until ``invoke``."""
+        n = self.sent_by(complete)
+        return n > 0 and self.reach[n - 1] >= invoke
 
-    def at(self, op: Op) -> _Window:
-        grants = self._grants
-        while self._next < len(grants) and grants[self._next].acquire.invoke <= op.complete:
-            g, i = grants[self._next], self._next
-            self._live[i] = g
-            self._by_owner.setdefault(g.owner, {})[i] = g
-            heapq.heappush(self._leaving, (max(g.latest_end + 1, g.acquire.invoke), i))
-            self._next += 1
-        invoke = op.invoke
-        leaving = self._leaving
-        while leaving and leaving[0][0] <= invoke:
-            _, i = heapq.heappop(leaving)
-            g = self._live.pop(i)
-            del self._by_owner[g.owner][i]
-        return self
+    def mattering(self, invoke: int, complete: int) -> list[Grant]:
+        """The grants sent by ``complete`` that do not stop mattering by ``invoke``, in acquire-invoke order."""
+        n = self.sent_by(complete)
+        out: list[Grant] = []
+        if n:
+            self._collect(1, 0, self._size, n, invoke, out)
+        return out
+
+    def _collect(self, node: int, lo: int, hi: int, n: int, invoke: int, out: list[Grant]) -> None:
+        if lo >= n or self._tree[node] <= invoke:
+            return
+        if hi - lo == 1:
+            out.append(self.grants[lo])
+            return
+        mid = (lo + hi) // 2
+        self._collect(2 * node, lo, mid, n, invoke, out)
+        self._collect(2 * node + 1, mid, hi, n, invoke, out)
 
 
-_EMPTY: dict[int, Grant] = {}
+class Judge:
+    """Judges each call on its own against the grants (all known before the calls are read): calls
+    may be fed in any order; findings come out in invoke order (ties in history order), as a sweep
+    in invoke order reports them."""
 
+    def __init__(self, h: History) -> None:
+        self.h = h
+        by_key: dict[str, list[Grant]] = {}
+        for g in h.grants:
+            by_key.setdefault(g.key, []).append(g)
+        self._keys = {key: _KeyGrants(grants) for key, grants in by_key.items()}
+        self._found: list[tuple[int, int, list[Finding]]] = []
+        self.counted = 0
 
-def _windows(h: History) -> dict[str, _Window]:
-    """A window per key: a grant on one key says nothing about another's."""
-    by_key: dict[str, list[Grant]] = {}
-    for g in h.grants:
-        by_key.setdefault(g.key, []).append(g)
-    return {key: _Window(grants) for key, grants in by_key.items()}
+    def op(self, line: int, rec: OpRecord) -> None:
+        if rec.outcome == "indeterminate":  # unmapped exceptions too: the error-handling checker reports them
+            return
+        self.counted += 1
+        keyed = self._keys.get(rec.key)
+        invoke, complete = rec.invoke_ns, rec.complete_ns
+        if rec.op == "acquire" and rec.outcome == "fail" and keyed is not None \
+                and keyed.maybe_in_force(invoke, complete):
+            return  # refused while a grant may have been in force: most calls, judged here cheaply
+        if rec.op not in ("acquire", "renew", "release", "holder"):
+            return
+        op = new_op(line, rec)
+        active = [] if keyed is None else keyed.mattering(invoke, complete)
+        findings: list[Finding] = []
+        if rec.op == "acquire":
+            _acquire(self.h, op, active, findings)
+        elif rec.op in ("renew", "release"):
+            owner = str(rec.args.get("owner", rec.client))
+            mine = [g for g in active if g.owner == owner and g.acquire.line != line]
+            _owner_op(self.h, op, mine, findings)
+        else:
+            _holder(self.h, op, active, findings)
+        if findings:
+            self._found.append((invoke, line, findings))
+
+    def finish(self) -> CheckResult:
+        self._found.sort(key=lambda found: (found[0], found[1]))
+        findings = tuple(f for _, _, fs in self._found for f in fs)
+        return CheckResult(NAME, findings, {"ops_checked": self.counted, "grants": len(self.h.grants)})
 
 
 def check(h: History) -> CheckResult:
-    findings: list[Finding] = []
-    windows = _windows(h)
-    counted = 0
-    for op in h.ops_by_invoke:
-        rec = op.rec
-        window = windows[rec.key].at(op) if rec.key in windows else _Window([])
-        if rec.outcome == "indeterminate":  # unmapped exceptions too: the error-handling checker reports them
-            continue
-        counted += 1
-        if rec.op == "acquire":
-            if rec.outcome == "fail" and any(g.acquire.invoke <= op.complete and g.latest_end >= op.invoke
-                                             for g in window.active):
-                continue  # refused while a grant may have been in force: most calls, judged here cheaply
-            _acquire(h, op, window, findings)
-        elif rec.op in ("renew", "release"):
-            owner = str(rec.args.get("owner", rec.client))
-            mine = [g for g in window.of_owner(owner) if g.acquire is not op]
-            _owner_op(h, op, mine, findings)
-        elif rec.op == "holder":
-            _holder(h, op, list(window.active), findings)
-    return CheckResult(NAME, tuple(findings), {"ops_checked": counted, "grants": len(h.grants)})
+    judge = Judge(h)
+    for op in h.ops:
+        judge.op(op.line, op.rec)
+    return judge.finish()
 
 
 def _tok(token: int | None) -> str:
@@ -101,7 +134,7 @@ def _finding(op: Op, kind: str, message: str, *lines: int, tokens: tuple[int, ..
                    (op.line, *lines))
 
 
-def _acquire(h: History, op: Op, window: _Window, findings: list[Finding]) -> None:
+def _acquire(h: History, op: Op, active: list[Grant], findings: list[Finding]) -> None:
     rec = op.rec
     requested = int(rec.args.get("ttl_ms", h.ttl_ms))
     if rec.outcome == "ok" and rec.lease is not None:
@@ -113,15 +146,16 @@ def _acquire(h: History, op: Op, window: _Window, findings: list[Finding]) -> No
         if rec.lease.get("owner") not in (None, owner):
             findings.append(_finding(op, "owner", f"acquire returned a lease for {rec.lease['owner']!r}"))
         # Not re-entrant: a grant to an owner whose own earlier grant was surely still in force.
-        for g in window.of_owner(str(owner)):
-            if g.acquire is not op and surely_held_throughout(h, g, op.invoke, op.complete):
+        mine = [g for g in active if g.owner == str(owner) and g.acquire.line != op.line]
+        for g in mine:
+            if surely_held_throughout(h, g, op.invoke, op.complete):
                 findings.append(_finding(op, "reentrant-grant",
                                          f"acquire by {owner} succeeded while its own lease{_tok(g.token)} was "
                                          "surely in force: the lock is re-entrant", g.acquire.line))
                 break
         return
     # A refusal needs a grant that may have been in force at some instant of the call.
-    others = [g for g in window.active if g.acquire is not op]
+    others = [g for g in active if g.acquire.line != op.line]
     if not any(possibly_held_within(g, op.invoke, op.complete) for g in others):
         found = _finding(op, "refused-free-key",
                          "acquire refused although no grant can have been in force during the call")

@@ -70,76 +70,114 @@ def _tok(token: int | None) -> str:
     return "" if token is None else f" (token {token})"
 
 
-def check_register(h: History) -> CheckResult:
-    findings: list[Finding] = []
-    examples: list[dict[str, Any]] = []
-    stale_by_lease = _stale_by_lease(h, findings, examples)
-    highest: dict[str, tuple[int, int]] = {}  # per key: the highest token written and its line
-    writers: dict[str, dict[int, tuple[str, int, int]]] = {}  # per key: each token's first writer
-    restarts = h.server_faults(*RESTARTS)
-    stale_rejected = 0
-    interleavings = 0
-    for line, w in h.writes:
+class RegisterJudge:
+    """The register's writes, fed in history order, judged three ways at once: by token order, by the
+    tokens granted by then, and (tokenless) by lease identity. Only per-key and per-token state is
+    kept, never the writes: the grants are all known before the first write is fed."""
+
+    def __init__(self, h: History) -> None:
+        self.h = h
+        self.findings: list[Finding] = []  # by token order, the first ``keep`` per kind
+        self._per_kind: dict[tuple[str, str], int] = {}
+        self.highest: dict[str, tuple[int, int]] = {}  # per key: the highest token written and its line
+        self.writers: dict[str, dict[int, tuple[str, int, int]]] = {}  # per key: each token's first writer
+        self.restarts = h.server_faults(*RESTARTS)
+        self.writes = self.stale_rejected = self.interleavings = 0
+        self.by_lease = _StaleByLease(h)
+        self.behind = _BehindGrants(h) if h.caps.fencing_tokens else None
+
+    def write(self, line: int, w: WriteRecord) -> None:
+        self.writes += 1
+        self.by_lease.write(line, w)
+        if self.behind is not None:
+            self.behind.write(w)
         if not w.accepted:
-            stale_rejected += 1
-            continue
+            self.stale_rejected += 1
+            return
+        h = self.h
         if w.token is None or not h.caps.fencing_tokens:
-            continue  # a tokenless lock's writes are judged by lease identity, never by tokens
-        max_token, max_line = highest.get(w.key, (0, 0))
-        token_writer = writers.setdefault(w.key, {})
+            return  # a tokenless lock's writes are judged by lease identity, never by tokens
+        max_token, max_line = self.highest.get(w.key, (0, 0))
+        token_writer = self.writers.setdefault(w.key, {})
         if w.token < max_token:
             severity: Severity = "violation" if w.fencing else "known-unsafe"
             why = ("the register accepted a stale token although fencing was on" if w.fencing else
                    "fencing off: a holder whose lease had been superseded wrote anyway")
-            findings.append(Finding(NAME_REGISTER, "stale-write", severity,
-                                    f"{w.client} wrote with token {w.token} after token {max_token} had "
-                                    f"written: {why}", w.time_ns, (w.client,), (w.token, max_token),
-                                    (max_line, line)))
-            interleavings += 1
+            self._found(Finding(NAME_REGISTER, "stale-write", severity,
+                                f"{w.client} wrote with token {w.token} after token {max_token} had "
+                                f"written: {why}", w.time_ns, (w.client,), (w.token, max_token),
+                                (max_line, line)))
+            self.interleavings += 1
         owner = token_writer.setdefault(w.token, (w.client, line, w.time_ns))
         if owner[0] != w.client:
             # After a restart that forgot the token counter, tokens are issued again: known, not a lie.
-            amnesia = not h.caps.durable and any(owner[2] <= f.end and f.start <= w.time_ns for f in restarts)
+            amnesia = not h.caps.durable and any(owner[2] <= f.end and f.start <= w.time_ns for f in self.restarts)
             promoted = not amnesia and h.lost_in_failover(w.time_ns, owner[2])
-            findings.append(Finding(NAME_REGISTER, "shared-token",
-                                    "known-unsafe" if amnesia or promoted else "violation",
-                                    f"{owner[0]} and {w.client} both wrote with token {w.token}: two owners "
-                                    "held the same fencing token"
-                                    + (" after a non-durable server restarted its counter" if amnesia else "")
-                                    + (": counter lost on promotion (asynchronous replication)" if promoted else ""),
-                                    w.time_ns, (owner[0], w.client), (w.token,), (owner[1], line)))
+            self._found(Finding(NAME_REGISTER, "shared-token",
+                                "known-unsafe" if amnesia or promoted else "violation",
+                                f"{owner[0]} and {w.client} both wrote with token {w.token}: two owners "
+                                "held the same fencing token"
+                                + (" after a non-durable server restarted its counter" if amnesia else "")
+                                + (": counter lost on promotion (asynchronous replication)" if promoted else ""),
+                                w.time_ns, (owner[0], w.client), (w.token,), (owner[1], line)))
         if w.token >= max_token:
-            highest[w.key] = (w.token, line)
-    if h.caps.fencing_tokens:
-        stale, stale_accepted = _behind_grants(h, examples)
-    else:
-        stale = stale_accepted = stale_by_lease
-    stats: dict[str, object] = {"writes": len(h.writes), "stale_rejected_by_fencing": stale_rejected,
-             "stale_accepted": interleavings + stale_by_lease, STALE_WRITES: stale,
-             STALE_WRITES_ACCEPTED: stale_accepted}
-    if not h.caps.fencing_tokens:
-        stats["judged_by"] = "lease identity: the lock issues no fencing tokens"
-    return CheckResult(NAME_REGISTER, tuple(_first_per_kind(findings)), stats, examples=tuple(examples))
+            self.highest[w.key] = (w.token, line)
+
+    def _found(self, finding: Finding, keep: int = 20) -> None:
+        """A stale holder writes many times: more than the first few per kind are never shown."""
+        k = (finding.kind, finding.severity)
+        self._per_kind[k] = self._per_kind.get(k, 0) + 1
+        if self._per_kind[k] <= keep:
+            self.findings.append(finding)
+
+    def finish(self) -> CheckResult:
+        h = self.h
+        stale_by_lease = self.by_lease.count
+        examples = list(self.by_lease.examples)
+        if self.behind is not None:
+            examples += self.behind.examples[:EXAMPLES - len(examples)]
+            stale, stale_accepted = self.behind.stale, self.behind.accepted
+        else:
+            stale = stale_accepted = stale_by_lease
+        stats: dict[str, object] = {"writes": self.writes, "stale_rejected_by_fencing": self.stale_rejected,
+                                    "stale_accepted": self.interleavings + stale_by_lease, STALE_WRITES: stale,
+                                    STALE_WRITES_ACCEPTED: stale_accepted}
+        if not h.caps.fencing_tokens:
+            stats["judged_by"] = "lease identity: the lock issues no fencing tokens"
+        findings = _first_per_kind(self.by_lease.findings + self.findings)
+        return CheckResult(NAME_REGISTER, tuple(findings), stats, examples=tuple(examples))
 
 
-def _behind_grants(h: History, examples: list[dict[str, Any]]) -> tuple[int, int]:
+def check_register(h: History) -> CheckResult:
+    judge = RegisterJudge(h)
+    for line, w in h.writes:
+        judge.write(line, w)
+    return judge.finish()
+
+
+class _BehindGrants:
     """Writes carrying a token below the highest granted by the time of the write, and how many of them
     the register accepted (the newer holder had not written yet, or fencing was off)."""
-    granted = sorted((g.acquire.complete, g.token, g.key) for g in h.grants if g.definite and g.token is not None)
-    highest: dict[str, int] = {}  # per key
-    nxt = stale = accepted = 0
-    for _, w in h.writes:
-        while nxt < len(granted) and granted[nxt][0] <= w.time_ns:
-            _, token, key = granted[nxt]
-            highest[key] = max(highest.get(key, 0), token)
-            nxt += 1
-        newer = highest.get(w.key, 0)
+
+    def __init__(self, h: History) -> None:
+        self.granted = sorted((g.acquire.complete, g.token, g.key) for g in h.grants
+                              if g.definite and g.token is not None)
+        self.highest: dict[str, int] = {}  # per key
+        self.nxt = self.stale = self.accepted = 0
+        self.examples: list[dict[str, Any]] = []
+
+    def write(self, w: WriteRecord) -> None:
+        granted = self.granted
+        while self.nxt < len(granted) and granted[self.nxt][0] <= w.time_ns:
+            _, token, key = granted[self.nxt]
+            self.highest[key] = max(self.highest.get(key, 0), token)
+            self.nxt += 1
+        newer = self.highest.get(w.key, 0)
         if w.token is not None and w.token < newer:
-            stale += 1
-            accepted += w.accepted
-            if len(examples) < EXAMPLES:
-                examples.append(_stale_example(w, newer))
-    return stale, accepted
+            self.stale += 1
+            self.accepted += w.accepted
+            if len(self.examples) < EXAMPLES:
+                self.examples.append(_stale_example(w, newer))
 
 
 def _stale_example(w: WriteRecord, newer_token: int | None) -> dict[str, Any]:
@@ -147,7 +185,7 @@ def _stale_example(w: WriteRecord, newer_token: int | None) -> dict[str, Any]:
             "accepted": w.accepted, "at_ns": w.time_ns}
 
 
-def _stale_by_lease(h: History, findings: list[Finding], examples: list[dict[str, Any]]) -> int:
+class _StaleByLease:
     """Tokenless writes judged by lease identity: a write by a holder whose own grant surely ended.
 
     Surely ended: the write came after the latest instant the writer's grant can have been in force,
@@ -156,46 +194,53 @@ def _stale_by_lease(h: History, findings: list[Finding], examples: list[dict[str
     that issues no token cannot be fenced, so such a write is its declared hazard (known-unsafe),
     whatever the scenario's register policy.
     """
-    definite = sorted((g for g in h.grants if g.definite), key=lambda g: g.acquire.complete)
-    by_client: dict[tuple[str, str], list[Grant]] = {}  # per client and key
-    for g in definite:
-        by_client.setdefault((g.client, g.key), []).append(g)
-    completes = {c: [g.acquire.complete for g in gs] for c, gs in by_client.items()}
-    newest: dict[str, dict[str, Grant]] = {}  # per key and client, its latest-invoked grant completed so far
-    nxt = 0
-    count = 0
-    for line, w in h.writes:
-        while nxt < len(definite) and definite[nxt].acquire.complete <= w.time_ns:
-            g = definite[nxt]
-            mine = newest.setdefault(g.key, {})
+
+    def __init__(self, h: History) -> None:
+        self.h = h
+        self.definite = sorted((g for g in h.grants if g.definite), key=lambda g: g.acquire.complete)
+        self.by_client: dict[tuple[str, str], list[Grant]] = {}  # per client and key
+        for g in self.definite:
+            self.by_client.setdefault((g.client, g.key), []).append(g)
+        self.completes = {c: [g.acquire.complete for g in gs] for c, gs in self.by_client.items()}
+        self.newest: dict[str, dict[str, Grant]] = {}  # per key and client, its latest-invoked grant completed so far
+        self.nxt = 0
+        self.count = 0
+        self.findings: list[Finding] = []
+        self.examples: list[dict[str, Any]] = []
+
+    def write(self, line: int, w: WriteRecord) -> None:
+        h, definite = self.h, self.definite
+        while self.nxt < len(definite) and definite[self.nxt].acquire.complete <= w.time_ns:
+            g = definite[self.nxt]
+            mine = self.newest.setdefault(g.key, {})
             if g.client not in mine or g.acquire.invoke > mine[g.client].acquire.invoke:
                 mine[g.client] = g
-            nxt += 1
-        if (w.token is not None and h.caps.fencing_tokens) or not w.accepted or (w.client, w.key) not in by_client:
-            continue
-        i = bisect.bisect_right(completes[w.client, w.key], w.time_ns) - 1
+            self.nxt += 1
+        if (w.token is not None and h.caps.fencing_tokens) or not w.accepted \
+                or (w.client, w.key) not in self.by_client:
+            return
+        i = bisect.bisect_right(self.completes[w.client, w.key], w.time_ns) - 1
         if i < 0:
-            continue
-        g = by_client[w.client, w.key][i]  # the grant the writer believes in: its latest one granted by then
-        since = [o for c, o in newest.get(w.key, {}).items()
+            return
+        g = self.by_client[w.client, w.key][i]  # the grant the writer believes in: its latest one granted by then
+        since = [o for c, o in self.newest.get(w.key, {}).items()
                  if c != w.client and o.acquire.invoke > g.acquire.complete]
         if w.time_ns <= g.latest_end and not since:
-            continue
-        count += 1
-        if len(examples) < EXAMPLES:
-            examples.append(_stale_example(w, None))
-        if count > 20:
-            continue  # a stale holder writes many times; the first few prove the point
+            return
+        self.count += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(_stale_example(w, None))
+        if self.count > 20:
+            return  # a stale holder writes many times; the first few prove the point
         other = min(since, key=lambda o: o.acquire.complete) if since else None
         why = (f"{other.client} was granted the lock after it (history line {other.acquire.line})"
                if other is not None else
                f"{(w.time_ns - g.latest_end) / 1e9:.3f} s after its lease had surely ended")
-        findings.append(Finding(
+        self.findings.append(Finding(
             NAME_REGISTER, "stale-write", "known-unsafe",
             f"{w.client} wrote with a superseded lease: {why}; the lock issues no fencing token, so nothing "
             "can refuse a stale holder's write", w.time_ns, (w.client, *(() if other is None else (other.client,))),
             (), (g.acquire.line, *(() if other is None else (other.acquire.line,)), line)))
-    return count
 
 
 def _first_per_kind(findings: list[Finding], keep: int = 20) -> list[Finding]:

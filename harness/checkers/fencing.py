@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding
-from lockchaos.harness.checkers.model import RESTARTS, FaultWindow, History, extended_end
+from lockchaos.harness.checkers.model import RESTARTS, FaultWindow, Grant, History, extended_end
 
 NAME = "fencing"
 TOKEN_REGRESSIONS = "token_regressions"
@@ -23,7 +23,7 @@ def check(h: History) -> CheckResult:
     if not h.caps.fencing_tokens:
         # No token to judge: a made-up one would only produce false "regressions". What fencing would
         # have prevented shows up as stale writes judged by lease identity (exclusion-register).
-        lost = _lost_on_restart(h)
+        lost = _lost_on_restart(h, _refused_renewals(h))
         reason = "the lock issues no fencing tokens (capabilities.fencing_tokens=False): token rules do not apply"
         return CheckResult(NAME, tuple(lost), {"skipped": reason, "restarts": len(restarts)}, skipped=reason)
     findings: list[Finding] = []
@@ -54,20 +54,34 @@ def check(h: History) -> CheckResult:
                 continue
         if best is None or g.token > best[0]:
             best_by_key[g.key] = (g.token, a.complete, g.owner, a.line)
-    lost = _lost_on_restart(h) + _lost_on_promotion(h)
+    candidates = _refused_renewals(h)
+    lost = _lost_on_restart(h, candidates) + _lost_on_promotion(h, candidates)
     return CheckResult(NAME, tuple(findings + lost), {"grants": len(definite), "restarts": len(restarts),
                                                       TOKEN_REGRESSIONS: len(findings)}, examples=tuple(examples))
 
 
-def _lost_on_promotion(h: History) -> list[Finding]:
+def _refused_renewals(h: History) -> list[tuple[Grant, int]]:
+    """The definite grants with a refused renew, in history order, each with its last refused renew's
+    invoke: only they can have been lost, and they are few (a refusal follows a loss or an expiry), so
+    each fault looks at them alone rather than at every grant."""
+    out = []
+    for g in h.grants:
+        if g.definite:
+            refused = [r.invoke for r in g.renews if r.rec.outcome == "fail"]
+            if refused:
+                out.append((g, max(refused)))
+    return out
+
+
+def _lost_on_promotion(h: History, candidates: list[tuple[Grant, int]]) -> list[Finding]:
     """A holder whose renew was refused after a failover, its lease surely not yet expired by the
     reference's rules: the declared hazard of asynchronous replication (a replica that never had the
     lock was promoted). Under linearizable replication the conformance checker flags it instead."""
     out = []
     for f in h.lossy_failovers:
         end = h.promotion_end(f)
-        for g in h.grants:
-            if not g.definite or g.acquire.complete > end:
+        for g, last_refused in candidates:
+            if g.acquire.complete > end or last_refused < f.start:
                 continue
             for r in g.renews:
                 if r.rec.outcome == "fail" and f.start <= r.invoke and r.complete < extended_end(g, r.invoke):
@@ -80,14 +94,14 @@ def _lost_on_promotion(h: History) -> list[Finding]:
     return out
 
 
-def _lost_on_restart(h: History) -> list[Finding]:
+def _lost_on_restart(h: History, candidates: list[tuple[Grant, int]]) -> list[Finding]:
     """A holder whose renew failed right after a restart, its lease surely not yet expired."""
     if h.caps.durable:
         return []  # on a durable server the conformance checker flags a refused renew itself
     out = []
     for f in h.server_faults(*RESTARTS):
-        for g in h.grants:
-            if not g.definite or g.acquire.complete > f.start:
+        for g, last_refused in candidates:
+            if g.acquire.complete > f.start or last_refused < f.end:
                 continue
             for r in g.renews:
                 if r.rec.outcome == "fail" and f.end <= r.invoke and r.complete < extended_end(g, f.start):

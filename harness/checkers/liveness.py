@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.checkers.findings import CheckResult, Finding
 from lockchaos.harness.checkers.model import FaultIndex, FaultWindow, Grant, History, Op
 from lockchaos.harness.faults.registry import named
+from lockchaos.harness.run.history import OpRecord
 
 NAME = "liveness"
 # Which faults mean what to liveness, from the fault registry (``harness/faults/registry.py``).
@@ -61,6 +62,106 @@ def recovery_bound(h: History) -> int:
 
 
 def check(h: History) -> CheckResult:
+    calls = Calls(h)
+    for op in h.ops:
+        calls.op(op.line, op.rec)
+    return calls.finish()
+
+
+class Calls:
+    """What liveness needs of every call, gathered as the calls are fed, in any order: who last asked
+    for each key, when the workers' last call ended, and, for each server fault whose recovery may be
+    judged, a summary per client of its calls in the recovery window and after it. The grants and the
+    faults are known before the first call is fed; the calls themselves are never kept."""
+
+    def __init__(self, h: History) -> None:
+        self.h = h
+        self.latest_acquire: dict[str, dict[str, int]] = {}  # per key and worker, its latest acquire's invoke
+        self.workers_end: int | None = None  # the latest complete of a worker's call
+        self.last_acquire: int | None = None  # the latest invoke of a worker's acquire
+        bound = recovery_bound(h)
+        all_faults = FaultIndex(h.faults)
+        # Server faults with no other fault in their recovery window: those windows never overlap.
+        self.recoveries = [f for f in h.faults if f.fault in SERVER_TRIGGERS
+                           and not [o for o in all_faults.overlapping(f.end, f.end + bound) if o is not f]]
+        self.recoveries.sort(key=lambda f: f.end)
+        self._backs = [f.end for f in self.recoveries]
+        self._bound = bound
+        self.windows: list[dict[str, _ClientWindow]] = [{} for _ in self.recoveries]
+        self.deadlines = sorted({f.end + bound for f in self.recoveries})
+        self.latest_invoke: dict[str, int] = {}  # per worker
+        # Per worker and deadline bucket (invokes after deadlines[i], up to the next): the first answered call.
+        self._answered_after: dict[str, dict[int, tuple[int, int, int]]] = {}
+
+    def op(self, line: int, rec: OpRecord) -> None:
+        client = rec.client
+        if client == "observer":
+            return
+        invoke, complete = rec.invoke_ns, rec.complete_ns
+        if self.workers_end is None or complete > self.workers_end:
+            self.workers_end = complete
+        if self.latest_invoke.get(client, -1) < invoke:
+            self.latest_invoke[client] = invoke
+        if rec.op == "acquire":
+            if self.last_acquire is None or invoke > self.last_acquire:
+                self.last_acquire = invoke
+            latest = self.latest_acquire.setdefault(rec.key, {})
+            if latest.get(client, -1) < invoke:
+                latest[client] = invoke
+        if not self.recoveries:
+            return
+        i = bisect.bisect_right(self._backs, invoke) - 1
+        if i >= 0 and invoke <= self._backs[i] + self._bound:
+            window = self.windows[i].get(client)
+            if window is None:
+                window = self.windows[i][client] = _ClientWindow()
+            window.add(line, rec, self._backs[i] + self._bound)
+        if rec.outcome != "indeterminate":
+            j = bisect.bisect_left(self.deadlines, invoke) - 1  # the last deadline before this invoke
+            if j >= 0:
+                buckets = self._answered_after.setdefault(client, {})
+                first = buckets.get(j)
+                if first is None or (invoke, line) < first[:2]:
+                    buckets[j] = (invoke, line, complete)
+
+    def contended(self, key: str, victims: set[str], start: int) -> bool:
+        """Some worker other than the victims asked for ``key`` at or after ``start``."""
+        return any(c not in victims and t >= start for c, t in self.latest_acquire.get(key, {}).items())
+
+    def first_answer_after(self, client: str, deadline: int) -> int | None:
+        """When ``client``'s first call invoked after ``deadline`` that got an answer completed, if any."""
+        buckets = self._answered_after.get(client, {})
+        first = min((b for j, b in buckets.items() if self.deadlines[j] >= deadline), default=None)
+        return None if first is None else first[2]
+
+    def finish(self) -> CheckResult:
+        return _judge(self.h, self)
+
+
+@dataclass(slots=True)
+class _ClientWindow:
+    """One worker's calls invoked in a server fault's recovery window, as ``_stuck_clients`` judges them."""
+
+    calls: int = 0
+    answered: bool = False
+    first: tuple[int, int] = (0, 0)  # invoke and line of its first call
+    last: tuple[int, int, int] = (0, 0, 0)  # invoke, line and complete of its last
+    errors: set[str] = field(default_factory=set)
+
+    def add(self, line: int, rec: OpRecord, deadline: int) -> None:
+        key = (rec.invoke_ns, line)
+        if not self.calls or key < self.first:
+            self.first = key
+        if not self.calls or key > self.last[:2]:
+            self.last = (rec.invoke_ns, line, rec.complete_ns)
+        self.calls += 1
+        if rec.outcome != "indeterminate" and rec.complete_ns <= deadline:
+            self.answered = True
+        if rec.error:
+            self.errors.add(str(rec.error).split(":")[0])
+
+
+def _judge(h: History, calls: Calls) -> CheckResult:
     bound = failover_bound(h)
     # The service itself was down or slow: its server's faults, and every client's link delayed or reset.
     server_faults = h.server_faults(*EXCUSING) + h.link_faults(*EXCUSING)
@@ -83,9 +184,7 @@ def check(h: History) -> CheckResult:
             if not any(k.holding.held_at(v, f.start) for v in victims):
                 continue  # the victim did not hold this lock: nothing to fail over
             start = f.start
-            attempts = (o for o in _from(h.ops_by_invoke, bisect.bisect_left(h.invokes, start))
-                        if o.rec.op == "acquire" and o.rec.key == key and o.rec.client != "observer")
-            if not any(o.rec.client not in victims for o in attempts):
+            if not calls.contended(key, victims, start):
                 uncontended += 1  # nobody else asked for the lock (one worker): no failover to judge
                 continue
             nxt = next((o for o in _from(k.acquires, bisect.bisect_right(k.acquire_completes, start))
@@ -109,7 +208,7 @@ def check(h: History) -> CheckResult:
                                         f"after {f.fault} of {f.target}, {nxt.rec.client} acquired{on} only "
                                         f"{took / 1e9:.3f} s later (bound {bound / 1e9:.3f} s: TTL + lag + retries)",
                                         nxt.complete, (*victims, nxt.rec.client), (), (*f.lines, nxt.line)))
-    recovery = _after_server_faults(h, acquires, findings)
+    recovery = _after_server_faults(h, calls, acquires, findings)
     stats: dict[str, object] = {"failovers": len(times), "excused": excused, "bound_s": round(bound / 1e9, 3),
                                 "uncontended": uncontended, **recovery}
     if leader_times:
@@ -193,42 +292,28 @@ def _max_upto(index: tuple[list[int], list[int]], x: int) -> int | None:
     return best[i] if i >= 0 else None
 
 
-def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]) -> dict[str, object]:
+def _after_server_faults(h: History, calls: Calls, acquires: list[Op], findings: list[Finding]) -> dict[str, object]:
     """Stuck clients and a lock nobody can get, once a killed or paused server answers again."""
     bound = recovery_bound(h)
-    worker_ops: list[Op] = []
-    by_client: dict[str, list[Op]] = {}
-    last_acquire: int | None = None
-    for o in h.ops_by_invoke:
-        client = o.rec.client
-        if client == "observer":
-            continue
-        worker_ops.append(o)
-        by_client.setdefault(client, []).append(o)
-        if o.rec.op == "acquire":
-            last_acquire = o.invoke  # in invoke order: the last one seen is the latest
-    if not worker_ops:
+    workers_end = calls.workers_end
+    if workers_end is None:
         return {}
-    workers_end = max(o.complete for o in worker_ops)
-    worker_invokes = [o.invoke for o in worker_ops]
-    client_invokes = {c: [o.invoke for o in ops] for c, ops in by_client.items()}
-    all_faults = FaultIndex(h.faults)
+    last_acquire = calls.last_acquire
     ends_by_invoke = _prefix_max([(g.acquire.invoke, g.latest_end) for g in h.grants])
     acquire_completes = [o.complete for o in acquires]
     judged = 0
     recoveries: list[float] = []
+    windows = {id(f): w for f, w in zip(calls.recoveries, calls.windows, strict=True)}
     for f in h.faults:
         if f.fault not in SERVER_TRIGGERS:
             continue
         back, deadline = f.end, f.end + bound
         if deadline > workers_end:
             continue  # the run ended before the bound ran out: nothing to judge
-        others = [o for o in all_faults.overlapping(back, deadline) if o is not f]
-        if others:
+        if id(f) not in windows:
             continue  # another fault overlaps the recovery: its own story
         judged += 1
-        window = worker_ops[bisect.bisect_left(worker_invokes, back):bisect.bisect_right(worker_invokes, deadline)]
-        _stuck_clients(f, window, by_client, client_invokes, back, deadline, bound, findings)
+        _stuck_clients(f, windows[id(f)], calls, back, deadline, bound, findings)
         # The lock is free once no grant made before the server came back can still be in force.
         free_from = max(back, _max_upto(ends_by_invoke, back) or back)
         if free_from + bound > workers_end:
@@ -253,34 +338,27 @@ def _after_server_faults(h: History, acquires: list[Op], findings: list[Finding]
     return stats
 
 
-def _stuck_clients(f: FaultWindow, window: list[Op], all_by_client: dict[str, list[Op]],
-                   client_invokes: dict[str, list[int]], back: int, deadline: int, bound: int,
-                   findings: list[Finding]) -> None:
+def _stuck_clients(f: FaultWindow, window: dict[str, _ClientWindow], calls: Calls, back: int, deadline: int,
+                   bound: int, findings: list[Finding]) -> None:
     """A client that kept calling after the server was back and got only errors for the whole bound.
 
-    ``window``: the workers' calls invoked in [back, deadline], in invoke order; ``all_by_client``: each
-    client's calls in invoke order, to find its calls after the deadline by bisection."""
-    by_client: dict[str, list[Op]] = {}
-    for o in window:
-        by_client.setdefault(o.rec.client, []).append(o)
-    for client, ops in sorted(by_client.items()):
-        answered = [o for o in ops if o.rec.outcome != "indeterminate" and o.complete <= deadline]
-        if answered:
+    ``window``: per worker, its calls invoked in [back, deadline]; ``calls`` tells what each did after."""
+    for client, ops in sorted(window.items()):
+        if ops.answered:
             continue
-        mine = all_by_client[client]
-        later = mine[bisect.bisect_right(client_invokes[client], deadline):]
-        if not later and ops[-1].complete <= deadline:
+        later = calls.latest_invoke.get(client, -1) > deadline
+        if not later and ops.last[2] <= deadline:
             continue  # the client stopped calling (crashed, or the run ended): nothing to judge
-        errors = sorted({str(o.rec.error).split(":")[0] for o in ops if o.rec.error})
-        first_ok = next((o for o in later if o.rec.outcome != "indeterminate"), None)
+        first_ok = calls.first_answer_after(client, deadline)
+        errors = ", ".join(sorted(ops.errors))
         then = ("and none after" if first_ok is None
-                else f"until {first_ok.complete / 1e9:.3f} s")
+                else f"until {first_ok / 1e9:.3f} s")
         findings.append(Finding(
             NAME, "stuck-client", "violation",
             f"{client} got no answer for {bound / 1e9:.3f} s after the server answered again ({f.fault} ended "
-            f"at {back / 1e9:.3f} s): {len(ops)} calls, all indeterminate ({', '.join(errors) or 'no error'}) "
+            f"at {back / 1e9:.3f} s): {ops.calls} calls, all indeterminate ({errors or 'no error'}) "
             f"{then}; the client stays unusable after the server recovered",
-            deadline, (client,), (), (*f.lines, ops[0].line, ops[-1].line)))
+            deadline, (client,), (), (*f.lines, ops.first[1], ops.last[1])))
 
 
 def _leader_bound(h: History) -> float:

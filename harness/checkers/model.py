@@ -59,7 +59,7 @@ class Op:
 _put_op = tuple(Op.__dict__[name].__set__ for name in ("line", "rec", "invoke", "complete"))
 
 
-def _new_op(line: int, rec: OpRecord) -> Op:
+def new_op(line: int, rec: OpRecord) -> Op:
     """``Op(line, rec)`` by its slots: a long history makes one per call, and ``__init__`` with
     ``__post_init__`` goes through ``object.__setattr__`` four times."""
     op = object.__new__(Op)
@@ -81,7 +81,7 @@ class FaultWindow:
     lines: tuple[int, ...]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Grant:
     """One acquire that may have taken effect, and everything its owner did with it."""
 
@@ -261,16 +261,18 @@ class FaultIndex:
 
 
 @dataclass
-class _Notes:
+class Notes:
     """Run-level facts from note records, besides the meta."""
 
     timeouts: dict[str, int | None] = field(default_factory=dict)
     stopped_ns: int = 0
     open_errors: list[tuple[int, NoteRecord]] = field(default_factory=list)
+    unread_end_ns: int = 0
+    """The latest time among records read past without being loaded (``stream.py``): the run's end counts them."""
 
 
-def _load(records: Iterable[tuple[int, Record]],
-          notes: _Notes) -> tuple[dict[str, Any], list[Op], list[tuple[int, WriteRecord]],
+def load_records(records: Iterable[tuple[int, Record]],
+          notes: Notes) -> tuple[dict[str, Any], list[Op], list[tuple[int, WriteRecord]],
                                                     list[FaultWindow], int, bool]:
     meta: dict[str, Any] = {}
     ops: list[Op] = []
@@ -279,7 +281,6 @@ def _load(records: Iterable[tuple[int, Record]],
     faults: list[FaultWindow] = []
     end_ns = 0
     ended = False
-    new_op = _new_op
     for line, rec in records:
         kind = type(rec)
         if kind is OpRecord:
@@ -313,6 +314,7 @@ def _load(records: Iterable[tuple[int, Record]],
             elif rec.kind == "residue":  # what the server held after the run: the residue checker's
                 meta = {**meta, "residue": {**rec.data, "time_ns": rec.time_ns}}
             end_ns = max(end_ns, rec.time_ns)
+    end_ns = max(end_ns, notes.unread_end_ns)
     for sline, start in open_faults.values():  # a fault still open when the run ended or was killed
         faults.append(FaultWindow(start.fault, start.target, start.time_ns, end_ns, start.detail, (sline,)))
     faults.sort(key=lambda f: f.start)
@@ -324,16 +326,22 @@ def load_history(source: Path | Iterable[Record]) -> History:
         numbered: Iterable[tuple[int, Record]] = enumerate(read_history(source), start=1)
     else:
         numbered = enumerate(source, start=1)
-    notes = _Notes()
+    notes = Notes()
     # Loading allocates a few objects per event and frees none of them: the cycle collector's passes
     # over the growing heap cost a third of the load and find nothing (records hold no cycles).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        meta, ops, writes, faults, end_ns, truncated = _load(numbered, notes)
+        meta, ops, writes, faults, end_ns, truncated = load_records(numbered, notes)
     finally:
         if collecting:
             gc.enable()
+    return history_of(meta, ops, writes, faults, end_ns, truncated, notes)
+
+
+def history_of(meta: dict[str, Any], ops: list[Op], writes: list[tuple[int, WriteRecord]], faults: list[FaultWindow],
+               end_ns: int, truncated: bool, notes: Notes) -> History:
+    """The history of what was loaded, its grants made and bounded."""
     if not meta:
         raise ValueError("history has no meta record: not a lockchaos history")
     caps = Capabilities(**meta["capabilities"])

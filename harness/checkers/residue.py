@@ -25,20 +25,39 @@ from typing import Any
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding
 from lockchaos.harness.checkers.model import History
+from lockchaos.harness.run.history import OpRecord
 
 NAME = "residue"
 EXAMPLES = 10
 
 
-def _held_after_quiesce(h: History) -> bool | None:
-    """What the observer saw after the quiesce; None when the lock's ``holder()`` tells nothing."""
-    if h.caps.holder_info == "none":
-        return None
-    seen = [o for o in h.ops if o.rec.client == "observer" and o.rec.op == "holder" and o.rec.outcome == "ok"]
-    return any(o.rec.lease is not None for o in seen)  # one look per key after a many-key run
+class Judge:
+    """What the residue judgement needs of the calls: whether the observer saw the lock held after the
+    quiesce (one look per key after a many-key run), and how many calls were indeterminate."""
+
+    def __init__(self, h: History) -> None:
+        self.h = h
+        self.observer_saw_held = False
+        self.indeterminate = 0
+
+    def op(self, line: int, rec: OpRecord) -> None:
+        if rec.outcome == "indeterminate":
+            self.indeterminate += 1
+        elif rec.client == "observer" and rec.op == "holder" and rec.outcome == "ok" and rec.lease is not None:
+            self.observer_saw_held = True
+
+    def finish(self) -> CheckResult:
+        return _result(self.h, self)
 
 
 def check(h: History) -> CheckResult:
+    calls = Judge(h)
+    for op in h.ops:
+        calls.op(op.line, op.rec)
+    return calls.finish()
+
+
+def _result(h: History, calls: Judge) -> CheckResult:
     residue: dict[str, Any] | None = h.meta.get("residue")
     if residue is None:
         return CheckResult(NAME, (), {"inspected": False})
@@ -49,7 +68,7 @@ def check(h: History) -> CheckResult:
     findings: list[Finding] = []
 
     no_ttl = sorted(k["key"] for k in at_end.get("keys", []) if k["ttl_ms"] is None)
-    held = _held_after_quiesce(h)
+    held = None if h.caps.holder_info == "none" else calls.observer_saw_held
     if no_ttl and held:
         findings.append(Finding(NAME, "never-expiring-lock", "violation",
                                 f"after every holder released or died and every lease was waited out, the "
@@ -69,7 +88,7 @@ def check(h: History) -> CheckResult:
 
     leases = at_stop.get("leases")
     orphans = [lease for lease in leases or [] if not lease["keys"]]
-    allowance = sum(1 for o in h.ops if o.rec.outcome == "indeterminate")
+    allowance = calls.indeterminate
     if len(orphans) > allowance:
         findings.append(Finding(NAME, "leaked-lease", "known-unsafe",
                                 f"{len(orphans)} lease(s) holding no key were still granted when the workers "

@@ -340,7 +340,7 @@ def _share_args(value: Any) -> Any:
     return shared
 
 
-def _fast_builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
+def _fast_builder(cls: type[Any], shared: bool = True) -> Callable[[dict[str, Any]], Any]:
     """The common case, a line holding exactly the class's fields (as ``to_json`` writes them), built
     by straight-line code generated once per class: a loop over the fields costs as much again. Any
     other line goes through ``_Builder`` (defaults, or the real ``__init__``'s ``TypeError``)."""
@@ -353,9 +353,9 @@ def _fast_builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
     for n, f in enumerate(fields):
         ns[f"put{n}"] = getattr(cls, f.name).__set__
         value = f"raw[{f.name!r}]"
-        if f.name in _SHARED_FIELDS:
+        if shared and f.name in _SHARED_FIELDS:
             body.append(f"    put{n}(obj, share({value}))")
-        elif f.name == "args":
+        elif shared and f.name == "args":
             body.append(f"    put{n}(obj, share_args({value}))")
         else:
             body.append(f"    put{n}(obj, {value})")
@@ -368,6 +368,8 @@ def _fast_builder(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
 
 
 _BUILDERS = {kind: _fast_builder(cls) for kind, cls in _TYPES.items()}
+_PASSING_BUILDERS = {kind: _fast_builder(cls, shared=False) for kind, cls in _TYPES.items()}
+"""For records read and let go (``read_history(kept=False)``): sharing their strings would only cost time."""
 
 
 def parse_record(line: str | bytes) -> Record:
@@ -434,14 +436,42 @@ def _blocks(f: IO[bytes]) -> Iterator[tuple[list[bytes], bool]]:
         yield [b"".join(parts)], False
 
 
-def read_history(path: Path) -> Iterator[Record]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """Each line of the file without its newline, numbered from 1, and whether it had one (only a torn
+    last line has not): for a reader that parses only some lines (``checkers/stream.py``). A line longer
+    than ``MAX_LINE_BYTES`` comes cut short, one byte past the bound."""
+    number = 0
+    with path.open("rb") as f:
+        for lines, whole in _blocks(f):
+            for line in lines:
+                number += 1
+                yield number, line, whole
+
+
+def possible_record(line: bytes) -> Record:
+    """The record on one line, as ``read_history`` reads it; ``ValueError`` if it is none or impossible."""
+    try:
+        raw = orjson.loads(line)
+        kind = raw.pop("type")
+        rec: Record = _BUILDERS[kind](raw)
+    except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError("not a history record") from None
+    why = impossibility(rec)
+    if why is not None:
+        raise ValueError(f"impossible record: {why}")
+    return rec
+
+
+def read_history(path: Path, *, kept: bool = True) -> Iterator[Record]:
     """Every complete record; a torn final line (killed run) is skipped, corruption elsewhere raises.
 
     Lines are read in bounded pieces: an over-long line is refused without being loaded whole, and
     a record no run can have written (an op completing before its invocation, a time outside the
     run) is refused with its line number: ``ValueError`` for both, which ``check`` reports as bad input.
+    ``kept=False``: the caller lets each record go before the next (a streamed judgement), so their
+    repeated strings and arguments are not shared (which saves memory only on records kept).
     """
-    builders = _BUILDERS
+    builders = _BUILDERS if kept else _PASSING_BUILDERS
     loads = orjson.loads
     number = 0
     with path.open("rb") as f:
