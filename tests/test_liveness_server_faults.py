@@ -157,3 +157,23 @@ def test_factory_raising_unmapped_error_on_reopen_is_an_error_handling_finding(t
     assert r.status == "ran" and r.judgement is not None and r.judgement.failing() == ["error-handling"]
     f = next(x for x in r.judgement.results if x.checker == "error-handling").findings[0]
     assert "opening a client raised unexpected ConnectionError" in f.message
+
+
+def _leader_fault_then_late_grant(fault: str) -> list[Record]:
+    """A replicated service (declared failover 500 ms) whose first grant after the leader fault comes 5 s later."""
+    m = meta()
+    data = {**m.data, "capabilities": {**m.data["capabilities"], "replication": "linearizable", "failover_ms": 500}}
+    return [NoteRecord("meta", 0, data), client("a"), client("b"), acq("a", 0, 5),
+            FaultRecord(fault, "start", "leader:m0", 100 * MS), FaultRecord(fault, "end", "leader:m0", 3000 * MS),
+            acq("b", 5100, 5105, token=2), NoteRecord("end", 9000 * MS, {})]
+
+
+def test_a_cut_off_leaders_failover_is_timed_and_reported_not_judged() -> None:
+    # When clients notice a leader cut off from its peers depends on their own timeouts, so the time is
+    # reported with the others (leader_p50_s) but not held to the declared failover time.
+    isolated = results(*_leader_fault_then_late_grant("leader-isolated"))["liveness"]
+    assert isolated.stats["leader_failovers"] == 1 and isolated.stats["leader_max_s"] == pytest.approx(5.005)
+    assert not isolated.violations
+    crashed = results(*_leader_fault_then_late_grant("leader-crash"))["liveness"]
+    assert crashed.stats["leader_failovers"] == 1
+    assert [f.kind for f in crashed.violations] == ["slow-failover"]

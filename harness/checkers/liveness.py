@@ -37,6 +37,8 @@ NAME = "liveness"
 TRIGGERS = named(lambda t: t.liveness_trigger)
 SERVER_TRIGGERS = named(lambda t: t.server_recovery_trigger)
 LEADER_TRIGGERS = named(lambda t: t.leader_trigger)
+LEADER_TIMED = named(lambda t: t.leader_trigger or t.timed_failover)
+"""Leader faults whose failover is timed and reported; only the triggers' is judged against the bound."""
 EXCUSING = named(lambda t: t.excuses_liveness)
 """The service down or slow: a holder's failover they overlap is reported, not judged."""
 SLACK_NS = 250 * NS_PER_MS
@@ -371,7 +373,7 @@ def _leader_bound(h: History) -> float:
 
 def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: list[Finding]) -> list[float]:
     """Seconds from each leader fault to the service's first grant sent after it."""
-    if not any(f.fault in LEADER_TRIGGERS for f in h.faults):
+    if not any(f.fault in LEADER_TIMED for f in h.faults):
         return []  # no leader fault to time: the index of grants below is not needed
     bound = _leader_bound(h)
     plan = h.meta.get("plan", {})
@@ -388,15 +390,16 @@ def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: li
     ends_by_complete = _prefix_max([(g.acquire.complete, g.latest_end) for g in h.grants])
     times: list[float] = []
     for f in h.faults:
-        if f.fault not in LEADER_TRIGGERS:
+        if f.fault not in LEADER_TIMED:
             continue
+        judged = f.fault in LEADER_TRIGGERS  # the others' failover is reported, not judged
         k = bisect.bisect_left(invokes, f.start)
         nxt = grants[first_pos[k]] if k < len(first_pos) else None
         end = nxt.complete if nxt is not None else h.stopped_ns
         if any(s.start <= end and s.end >= f.start for s in server_faults):
             continue  # the whole service was also down: not this failover's doing
         if nxt is None:
-            if h.stopped_ns - f.start > bound and not h.truncated:
+            if judged and h.stopped_ns - f.start > bound and not h.truncated:
                 findings.append(Finding(NAME, "no-failover", "violation",
                                         f"after {f.fault} of {f.target} the service granted nothing before "
                                         f"the workers stopped ({(h.stopped_ns - f.start) / 1e9:.2f} s later)",
@@ -408,7 +411,7 @@ def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: li
         orphan = _max_upto(ends_by_complete, f.start)  # the longest-lived of them decides
         orphans = [orphan] if orphan is not None and orphan >= f.start else []
         allowed = max([bound, *(end - f.start + 2 * retry_ns + SLACK_NS for end in orphans)])
-        if took > allowed:
+        if judged and took > allowed:
             findings.append(Finding(NAME, "slow-failover", "violation",
                                     f"after {f.fault} of {f.target}, the first grant ({nxt.rec.op} by "
                                     f"{nxt.rec.client}) came {took / 1e9:.3f} s later (bound {allowed / 1e9:.3f} s: "

@@ -221,7 +221,7 @@ LEADER_PAUSE = Fault(
 LEADER_ISOLATED = Fault(
     "leader-isolated", "cluster-leader", "#06b6d4", _isolate,
     soak=(FaultStep(0, "leader-isolated", target="server", duration=3),),
-    timing=LeaseTiming(failover=True),
+    timing=LeaseTiming(failover=True, timed_failover=True),
     check_support=leader_unsupported,
     description="the member leading now is cut off from its peers (both ways) while the holder still "
                 "reaches it; healed after the window")

@@ -70,6 +70,9 @@ class LeaseTiming:
     """After the window, clients must be answered again and the lock granted within the recovery bound."""
     leader_trigger: bool = False
     """A leader fault timed as the service's own failover (to its first grant after the fault)."""
+    timed_failover: bool = False
+    """A leader fault whose failover is timed like a trigger's and reported (``leader_p50_s``...), not
+    judged: when clients notice depends on their own timeouts, not on the service's declared time."""
     excuses_liveness: bool = False
     """A server-side fault overlapping a holder's failover: that failover is reported, not judged."""
 
