@@ -31,6 +31,7 @@ def check_grants(h: History) -> CheckResult:
     # latest first. The list is rebuilt only once its earliest latest end has passed.
     live_by_key: dict[str, list[Grant]] = {}
     min_end: dict[str, int] = {}  # per key, the earliest latest end among its live grants
+    exclusive = _exclusive_owners(h)
     for g2 in definite:
         a, key = g2.acquire, g2.key
         live = live_by_key.setdefault(key, [])
@@ -60,10 +61,41 @@ def check_grants(h: History) -> CheckResult:
                     a.complete, (g1.owner, g2.owner), tuple(t for t in (g1.token, g2.token) if t is not None),
                     (g1.acquire.line, a.line)))
                 break
+        else:
+            _by_hindsight(h, g2, live, exclusive, findings)
         live.append(g2)
         if key not in min_end or g2.latest_end < min_end[key]:
             min_end[key] = g2.latest_end
     return CheckResult(NAME_GRANTS, tuple(findings), {"grants": len(definite)})
+
+
+def _exclusive_owners(h: History) -> set[str]:
+    """Owner ids that one client alone used: only their renews vouch for their own grant's lease."""
+    clients: dict[str, set[str]] = {}
+    for g in h.grants:
+        clients.setdefault(g.owner, set()).add(g.client)
+    return {owner for owner, used_by in clients.items() if len(used_by) == 1}
+
+
+def _by_hindsight(h: History, g2: Grant, live: list[Grant], exclusive: set[str], findings: list[Finding]) -> None:
+    """A grant made while another owner's lease was in force, as a renew of that lease that succeeded
+    only later proves (it completed after this acquire: the rule above judges by what had completed
+    by then). What a client that reports a renew it never made, or extends by a second round trip
+    whoever holds the key by then, leaves behind."""
+    a = g2.acquire
+    for g1 in reversed(live):
+        if g1.owner == g2.owner or g1.owner not in exclusive:
+            continue
+        if surely_held_throughout(h, g1, a.invoke, a.complete, hindsight=True):
+            renew = max((r for r in g1.renews if r.rec.outcome == "ok"), key=lambda r: r.invoke)
+            findings.append(Finding(
+                NAME_GRANTS, "double-grant", "violation",
+                f"{g2.owner} was granted{_tok(g2.token)} while {g1.owner}'s lease{_tok(g1.token)} was in force "
+                f"for the whole acquire, as its renew sent at {renew.invoke / 1e9:.3f} s and answered ok at "
+                f"{renew.complete / 1e9:.3f} s proves (a renew succeeds only on a lease still in force)",
+                a.complete, (g1.owner, g2.owner), tuple(t for t in (g1.token, g2.token) if t is not None),
+                (g1.acquire.line, renew.line, a.line)))
+            return
 
 
 def _tok(token: int | None) -> str:

@@ -465,14 +465,19 @@ def extended_end(g: Grant, at: int) -> int:
     return end
 
 
-def earliest_end(h: History, g: Grant, at: int, *, lossy_failover: bool = True) -> int:
+def earliest_end(h: History, g: Grant, at: int, *, lossy_failover: bool = True, hindsight: bool = False) -> int:
     """The earliest instant ``g`` may end, judged from what had surely happened by ``at``.
 
     Only ok calls that completed by ``at`` count as extensions: their effect is certain by then.
     With asynchronous replication a failover may lose the grant at any instant of its window
     (``lossy_failover=False`` judges as the reference does, which never loses one).
+
+    ``hindsight`` counts every ok renew of ``g``, however late it completed: a renew succeeds only on a
+    lease still in force, so one that took effect at any instant of its call proves the lease held
+    without a break from its grant until then, and in force until the renew's invoke + TTL at least.
+    Sound only when no other client uses ``g``'s owner id (its renew could succeed on their lease).
     """
-    cut = extended_end(g, at) - EPSILON_NS
+    cut = extended_end(g, END_OF_TIME if hindsight else at) - EPSILON_NS
     for r in g.releases:  # a release that may have happened ends it as early as its invoke
         if r.rec.outcome != "fail":
             cut = min(cut, r.invoke)
@@ -491,10 +496,15 @@ def earliest_end(h: History, g: Grant, at: int, *, lossy_failover: bool = True) 
     return cut
 
 
-def surely_held_throughout(h: History, g: Grant, start: int, end: int, *, lossy_failover: bool = True) -> bool:
+def surely_held_throughout(h: History, g: Grant, start: int, end: int, *, lossy_failover: bool = True,
+                           hindsight: bool = False) -> bool:
     """``g`` was in force at every instant of [start, end], whatever the timing."""
     return g.definite and g.acquire.complete <= start and earliest_end(
-        h, g, start, lossy_failover=lossy_failover) > end
+        h, g, start, lossy_failover=lossy_failover, hindsight=hindsight) > end
+
+
+END_OF_TIME = 1 << 62
+"""Later than any instant of a run: what ``hindsight`` judges from."""
 
 
 def possibly_held_within(g: Grant, start: int, end: int) -> bool:
