@@ -357,10 +357,11 @@ class Worker(ArmedFaults):
         healed = threading.Event()
 
         def heal() -> None:
+            # No reset on top: on the fake's link a reset loses the *next* call's reply (a contender's
+            # grant nobody hears of), and a client whose call timed out has dropped that connection.
             if not healed.is_set():
                 healed.set()
                 link.heal()
-                link.reset()  # connections that carried the lost bytes: gone, as after a real outage
 
         # A client that never gives up must not hold the link down for the rest of the run: after the
         # slow-call bound (3 TTLs) the link heals anyway. Virtual time needs none: the fake gives up in it.
