@@ -38,16 +38,31 @@ def summarise(paths: list[str]) -> None:
     from lockchaos.harness.checkers import check_history
 
     whole = _count_whole()
+    bounds = _observed_bounds()  # a streamed judgement keeps no grant: their bounds, as it makes them
     for p in paths:
         try:
+            bounds.clear()
             h, results = check_history(Path(p))
             out: list[object] = [[r.checker, [dataclasses.astuple(f) for f in r.findings], r.stats, r.skipped,
                                   list(getattr(r, "examples", ()))] for r in results]
-            out.append(sorted([g.acquire.line, g.latest_end, g.effect_horizon] for g in h.grants))
+            made = [[g.acquire.line, g.latest_end, g.effect_horizon] for g in h.grants] if h.grants else bounds
+            out.append(sorted(made))
         except Exception as exc:  # the same refusal on both sides is equal too
             out = ["error", repr(exc)]
         print(json.dumps([p, out], default=str, sort_keys=True), flush=True)
     print(f"# loaded whole: {whole[0]}")
+
+
+def _observed_bounds() -> list[list[int]]:
+    bounds: list[list[int]] = []
+    try:
+        from lockchaos.harness.checkers import stream
+    except ImportError:  # a revision without one
+        return bounds
+    observers = getattr(stream, "observe_grant", None)
+    if observers is not None:
+        observers.append(lambda g: bounds.append([g.acquire.line, g.latest_end, g.effect_horizon]))
+    return bounds
 
 
 def _count_whole() -> list[int]:

@@ -107,11 +107,24 @@ def _file(path: Path, records: list[Record]) -> Path:
     return path
 
 
-def _summary(h: History, results: list[CheckResult]) -> list[Any]:
+def _summary(h: History, results: list[CheckResult], made: list[tuple[int, int, int]] | None = None) -> list[Any]:
+    """Findings, stats and every grant's bounds (a streamed judgement keeps no grant: ``made`` are those
+    it passed to ``stream.observe_grant``)."""
     out: list[Any] = [[r.checker, [dataclasses.astuple(f) for f in r.findings], r.stats, r.skipped,
                        list(r.examples)] for r in results]
-    out.append(sorted((g.acquire.line, g.latest_end, g.effect_horizon) for g in h.grants))
+    out.append(sorted(made if made is not None and not h.grants
+                      else [(g.acquire.line, g.latest_end, g.effect_horizon) for g in h.grants]))
     return out
+
+
+def _streamed(path: Path) -> list[Any]:
+    """The streamed judgement of ``path``, summarised with the bounds of the grants it made."""
+    made: list[tuple[int, int, int]] = []
+    stream.observe_grant.append(lambda g: made.append((g.acquire.line, g.latest_end, g.effect_horizon)))
+    try:
+        return _summary(*check_history(path), made=made)
+    finally:
+        stream.observe_grant.clear()
 
 
 @pytest.fixture
@@ -126,7 +139,7 @@ def never_whole(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_streamed_file_is_judged_as_its_records_loaded_whole(seed: int, tmp_path: Path,
                                                                 never_whole: None) -> None:
     records = _random_history(seed)
-    streamed = _summary(*check_history(_file(tmp_path / "history.jsonl", records)))
+    streamed = _streamed(_file(tmp_path / "history.jsonl", records))
     whole = _summary(*check_history(records))
     assert json.dumps(streamed, default=str) == json.dumps(whole, default=str)
 
@@ -153,7 +166,7 @@ def test_the_streamed_judgement_keeps_no_write_and_no_refused_acquire(tmp_path: 
         records.append(WriteRecord("a", "k", 1, t, True, True, i))
     records.append(NoteRecord("end", 600 * MS, {}))
     h, results = check_history(_file(tmp_path / "history.jsonl", records))
-    assert len(h.ops) == 1 and h.writes == []  # the grant's acquire only
+    assert h.ops == [] and h.writes == [] and h.grants == []  # the run's context only
     stats = {r.checker: r.stats for r in results}
     assert stats["conformance"]["ops_checked"] == 5001 and stats["exclusion-register"]["writes"] == 5000
 
@@ -164,7 +177,7 @@ def test_a_file_written_with_spaces_is_judged_alike(tmp_path: Path, never_whole:
     path = tmp_path / "history.jsonl"
     path.write_text("".join(json.dumps(json.loads(to_json(r))) + "\n" for r in records))
     assert b'"type": "write"' in path.read_bytes()
-    assert json.dumps(_summary(*check_history(path)), default=str) == \
+    assert json.dumps(_streamed(path), default=str) == \
         json.dumps(_summary(*check_history(records)), default=str)
 
 
@@ -184,7 +197,7 @@ def test_a_line_that_fools_the_first_read_is_judged_whole_alike(tmp_path: Path,
         return original(p)
 
     monkeypatch.setattr(stream, "judged_whole", counted)
-    assert json.dumps(_summary(*check_history(path)), default=str) == \
+    assert json.dumps(_streamed(path), default=str) == \
         json.dumps(_summary(*check_history(records)), default=str)
     assert wholes == [path]
 
@@ -201,5 +214,5 @@ def test_a_last_line_without_its_newline_is_judged_as_a_whole_load_judges_it(cut
     line = to_json(last)
     path.write_text(path.read_text() + (line[:-cut] if cut else line))
     kept = records + ([] if cut else [last])
-    assert json.dumps(_summary(*check_history(path)), default=str) == \
+    assert json.dumps(_streamed(path), default=str) == \
         json.dumps(_summary(*check_history(kept)), default=str)

@@ -73,19 +73,69 @@ class _KeyGrants:
         self._collect(2 * node + 1, mid, hi, n, invoke, out)
 
 
-class Judge:
-    """Judges each call on its own against the grants (all known before the calls are read): calls
-    may be fed in any order; findings come out in invoke order (ties in history order), as a sweep
-    in invoke order reports them."""
+class _LiveGrants:
+    """One key's grants fed as they come (``stream.py``), in acquire-invoke order, answering as
+    ``_KeyGrants`` does; those that can no longer matter to any call still to come are let go (``prune``)."""
 
-    def __init__(self, h: History) -> None:
+    def __init__(self) -> None:
+        self.grants: list[Grant] = []
+        self.invokes: list[int] = []
+        self.reach: list[int] = []  # prefix maxima of latest_end
+
+    def add(self, g: Grant) -> None:
+        self.grants.append(g)
+        self.invokes.append(g.acquire.invoke)
+        self.reach.append(max(g.latest_end, self.reach[-1]) if self.reach else g.latest_end)
+
+    def prune(self, before: int) -> None:
+        """No call still to be judged was invoked before ``before``: a grant over by then never matters."""
+        if any(g.latest_end < before for g in self.grants):
+            kept = [g for g in self.grants if g.latest_end >= before]
+            self.grants, self.invokes, self.reach = [], [], []
+            for g in kept:
+                self.add(g)
+
+    def maybe_in_force(self, invoke: int, complete: int) -> bool:
+        n = bisect.bisect_right(self.invokes, complete)
+        return n > 0 and self.reach[n - 1] >= invoke
+
+    def mattering(self, invoke: int, complete: int) -> list[Grant]:
+        return [g for g in self.grants[:bisect.bisect_right(self.invokes, complete)]
+                if max(g.latest_end + 1, g.acquire.invoke) > invoke]
+
+
+class Judge:
+    """Judges each call on its own against the grants: calls may be fed in any order; findings come out
+    in invoke order (ties in history order), as a sweep in invoke order reports them.
+
+    Either every grant is known before the first call (``Judge(h)``), or they are fed as they come
+    (``Judge(h, fed=True)``, ``grant``), each before any call completing after its invoke."""
+
+    def __init__(self, h: History, *, fed: bool = False) -> None:
         self.h = h
-        by_key: dict[str, list[Grant]] = {}
-        for g in h.grants:
-            by_key.setdefault(g.key, []).append(g)
-        self._keys = {key: _KeyGrants(grants) for key, grants in by_key.items()}
+        self._keys: dict[str, _KeyGrants | _LiveGrants] = {}
+        self._live: dict[str, _LiveGrants] = {}
+        self.grants = 0
+        if not fed:
+            by_key: dict[str, list[Grant]] = {}
+            for g in h.grants:
+                by_key.setdefault(g.key, []).append(g)
+            self._keys = {key: _KeyGrants(grants) for key, grants in by_key.items()}
+            self.grants = len(h.grants)
         self._found: list[tuple[int, int, list[Finding]]] = []
         self.counted = 0
+
+    def grant(self, g: Grant) -> None:
+        self.grants += 1
+        live = self._live.get(g.key)
+        if live is None:
+            live = self._live[g.key] = _LiveGrants()
+            self._keys[g.key] = live
+        live.add(g)
+
+    def prune(self, before: int) -> None:
+        for live in self._live.values():
+            live.prune(before)
 
     def op(self, line: int, rec: OpRecord) -> None:
         if rec.outcome == "indeterminate":  # unmapped exceptions too: the error-handling checker reports them
@@ -115,7 +165,7 @@ class Judge:
     def finish(self) -> CheckResult:
         self._found.sort(key=lambda found: (found[0], found[1]))
         findings = tuple(f for _, _, fs in self._found for f in fs)
-        return CheckResult(NAME, findings, {"ops_checked": self.counted, "grants": len(self.h.grants)})
+        return CheckResult(NAME, findings, {"ops_checked": self.counted, "grants": self.grants})
 
 
 def check(h: History) -> CheckResult:

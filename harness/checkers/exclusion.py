@@ -8,7 +8,8 @@ interleaving by a stale holder is what the scenario demonstrates (known-unsafe),
 
 from __future__ import annotations
 
-import bisect
+import heapq
+from collections.abc import Iterable
 from typing import Any
 
 from lockchaos.harness.checkers.findings import CheckResult, Finding, Severity
@@ -24,15 +25,34 @@ EXAMPLES = 5
 
 
 def check_grants(h: History) -> CheckResult:
-    findings: list[Finding] = []
-    definite = [g for g in h.grants if g.definite]  # the history's grants are in acquire-invoke order
-    # Swept in invoke order: a grant over before one acquire's invoke is over before every later one's,
-    # so only the possibly-live earlier grants on the same key are kept, in their order, and compared
-    # latest first. The list is rebuilt only once its earliest latest end has passed.
-    live_by_key: dict[str, list[Grant]] = {}
-    min_end: dict[str, int] = {}  # per key, the earliest latest end among its live grants
-    exclusive = _exclusive_owners(h)
-    for g2 in definite:
+    judge = GrantsJudge(h, exclusive_owners(h.grants))
+    for g in h.grants:
+        judge.grant(g)
+    return judge.finish()
+
+
+class GrantsJudge:
+    """Fed every grant in acquire-invoke order (ties in history order), each once its renews and releases
+    are all known, with the owner ids one client alone used (``exclusive_owners``).
+
+    Swept in invoke order: a grant over before one acquire's invoke is over before every later one's,
+    so only the possibly-live earlier grants on the same key are kept, in their order, and compared
+    latest first. A key's list is rebuilt only once its earliest latest end has passed: what is kept
+    is what may still be in force, never the grants behind it."""
+
+    def __init__(self, h: History, exclusive: set[str]) -> None:
+        self.h = h
+        self.exclusive = exclusive
+        self.findings: list[Finding] = []
+        self.definite = 0
+        self.live_by_key: dict[str, list[Grant]] = {}
+        self.min_end: dict[str, int] = {}  # per key, the earliest latest end among its live grants
+
+    def grant(self, g2: Grant) -> None:
+        if not g2.definite:
+            return
+        self.definite += 1
+        h, findings, live_by_key, min_end = self.h, self.findings, self.live_by_key, self.min_end
         a, key = g2.acquire, g2.key
         live = live_by_key.setdefault(key, [])
         if key in min_end and min_end[key] < a.invoke:
@@ -62,19 +82,27 @@ def check_grants(h: History) -> CheckResult:
                     (g1.acquire.line, a.line)))
                 break
         else:
-            _by_hindsight(h, g2, live, exclusive, findings)
+            _by_hindsight(h, g2, live, self.exclusive, findings)
         live.append(g2)
         if key not in min_end or g2.latest_end < min_end[key]:
             min_end[key] = g2.latest_end
-    return CheckResult(NAME_GRANTS, tuple(findings), {"grants": len(definite)})
+
+    def finish(self) -> CheckResult:
+        return CheckResult(NAME_GRANTS, tuple(self.findings), {"grants": self.definite})
 
 
-def _exclusive_owners(h: History) -> set[str]:
+def exclusive_owners(grants: Iterable[Grant]) -> set[str]:
     """Owner ids that one client alone used: only their renews vouch for their own grant's lease."""
-    clients: dict[str, set[str]] = {}
-    for g in h.grants:
-        clients.setdefault(g.owner, set()).add(g.client)
-    return {owner for owner, used_by in clients.items() if len(used_by) == 1}
+    return exclusive_of((g.owner, g.client) for g in grants)
+
+
+def exclusive_of(pairs: Iterable[tuple[str, str]]) -> set[str]:
+    """The owners among (owner, client) pairs that one client alone used."""
+    clients: dict[str, str | None] = {}
+    for owner, client in pairs:
+        if clients.setdefault(owner, client) != client:
+            clients[owner] = None
+    return {owner for owner, only in clients.items() if only is not None}
 
 
 def _by_hindsight(h: History, g2: Grant, live: list[Grant], exclusive: set[str], findings: list[Finding]) -> None:
@@ -105,7 +133,8 @@ def _tok(token: int | None) -> str:
 class RegisterJudge:
     """The register's writes, fed in history order, judged three ways at once: by token order, by the
     tokens granted by then, and (tokenless) by lease identity. Only per-key and per-token state is
-    kept, never the writes: the grants are all known before the first write is fed."""
+    kept, never the writes. Every grant completed by a write's time is fed (``grant``, in acquire-invoke
+    order) before the write is."""
 
     def __init__(self, h: History) -> None:
         self.h = h
@@ -116,7 +145,13 @@ class RegisterJudge:
         self.restarts = h.server_faults(*RESTARTS)
         self.writes = self.stale_rejected = self.interleavings = 0
         self.by_lease = _StaleByLease(h)
-        self.behind = _BehindGrants(h) if h.caps.fencing_tokens else None
+        self.behind = _BehindGrants() if h.caps.fencing_tokens else None
+
+    def grant(self, g: Grant) -> None:
+        if g.definite:
+            self.by_lease.grant(g)
+            if self.behind is not None and g.token is not None:
+                self.behind.grant(g)
 
     def write(self, line: int, w: WriteRecord) -> None:
         self.writes += 1
@@ -182,6 +217,8 @@ class RegisterJudge:
 
 def check_register(h: History) -> CheckResult:
     judge = RegisterJudge(h)
+    for g in h.grants:
+        judge.grant(g)
     for line, w in h.writes:
         judge.write(line, w)
     return judge.finish()
@@ -191,19 +228,21 @@ class _BehindGrants:
     """Writes carrying a token below the highest granted by the time of the write, and how many of them
     the register accepted (the newer holder had not written yet, or fencing was off)."""
 
-    def __init__(self, h: History) -> None:
-        self.granted = sorted((g.acquire.complete, g.token, g.key) for g in h.grants
-                              if g.definite and g.token is not None)
+    def __init__(self) -> None:
+        self.granted: list[tuple[int, int, str]] = []  # a heap: fed, not yet reached by a write's time
         self.highest: dict[str, int] = {}  # per key
-        self.nxt = self.stale = self.accepted = 0
+        self.stale = self.accepted = 0
         self.examples: list[dict[str, Any]] = []
+
+    def grant(self, g: Grant) -> None:
+        assert g.token is not None
+        heapq.heappush(self.granted, (g.acquire.complete, g.token, g.key))
 
     def write(self, w: WriteRecord) -> None:
         granted = self.granted
-        while self.nxt < len(granted) and granted[self.nxt][0] <= w.time_ns:
-            _, token, key = granted[self.nxt]
+        while granted and granted[0][0] <= w.time_ns:
+            _, token, key = heapq.heappop(granted)
             self.highest[key] = max(self.highest.get(key, 0), token)
-            self.nxt += 1
         newer = self.highest.get(w.key, 0)
         if w.token is not None and w.token < newer:
             self.stale += 1
@@ -229,32 +268,32 @@ class _StaleByLease:
 
     def __init__(self, h: History) -> None:
         self.h = h
-        self.definite = sorted((g for g in h.grants if g.definite), key=lambda g: g.acquire.complete)
-        self.by_client: dict[tuple[str, str], list[Grant]] = {}  # per client and key
-        for g in self.definite:
-            self.by_client.setdefault((g.client, g.key), []).append(g)
-        self.completes = {c: [g.acquire.complete for g in gs] for c, gs in self.by_client.items()}
+        self.granted: list[tuple[int, int, Grant]] = []  # a heap by complete, then feed order
+        self.fed = 0
+        self.believed: dict[tuple[str, str], Grant] = {}  # per client and key, its latest grant completed so far
         self.newest: dict[str, dict[str, Grant]] = {}  # per key and client, its latest-invoked grant completed so far
-        self.nxt = 0
         self.count = 0
         self.findings: list[Finding] = []
         self.examples: list[dict[str, Any]] = []
 
+    def grant(self, g: Grant) -> None:
+        self.fed += 1
+        heapq.heappush(self.granted, (g.acquire.complete, self.fed, g))
+
     def write(self, line: int, w: WriteRecord) -> None:
-        h, definite = self.h, self.definite
-        while self.nxt < len(definite) and definite[self.nxt].acquire.complete <= w.time_ns:
-            g = definite[self.nxt]
+        h, granted = self.h, self.granted
+        while granted and granted[0][0] <= w.time_ns:
+            g = heapq.heappop(granted)[2]
             mine = self.newest.setdefault(g.key, {})
             if g.client not in mine or g.acquire.invoke > mine[g.client].acquire.invoke:
                 mine[g.client] = g
-            self.nxt += 1
-        if (w.token is not None and h.caps.fencing_tokens) or not w.accepted \
-                or (w.client, w.key) not in self.by_client:
+            self.believed[g.client, g.key] = g
+        if (w.token is not None and h.caps.fencing_tokens) or not w.accepted:
             return
-        i = bisect.bisect_right(self.completes[w.client, w.key], w.time_ns) - 1
-        if i < 0:
+        g_of = self.believed.get((w.client, w.key))  # the grant the writer believes in: its latest one granted by then
+        if g_of is None:
             return
-        g = self.by_client[w.client, w.key][i]  # the grant the writer believes in: its latest one granted by then
+        g = g_of
         since = [o for c, o in self.newest.get(w.key, {}).items()
                  if c != w.client and o.acquire.invoke > g.acquire.complete]
         if w.time_ns <= g.latest_end and not since:

@@ -23,12 +23,12 @@ lease in force at the fault can have expired (a release the crash made indetermi
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.checkers.findings import CheckResult, Finding
-from lockchaos.harness.checkers.model import FaultIndex, FaultWindow, Grant, History, Op
+from lockchaos.harness.checkers.livenessindex import Gathered, Indexed, Lookups
+from lockchaos.harness.checkers.model import FaultIndex, FaultWindow, History
 from lockchaos.harness.faults.registry import named
 from lockchaos.harness.run.history import OpRecord
 
@@ -136,8 +136,10 @@ class Calls:
         first = min((b for j, b in buckets.items() if self.deadlines[j] >= deadline), default=None)
         return None if first is None else first[2]
 
-    def finish(self) -> CheckResult:
-        return _judge(self.h, self)
+    def finish(self, look: Lookups | None = None) -> CheckResult:
+        """Judged against the grants and granted calls: indexed from the whole history, or (``stream.py``)
+        the answers gathered as they were fed."""
+        return _judge(self.h, self, look if look is not None else Indexed(self.h))
 
 
 @dataclass(slots=True)
@@ -163,17 +165,15 @@ class _ClientWindow:
             self.errors.add(str(rec.error).split(":")[0])
 
 
-def _judge(h: History, calls: Calls) -> CheckResult:
+def _judge(h: History, calls: Calls, look: Lookups) -> CheckResult:
     bound = failover_bound(h)
     # The service itself was down or slow: its server's faults, and every client's link delayed or reset.
     server_faults = h.server_faults(*EXCUSING) + h.link_faults(*EXCUSING)
     findings: list[Finding] = []
     times: list[float] = []
     excused = uncontended = 0
-    # Sorted by complete from history order, so that calls completing at the same instant keep it.
-    acquires = sorted((o for o in h.ops if o.rec.op == "acquire" and o.rec.outcome == "ok"), key=_complete)
-    keys = _key_indexes(h)
-    leader_times = _leader_failovers(h, server_faults, findings)
+    keys = look.keys()
+    leader_times = _leader_failovers(h, look, server_faults, findings)
     times.extend(leader_times)
     # A holder's failover that overlaps the service's own failover is the service's story too.
     service_down = FaultIndex(server_faults + h.server_faults(*LEADER_TRIGGERS))
@@ -181,16 +181,15 @@ def _judge(h: History, calls: Calls) -> CheckResult:
         if f.fault not in TRIGGERS:
             continue
         victims = set(f.target.split(","))
-        for key, k in keys.items():  # each key the victim held fails over on its own
+        for key in keys:  # each key the victim held fails over on its own
             on = f" on {key}" if len(keys) > 1 else ""
-            if not any(k.holding.held_at(v, f.start) for v in victims):
+            if not look.held_at(f, key, victims):
                 continue  # the victim did not hold this lock: nothing to fail over
             start = f.start
             if not calls.contended(key, victims, start):
                 uncontended += 1  # nobody else asked for the lock (one worker): no failover to judge
                 continue
-            nxt = next((o for o in _from(k.acquires, bisect.bisect_right(k.acquire_completes, start))
-                        if o.rec.client not in victims), None)
+            nxt = look.next_acquire(f, key, victims)
             end = nxt.complete if nxt is not None else h.end_ns
             if service_down.overlapping(start, end):
                 excused += 1
@@ -210,7 +209,7 @@ def _judge(h: History, calls: Calls) -> CheckResult:
                                         f"after {f.fault} of {f.target}, {nxt.rec.client} acquired{on} only "
                                         f"{took / 1e9:.3f} s later (bound {bound / 1e9:.3f} s: TTL + lag + retries)",
                                         nxt.complete, (*victims, nxt.rec.client), (), (*f.lines, nxt.line)))
-    recovery = _after_server_faults(h, calls, acquires, findings)
+    recovery = _after_server_faults(h, calls, look, findings)
     stats: dict[str, object] = {"failovers": len(times), "excused": excused, "bound_s": round(bound / 1e9, 3),
                                 "uncontended": uncontended, **recovery}
     if leader_times:
@@ -222,87 +221,13 @@ def _judge(h: History, calls: Calls) -> CheckResult:
     return CheckResult(NAME, tuple(findings), stats)
 
 
-def _complete(op: Op) -> int:
-    return op.complete
-
-
-@dataclass(frozen=True, slots=True)
-class _KeyIndex:
-    """One key's calls as the holder-failover judgement looks them up: its granted acquires in complete
-    order, and who may hold it when."""
-
-    acquires: list[Op]
-    acquire_completes: list[int]
-    holding: _HeldIndex
-
-
-def _key_indexes(h: History) -> dict[str, _KeyIndex]:
-    """Per key that was ever granted (a lock nobody held has no holder to fail over from)."""
-    acquires: dict[str, list[Op]] = {}  # in history order, then sorted by complete: ties keep that order
-    for o in h.ops:
-        if o.rec.op == "acquire" and o.rec.outcome == "ok":
-            acquires.setdefault(o.rec.key, []).append(o)
-    grants: dict[str, list[Grant]] = {}
-    for g in h.grants:
-        grants.setdefault(g.key, []).append(g)
-    out = {}
-    for key, gs in grants.items():
-        done = sorted(acquires.get(key, []), key=_complete)
-        out[key] = _KeyIndex(done, [o.complete for o in done], _HeldIndex(gs))
-    return out
-
-
-def _from(ops: list[Op], i: int) -> Iterator[Op]:
-    """``ops[i:]`` without copying it."""
-    return (ops[j] for j in range(i, len(ops)))
-
-
-class _HeldIndex:
-    """Per client, its grants in acquire-complete order with the running maximum of their latest ends:
-    whether a client may hold the lock at an instant is then one bisection."""
-
-    def __init__(self, grants: list[Grant]) -> None:
-        by_client: dict[str, list[Grant]] = {}
-        for g in sorted(grants, key=lambda g: g.acquire.complete):
-            by_client.setdefault(g.client, []).append(g)
-        self.completes = {c: [g.acquire.complete for g in gs] for c, gs in by_client.items()}
-        self.max_end: dict[str, list[int]] = {}
-        for c, gs in by_client.items():
-            ends = self.max_end[c] = []
-            for g in gs:
-                ends.append(max(g.latest_end, ends[-1]) if ends else g.latest_end)
-
-    def held_at(self, client: str, at: int) -> bool:
-        """Some grant of ``client`` completed by ``at`` and may last until ``at``."""
-        i = bisect.bisect_right(self.completes.get(client, []), at) - 1
-        return i >= 0 and self.max_end[client][i] >= at
-
-
-def _prefix_max(pairs: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """Keys in order and, up to each, the largest value: ``max(v for k, v in pairs if k <= x)`` by bisection."""
-    pairs = sorted(pairs)
-    keys = [k for k, _ in pairs]
-    best: list[int] = []
-    for _, v in pairs:
-        best.append(max(v, best[-1]) if best else v)
-    return keys, best
-
-
-def _max_upto(index: tuple[list[int], list[int]], x: int) -> int | None:
-    keys, best = index
-    i = bisect.bisect_right(keys, x) - 1
-    return best[i] if i >= 0 else None
-
-
-def _after_server_faults(h: History, calls: Calls, acquires: list[Op], findings: list[Finding]) -> dict[str, object]:
+def _after_server_faults(h: History, calls: Calls, look: Lookups, findings: list[Finding]) -> dict[str, object]:
     """Stuck clients and a lock nobody can get, once a killed or paused server answers again."""
     bound = recovery_bound(h)
     workers_end = calls.workers_end
     if workers_end is None:
         return {}
     last_acquire = calls.last_acquire
-    ends_by_invoke = _prefix_max([(g.acquire.invoke, g.latest_end) for g in h.grants])
-    acquire_completes = [o.complete for o in acquires]
     judged = 0
     recoveries: list[float] = []
     windows = {id(f): w for f, w in zip(calls.recoveries, calls.windows, strict=True)}
@@ -317,13 +242,12 @@ def _after_server_faults(h: History, calls: Calls, acquires: list[Op], findings:
         judged += 1
         _stuck_clients(f, windows[id(f)], calls, back, deadline, bound, findings)
         # The lock is free once no grant made before the server came back can still be in force.
-        free_from = max(back, _max_upto(ends_by_invoke, back) or back)
+        free_from = look.free_from(f)
         if free_from + bound > workers_end:
             continue
         if last_acquire is None or last_acquire < free_from:
             continue  # nobody asked
-        i = bisect.bisect_right(acquire_completes, back)  # any grant since the server came back
-        nxt = acquires[i] if i < len(acquires) else None
+        nxt = look.acquire_after(f)  # any grant since the server came back
         if nxt is not None:
             recoveries.append(max(0, nxt.complete - free_from) / 1e9)
         if nxt is None or nxt.complete > free_from + bound:
@@ -371,30 +295,20 @@ def _leader_bound(h: History) -> float:
     return declared + renew_ns + 2 * retry_ns + SLACK_NS
 
 
-def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: list[Finding]) -> list[float]:
+def _leader_failovers(h: History, look: Lookups, server_faults: list[FaultWindow],
+                      findings: list[Finding]) -> list[float]:
     """Seconds from each leader fault to the service's first grant sent after it."""
     if not any(f.fault in LEADER_TIMED for f in h.faults):
         return []  # no leader fault to time: the index of grants below is not needed
     bound = _leader_bound(h)
     plan = h.meta.get("plan", {})
     retry_ns = float(plan.get("retry_every", 0.1)) * h.ttl_ms * NS_PER_MS
-    grants = sorted((o for o in h.ops if o.rec.op in ("acquire", "renew") and o.rec.outcome == "ok"),
-                    key=_complete)
-    # The first grant (in complete order) invoked at or after an instant: over the grants in invoke
-    # order, the smallest complete-order position from each on.
-    by_invoke = sorted(range(len(grants)), key=lambda i: grants[i].invoke)
-    invokes = [grants[i].invoke for i in by_invoke]
-    first_pos = list(by_invoke)
-    for k in range(len(first_pos) - 2, -1, -1):
-        first_pos[k] = min(first_pos[k], first_pos[k + 1])
-    ends_by_complete = _prefix_max([(g.acquire.complete, g.latest_end) for g in h.grants])
     times: list[float] = []
     for f in h.faults:
         if f.fault not in LEADER_TIMED:
             continue
         judged = f.fault in LEADER_TRIGGERS  # the others' failover is reported, not judged
-        k = bisect.bisect_left(invokes, f.start)
-        nxt = grants[first_pos[k]] if k < len(first_pos) else None
+        nxt = look.granted_from(f)
         end = nxt.complete if nxt is not None else h.stopped_ns
         if any(s.start <= end and s.end >= f.start for s in server_faults):
             continue  # the whole service was also down: not this failover's doing
@@ -408,7 +322,7 @@ def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: li
         took = nxt.complete - f.start
         times.append(took / 1e9)
         # A lease left behind at the fault (its release lost to the crash) may block until it expires.
-        orphan = _max_upto(ends_by_complete, f.start)  # the longest-lived of them decides
+        orphan = look.left_at(f)  # the longest-lived of them decides
         orphans = [orphan] if orphan is not None and orphan >= f.start else []
         allowed = max([bound, *(end - f.start + 2 * retry_ns + SLACK_NS for end in orphans)])
         if judged and took > allowed:
@@ -419,3 +333,8 @@ def _leader_failovers(h: History, server_faults: list[FaultWindow], findings: li
                                     "fault expiring)",
                                     nxt.complete, (f.target, nxt.rec.client), (), (*f.lines, nxt.line)))
     return times
+
+
+def gathered(h: History) -> Gathered:
+    """The answers liveness needs, gathered as grants and granted calls are fed (``stream.py``)."""
+    return Gathered(h, TRIGGERS, SERVER_TRIGGERS, LEADER_TIMED)

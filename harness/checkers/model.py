@@ -354,10 +354,25 @@ def history_of(meta: dict[str, Any], ops: list[Op], writes: list[tuple[int, Writ
 
 def _grants(h: History) -> list[Grant]:
     """One grant per acquire that may have taken effect; renews and releases go to their owner's latest."""
-    grants: list[Grant] = []
-    current: dict[tuple[str, str], Grant] = {}  # per client and key, its latest grant
+    builder = GrantBuilder(h)
     for op in h.ops_by_invoke:
-        rec = op.rec
+        builder.op(op)
+    return builder.grants
+
+
+class GrantBuilder:
+    """Grants made from calls fed in invoke order (ties in history order): an acquire that may have taken
+    effect opens one, a renew or release joins its client's latest grant of the key. Whoever feeds it
+    may take ``grants`` away as it goes (``stream.py`` does): ``current`` alone is needed to go on."""
+
+    def __init__(self, h: History) -> None:
+        self.h = h
+        self.grants: list[Grant] = []
+        self.current: dict[tuple[str, str], Grant] = {}  # per client and key, its latest grant
+
+    def op(self, op: Op) -> Grant | None:
+        """The grant ``op`` opens, if it opens one (the client's previous grant of the key is then complete)."""
+        h, rec = self.h, op.rec
         if rec.op == "acquire" and rec.outcome in ("ok", "indeterminate"):
             lease = rec.lease
             # A lock declaring no fencing tokens is never judged by one, even if it hands out numbers.
@@ -365,28 +380,34 @@ def _grants(h: History) -> list[Grant]:
                      else int(lease["token"]))
             ttl = int(lease["ttl_ms"]) if lease else h.caps.applied_ttl(int(rec.args.get("ttl_ms", h.ttl_ms)))
             g = Grant(op, str(rec.args.get("owner", rec.client)), rec.client, token, ttl, h.horizon(op))
-            grants.append(g)
-            current[rec.client, rec.key] = g
-        elif rec.op == "renew" or rec.op == "release":
-            g_of = current.get((rec.client, rec.key))
+            self.grants.append(g)
+            self.current[rec.client, rec.key] = g
+            return g
+        if rec.op == "renew" or rec.op == "release":
+            g_of = self.current.get((rec.client, rec.key))
             if g_of is not None:
                 (g_of.renews if rec.op == "renew" else g_of.releases).append(op)
-    return grants
+        return None
 
 
 def _bound(h: History) -> None:
     """For each grant: until when it can possibly have been in force, and when it was proven over."""
-    lag = h.caps.expiry_lag_ms * NS_PER_MS
-    restart_starts, restart_min_end = h._restart_end_suffix_min
     for g in h.grants:
-        latest = _latest_expiry(h, g, lag)
-        proofs = [r.complete for r in g.releases if r.rec.outcome == "ok"]
-        proofs += [r.complete for r in g.renews if r.rec.outcome == "fail" and r.invoke >= g.effect_horizon]
-        if not h.caps.durable:  # the earliest end among the restarts that began after the grant took effect
-            i = bisect.bisect_left(restart_starts, g.effect_horizon)
-            if i < len(restart_min_end):
-                proofs.append(restart_min_end[i])
-        g.latest_end = min([latest, *proofs])
+        bound_grant(h, g)
+
+
+def bound_grant(h: History, g: Grant) -> None:
+    """``g.latest_end``, once every call of its client on its key up to its next grant is known."""
+    lag = h.caps.expiry_lag_ms * NS_PER_MS
+    latest = _latest_expiry(h, g, lag)
+    proofs = [r.complete for r in g.releases if r.rec.outcome == "ok"]
+    proofs += [r.complete for r in g.renews if r.rec.outcome == "fail" and r.invoke >= g.effect_horizon]
+    if not h.caps.durable:  # the earliest end among the restarts that began after the grant took effect
+        restart_starts, restart_min_end = h._restart_end_suffix_min
+        i = bisect.bisect_left(restart_starts, g.effect_horizon)
+        if i < len(restart_min_end):
+            proofs.append(restart_min_end[i])
+    g.latest_end = min([latest, *proofs])
 
 
 def _latest_expiry(h: History, g: Grant, lag: int) -> int:
