@@ -1,6 +1,7 @@
-"""A history file is judged in two reads that keep only its grants (``checkers/stream.py``): the same
-findings, stats, examples and grant bounds as the same records loaded whole, without keeping a
-write or a refused acquire, and a file that breaks the reads' assumptions is judged whole instead.
+"""A history file is judged in two reads in memory that does not grow with its length
+(``checkers/stream.py``): the same findings, stats, examples and grant bounds as the same records loaded
+whole, without keeping a call, a write or a grant behind the watermark, and a file that breaks the
+reads' assumptions is judged whole instead.
 """
 
 from __future__ import annotations
@@ -135,9 +136,14 @@ def never_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream, "judged_whole", whole)
 
 
+@pytest.mark.parametrize("every", [1, 7, 512])
 @pytest.mark.parametrize("seed", range(40))
-def test_a_streamed_file_is_judged_as_its_records_loaded_whole(seed: int, tmp_path: Path,
-                                                                never_whole: None) -> None:
+def test_a_streamed_file_is_judged_as_its_records_loaded_whole(seed: int, every: int, tmp_path: Path,
+                                                                never_whole: None,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """However often the watermark advances (``every`` records): grants made, fed and judged part-way
+    through the file, a worker that stops calling half-way holding the watermark back."""
+    monkeypatch.setattr(stream, "EVERY", every)
     records = _random_history(seed)
     streamed = _streamed(_file(tmp_path / "history.jsonl", records))
     whole = _summary(*check_history(records))
@@ -216,3 +222,74 @@ def test_a_last_line_without_its_newline_is_judged_as_a_whole_load_judges_it(cut
     kept = records + ([] if cut else [last])
     assert json.dumps(_streamed(path), default=str) == \
         json.dumps(_summary(*check_history(kept)), default=str)
+
+
+def _turns(cycles: int, clients: int = 4) -> list[Record]:
+    """Workers taking turns on one lock for ``cycles`` rounds: acquire, write, renew, release, with a
+    contender refused meanwhile; a crashed worker comes back as its next incarnation."""
+    caps = {"ttl_granularity_ms": 1, "min_ttl_ms": 1, "expiry_lag_ms": 0, "durable": True, "fencing_tokens": True}
+    records: list[Record] = [NoteRecord("meta", 0, {"ttl_ms": 1000, "capabilities": caps})]
+    t = MS
+    for n in range(cycles):
+        token = n + 1
+        slot = n % clients
+        c = f"w{slot}#{1 + n // (clients * 250)}"  # every slot is reborn every 250 of its rounds
+        other = f"w{(slot + 1) % clients}#{1 + (n + 1) // (clients * 250)}"
+        lease = {"owner": c, "token": token, "ttl_ms": 1000}
+        records.append(OpRecord(c, "acquire", "k", {"owner": c, "ttl_ms": 1000}, t, t + MS, "ok", lease))
+        records.append(OpRecord(other, "acquire", "k", {"owner": other, "ttl_ms": 1000}, t + MS, t + 2 * MS, "fail"))
+        records.append(WriteRecord(c, "k", token, t + 2 * MS, True, True, n))
+        records.append(OpRecord(c, "renew", "k", {"owner": c, "ttl_ms": 1000}, t + 3 * MS, t + 4 * MS, "ok", lease))
+        records.append(OpRecord(c, "release", "k", {"owner": c}, t + 5 * MS, t + 6 * MS, "ok"))
+        t += 10 * MS
+    records.append(NoteRecord("end", t, {}))
+    return records
+
+
+def test_a_long_history_is_judged_with_only_its_last_grants_in_memory(tmp_path: Path, never_whole: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flat memory, counted rather than timed: of 4,000 grants, no more than a batch's worth (the grants of
+    the ``EVERY`` records read between two advances) are alive at any point of the streamed judgement,
+    besides the last grant of each worker incarnation (the register judges a later write against it):
+    each is let go once nothing still to judge can reach it."""
+    import gc
+
+    monkeypatch.setattr(stream, "EVERY", 40)  # 8 rounds of 5 records
+    from lockchaos.harness.checkers.model import Grant
+
+    made, most = [0], [0]
+
+    def count(_: Any) -> None:
+        made[0] += 1
+        if made[0] % 100 == 0:
+            most[0] = max(most[0], sum(1 for o in gc.get_objects() if type(o) is Grant))
+
+    path = _file(tmp_path / "history.jsonl", _turns(4000))
+    stream.observe_grant.append(count)
+    try:
+        _, results = check_history(path)
+    finally:
+        stream.observe_grant.clear()
+    assert made[0] == 4000 and {r.checker: r.stats.get("grants") for r in results}["exclusion-grants"] == 4000
+    assert not [f for r in results for f in r.findings]
+    assert 0 < most[0] <= 24 + 16, f"{most[0]} grants alive at once: the judgement keeps what it should let go"
+
+
+def test_a_call_sent_before_the_watermark_is_judged_whole_alike(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client first heard of long after others moved on, its call sent back then: the watermark had
+    already passed it, so the file is judged whole, with the same result."""
+    records = _turns(400)
+    late = OpRecord("latecomer", "acquire", "k", {"owner": "latecomer", "ttl_ms": 1000}, 2 * MS, 3_000 * MS, "fail")
+    records.insert(len(records) - 1, late)
+    path = _file(tmp_path / "history.jsonl", records)
+    wholes = [0]
+    original = stream.judged_whole
+
+    def counted(p: Path) -> Any:
+        wholes[0] += 1
+        return original(p)
+
+    monkeypatch.setattr(stream, "judged_whole", counted)
+    assert json.dumps(_streamed(path), default=str) == json.dumps(_summary(*check_history(records)), default=str)
+    assert wholes == [1]

@@ -199,6 +199,7 @@ class _Stream:
         self.writes_waiting: deque[tuple[int, WriteRecord]] = deque()
         self.pairs: dict[tuple[str, str], None] = {}
         self.gone: dict[str, int] = {}  # clients that call no more, with their last complete
+        self.unseen = set(h.client_timeouts)  # clients that said they opened (a note) and have not called yet
         self.observers = list(observe_grant)
 
     def judge(self, path: Path) -> list[CheckResult]:
@@ -222,6 +223,7 @@ class _Stream:
                 if last is None:
                     self._newcomer(client)
                     last_complete[client] = t
+                    self.unseen.discard(client)
                 elif t > last:
                     last_complete[client] = t
                 waiting((number, rec))  # type: ignore[arg-type]
@@ -267,15 +269,18 @@ class _Stream:
         if not mark or not n.isdigit():
             return
         incarnation = int(n)
-        for other in [c for c in self.last_complete if c.startswith(slot + "#")]:
+        for other in [c for c in (*self.last_complete, *self.unseen) if c.startswith(slot + "#")]:
             rest = other[len(slot) + 1:]
             if rest.isdigit() and int(rest) < incarnation:
-                self.gone[other] = self.last_complete.pop(other)
+                self.unseen.discard(other)
+                if other in self.last_complete:
+                    self.gone[other] = self.last_complete.pop(other)
 
     def _watermark(self) -> int:
         """No record still to come was sent before this: each client's next call is sent after its last
-        completes (checked as each is read)."""
-        return min(self.last_complete.values(), default=-1)
+        completes (checked as each is read); a client that said it opened but has not called yet may
+        still send its first call at any instant."""
+        return -1 if self.unseen else min(self.last_complete.values(), default=-1)
 
     def _advance(self, watermark: int | None) -> None:
         """Make grants of the calls sent before ``watermark`` (``None``: the file is read, all of them),
@@ -295,9 +300,10 @@ class _Stream:
                 self.incomplete.append(g)
         builder.grants.clear()
         for client, last in list(self.gone.items()):
-            if last < w:  # every call it made is built: its grants are complete
+            if last < w:  # every call it made is built: its grants are complete, and nothing joins them now
                 del self.gone[client]
-                self.complete_ids.update(id(g) for (c, _), g in builder.current.items() if c == client)
+                for c, key in [ck for ck in builder.current if ck[0] == client]:
+                    self.complete_ids.add(id(builder.current.pop((c, key))))
         incomplete, complete_ids = self.incomplete, self.complete_ids
         while incomplete and (end or id(incomplete[0]) in complete_ids):
             g = incomplete.popleft()
