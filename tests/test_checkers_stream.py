@@ -293,3 +293,23 @@ def test_a_call_sent_before_the_watermark_is_judged_whole_alike(tmp_path: Path,
     monkeypatch.setattr(stream, "judged_whole", counted)
     assert json.dumps(_streamed(path), default=str) == json.dumps(_summary(*check_history(records)), default=str)
     assert wholes == [1]
+
+
+def test_an_old_incarnation_calling_again_is_judged_whole_alike(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``w1#1`` renews after ``w1#2`` was heard of: no worker does that, but a file may say so, and the
+    grants the streamed read let go of would then be judged without that renew: judged whole instead."""
+    records = _turns(1600)
+    records.insert(len(records) - 1, OpRecord("w1#1", "renew", "k", {"owner": "w1#1", "ttl_ms": 1000},
+                                              16_000 * MS, 16_001 * MS, "ok", {"owner": "w1#1", "ttl_ms": 1000}))
+    path = _file(tmp_path / "history.jsonl", records)
+    wholes = [0]
+    original = stream.judged_whole
+
+    def counted(p: Path) -> Any:
+        wholes[0] += 1
+        return original(p)
+
+    monkeypatch.setattr(stream, "judged_whole", counted)
+    assert json.dumps(_streamed(path), default=str) == json.dumps(_summary(*check_history(records)), default=str)
+    assert wholes == [1]

@@ -199,6 +199,7 @@ class _Stream:
         self.writes_waiting: deque[tuple[int, WriteRecord]] = deque()
         self.pairs: dict[tuple[str, str], None] = {}
         self.gone: dict[str, int] = {}  # clients that call no more, with their last complete
+        self.retired: set[str] = set()  # older incarnations of a worker: they call no more
         self.unseen = set(h.client_timeouts)  # clients that said they opened (a note) and have not called yet
         self.observers = list(observe_grant)
 
@@ -221,6 +222,8 @@ class _Stream:
                     raise Unstreamable(f"line {number}: sent before the watermark had passed it")
                 last = last_complete.get(client)
                 if last is None:
+                    if client in self.retired:
+                        raise Unstreamable(f"line {number}: {client} called again after its next incarnation")
                     self._newcomer(client)
                     last_complete[client] = t
                     self.unseen.discard(client)
@@ -273,6 +276,7 @@ class _Stream:
             rest = other[len(slot) + 1:]
             if rest.isdigit() and int(rest) < incarnation:
                 self.unseen.discard(other)
+                self.retired.add(other)
                 if other in self.last_complete:
                     self.gone[other] = self.last_complete.pop(other)
 
