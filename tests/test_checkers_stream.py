@@ -230,11 +230,16 @@ def _turns(cycles: int, clients: int = 4) -> list[Record]:
     caps = {"ttl_granularity_ms": 1, "min_ttl_ms": 1, "expiry_lag_ms": 0, "durable": True, "fencing_tokens": True}
     records: list[Record] = [NoteRecord("meta", 0, {"ttl_ms": 1000, "capabilities": caps})]
     t = MS
+    opened: set[str] = set()
     for n in range(cycles):
         token = n + 1
         slot = n % clients
         c = f"w{slot}#{1 + n // (clients * 250)}"  # every slot is reborn every 250 of its rounds
         other = f"w{(slot + 1) % clients}#{1 + (n + 1) // (clients * 250)}"
+        for name in (c, other):  # each incarnation says it opened before its first call, as workers do
+            if name not in opened:
+                opened.add(name)
+                records.append(NoteRecord("client", t, {"client": name, "timeout_ms": 2000}))
         lease = {"owner": c, "token": token, "ttl_ms": 1000}
         records.append(OpRecord(c, "acquire", "k", {"owner": c, "ttl_ms": 1000}, t, t + MS, "ok", lease))
         records.append(OpRecord(other, "acquire", "k", {"owner": other, "ttl_ms": 1000}, t + MS, t + 2 * MS, "fail"))

@@ -53,6 +53,7 @@ from lockchaos.harness.checkers.model import (
 )
 from lockchaos.harness.run.history import (
     MAX_LINE_BYTES,
+    NoteRecord,
     OpRecord,
     Record,
     WriteRecord,
@@ -200,7 +201,7 @@ class _Stream:
         self.pairs: dict[tuple[str, str], None] = {}
         self.gone: dict[str, int] = {}  # clients that call no more, with their last complete
         self.retired: set[str] = set()  # older incarnations of a worker: they call no more
-        self.unseen = set(h.client_timeouts)  # clients that said they opened (a note) and have not called yet
+        self.unseen: set[str] = set()  # clients that said they opened (a note) and have not called yet
         self.observers = list(observe_grant)
 
     def judge(self, path: Path) -> list[CheckResult]:
@@ -249,6 +250,8 @@ class _Stream:
             else:
                 others += 1
                 t = rec.time_ns  # type: ignore[union-attr]
+                if kind is NoteRecord and rec.kind == "client":  # type: ignore[union-attr]
+                    self._opened(str(rec.data.get("client")))  # type: ignore[union-attr]
             if t > end_ns:
                 end_ns = t
             countdown -= 1
@@ -262,6 +265,12 @@ class _Stream:
         self._advance(None)
         return [self.conf.finish(), self.grants_judge.finish(), self.register.finish(), self.fence.finish(),
                 self.calls.finish(self.look), self.errs.finish(), self.slow.finish(), self.left.finish()]
+
+    def _opened(self, client: str) -> None:
+        """A worker's note that it opened its client: its first call may come at any instant from now on,
+        so the watermark waits for it (a worker restarted after a crash writes one too)."""
+        if client not in self.last_complete and client not in self.retired:
+            self.unseen.add(client)
 
     def _newcomer(self, client: str) -> None:
         """A worker restarted after a crash calls as a new incarnation of its slot (``w3#2`` after
