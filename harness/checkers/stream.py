@@ -71,6 +71,8 @@ EVERY = 512
 """Records read between two advances of the watermark: each costs a look at every client."""
 GRANT_OPS = frozenset({"acquire", "renew", "release"})
 END_OF_TIME = 1 << 63
+PRUNE_EVERY = 4
+"""Advances between two prunings of conformance's grants (each looks at every call still waiting)."""
 
 
 class Unstreamable(Exception):
@@ -199,6 +201,7 @@ class _Stream:
         self.granted_waiting: list[tuple[int, int, Op]] = []  # a heap by complete: granted acquires and renews
         self.writes_waiting: deque[tuple[int, WriteRecord]] = deque()
         self.pairs: dict[tuple[str, str], None] = {}
+        self.judged = 0
         self.gone: dict[str, int] = {}  # clients that call no more, with their last complete
         self.retired: set[str] = set()  # older incarnations of a worker: they call no more
         self.unseen: set[str] = set()  # clients that said they opened (a note) and have not called yet
@@ -348,6 +351,8 @@ class _Stream:
         while writes and writes[0][1].time_ns < fed_to:
             line, w = writes.popleft()
             register.write(line, w)
-        # No call still to be judged was sent before this: a grant over by then matters to none of them.
-        sent_from = min((rec.invoke_ns for _, rec in waiting), default=fed_to)
-        conf.prune(min(sent_from, fed_to))
+        self.judged += 1
+        if self.judged % PRUNE_EVERY == 0 or fed_to == END_OF_TIME:
+            # No call still to be judged was sent before this: a grant over by then matters to none of them.
+            sent_from = min((rec.invoke_ns for _, rec in waiting), default=fed_to)
+            conf.prune(min(sent_from, fed_to))
