@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from lockchaos.backends.base import BackendUnavailable, Lease, validate_call
+from lockchaos.backends.etcd import EtcdLock, parse_etcd_url
 from lockchaos.backends.redis import RedisLock, parse_redis_url
 from tests.broken_adapters import CorrectAdapter, _Value
 
@@ -266,6 +267,67 @@ class RenewReportsLostRequestAsDone(RedisLock):
             return Lease(key, owner, None, ttl_ms)
 
 
+class RenewExtendsThenChecksOwner(RedisLock):
+    """renew as PEXPIRE, then a look at the owner (act, then check): another owner's refused renew
+    has already stretched the holder's lease to its own TTL."""
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        lock_key = self.lock_key(key)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.pexpire(lock_key, ttl_ms)
+        pipe.hmget(lock_key, "owner", "token")
+        _, (current, token) = self._call("renew", key, pipe.execute)
+        if current != owner:
+            return None
+        self._call("renew", key, lambda: self.client.hset(lock_key, "ttl", ttl_ms))
+        return Lease(key, owner, int(token), ttl_ms)
+
+
+class ReleaseRestoresOthersLock(RedisLock):
+    """release takes the record away (HGETALL + DEL in one MULTI) and puts it back with its full TTL
+    when it was not the caller's: the holder's lease is stretched, and the key is free meanwhile."""
+
+    def release(self, key: str, owner: str) -> bool:
+        validate_call(key, owner)
+        lock_key = self.lock_key(key)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(lock_key)
+        pipe.delete(lock_key)
+        record, _ = self._call("release", key, pipe.execute)
+        if not record:
+            return False
+        if record.get("owner") == owner:
+            return True
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(lock_key, mapping=record)
+        pipe.pexpire(lock_key, int(record["ttl"]))
+        self._call("release", key, pipe.execute)
+        return False
+
+
+# --- on python3-etcd3, against a real etcd ----------------------------------------------------------
+
+
+class EtcdModRevisionToken(EtcdLock):
+    """The token is the key's mod_revision: the create revision until a renew with another TTL moves
+    the key to a new lease, and then a new, larger one for the same lease."""
+
+    def _mod_revision(self, key: str) -> int | None:
+        _, meta = self._call("holder", lambda: self._client.get(self.etcd_key(key)))
+        return None if meta is None else int(meta.mod_revision)
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        lease = super().renew(key, owner, ttl_ms)
+        mod = None if lease is None else self._mod_revision(key)
+        return lease if lease is None or mod is None else Lease(key, owner, mod, lease.ttl_ms)
+
+    def holder(self, key: str) -> Lease | None:
+        lease = super().holder(key)
+        mod = None if lease is None else self._mod_revision(key)
+        return lease if lease is None or mod is None else Lease(key, lease.owner, mod, lease.ttl_ms)
+
+
 def _connected(cls: type[RedisLock]) -> Callable[[str], RedisLock]:
     return lambda url: cls(parse_redis_url(url)).connect()
 
@@ -277,6 +339,12 @@ two_round_trip_release = _connected(TwoRoundTripRelease)
 retries_acquire_internally = _connected(RetriesAcquireInternally)
 release_reports_lost_request_as_done = _connected(ReleaseReportsLostRequestAsDone)
 renew_reports_lost_request_as_done = _connected(RenewReportsLostRequestAsDone)
+renew_extends_then_checks_owner = _connected(RenewExtendsThenChecksOwner)
+release_restores_others_lock = _connected(ReleaseRestoresOthersLock)
+
+
+def etcd_mod_revision_token(url: str) -> EtcdLock:
+    return EtcdModRevisionToken(parse_etcd_url(url)).connect()
 
 
 def redis_correct(url: str) -> RedisLock:
@@ -302,6 +370,12 @@ REDIS: dict[str, Callable[[str], RedisLock]] = {
     "retries_acquire_internally": retries_acquire_internally,
     "release_reports_lost_request_as_done": release_reports_lost_request_as_done,
     "renew_reports_lost_request_as_done": renew_reports_lost_request_as_done,
+    "renew_extends_then_checks_owner": renew_extends_then_checks_owner,
+    "release_restores_others_lock": release_restores_others_lock,
+}
+
+ETCD: dict[str, Callable[[str], EtcdLock]] = {
+    "etcd_mod_revision_token": etcd_mod_revision_token,
 }
 
 

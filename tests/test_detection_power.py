@@ -19,9 +19,9 @@ from lockchaos.harness.contract import find_rule, run_rule
 from lockchaos.harness.contract.runner import RuleResult
 from lockchaos.harness.run.targets import Provisioned, adapter_target, backend_target, provisioned
 from lockchaos.harness.scenarios import CATALOGUE, fault_kinds, find_scenario
-from tests.broken_subtle_adapters import MINIKV, REDIS
+from tests.broken_subtle_adapters import ETCD, MINIKV, REDIS
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 
 MODULE = "tests.broken_subtle_adapters"
 
@@ -35,6 +35,9 @@ CONTRACT_CATCHES: dict[str, tuple[str, str]] = {
     "redis_counter_expires_when_idle": ("redis", "tokens_increase_after_a_long_idle_gap"),
     "token_in_the_lock_record": ("redis", "tokens_increase_after_a_long_idle_gap"),
     "per_process_counter_tokens": ("redis", "tokens_increase_over_hundreds_of_grants_and_across_processes"),
+    "renew_extends_then_checks_owner": ("redis", "refused_calls_by_another_owner_leave_the_lease_alone"),
+    "release_restores_others_lock": ("redis", "refused_calls_by_another_owner_leave_the_lease_alone"),
+    "etcd_mod_revision_token": ("etcd", "renew_with_another_ttl_keeps_owner_and_token"),
 }
 
 SUBTLE_RULES = sorted({rule for _, rule in CONTRACT_CATCHES.values()}
@@ -52,7 +55,7 @@ def redis_env() -> Iterator[Provisioned]:
 
 
 def test_every_subtle_adapter_is_named_with_what_catches_it() -> None:
-    assert set(CONTRACT_CATCHES) | set(SOAK_CATCHES) == set(MINIKV) | set(REDIS)
+    assert set(CONTRACT_CATCHES) | set(SOAK_CATCHES) == set(MINIKV) | set(REDIS) | set(ETCD)
     assert not set(CONTRACT_CATCHES) & set(SOAK_CATCHES)
 
 
@@ -83,6 +86,13 @@ def test_honest_adapters_pass_the_subtle_rules(target: str, rule: str, redis_env
 def test_redis_backend_passes_the_cross_process_token_rule(redis_env: Provisioned) -> None:
     assert redis_env.client_spec() is not None  # so the rule really spawns the second process
     assert _run(redis_env, "tokens_increase_over_hundreds_of_grants_and_across_processes").status == "passed"
+
+
+@pytest.mark.parametrize("rule", ["renew_with_another_ttl_keeps_owner_and_token",
+                                  "refused_calls_by_another_owner_leave_the_lease_alone"])
+def test_etcd_backend_passes_the_rules_aimed_at_etcd_shaped_bugs(rule: str) -> None:
+    with provisioned(backend_target("etcd")) as env:
+        assert _run(env, rule).status == "passed"
 
 
 # --- the soak: scenarios named for a bug class --------------------------------------------------
