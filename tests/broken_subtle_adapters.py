@@ -9,6 +9,7 @@ catch it (tests/test_detection_power.py).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import threading
@@ -306,6 +307,51 @@ class ReleaseRestoresOthersLock(RedisLock):
         return False
 
 
+class HolderSwallowsUnavailable(RedisLock):
+    """holder() answers "nobody" when the server does not answer: a caller deciding whether to take
+    over, or to report the lock free, is told the key is free while it may be held."""
+
+    def holder(self, key: str) -> Lease | None:
+        try:
+            return super().holder(key)
+        except BackendUnavailable:
+            return None
+
+
+class AcquireUndoesUnknownWithDel(RedisLock):
+    """An acquire whose outcome is unknown is "undone" with a blind DEL of the key and reported as not
+    acquired: the DEL may remove another owner's lock (the key was held, nothing was applied)."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        try:
+            return super().acquire(key, owner, ttl_ms)
+        except BackendUnavailable:
+            with contextlib.suppress(Exception):
+                self.client.delete(self.lock_key(key))
+            return None
+
+
+class RenewReportsUnknownAsLost(RedisLock):
+    """A renew whose outcome is unknown is reported as lost ("assume the worst"): the holder gives up
+    a lease that may well have been extended, and the history shows a refusal the server never gave."""
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        try:
+            return super().renew(key, owner, ttl_ms)
+        except BackendUnavailable:
+            return None
+
+
+class ReleaseReportsUnknownAsNotHeld(RedisLock):
+    """A release whose outcome is unknown is reported as "was not yours" (False)."""
+
+    def release(self, key: str, owner: str) -> bool:
+        try:
+            return super().release(key, owner)
+        except BackendUnavailable:
+            return False
+
+
 # --- on python3-etcd3, against a real etcd ----------------------------------------------------------
 
 
@@ -328,6 +374,16 @@ class EtcdModRevisionToken(EtcdLock):
         return lease if lease is None or mod is None else Lease(key, lease.owner, mod, lease.ttl_ms)
 
 
+class EtcdAcquireUnknownIsRefused(EtcdLock):
+    """An acquire whose Txn outcome is unknown is reported as refused: the key may be ours until the TTL."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        try:
+            return super().acquire(key, owner, ttl_ms)
+        except BackendUnavailable:
+            return None
+
+
 def _connected(cls: type[RedisLock]) -> Callable[[str], RedisLock]:
     return lambda url: cls(parse_redis_url(url)).connect()
 
@@ -341,10 +397,18 @@ release_reports_lost_request_as_done = _connected(ReleaseReportsLostRequestAsDon
 renew_reports_lost_request_as_done = _connected(RenewReportsLostRequestAsDone)
 renew_extends_then_checks_owner = _connected(RenewExtendsThenChecksOwner)
 release_restores_others_lock = _connected(ReleaseRestoresOthersLock)
+holder_swallows_unavailable = _connected(HolderSwallowsUnavailable)
+acquire_undoes_unknown_with_del = _connected(AcquireUndoesUnknownWithDel)
+renew_reports_unknown_as_lost = _connected(RenewReportsUnknownAsLost)
+release_reports_unknown_as_not_held = _connected(ReleaseReportsUnknownAsNotHeld)
 
 
-def etcd_mod_revision_token(url: str) -> EtcdLock:
-    return EtcdModRevisionToken(parse_etcd_url(url)).connect()
+def _etcd(cls: type[EtcdLock]) -> Callable[[str], EtcdLock]:
+    return lambda url: cls(parse_etcd_url(url)).connect()
+
+
+etcd_mod_revision_token = _etcd(EtcdModRevisionToken)
+etcd_acquire_unknown_is_refused = _etcd(EtcdAcquireUnknownIsRefused)
 
 
 def redis_correct(url: str) -> RedisLock:
@@ -372,10 +436,15 @@ REDIS: dict[str, Callable[[str], RedisLock]] = {
     "renew_reports_lost_request_as_done": renew_reports_lost_request_as_done,
     "renew_extends_then_checks_owner": renew_extends_then_checks_owner,
     "release_restores_others_lock": release_restores_others_lock,
+    "holder_swallows_unavailable": holder_swallows_unavailable,
+    "acquire_undoes_unknown_with_del": acquire_undoes_unknown_with_del,
+    "renew_reports_unknown_as_lost": renew_reports_unknown_as_lost,
+    "release_reports_unknown_as_not_held": release_reports_unknown_as_not_held,
 }
 
 ETCD: dict[str, Callable[[str], EtcdLock]] = {
     "etcd_mod_revision_token": etcd_mod_revision_token,
+    "etcd_acquire_unknown_is_refused": etcd_acquire_unknown_is_refused,
 }
 
 

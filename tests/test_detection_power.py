@@ -25,6 +25,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 
 MODULE = "tests.broken_subtle_adapters"
 
+FROZEN = "calls_to_a_frozen_server_raise_backend_unavailable"
+
 # adapter -> (server, the contract rule that must fail it)
 CONTRACT_CATCHES: dict[str, tuple[str, str]] = {
     "caching_holder": ("none", "holder_from_the_same_client_follows_its_calls"),
@@ -38,10 +40,16 @@ CONTRACT_CATCHES: dict[str, tuple[str, str]] = {
     "renew_extends_then_checks_owner": ("redis", "refused_calls_by_another_owner_leave_the_lease_alone"),
     "release_restores_others_lock": ("redis", "refused_calls_by_another_owner_leave_the_lease_alone"),
     "etcd_mod_revision_token": ("etcd", "renew_with_another_ttl_keeps_owner_and_token"),
+    "holder_swallows_unavailable": ("redis", FROZEN),
+    "acquire_undoes_unknown_with_del": ("redis", FROZEN),
+    "renew_reports_unknown_as_lost": ("redis", FROZEN),
+    "release_reports_unknown_as_not_held": ("redis", FROZEN),
+    "etcd_acquire_unknown_is_refused": ("etcd", FROZEN),
 }
 
-SUBTLE_RULES = sorted({rule for _, rule in CONTRACT_CATCHES.values()}
+SUBTLE_RULES = sorted({rule for _, rule in CONTRACT_CATCHES.values()} - {FROZEN}
                       | {"holder_from_the_same_client_sees_its_lease_expire"})
+"""Rules that need no server control (the frozen-server rule has tests of its own below)."""
 
 
 def _run(env: Provisioned, rule: str) -> RuleResult:
@@ -93,6 +101,29 @@ def test_redis_backend_passes_the_cross_process_token_rule(redis_env: Provisione
 def test_etcd_backend_passes_the_rules_aimed_at_etcd_shaped_bugs(rule: str) -> None:
     with provisioned(backend_target("etcd")) as env:
         assert _run(env, rule).status == "passed"
+
+
+@pytest.mark.parametrize("adapter", ["release_reports_lost_request_as_done", "renew_reports_lost_request_as_done"])
+def test_frozen_server_rule_also_catches_the_lost_request_adapters(adapter: str) -> None:
+    """The soak's lost-request scenarios catch them only when a fault lands on their call; this rule always."""
+    with provisioned(adapter_target(f"{MODULE}:{adapter}", "redis")) as env:
+        result = _run(env, FROZEN)
+    assert result.status == "failed", result
+    assert "while the server was frozen" in result.message, result
+
+
+@pytest.mark.parametrize("target", ["fake", "redis", "etcd", "redis-adapter"])
+def test_honest_adapters_raise_backend_unavailable_on_a_frozen_server(target: str) -> None:
+    chosen = adapter_target(f"{MODULE}:redis_correct", "redis") if target == "redis-adapter" else backend_target(target)
+    with provisioned(chosen) as env:
+        assert _run(env, FROZEN).status == "passed"
+
+
+def test_frozen_server_rule_skips_an_adapter_on_the_in_process_fake() -> None:
+    """``--server none``: the adapter may keep its locks anywhere, so freezing the fake proves nothing."""
+    with provisioned(adapter_target("tests.broken_adapters:correct", "none")) as env:
+        result = _run(env, FROZEN)
+    assert result.status == "skipped" and "in-process" in result.message, result
 
 
 # --- the soak: scenarios named for a bug class --------------------------------------------------
