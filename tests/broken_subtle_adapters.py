@@ -352,6 +352,29 @@ class ReleaseReportsUnknownAsNotHeld(RedisLock):
             return False
 
 
+_GRANT_WITHOUT_EXPIRY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local token = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'ttl', ARGV[2])
+return token
+"""
+
+
+class ExpirySetInASecondRoundTrip(RedisLock):
+    """The classic SETNX, then EXPIRE: the grant and its expiry in two round trips. A client that gives
+    up between them (a timeout, a crash) leaves a key that never expires."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        script = self.client.register_script(_GRANT_WITHOUT_EXPIRY)
+        lock_key = self.lock_key(key)
+        token = self._call("acquire", key, lambda: script(keys=[lock_key, self.counter_key(key)], args=[owner, ttl_ms]))
+        if token is None:
+            return None
+        self._call("acquire", key, lambda: self.client.pexpire(lock_key, ttl_ms))
+        return Lease(key, owner, int(token), ttl_ms)
+
+
 # --- on python3-etcd3, against a real etcd ----------------------------------------------------------
 
 
@@ -401,6 +424,7 @@ holder_swallows_unavailable = _connected(HolderSwallowsUnavailable)
 acquire_undoes_unknown_with_del = _connected(AcquireUndoesUnknownWithDel)
 renew_reports_unknown_as_lost = _connected(RenewReportsUnknownAsLost)
 release_reports_unknown_as_not_held = _connected(ReleaseReportsUnknownAsNotHeld)
+expiry_set_in_a_second_round_trip = _connected(ExpirySetInASecondRoundTrip)
 
 
 def _etcd(cls: type[EtcdLock]) -> Callable[[str], EtcdLock]:
@@ -440,6 +464,7 @@ REDIS: dict[str, Callable[[str], RedisLock]] = {
     "acquire_undoes_unknown_with_del": acquire_undoes_unknown_with_del,
     "renew_reports_unknown_as_lost": renew_reports_unknown_as_lost,
     "release_reports_unknown_as_not_held": release_reports_unknown_as_not_held,
+    "expiry_set_in_a_second_round_trip": expiry_set_in_a_second_round_trip,
 }
 
 ETCD: dict[str, Callable[[str], EtcdLock]] = {

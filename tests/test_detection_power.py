@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 MODULE = "tests.broken_subtle_adapters"
 
 FROZEN = "calls_to_a_frozen_server_raise_backend_unavailable"
+THAWED = "acquire_cut_off_by_a_frozen_server_leaves_no_lease_past_its_ttl"
 
 # adapter -> (server, the contract rule that must fail it)
 CONTRACT_CATCHES: dict[str, tuple[str, str]] = {
@@ -45,11 +46,12 @@ CONTRACT_CATCHES: dict[str, tuple[str, str]] = {
     "renew_reports_unknown_as_lost": ("redis", FROZEN),
     "release_reports_unknown_as_not_held": ("redis", FROZEN),
     "etcd_acquire_unknown_is_refused": ("etcd", FROZEN),
+    "expiry_set_in_a_second_round_trip": ("redis", THAWED),
 }
 
-SUBTLE_RULES = sorted({rule for _, rule in CONTRACT_CATCHES.values()} - {FROZEN}
+SUBTLE_RULES = sorted({rule for _, rule in CONTRACT_CATCHES.values()} - {FROZEN, THAWED}
                       | {"holder_from_the_same_client_sees_its_lease_expire"})
-"""Rules that need no server control (the frozen-server rule has tests of its own below)."""
+"""Rules that need no server control (the frozen-server rules have tests of their own below)."""
 
 
 def _run(env: Provisioned, rule: str) -> RuleResult:
@@ -112,17 +114,19 @@ def test_frozen_server_rule_also_catches_the_lost_request_adapters(adapter: str)
     assert "while the server was frozen" in result.message, result
 
 
+@pytest.mark.parametrize("rule", [FROZEN, THAWED])
 @pytest.mark.parametrize("target", ["fake", "redis", "etcd", "redis-adapter"])
-def test_honest_adapters_raise_backend_unavailable_on_a_frozen_server(target: str) -> None:
+def test_honest_adapters_pass_the_frozen_server_rules(target: str, rule: str) -> None:
     chosen = adapter_target(f"{MODULE}:redis_correct", "redis") if target == "redis-adapter" else backend_target(target)
     with provisioned(chosen) as env:
-        assert _run(env, FROZEN).status == "passed"
+        assert _run(env, rule).status == "passed"
 
 
-def test_frozen_server_rule_skips_an_adapter_on_the_in_process_fake() -> None:
+@pytest.mark.parametrize("rule", [FROZEN, THAWED])
+def test_frozen_server_rules_skip_an_adapter_on_the_in_process_fake(rule: str) -> None:
     """``--server none``: the adapter may keep its locks anywhere, so freezing the fake proves nothing."""
     with provisioned(adapter_target("tests.broken_adapters:correct", "none")) as env:
-        result = _run(env, FROZEN)
+        result = _run(env, rule)
     assert result.status == "skipped" and "in-process" in result.message, result
 
 

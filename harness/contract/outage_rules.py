@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from lockchaos.backends.base import BackendUnavailable, FaultUnsupported
-from lockchaos.harness.contract.context import ContractContext, RuleSkipped, expect
+from lockchaos.harness.contract.context import ContractContext, RuleSkipped, Timed, expect
 from lockchaos.harness.contract.rules import _granted, rule
 
 FROZEN_CALL_BOUND_S = 30.0
@@ -137,3 +137,50 @@ def calls_to_a_frozen_server_raise_backend_unavailable(ctx: ContractContext) -> 
             wrong.append(f"{c.name} raised {type(c.raised).__name__}: {c.raised}")
     expect(not wrong, f"while the server was frozen {'; '.join(wrong)}: a client that cannot know a call's "
            "outcome must raise BackendUnavailable (recorded as indeterminate), never answer")
+
+
+@rule
+def acquire_cut_off_by_a_frozen_server_leaves_no_lease_past_its_ttl(ctx: ContractContext) -> None:
+    """An acquire sent to a frozen server gives up; its request is applied when the server thaws, so
+    the key may be held then, but only for the TTL: an acquire in several round trips (SET NX, then
+    EXPIRE in another) leaves a key that never expires, since its second request is never sent."""
+    server = ctx.server
+    if not isinstance(server, PausesServer):
+        raise RuleSkipped("no server control that can freeze the server (the contract was not given one)")
+    ctx.require_expiry()
+    c, prober = ctx.client(), ctx.client()
+    key, owner, ttl = ctx.key("thawed-acquire"), ctx.owner("a"), ctx.ttl_ms
+    frozen = threading.Event()
+    warm = ctx.key("thawed-warm")
+
+    def warm_up() -> None:
+        _granted(ctx, c, warm, owner, ttl)
+        expect(c.release(warm, owner) is True, "release by the holder did not return True")
+
+    call = _Call("acquire on a frozen server", warm_up, lambda: c.acquire(key, owner, ttl), frozen)
+    threading.Thread(target=call.run, name="lockchaos-thawed-acquire", daemon=True).start()
+    expect(call.ready.wait(SETUP_BOUND_S), f"setting up took over {SETUP_BOUND_S:g} s")
+    if call.setup_failed is not None:
+        raise call.setup_failed
+    if ctx.caps.holder_info != "none":
+        prober.holder(warm)  # the prober's connection too is made before the freeze
+    try:
+        server.pause_server()
+    except FaultUnsupported as exc:
+        frozen.set()
+        raise RuleSkipped(f"the server cannot be frozen: {exc}") from None
+    try:
+        frozen.set()
+        call.done.wait(FROZEN_CALL_BOUND_S)
+    finally:
+        server.resume_server()
+        thawed_ns = ctx.now_ns()
+    expect(call.done.wait(RESUMED_CALL_BOUND_S), f"the acquire was still blocked {RESUMED_CALL_BOUND_S:g} s "
+           "after the server thawed")
+    # Whatever the acquire answered, a lease it left lives from the thaw (or its late reply) for the TTL.
+    last = Timed(thawed_ns, max(thawed_ns, ctx.now_ns()), call.returned)
+    left = ctx.probe_gone(prober, key, last, ttl)
+    answer = f"raised {type(call.raised).__name__}" if call.raised is not None else f"returned {call.returned!r}"
+    expect(left is None, f"an acquire of {ttl} ms cut off by a frozen server left the key held {ttl} ms + declared "
+           f"lag {ctx.caps.expiry_lag_ms} ms after the server thawed (holder: {left!r}; the call {answer}): "
+           "a lease without an expiry")
