@@ -9,6 +9,7 @@ catch it (tests/test_detection_power.py).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import threading
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from lockchaos.backends.base import BackendUnavailable, Lease, validate_call
+from lockchaos.backends.etcd import EtcdLock, parse_etcd_url
 from lockchaos.backends.redis import RedisLock, parse_redis_url
 from tests.broken_adapters import CorrectAdapter, _Value
 
@@ -266,6 +268,145 @@ class RenewReportsLostRequestAsDone(RedisLock):
             return Lease(key, owner, None, ttl_ms)
 
 
+class RenewExtendsThenChecksOwner(RedisLock):
+    """renew as PEXPIRE, then a look at the owner (act, then check): another owner's refused renew
+    has already stretched the holder's lease to its own TTL."""
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        lock_key = self.lock_key(key)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.pexpire(lock_key, ttl_ms)
+        pipe.hmget(lock_key, "owner", "token")
+        _, (current, token) = self._call("renew", key, pipe.execute)
+        if current != owner:
+            return None
+        self._call("renew", key, lambda: self.client.hset(lock_key, "ttl", ttl_ms))
+        return Lease(key, owner, int(token), ttl_ms)
+
+
+class ReleaseRestoresOthersLock(RedisLock):
+    """release takes the record away (HGETALL + DEL in one MULTI) and puts it back with its full TTL
+    when it was not the caller's: the holder's lease is stretched, and the key is free meanwhile."""
+
+    def release(self, key: str, owner: str) -> bool:
+        validate_call(key, owner)
+        lock_key = self.lock_key(key)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(lock_key)
+        pipe.delete(lock_key)
+        record, _ = self._call("release", key, pipe.execute)
+        if not record:
+            return False
+        if record.get("owner") == owner:
+            return True
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(lock_key, mapping=record)
+        pipe.pexpire(lock_key, int(record["ttl"]))
+        self._call("release", key, pipe.execute)
+        return False
+
+
+class HolderSwallowsUnavailable(RedisLock):
+    """holder() answers "nobody" when the server does not answer: a caller deciding whether to take
+    over, or to report the lock free, is told the key is free while it may be held."""
+
+    def holder(self, key: str) -> Lease | None:
+        try:
+            return super().holder(key)
+        except BackendUnavailable:
+            return None
+
+
+class AcquireUndoesUnknownWithDel(RedisLock):
+    """An acquire whose outcome is unknown is "undone" with a blind DEL of the key and reported as not
+    acquired: the DEL may remove another owner's lock (the key was held, nothing was applied)."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        try:
+            return super().acquire(key, owner, ttl_ms)
+        except BackendUnavailable:
+            with contextlib.suppress(Exception):
+                self.client.delete(self.lock_key(key))
+            return None
+
+
+class RenewReportsUnknownAsLost(RedisLock):
+    """A renew whose outcome is unknown is reported as lost ("assume the worst"): the holder gives up
+    a lease that may well have been extended, and the history shows a refusal the server never gave."""
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        try:
+            return super().renew(key, owner, ttl_ms)
+        except BackendUnavailable:
+            return None
+
+
+class ReleaseReportsUnknownAsNotHeld(RedisLock):
+    """A release whose outcome is unknown is reported as "was not yours" (False)."""
+
+    def release(self, key: str, owner: str) -> bool:
+        try:
+            return super().release(key, owner)
+        except BackendUnavailable:
+            return False
+
+
+_GRANT_WITHOUT_EXPIRY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local token = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'ttl', ARGV[2])
+return token
+"""
+
+
+class ExpirySetInASecondRoundTrip(RedisLock):
+    """The classic SETNX, then EXPIRE: the grant and its expiry in two round trips. A client that gives
+    up between them (a timeout, a crash) leaves a key that never expires."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        validate_call(key, owner, ttl_ms)
+        script = self.client.register_script(_GRANT_WITHOUT_EXPIRY)
+        lock_key = self.lock_key(key)
+        token = self._call("acquire", key, lambda: script(keys=[lock_key, self.counter_key(key)], args=[owner, ttl_ms]))
+        if token is None:
+            return None
+        self._call("acquire", key, lambda: self.client.pexpire(lock_key, ttl_ms))
+        return Lease(key, owner, int(token), ttl_ms)
+
+
+# --- on python3-etcd3, against a real etcd ----------------------------------------------------------
+
+
+class EtcdModRevisionToken(EtcdLock):
+    """The token is the key's mod_revision: the create revision until a renew with another TTL moves
+    the key to a new lease, and then a new, larger one for the same lease."""
+
+    def _mod_revision(self, key: str) -> int | None:
+        _, meta = self._call("holder", lambda: self._client.get(self.etcd_key(key)))
+        return None if meta is None else int(meta.mod_revision)
+
+    def renew(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        lease = super().renew(key, owner, ttl_ms)
+        mod = None if lease is None else self._mod_revision(key)
+        return lease if lease is None or mod is None else Lease(key, owner, mod, lease.ttl_ms)
+
+    def holder(self, key: str) -> Lease | None:
+        lease = super().holder(key)
+        mod = None if lease is None else self._mod_revision(key)
+        return lease if lease is None or mod is None else Lease(key, lease.owner, mod, lease.ttl_ms)
+
+
+class EtcdAcquireUnknownIsRefused(EtcdLock):
+    """An acquire whose Txn outcome is unknown is reported as refused: the key may be ours until the TTL."""
+
+    def acquire(self, key: str, owner: str, ttl_ms: int) -> Lease | None:
+        try:
+            return super().acquire(key, owner, ttl_ms)
+        except BackendUnavailable:
+            return None
+
+
 def _connected(cls: type[RedisLock]) -> Callable[[str], RedisLock]:
     return lambda url: cls(parse_redis_url(url)).connect()
 
@@ -277,6 +418,21 @@ two_round_trip_release = _connected(TwoRoundTripRelease)
 retries_acquire_internally = _connected(RetriesAcquireInternally)
 release_reports_lost_request_as_done = _connected(ReleaseReportsLostRequestAsDone)
 renew_reports_lost_request_as_done = _connected(RenewReportsLostRequestAsDone)
+renew_extends_then_checks_owner = _connected(RenewExtendsThenChecksOwner)
+release_restores_others_lock = _connected(ReleaseRestoresOthersLock)
+holder_swallows_unavailable = _connected(HolderSwallowsUnavailable)
+acquire_undoes_unknown_with_del = _connected(AcquireUndoesUnknownWithDel)
+renew_reports_unknown_as_lost = _connected(RenewReportsUnknownAsLost)
+release_reports_unknown_as_not_held = _connected(ReleaseReportsUnknownAsNotHeld)
+expiry_set_in_a_second_round_trip = _connected(ExpirySetInASecondRoundTrip)
+
+
+def _etcd(cls: type[EtcdLock]) -> Callable[[str], EtcdLock]:
+    return lambda url: cls(parse_etcd_url(url)).connect()
+
+
+etcd_mod_revision_token = _etcd(EtcdModRevisionToken)
+etcd_acquire_unknown_is_refused = _etcd(EtcdAcquireUnknownIsRefused)
 
 
 def redis_correct(url: str) -> RedisLock:
@@ -302,6 +458,18 @@ REDIS: dict[str, Callable[[str], RedisLock]] = {
     "retries_acquire_internally": retries_acquire_internally,
     "release_reports_lost_request_as_done": release_reports_lost_request_as_done,
     "renew_reports_lost_request_as_done": renew_reports_lost_request_as_done,
+    "renew_extends_then_checks_owner": renew_extends_then_checks_owner,
+    "release_restores_others_lock": release_restores_others_lock,
+    "holder_swallows_unavailable": holder_swallows_unavailable,
+    "acquire_undoes_unknown_with_del": acquire_undoes_unknown_with_del,
+    "renew_reports_unknown_as_lost": renew_reports_unknown_as_lost,
+    "release_reports_unknown_as_not_held": release_reports_unknown_as_not_held,
+    "expiry_set_in_a_second_round_trip": expiry_set_in_a_second_round_trip,
+}
+
+ETCD: dict[str, Callable[[str], EtcdLock]] = {
+    "etcd_mod_revision_token": etcd_mod_revision_token,
+    "etcd_acquire_unknown_is_refused": etcd_acquire_unknown_is_refused,
 }
 
 

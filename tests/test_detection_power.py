@@ -19,11 +19,14 @@ from lockchaos.harness.contract import find_rule, run_rule
 from lockchaos.harness.contract.runner import RuleResult
 from lockchaos.harness.run.targets import Provisioned, adapter_target, backend_target, provisioned
 from lockchaos.harness.scenarios import CATALOGUE, fault_kinds, find_scenario
-from tests.broken_subtle_adapters import MINIKV, REDIS
+from tests.broken_subtle_adapters import ETCD, MINIKV, REDIS
 
-pytestmark = [pytest.mark.redis]
+pytestmark = [pytest.mark.redis, pytest.mark.etcd]
 
 MODULE = "tests.broken_subtle_adapters"
+
+FROZEN = "calls_to_a_frozen_server_raise_backend_unavailable"
+THAWED = "acquire_cut_off_by_a_frozen_server_leaves_no_lease_past_its_ttl"
 
 # adapter -> (server, the contract rule that must fail it)
 CONTRACT_CATCHES: dict[str, tuple[str, str]] = {
@@ -35,10 +38,20 @@ CONTRACT_CATCHES: dict[str, tuple[str, str]] = {
     "redis_counter_expires_when_idle": ("redis", "tokens_increase_after_a_long_idle_gap"),
     "token_in_the_lock_record": ("redis", "tokens_increase_after_a_long_idle_gap"),
     "per_process_counter_tokens": ("redis", "tokens_increase_over_hundreds_of_grants_and_across_processes"),
+    "renew_extends_then_checks_owner": ("redis", "refused_calls_by_another_owner_leave_the_lease_alone"),
+    "release_restores_others_lock": ("redis", "refused_calls_by_another_owner_leave_the_lease_alone"),
+    "etcd_mod_revision_token": ("etcd", "renew_with_another_ttl_keeps_owner_and_token"),
+    "holder_swallows_unavailable": ("redis", FROZEN),
+    "acquire_undoes_unknown_with_del": ("redis", FROZEN),
+    "renew_reports_unknown_as_lost": ("redis", FROZEN),
+    "release_reports_unknown_as_not_held": ("redis", FROZEN),
+    "etcd_acquire_unknown_is_refused": ("etcd", FROZEN),
+    "expiry_set_in_a_second_round_trip": ("redis", THAWED),
 }
 
-SUBTLE_RULES = sorted({rule for _, rule in CONTRACT_CATCHES.values()}
+SUBTLE_RULES = sorted({rule for _, rule in CONTRACT_CATCHES.values()} - {FROZEN, THAWED}
                       | {"holder_from_the_same_client_sees_its_lease_expire"})
+"""Rules that need no server control (the frozen-server rules have tests of their own below)."""
 
 
 def _run(env: Provisioned, rule: str) -> RuleResult:
@@ -52,7 +65,7 @@ def redis_env() -> Iterator[Provisioned]:
 
 
 def test_every_subtle_adapter_is_named_with_what_catches_it() -> None:
-    assert set(CONTRACT_CATCHES) | set(SOAK_CATCHES) == set(MINIKV) | set(REDIS)
+    assert set(CONTRACT_CATCHES) | set(SOAK_CATCHES) == set(MINIKV) | set(REDIS) | set(ETCD)
     assert not set(CONTRACT_CATCHES) & set(SOAK_CATCHES)
 
 
@@ -83,6 +96,38 @@ def test_honest_adapters_pass_the_subtle_rules(target: str, rule: str, redis_env
 def test_redis_backend_passes_the_cross_process_token_rule(redis_env: Provisioned) -> None:
     assert redis_env.client_spec() is not None  # so the rule really spawns the second process
     assert _run(redis_env, "tokens_increase_over_hundreds_of_grants_and_across_processes").status == "passed"
+
+
+@pytest.mark.parametrize("rule", ["renew_with_another_ttl_keeps_owner_and_token",
+                                  "refused_calls_by_another_owner_leave_the_lease_alone"])
+def test_etcd_backend_passes_the_rules_aimed_at_etcd_shaped_bugs(rule: str) -> None:
+    with provisioned(backend_target("etcd")) as env:
+        assert _run(env, rule).status == "passed"
+
+
+@pytest.mark.parametrize("adapter", ["release_reports_lost_request_as_done", "renew_reports_lost_request_as_done"])
+def test_frozen_server_rule_also_catches_the_lost_request_adapters(adapter: str) -> None:
+    """The soak's lost-request scenarios catch them only when a fault lands on their call; this rule always."""
+    with provisioned(adapter_target(f"{MODULE}:{adapter}", "redis")) as env:
+        result = _run(env, FROZEN)
+    assert result.status == "failed", result
+    assert "while the server was frozen" in result.message, result
+
+
+@pytest.mark.parametrize("rule", [FROZEN, THAWED])
+@pytest.mark.parametrize("target", ["fake", "redis", "etcd", "redis-adapter"])
+def test_honest_adapters_pass_the_frozen_server_rules(target: str, rule: str) -> None:
+    chosen = adapter_target(f"{MODULE}:redis_correct", "redis") if target == "redis-adapter" else backend_target(target)
+    with provisioned(chosen) as env:
+        assert _run(env, rule).status == "passed"
+
+
+@pytest.mark.parametrize("rule", [FROZEN, THAWED])
+def test_frozen_server_rules_skip_an_adapter_on_the_in_process_fake(rule: str) -> None:
+    """``--server none``: the adapter may keep its locks anywhere, so freezing the fake proves nothing."""
+    with provisioned(adapter_target("tests.broken_adapters:correct", "none")) as env:
+        result = _run(env, rule)
+    assert result.status == "skipped" and "in-process" in result.message, result
 
 
 # --- the soak: scenarios named for a bug class --------------------------------------------------

@@ -6,6 +6,9 @@ from lockchaos.harness.contract import subtle_rules  # noqa: F401 - registers it
 from lockchaos.harness.contract import identity_rules  # noqa: F401 - registers its rules after subtle_rules'
 
 # isort: split
+from lockchaos.harness.contract import outage_rules  # noqa: F401 - registers its rules after identity_rules'
+
+# isort: split
 # Last: they kill and restart cluster members, so every other rule runs on an untouched cluster.
 from lockchaos.harness.contract import failover_rules  # noqa: F401 - registers its rules after subtle_rules'
 from lockchaos.harness.contract.context import ClusterControl, ContractContext, ContractFailure, ServerControl

@@ -189,6 +189,50 @@ def renewed_lease_still_expires(ctx: ContractContext) -> None:
                "the key of a renewed lease that ran out could not be acquired")
 
 
+@rule
+def renew_with_another_ttl_keeps_owner_and_token(ctx: ContractContext) -> None:
+    """A renew that changes the TTL (longer, then shorter) keeps owner and token, as the renew's lease
+    and holder() tell: a backend that must move the key to change its TTL (etcd: a new lease) must not
+    hand out the move's revision as the token."""
+    c = ctx.client()
+    short = ctx.ttl_with_room(2000)
+    long = ctx.caps.applied_ttl(2 * short)
+    key, owner = ctx.key("renew-ttl-token"), ctx.owner("a")
+    lease = _lease(_granted(ctx, c, key, owner, short))
+    for ttl in (long, short):
+        renewed = c.renew(key, owner, ttl)  # the TTL it applies is renew_applies_the_ttl_it_reports' matter
+        expect(renewed is not None and (renewed.owner, renewed.token) == (lease.owner, lease.token),
+               f"renew with {ttl} ms (the lease had another TTL) returned {renewed!r}: owner and token must "
+               f"stay those of {lease!r}")
+        if ctx.caps.holder_info in ("lease", "owner"):
+            seen = c.holder(key)
+            expect(seen is not None and (seen.owner, seen.token) == (lease.owner, lease.token),
+                   f"after a renew with {ttl} ms holder() says {seen!r}: owner and token must stay those of "
+                   f"{lease!r}")
+
+
+@rule
+def refused_calls_by_another_owner_leave_the_lease_alone(ctx: ContractContext) -> None:
+    """A renew (with a longer TTL) or a release by an owner that does not hold the key is refused and
+    leaves the holder's lease ending when it would have: an act-then-check renew that extends first,
+    or a release that takes the record away and puts it back with a fresh TTL, keeps it longer."""
+    holder, other, prober = ctx.client(), ctx.client(), ctx.client()
+    ttl = ctx.ttl_with_room(4 * (ctx.caps.expiry_lag_ms + 2 * ctx.slack_ms))
+    long = ctx.caps.applied_ttl(4 * ttl)
+    renewed_key, released_key = ctx.key("refused-renew"), ctx.key("refused-release")
+    owner, stranger = ctx.owner("a"), ctx.owner("b")
+    granted = {k: _granted(ctx, holder, k, owner, ttl) for k in (renewed_key, released_key)}
+    ctx.sleep_until(granted[released_key].invoke_ns + ttl * NS_PER_MS // 2)
+    refused_renew = other.renew(renewed_key, stranger, long)
+    expect(refused_renew is None, f"renew by a non-holder returned {refused_renew!r}")
+    refused_release = other.release(released_key, stranger)
+    expect(refused_release is False, f"release by a non-holder returned {refused_release!r}")
+    for k, what in ((renewed_key, f"a refused renew with {long} ms"), (released_key, "a refused release")):
+        expect(_probe_is_gone(ctx, prober, k, granted[k], ttl),
+               f"{what} by another owner kept the holder's lease past its own TTL of {ttl} ms + declared lag "
+               f"{ctx.caps.expiry_lag_ms} ms")
+
+
 # --- tokens under stress -------------------------------------------------------------------------
 
 

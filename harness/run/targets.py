@@ -15,7 +15,13 @@ from types import TracebackType
 from typing import Self
 
 from lockchaos.backends import open_backend
-from lockchaos.backends.base import BackendUnavailable, ConfigurationError, InfrastructureError, LockBackend
+from lockchaos.backends.base import (
+    BackendUnavailable,
+    ConfigurationError,
+    FaultUnsupported,
+    InfrastructureError,
+    LockBackend,
+)
 from lockchaos.backends.fake import FakeKVLock, drop_fake_server, fake_server
 from lockchaos.backends.libs import LIBRARIES
 from lockchaos.backends.redaction import redact_text, redact_url
@@ -232,6 +238,17 @@ class Provisioned:
     def restart_server(self) -> None:
         self.handle.kill()
         self.handle.restart()
+
+    def pause_server(self) -> None:
+        """Freeze the server with its sockets open (outage rules): calls must time out. Not for an
+        adapter given the in-process fake (``--server none``): it may keep its locks anywhere."""
+        if self.target.server_kind == "fake" and self.target.adapter_spec is not None:
+            raise FaultUnsupported("the adapter runs in-process (--server none): the harness cannot tell "
+                                   "whether it talks to the fake server it would freeze")
+        self.handle.pause()
+
+    def resume_server(self) -> None:
+        self.handle.resume()
 
     def client_spec(self) -> ClientSpec | None:
         """How a second OS process opens a client of this target: none for the in-process fake, or
