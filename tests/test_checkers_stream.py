@@ -289,17 +289,7 @@ def test_a_call_sent_before_the_watermark_is_judged_whole_alike(tmp_path: Path,
     records = _turns(400)
     late = OpRecord("latecomer", "acquire", "k", {"owner": "latecomer", "ttl_ms": 1000}, 2 * MS, 3_000 * MS, "fail")
     records.insert(len(records) - 1, late)
-    path = _file(tmp_path / "history.jsonl", records)
-    wholes = [0]
-    original = stream.judged_whole
-
-    def counted(p: Path) -> Any:
-        wholes[0] += 1
-        return original(p)
-
-    monkeypatch.setattr(stream, "judged_whole", counted)
-    assert json.dumps(_streamed(path), default=str) == json.dumps(_summary(*check_history(records)), default=str)
-    assert wholes == [1]
+    _assert_judged_whole_alike(_file(tmp_path / "history.jsonl", records), records, monkeypatch)
 
 
 def test_an_old_incarnation_calling_again_is_judged_whole_alike(tmp_path: Path,
@@ -309,7 +299,11 @@ def test_an_old_incarnation_calling_again_is_judged_whole_alike(tmp_path: Path,
     records = _turns(1600)
     records.insert(len(records) - 1, OpRecord("w1#1", "renew", "k", {"owner": "w1#1", "ttl_ms": 1000},
                                               16_000 * MS, 16_001 * MS, "ok", {"owner": "w1#1", "ttl_ms": 1000}))
-    path = _file(tmp_path / "history.jsonl", records)
+    _assert_judged_whole_alike(_file(tmp_path / "history.jsonl", records), records, monkeypatch)
+
+
+def _assert_judged_whole_alike(path: Path, records: list[Record], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``path`` is judged whole (once), with what its records loaded whole give."""
     wholes = [0]
     original = stream.judged_whole
 
