@@ -306,11 +306,11 @@ class Worker(ArmedFaults):
                 else:
                     next_renew = self.rt.now_ns() + round(self.t.retry_every_s * 1e9)
             # A careful client stops at its validity deadline (after one last renew, as clients do to
-            # ask "am I still the holder?"); one that trusts a (dead) renewer does not.
+            # ask "am I still the holder?"); one that trusts a (dead) renewer does not. That renew is
+            # the holder's like any other: a lose-renew-request window loses it too.
             if not self.renewer_dead and self.rt.now_ns() >= valid_until:
                 invoke = self.rt.now_ns()
-                outcome, value = self._call("renew", {"owner": self.owner, "ttl_ms": self.t.ttl_ms},
-                                            lambda: client.renew(self.key, self.owner, self.t.ttl_ms))
+                outcome, value = self._renew(client)
                 if outcome != "ok" or not isinstance(value, Lease):
                     self.believed = None
                     return
@@ -327,8 +327,9 @@ class Worker(ArmedFaults):
         self._release(client)
 
     def _renew(self, client: LockBackend) -> tuple[Outcome, object]:
-        """The holder's scheduled renew; inside a lose-renew-request window its request is lost: a
-        client that reports the extensions it never got keeps its holder working past the lease's end."""
+        """Every renew the holder sends (scheduled, or its last one at the validity deadline); inside a
+        lose-renew-request window its request is lost: a client that reports the extensions it never
+        got keeps its holder working past the lease's end."""
         def renew() -> tuple[Outcome, object]:
             return self._call("renew", {"owner": self.owner, "ttl_ms": self.t.ttl_ms},
                               lambda: client.renew(self.key, self.owner, self.t.ttl_ms))
