@@ -26,6 +26,12 @@ class ArmedFaults:
     lose_renew_requests_s: float = 0.0
     """From the next scheduled renew on, for this long, every renew's request is lost, likewise."""
 
+    def disarm(self) -> None:
+        """Every flag back to disarmed: a revived worker is a new process, and a fault armed on the one
+        that died dies with it (a worker process's new child starts with none, a thread worker alike)."""
+        for name in ARMABLE:
+            vars(self).pop(name, None)  # the class attribute, disarmed, shows through again
+
     def take_pause(self) -> float:
         """The armed pause, disarmed as it is taken: a pause strikes once."""
         pause, self.pause_for_s = self.pause_for_s, 0.0

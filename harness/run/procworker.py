@@ -428,7 +428,7 @@ class ProcessWorker:
     def revive(self) -> None:
         """A supervisor starts a new process in the slot: new owner identity, renewer alive again."""
         self.incarnation += 1
-        self._armed = ArmedFaults()
+        self._armed.disarm()  # its new child starts with none armed (the dead one's died with it)
         self.crashed = False
 
     # --- process lifecycle ---------------------------------------------------------------------

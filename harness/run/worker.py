@@ -148,9 +148,12 @@ class Worker(ArmedFaults):
         self.crashed = True
 
     def revive(self) -> None:
-        """A supervisor restarts the crashed process: same worker slot, new owner identity."""
+        """A supervisor restarts the crashed process: same worker slot, new owner identity, and none
+        of the dead process's armed faults (as a ``ProcessWorker``'s new child), nor its open window
+        of lost renews."""
+        self.disarm()
+        self._unheard_until = 0
         self.crashed = False
-        self.renewer_dead = False
         self.incarnation += 1
 
     # --- recording ------------------------------------------------------------------------------
