@@ -23,7 +23,14 @@ class Lookups(Protocol):
         """Every key ever granted (a lock nobody held has no holder to fail over from), in first-grant order."""
 
     def held_at(self, f: FaultWindow, key: str, victims: set[str]) -> bool:
-        """Some victim of ``f`` had a grant of ``key`` completed by ``f.start`` that may last until then."""
+        """Some victim of ``f`` had a grant of ``key`` completed by ``f.start`` that may last until then,
+        and not before another client's last granted acquire of it by then was sent (that grant proves
+        the victim's over, whatever an unanswered renew may seem to have prolonged)."""
+
+    def ghosts_due(self, key: str | None, due: int, since: int, others_than: Collection[str], margin: float,
+                   before: int | None = None) -> int:
+        """``due`` pushed past the ghost grants of ``key`` (``None``: of any key) that may still hold it
+        (``_Ghosts.excused_until``)."""
 
     def next_acquire(self, f: FaultWindow, key: str, victims: set[str]) -> Op | None:
         """The first granted acquire of ``key`` by another client completed after ``f.start``."""
@@ -62,7 +69,17 @@ class Indexed:
         return list(self.by_key)
 
     def held_at(self, f: FaultWindow, key: str, victims: set[str]) -> bool:
-        return any(self.by_key[key].holding.held_at(v, f.start) for v in victims)
+        k = self.by_key[key]
+        taken = k.last_taken_by_others(victims, f.start)
+        return any(k.holding.held_at(v, f.start, taken) for v in victims)
+
+    def ghosts_due(self, key: str | None, due: int, since: int, others_than: Collection[str], margin: float,
+                   before: int | None = None) -> int:
+        if key is not None:
+            return self.by_key[key].ghosts.excused_until(due, since, others_than, margin, before)
+        if not hasattr(self, "_all_ghosts"):
+            self._all_ghosts = _Ghosts(self.h.grants)  # on any key: a recovery is judged on any key's grant
+        return self._all_ghosts.excused_until(due, since, others_than, margin, before)
 
     def next_acquire(self, f: FaultWindow, key: str, victims: set[str]) -> Op | None:
         k = self.by_key[key]
@@ -125,6 +142,15 @@ class _KeyIndex:
     acquires: list[Op]
     acquire_completes: list[int]
     holding: _HeldIndex
+    ghosts: _Ghosts
+
+    def last_taken_by_others(self, victims: Collection[str], at: int) -> int | None:
+        """The invoke of the last acquire granted by ``at`` to a client not among ``victims``: a victim's
+        grant made before it was over when it was granted."""
+        for j in range(bisect.bisect_right(self.acquire_completes, at) - 1, -1, -1):
+            if self.acquires[j].rec.client not in victims:
+                return self.acquires[j].invoke
+        return None
 
 
 def _key_indexes(h: History) -> dict[str, _KeyIndex]:
@@ -139,13 +165,39 @@ def _key_indexes(h: History) -> dict[str, _KeyIndex]:
     out = {}
     for key, gs in grants.items():
         done = sorted(acquires.get(key, []), key=_complete)
-        out[key] = _KeyIndex(done, [o.complete for o in done], _HeldIndex(gs))
+        out[key] = _KeyIndex(done, [o.complete for o in done], _HeldIndex(gs), _Ghosts(gs))
     return out
 
 
 def _from(ops: list[Op], i: int) -> Iterator[Op]:
     """``ops[i:]`` without copying it."""
     return (ops[j] for j in range(i, len(ops)))
+
+
+class _Ghosts:
+    """The grants of acquires that ended indeterminate, in invoke order: each may have taken effect
+    unheard, and then held its key until its latest end however honest the lock."""
+
+    def __init__(self, grants: list[Grant]) -> None:
+        self.grants = sorted((g for g in grants if not g.definite), key=lambda g: g.acquire.invoke)
+        self.invokes = [g.acquire.invoke for g in self.grants]
+        self.longest = max((g.latest_end - g.acquire.invoke for g in self.grants), default=0)
+        """The longest any of them can last from its invoke: the earliest that can matter at an instant."""
+
+    def excused_until(self, due: int, since: int, others_than: Collection[str], margin: float,
+                      before: int | None = None) -> int:
+        """``due``, the time by which the key should have been granted again since ``since``, pushed
+        past every ghost grant of a client not in ``others_than`` that may still hold the key then:
+        to its latest end + ``margin``. Chained: a ghost sent by the new due time pushes it again.
+        Refusals (answers) are no ghosts: a lock stuck for good stays due at the bound. Ghosts sent
+        from ``before`` on (after the grant being judged) explain nothing."""
+        i = bisect.bisect_left(self.invokes, since - self.longest)  # earlier ones ended before ``since``
+        for g in (self.grants[j] for j in range(i, len(self.grants))):
+            if g.acquire.invoke > due or (before is not None and g.acquire.invoke >= before):
+                break
+            if g.client not in others_than and g.latest_end >= since:
+                due = max(due, round(g.latest_end + margin))
+        return due
 
 
 class _HeldIndex:
@@ -156,6 +208,7 @@ class _HeldIndex:
         by_client: dict[str, list[Grant]] = {}
         for g in sorted(grants, key=lambda g: g.acquire.complete):
             by_client.setdefault(g.client, []).append(g)
+        self.grants = by_client
         self.completes = {c: [g.acquire.complete for g in gs] for c, gs in by_client.items()}
         self.max_end: dict[str, list[int]] = {}
         for c, gs in by_client.items():
@@ -163,10 +216,16 @@ class _HeldIndex:
             for g in gs:
                 ends.append(max(g.latest_end, ends[-1]) if ends else g.latest_end)
 
-    def held_at(self, client: str, at: int) -> bool:
-        """Some grant of ``client`` completed by ``at`` and may last until ``at``."""
-        i = bisect.bisect_right(self.completes.get(client, []), at) - 1
-        return i >= 0 and self.max_end[client][i] >= at
+    def held_at(self, client: str, at: int, since: int | None = None) -> bool:
+        """Some grant of ``client`` completed by ``at`` (and not before ``since``) and may last until ``at``."""
+        completes = self.completes.get(client, [])
+        i = bisect.bisect_right(completes, at) - 1
+        if i < 0 or self.max_end[client][i] < at:
+            return False
+        if since is None:
+            return True
+        lo = bisect.bisect_left(completes, since)  # the grants from ``since`` on, a few: one by one
+        return any(self.grants[client][j].latest_end >= at for j in range(lo, i + 1))
 
 
 def _prefix_max(pairs: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -208,9 +267,19 @@ class Gathered:
         holder = [f for f in h.faults if f.fault in triggers]
         self._holder_starts = _Instants(holder, "start")
         self._victims = {id(f): set(f.target.split(",")) for f in holder}
-        self._held: dict[tuple[int, str], bool] = {}  # (fault, key): a victim held it at the fault
+        self._held: dict[tuple[int, str], list[int]] = {}  # (fault, key): completes of victims' grants then
+        self._held_keys: dict[int, list[str]] = {}
         self._open_holder: dict[str, list[FaultWindow]] = {}  # per key: faults awaiting its next acquire
         self._next: dict[tuple[int, str], Op] = {}
+        # Another client's last granted acquire of a key by a fault's start: per key, the latest acquire of
+        # each of its most recent clients (one more than any fault has victims), read at each start.
+        self._by_start = sorted(holder, key=lambda f: f.start)
+        self._snapped = 0
+        self._taken: dict[tuple[int, str], int | None] = {}
+        self._recent: dict[str, list[tuple[str, int]]] = {}
+        self._kept = 1 + max((len(v) for v in self._victims.values()), default=0)
+        self._ghosts: dict[str | None, list[Grant]] = {None: []}  # indeterminate acquires' grants, per key
+        self._ghost_index: dict[str | None, _Ghosts] = {}
         servers = sorted((f for f in h.faults if f.fault in server_triggers), key=lambda f: f.end)
         self._server_backs = _Instants(servers, "end")
         self._free: dict[int, int] = {}
@@ -230,10 +299,17 @@ class Gathered:
         key, end = g.key, g.latest_end
         self._keys.setdefault(key, None)
         a = g.acquire
+        if not g.definite:
+            self._ghosts.setdefault(key, []).append(g)
+            self._ghosts[None].append(g)
         for f in self._holder_starts.within(a.complete, end):
-            if g.client in self._victims[id(f)] and (id(f), key) not in self._held:
-                self._held[id(f), key] = True
-                self._open_holder.setdefault(key, []).append(f)
+            if g.client in self._victims[id(f)]:
+                held = self._held.get((id(f), key))
+                if held is None:
+                    held = self._held[id(f), key] = []
+                    self._held_keys.setdefault(id(f), []).append(key)
+                    self._open_holder.setdefault(key, []).append(f)
+                held.append(a.complete)
         for f in self._server_backs.within(a.invoke, end):
             self._free[id(f)] = max(self._free.get(id(f), f.end), end)
         for f in self._leader_starts.within(a.complete, end):
@@ -255,6 +331,9 @@ class Gathered:
             self._open_leaders = still
         if op.rec.op != "acquire":
             return
+        self._snap(complete)
+        recent = [(c, t) for c, t in self._recent.get(op.rec.key, ()) if c != op.rec.client]
+        self._recent[op.rec.key] = [(op.rec.client, op.invoke), *recent][:self._kept]
         servers = self._servers
         while self._server_i < len(servers) and servers[self._server_i].end < complete:
             self._after[id(servers[self._server_i])] = op
@@ -272,8 +351,30 @@ class Gathered:
     def keys(self) -> list[str]:
         return list(self._keys)
 
+    def _snap(self, before: int | None) -> None:
+        """Who had last been granted each key by the starts of the faults before ``before`` (``None``: all)."""
+        faults = self._by_start
+        while self._snapped < len(faults) and (before is None or faults[self._snapped].start < before):
+            f = faults[self._snapped]
+            self._snapped += 1
+            victims = self._victims[id(f)]
+            for key in self._held_keys.get(id(f), ()):
+                self._taken[id(f), key] = next((t for c, t in self._recent.get(key, ()) if c not in victims), None)
+
     def held_at(self, f: FaultWindow, key: str, victims: set[str]) -> bool:
-        return (id(f), key) in self._held
+        held = self._held.get((id(f), key))
+        if not held:
+            return False
+        self._snap(None)  # the run is read: every fault's start is passed
+        taken = self._taken.get((id(f), key))
+        return taken is None or any(complete >= taken for complete in held)
+
+    def ghosts_due(self, key: str | None, due: int, since: int, others_than: Collection[str], margin: float,
+                   before: int | None = None) -> int:
+        index = self._ghost_index.get(key)
+        if index is None:
+            index = self._ghost_index[key] = _Ghosts(self._ghosts.get(key, []))
+        return index.excused_until(due, since, others_than, margin, before)
 
     def next_acquire(self, f: FaultWindow, key: str, victims: set[str]) -> Op | None:
         return self._next.get((id(f), key))
