@@ -11,7 +11,7 @@ order, once every grant sent before it completed has been fed).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,7 +78,7 @@ class Indexed:
         if key is not None:
             return self.by_key[key].ghosts.excused_until(due, since, others_than, margin, before)
         if not hasattr(self, "_all_ghosts"):
-            self._all_ghosts = _Ghosts(self.h.grants)  # on any key: a recovery is judged on any key's grant
+            self._all_ghosts = _Ghosts.of(self.h.grants)  # on any key: a recovery is judged on any key's grant
         return self._all_ghosts.excused_until(due, since, others_than, margin, before)
 
     def next_acquire(self, f: FaultWindow, key: str, victims: set[str]) -> Op | None:
@@ -165,7 +165,7 @@ def _key_indexes(h: History) -> dict[str, _KeyIndex]:
     out = {}
     for key, gs in grants.items():
         done = sorted(acquires.get(key, []), key=_complete)
-        out[key] = _KeyIndex(done, [o.complete for o in done], _HeldIndex(gs), _Ghosts(gs))
+        out[key] = _KeyIndex(done, [o.complete for o in done], _HeldIndex(gs), _Ghosts.of(gs))
     return out
 
 
@@ -176,13 +176,19 @@ def _from(ops: list[Op], i: int) -> Iterator[Op]:
 
 class _Ghosts:
     """The grants of acquires that ended indeterminate, in invoke order: each may have taken effect
-    unheard, and then held its key until its latest end however honest the lock."""
+    unheard, and then held its key until its latest end however honest the lock. Kept as
+    ``(invoke, latest_end, client)``: a streamed judgement keeps every one of them (few: one per call a
+    fault cut off), not the grants and calls behind them."""
 
-    def __init__(self, grants: list[Grant]) -> None:
-        self.grants = sorted((g for g in grants if not g.definite), key=lambda g: g.acquire.invoke)
-        self.invokes = [g.acquire.invoke for g in self.grants]
-        self.longest = max((g.latest_end - g.acquire.invoke for g in self.grants), default=0)
+    def __init__(self, ghosts: Iterable[tuple[int, int, str]]) -> None:
+        self.ghosts = sorted(ghosts, key=lambda g: g[0])
+        self.invokes = [g[0] for g in self.ghosts]
+        self.longest = max((end - invoke for invoke, end, _ in self.ghosts), default=0)
         """The longest any of them can last from its invoke: the earliest that can matter at an instant."""
+
+    @staticmethod
+    def of(grants: Iterable[Grant]) -> _Ghosts:
+        return _Ghosts(ghost(g) for g in grants if not g.definite)
 
     def excused_until(self, due: int, since: int, others_than: Collection[str], margin: float,
                       before: int | None = None) -> int:
@@ -192,12 +198,17 @@ class _Ghosts:
         Refusals (answers) are no ghosts: a lock stuck for good stays due at the bound. Ghosts sent
         from ``before`` on (after the grant being judged) explain nothing."""
         i = bisect.bisect_left(self.invokes, since - self.longest)  # earlier ones ended before ``since``
-        for g in (self.grants[j] for j in range(i, len(self.grants))):
-            if g.acquire.invoke > due or (before is not None and g.acquire.invoke >= before):
+        for invoke, end, client in (self.ghosts[j] for j in range(i, len(self.ghosts))):
+            if invoke > due or (before is not None and invoke >= before):
                 break
-            if g.client not in others_than and g.latest_end >= since:
-                due = max(due, round(g.latest_end + margin))
+            if client not in others_than and end >= since:
+                due = max(due, round(end + margin))
         return due
+
+
+def ghost(g: Grant) -> tuple[int, int, str]:
+    """What ``_Ghosts`` keeps of an indeterminate acquire's grant."""
+    return g.acquire.invoke, g.latest_end, g.client
 
 
 class _HeldIndex:
@@ -278,7 +289,7 @@ class Gathered:
         self._taken: dict[tuple[int, str], int | None] = {}
         self._recent: dict[str, list[tuple[str, int]]] = {}
         self._kept = 1 + max((len(v) for v in self._victims.values()), default=0)
-        self._ghosts: dict[str | None, list[Grant]] = {None: []}  # indeterminate acquires' grants, per key
+        self._ghosts: dict[str | None, list[tuple[int, int, str]]] = {None: []}  # per key: ``ghost``s
         self._ghost_index: dict[str | None, _Ghosts] = {}
         servers = sorted((f for f in h.faults if f.fault in server_triggers), key=lambda f: f.end)
         self._server_backs = _Instants(servers, "end")
@@ -300,8 +311,9 @@ class Gathered:
         self._keys.setdefault(key, None)
         a = g.acquire
         if not g.definite:
-            self._ghosts.setdefault(key, []).append(g)
-            self._ghosts[None].append(g)
+            kept = ghost(g)
+            self._ghosts.setdefault(key, []).append(kept)
+            self._ghosts[None].append(kept)
         for f in self._holder_starts.within(a.complete, end):
             if g.client in self._victims[id(f)]:
                 held = self._held.get((id(f), key))
