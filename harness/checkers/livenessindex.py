@@ -11,6 +11,7 @@ order, once every grant sent before it completed has been fed).
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -77,8 +78,6 @@ class Indexed:
                    before: int | None = None) -> int:
         if key is not None:
             return self.by_key[key].ghosts.excused_until(due, since, others_than, margin, before)
-        if not hasattr(self, "_all_ghosts"):
-            self._all_ghosts = _Ghosts.of(self.h.grants)  # on any key: a recovery is judged on any key's grant
         return self._all_ghosts.excused_until(due, since, others_than, margin, before)
 
     def next_acquire(self, f: FaultWindow, key: str, victims: set[str]) -> Op | None:
@@ -101,37 +100,33 @@ class Indexed:
     def left_at(self, f: FaultWindow) -> int | None:
         return _max_upto(self._ends_by_complete, f.start)
 
-    @property
+    @functools.cached_property
+    def _all_ghosts(self) -> _Ghosts:
+        return _Ghosts.of(self.h.grants)  # on any key: a recovery is judged on any key's grant
+
+    @functools.cached_property
     def _ends_by_invoke(self) -> tuple[list[int], list[int]]:
-        if not hasattr(self, "_by_invoke"):
-            self._by_invoke = _prefix_max([(g.acquire.invoke, g.latest_end) for g in self.h.grants])
-        return self._by_invoke
+        return _prefix_max([(g.acquire.invoke, g.latest_end) for g in self.h.grants])
 
-    @property
+    @functools.cached_property
     def _ends_by_complete(self) -> tuple[list[int], list[int]]:
-        if not hasattr(self, "_by_complete"):
-            self._by_complete = _prefix_max([(g.acquire.complete, g.latest_end) for g in self.h.grants])
-        return self._by_complete
+        return _prefix_max([(g.acquire.complete, g.latest_end) for g in self.h.grants])
 
-    @property
+    @functools.cached_property
     def _acquire_completes(self) -> list[int]:
-        if not hasattr(self, "_completes"):
-            self._completes = [o.complete for o in self.acquires]
-        return self._completes
+        return [o.complete for o in self.acquires]
 
-    @property
+    @functools.cached_property
     def _granted(self) -> tuple[list[Op], list[int], list[int]]:
         """Granted acquires and renews in complete order; their invokes in order, and from each on the
         smallest complete-order position: the first grant (in complete order) sent at or after an instant."""
-        if not hasattr(self, "_granted_index"):
-            grants = sorted((o for o in self.h.ops if _granted(o, "acquire", "renew")), key=_complete)
-            by_invoke = sorted(range(len(grants)), key=lambda i: grants[i].invoke)
-            invokes = [grants[i].invoke for i in by_invoke]
-            first_pos = list(by_invoke)
-            for k in range(len(first_pos) - 2, -1, -1):
-                first_pos[k] = min(first_pos[k], first_pos[k + 1])
-            self._granted_index = (grants, invokes, first_pos)
-        return self._granted_index
+        grants = sorted((o for o in self.h.ops if _granted(o, "acquire", "renew")), key=_complete)
+        by_invoke = sorted(range(len(grants)), key=lambda i: grants[i].invoke)
+        invokes = [grants[i].invoke for i in by_invoke]
+        first_pos = list(by_invoke)
+        for k in range(len(first_pos) - 2, -1, -1):
+            first_pos[k] = min(first_pos[k], first_pos[k + 1])
+        return grants, invokes, first_pos
 
 
 @dataclass(frozen=True, slots=True)
