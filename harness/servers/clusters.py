@@ -494,6 +494,8 @@ SENTINEL_DOWN_AFTER_MS = 250
 SENTINEL_FAILOVER_TIMEOUT_MS = 1000
 SENTINEL_DEMOTION_MS = 9000
 """A returning old primary is demoted after reporting its stale role for 8 s, seen by INFO each 1 s."""
+_REPLICATION_PROBE_KEY = "lockchaos-harness:replication-probe"
+"""Written and deleted at once on a group the harness launched, outside every lock's key prefix."""
 SENTINEL_SETTLE_S = 15.0
 """How long a fresh Sentinel group may take to find its replicas and each other (hello every 2 s)."""
 
@@ -540,6 +542,24 @@ class RedisNode(RedisServer):
             reply = client.role()
             return len(reply[2]) if reply[0] == "master" else 0
         except (redis.RedisError, IndexError, TypeError):
+            return 0
+        finally:
+            client.close()
+
+    def replicas_acknowledging(self, want: int, timeout_ms: int) -> int:
+        """How many replicas acknowledge a probe write within ``timeout_ms`` (WAIT on the connection that
+        wrote it); 0 if the node does not answer. Only this proves the replication stream flows: a
+        replica can be listed online and in sync before its first acknowledgement reaches the primary,
+        and a grant's WAIT then counts nobody."""
+        timeout_s = _STATUS_TIMEOUT_S + timeout_ms / 1000
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=timeout_s,
+                             socket_connect_timeout=_STATUS_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                             decode_responses=True, single_connection_client=True)
+        try:
+            client.set(_REPLICATION_PROBE_KEY, "1")
+            client.delete(_REPLICATION_PROBE_KEY)
+            return int(client.wait(want, timeout_ms))
+        except (redis.RedisError, IndexError, TypeError, ValueError):
             return 0
         finally:
             client.close()
@@ -757,7 +777,9 @@ class SentinelCluster(ProcessCluster):
             if any(n.role() != ("master" if n._primary_port is None else "slave") for n in self.nodes):
                 return False
             primaries = [n for n in self.nodes if n._primary_port is None]
-            return all(n.replicas_connected() >= len(self.nodes) - 1 for n in primaries)
+            want = len(self.nodes) - 1
+            return all(n.replicas_connected() >= want and n.replicas_acknowledging(want, 200) >= want
+                       for n in primaries)
 
         while not settled():
             if time.monotonic() > deadline:
