@@ -20,6 +20,8 @@ from lockchaos.backends.base import Capabilities
 from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.faults.registry import FAULTS, named
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
+from lockchaos.harness.run.lateness import LATE_NOTE, LateWindow, late_window
+from lockchaos.harness.run.lateness import WINDOW_NS as LATE_WINDOW_NS
 
 # What each fault means for lease timing, from the fault registry (``harness/faults/registry.py``).
 LEADER_FAULTS = named(lambda t: t.failover)
@@ -122,6 +124,23 @@ class History:
     """When the workers were stopped (quiesce or interrupt): nothing they did not do by then is late."""
     open_errors: list[tuple[int, NoteRecord]] = field(default_factory=list)
     """Opening a client raised an exception the factory did not map (line, note)."""
+    late: list[LateWindow] = field(default_factory=list)
+    """Where the run's machine scheduled late (``lateness.py``), in time order."""
+
+    def lateness(self, start: int, end: int) -> int:
+        """The worst scheduling lateness measured in a window overlapping [start, end]: 0 where the
+        machine kept time (and in virtual time)."""
+        late = self.late
+        i = bisect.bisect_left(self._late_ends, start)
+        worst = 0
+        while i < len(late) and late[i].start_ns <= end:
+            worst = max(worst, late[i].late_ns)
+            i += 1
+        return worst
+
+    @functools.cached_property
+    def _late_ends(self) -> list[int]:
+        return [w.end_ns for w in self.late]
 
     def server_faults(self, *names: str) -> list[FaultWindow]:
         """The server's (and cluster's) faults of these kinds in start order; never a link's."""
@@ -225,13 +244,18 @@ class History:
         """Until when an operation's request may still take effect at the server."""
         if op.rec.outcome != "indeterminate":
             return op.complete + EPSILON_NS
-        h = op.complete
+        # Its request may wait in a socket until the server is scheduled: as late as the machine ran then.
+        h = op.complete + self.lateness(op.invoke, op.complete + LATE_WINDOW_NS)
         for f in self._delaying_index.overlapping(op.invoke, op.complete):
             if f.fault in FREEZES:
                 h = max(h, f.end)  # queued in the server's socket, applied on resume
             elif f.fault in DELAYS:
                 h = max(h, op.complete + int(f.detail.get("one_way_ms", 0)) * NS_PER_MS)
         return h + EPSILON_NS
+
+
+def _window_end(w: LateWindow) -> int:
+    return w.end_ns
 
 
 def _invoke(op: Op) -> int:
@@ -267,6 +291,7 @@ class Notes:
     timeouts: dict[str, int | None] = field(default_factory=dict)
     stopped_ns: int = 0
     open_errors: list[tuple[int, NoteRecord]] = field(default_factory=list)
+    late: list[LateWindow] = field(default_factory=list)
     unread_end_ns: int = 0
     """The latest time among records read past without being loaded (``stream.py``): the run's end counts them."""
 
@@ -309,6 +334,10 @@ def load_records(records: Iterable[tuple[int, Record]],
                 notes.open_errors.append((line, rec))
             elif rec.kind in ("quiesce", "interrupted") and not notes.stopped_ns:
                 notes.stopped_ns = rec.time_ns
+            elif rec.kind == LATE_NOTE:
+                window = late_window(rec.time_ns, rec.data)
+                if window is not None:
+                    notes.late.append(window)
             elif rec.kind == "end":
                 ended = True
             elif rec.kind == "residue":  # what the server held after the run: the residue checker's
@@ -346,7 +375,7 @@ def history_of(meta: dict[str, Any], ops: list[Op], writes: list[tuple[int, Writ
         raise ValueError("history has no meta record: not a lockchaos history")
     caps = Capabilities(**meta["capabilities"])
     h = History(meta, caps, int(meta["ttl_ms"]), ops, writes, faults, [], end_ns, truncated, notes.timeouts,
-                notes.stopped_ns or end_ns, notes.open_errors)
+                notes.stopped_ns or end_ns, notes.open_errors, sorted(notes.late, key=_window_end))
     h.grants = _grants(h)
     _bound(h)
     return h
