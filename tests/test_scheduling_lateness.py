@@ -135,4 +135,5 @@ def test_a_real_time_run_records_where_a_gil_hog_made_it_late_and_ends_with_its_
 def test_a_virtual_time_run_records_no_lateness(tmp_path: Path) -> None:
     r = run_scenario(backend_target("fake"), find_scenario("holder-crash"),
                      RunOptions(seed=1, duration_s=5, virtual_time=True), tmp_path)
-    assert not [n for n in read_history(r.run_dir / "history.jsonl") if isinstance(n, NoteRecord) and n.kind == LATE_NOTE]
+    records = read_history(r.run_dir / "history.jsonl")
+    assert not [n for n in records if isinstance(n, NoteRecord) and n.kind == LATE_NOTE]
