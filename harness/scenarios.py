@@ -29,6 +29,9 @@ class WorkerPlan:
     work_every: float = 0.05  # a holder writes the guarded register this often
     trust_from: Literal["invoke", "completion"] = "invoke"
     """A careful client measures validity from when it *sent* the acquire; a naive one from the reply."""
+    observe: bool = False
+    """A worker asks ``holder()`` before each acquire, as a follower checking who leads or a dashboard
+    does: conformance judges every answer against the leases that can be in force at that moment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,12 @@ CATALOGUE: tuple[Scenario, ...] = (
              "visible after TTL + declared expiry lag is caught (a backend declaring too short a lag).",
              duration=12, workers=4, plan=WorkerPlan(hold=1, retry_every=0.02),
              faults=tuple(FaultStep(at, "holder-crash", duration=1.5) for at in (1.5, 4.5, 7.5))),
+    Scenario("holder-observed",
+             "Workers ask holder() before every try (a follower checking who leads, a dashboard) while "
+             "holders hand over, crash and pause past the TTL: every answer must name a lease that can be "
+             "in force then (a cached or stale answer is caught), and none may miss one surely in force.",
+             duration=10, plan=WorkerPlan(observe=True, hold=1, retry_every=0.05),
+             faults=(FaultStep(1.5, "holder-crash", duration=2), FaultStep(5.5, "holder-pause", amount=2))),
     Scenario("leader-crash",
              "The cluster's leader (etcd) or primary (Sentinel) is killed -9 while a client holds the lock, "
              "and restarted with its data three TTLs later, once a new one has taken over: the lock must "

@@ -140,6 +140,7 @@ SOAK_CATCHES: dict[str, tuple[str, str, set[str]]] = {
     "release_reports_lost_request_as_done": ("redis", "release-request-lost", {"conformance"}),
     "renew_reports_lost_request_as_done": ("redis", "renew-request-lost", {"conformance", "exclusion-grants"}),
     "under_declared_expiry_lag": ("none", "under-declared-lag", {"conformance"}),
+    "caching_holder": ("none", "holder-observed", {"conformance"}),
 }
 NEW_SCENARIOS = sorted({scenario for _, scenario, _ in SOAK_CATCHES.values()})
 

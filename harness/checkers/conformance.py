@@ -251,7 +251,10 @@ def _holder(h: History, op: Op, active: list[Grant], findings: list[Finding]) ->
     if info == "none":
         return
     if lease is None:
-        held = [g for g in active if surely_held_throughout(h, g, op.invoke, op.complete)]
+        # Strictly before: a grant completing at the instant the question is sent (virtual time's calls
+        # take none, and a worker asks right before it acquires) may have come after the answer.
+        held = [g for g in active
+                if g.acquire.complete < op.invoke and surely_held_throughout(h, g, op.invoke, op.complete)]
         if held:
             g = held[0]
             findings.append(_finding(op, "holder-missed",

@@ -265,6 +265,8 @@ class Worker(ArmedFaults):
             return
         if self.keys:
             self.key = self.rng.choice(self.keys)
+        if self.plan.observe:  # whatever it answers (or raises), the worker tries next as it would anyway
+            self._call("holder", {}, lambda: client.holder(self.key))
         ttl = self.t.ttl_ms
         lose = self.lose_acquire_reply and self.link is not None
         if lose:
