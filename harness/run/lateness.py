@@ -65,6 +65,12 @@ class SchedulingProbe:
             self._thread.join(1.0)
 
     def _run(self) -> None:
+        try:
+            self._probe()
+        except Exception:  # the history took no more (a full disk): the workers' records, which fail
+            return  # alike, are what reports it; the probe must never print a traceback of its own
+
+    def _probe(self) -> None:
         window_from = self._now_ns()
         worst = 0
         while not self._stop.is_set():  # bounded by the run: __exit__ ends it
