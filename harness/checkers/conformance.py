@@ -104,6 +104,59 @@ class _LiveGrants:
                 if max(g.latest_end + 1, g.acquire.invoke) > invoke]
 
 
+class _Unseen:
+    """One key's evidence that an acquire nobody heard of took effect later than its call can tell.
+
+    An acquire that ended without an answer is bounded to take effect by its end plus the slack the run
+    measured (``History.horizon``); a request can still wait longer, where the harness cannot see (a
+    stalled proxy or server process: a reset acquire was seen to land 55 ms after its client gave up
+    while the harness's own process ran 16 ms late). A lock with fencing tokens leaves the proof: the
+    token it granted is missing between the definite grants around the refusal it caused. So a refusal
+    of a free key is excused when another client's unheard acquire was sent after the last definite
+    grant before the refusal, and the next definite grant's token skips one; without tokens, or without
+    a gap, it is reported as before. The next grant may come long after the refusal: a streamed
+    judgement holds the refusal until it does (``pending``), or reports it when the run ends first."""
+
+    def __init__(self) -> None:
+        self.definite: list[tuple[int, int]] = []  # (acquire invoke, token) of definite grants, invoke order
+        self.ghosts: list[tuple[int, str]] = []  # (acquire invoke, client) of unheard acquires, invoke order
+        self.pending: list[tuple[int | None, int, int, list[Finding]]] = []
+        """Refusals awaiting the next definite grant: (token before, invoke, line, findings)."""
+
+    def add(self, g: Grant) -> None:
+        if g.definite:
+            if g.token is not None:
+                self.definite.append((g.acquire.invoke, g.token))
+        elif g.token is None:
+            self.ghosts.append((g.acquire.invoke, g.client))
+
+    def judge(self, op: Op) -> tuple[bool, int | None, int | None]:
+        """Whether another client's unheard acquire can explain the refusal ``op``, and the tokens of the
+        definite grants around it (the next one None while it is not known yet)."""
+        invokes = [d[0] for d in self.definite]
+        i = bisect.bisect_right(invokes, op.complete)
+        before_invoke, before = self.definite[i - 1] if i else (-1, None)
+        after = self.definite[i][1] if i < len(self.definite) else None
+        lo = bisect.bisect_right(self.ghosts, (before_invoke, "\uffff"))
+        hi = bisect.bisect_right(self.ghosts, (op.complete, "\uffff"))
+        return any(client != op.rec.client for _, client in self.ghosts[lo:hi]), before, after
+
+    @staticmethod
+    def skips(token_before: int | None, token_after: int) -> bool:
+        return token_after > (token_before or 0) + 1
+
+    def prune(self, before: int) -> None:
+        """Calls still to come were invoked from ``before`` on: the definite grant before that is the
+        earliest they can look back to, and unheard acquires sent before it no longer matter."""
+        i = bisect.bisect_right([d[0] for d in self.definite], before) - 1
+        if i > 0:
+            del self.definite[:i]
+        floor = self.definite[0][0] if self.definite else -1
+        j = bisect.bisect_right(self.ghosts, (floor, "\uffff"))
+        if j:
+            del self.ghosts[:j]
+
+
 class Judge:
     """Judges each call on its own against the grants: calls may be fed in any order; findings come out
     in invoke order (ties in history order), as a sweep in invoke order reports them.
@@ -124,6 +177,17 @@ class Judge:
             self.grants = len(h.grants)
         self._found: list[tuple[int, int, list[Finding]]] = []
         self.counted = 0
+        self._fed = fed
+        self._unseen: dict[str, _Unseen] = {}
+        if h.caps.fencing_tokens and not fed:
+            for g in h.grants:
+                self._unseen_of(g.key).add(g)
+
+    def _unseen_of(self, key: str) -> _Unseen:
+        unseen = self._unseen.get(key)
+        if unseen is None:
+            unseen = self._unseen[key] = _Unseen()
+        return unseen
 
     def grant(self, g: Grant) -> None:
         self.grants += 1
@@ -132,10 +196,20 @@ class Judge:
             live = self._live[g.key] = _LiveGrants()
             self._keys[g.key] = live
         live.add(g)
+        if self.h.caps.fencing_tokens:
+            unseen = self._unseen_of(g.key)
+            unseen.add(g)
+            if g.definite and g.token is not None and unseen.pending:
+                for token_before, invoke, line, findings in unseen.pending:
+                    if not unseen.skips(token_before, g.token):
+                        self._found.append((invoke, line, findings))
+                unseen.pending.clear()
 
     def prune(self, before: int) -> None:
         for live in self._live.values():
             live.prune(before)
+        for unseen in self._unseen.values():
+            unseen.prune(before)
 
     def op(self, line: int, rec: OpRecord) -> None:
         if rec.outcome == "indeterminate":  # unmapped exceptions too: the error-handling checker reports them
@@ -159,10 +233,21 @@ class Judge:
             _owner_op(self.h, op, mine, findings)
         else:
             _holder(self.h, op, active, findings)
+        if findings and findings[-1].kind == "refused-free-key" and rec.key in self._unseen:
+            unseen = self._unseen[rec.key]
+            explained, before, after = unseen.judge(op)
+            if explained and after is None and self._fed:  # the next grant is still to come
+                unseen.pending.append((before, invoke, line, findings))
+                return
+            if explained and after is not None and unseen.skips(before, after):
+                return
         if findings:
             self._found.append((invoke, line, findings))
 
     def finish(self) -> CheckResult:
+        for unseen in self._unseen.values():  # no grant came after them: nothing shows a token skipped
+            self._found.extend((invoke, line, findings) for _, invoke, line, findings in unseen.pending)
+            unseen.pending.clear()
         self._found.sort(key=lambda found: (found[0], found[1]))
         findings = tuple(f for _, _, fs in self._found for f in fs)
         return CheckResult(NAME, findings, {"ops_checked": self.counted, "grants": self.grants})
