@@ -119,6 +119,7 @@ class _Unseen:
 
     def __init__(self) -> None:
         self.definite: list[tuple[int, int]] = []  # (acquire invoke, token) of definite grants, invoke order
+        self.invokes: list[int] = []  # their invokes, for bisection
         self.ghosts: list[tuple[int, str]] = []  # (acquire invoke, client) of unheard acquires, invoke order
         self.pending: list[tuple[int | None, int, int, list[Finding]]] = []
         """Refusals awaiting the next definite grant: (token before, invoke, line, findings)."""
@@ -127,14 +128,14 @@ class _Unseen:
         if g.definite:
             if g.token is not None:
                 self.definite.append((g.acquire.invoke, g.token))
+                self.invokes.append(g.acquire.invoke)
         elif g.token is None:
             self.ghosts.append((g.acquire.invoke, g.client))
 
     def judge(self, op: Op) -> tuple[bool, int | None, int | None]:
         """Whether another client's unheard acquire can explain the refusal ``op``, and the tokens of the
         definite grants around it (the next one None while it is not known yet)."""
-        invokes = [d[0] for d in self.definite]
-        i = bisect.bisect_right(invokes, op.complete)
+        i = bisect.bisect_right(self.invokes, op.complete)
         before_invoke, before = self.definite[i - 1] if i else (-1, None)
         after = self.definite[i][1] if i < len(self.definite) else None
         lo = bisect.bisect_right(self.ghosts, (before_invoke, "\uffff"))
@@ -148,9 +149,10 @@ class _Unseen:
     def prune(self, before: int) -> None:
         """Calls still to come were invoked from ``before`` on: the definite grant before that is the
         earliest they can look back to, and unheard acquires sent before it no longer matter."""
-        i = bisect.bisect_right([d[0] for d in self.definite], before) - 1
+        i = bisect.bisect_right(self.invokes, before) - 1
         if i > 0:
             del self.definite[:i]
+            del self.invokes[:i]
         floor = self.definite[0][0] if self.definite else -1
         j = bisect.bisect_right(self.ghosts, (floor, "\uffff"))
         if j:
