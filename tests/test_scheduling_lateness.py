@@ -13,13 +13,13 @@ import threading
 import time
 from pathlib import Path
 
-from lockchaos.harness.checkers import check_history
 from lockchaos.harness.checkers.findings import CheckResult
 from lockchaos.harness.run.driver import RunOptions, run_scenario
-from lockchaos.harness.run.history import HistoryWriter, NoteRecord, OpRecord, Record, read_history
+from lockchaos.harness.run.history import NoteRecord, OpRecord, Record, read_history
 from lockchaos.harness.run.lateness import LATE_NOTE, REPORTED_NS, SchedulingProbe, late_window
 from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
+from tests.judged_both_ways import judged_both_ways
 
 MS = 1_000_000
 
@@ -50,16 +50,7 @@ def _reset_then_refused(*notes: Record) -> list[Record]:
 
 
 def conformance(records: list[Record], tmp_path: Path) -> tuple[CheckResult, CheckResult]:
-    """Conformance's result judged whole and streamed from a file: the two paths must agree."""
-    _, whole = check_history(records)
-    path = tmp_path / "history.jsonl"
-    writer = HistoryWriter(path, 0)
-    for rec in records:
-        writer.append(rec)
-    writer.close()
-    _, streamed = check_history(path)
-    return (next(r for r in whole if r.checker == "conformance"),
-            next(r for r in streamed if r.checker == "conformance"))
+    return judged_both_ways(records, tmp_path, "conformance")
 
 
 def test_a_refusal_just_past_an_indeterminate_acquire_s_reach_is_flagged_where_the_machine_kept_time(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lockchaos.harness.checkers import check_history
-from lockchaos.harness.run.history import HistoryWriter, NoteRecord, OpRecord, Record
+from lockchaos.harness.run.history import NoteRecord, OpRecord, Record
+from tests.judged_both_ways import judged_both_ways
 
 MS = 1_000_000
 
@@ -48,15 +48,8 @@ REFUSED = acq("c", 2100, 2102, "fail")
 
 def refused_free_key(records: list[Record], tmp_path: Path) -> list[int]:
     """How many refused-free-key findings, judged whole and streamed (asserted equal)."""
-    _, whole = check_history(records)
-    path = tmp_path / "history.jsonl"
-    writer = HistoryWriter(path, 0)
-    for rec in records:
-        writer.append(rec)
-    writer.close()
-    _, streamed = check_history(path)
-    counts = [sum(f.kind == "refused-free-key" for f in next(r for r in res if r.checker == "conformance").violations)
-              for res in (whole, streamed)]
+    results = judged_both_ways(records, tmp_path, "conformance")
+    counts = [sum(f.kind == "refused-free-key" for f in r.violations) for r in results]
     assert counts[0] == counts[1], counts
     return counts
 
