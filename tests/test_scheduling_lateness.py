@@ -13,12 +13,18 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from lockchaos.backends import open_backend
+from lockchaos.backends.base import BackendUnavailable, Lease
+from lockchaos.backends.fake import FakeClient, FakeKVLock
 from lockchaos.harness.checkers.findings import CheckResult
 from lockchaos.harness.run.driver import RunOptions, run_scenario
 from lockchaos.harness.run.history import NoteRecord, OpRecord, Record, read_history
-from lockchaos.harness.run.lateness import LATE_NOTE, REPORTED_NS, SchedulingProbe, late_window
+from lockchaos.harness.run.lateness import LATE_NOTE, REPORTED_NS, SchedulingProbe, ServerProbe, late_window
 from lockchaos.harness.run.targets import backend_target
 from lockchaos.harness.scenarios import find_scenario
+from lockchaos.harness.servers.process import RedisServer
 from tests.judged_both_ways import judged_both_ways
 
 MS = 1_000_000
@@ -130,3 +136,40 @@ def test_a_virtual_time_run_records_no_lateness(tmp_path: Path) -> None:
                      RunOptions(seed=1, duration_s=5, virtual_time=True), tmp_path)
     records = read_history(r.run_dir / "history.jsonl")
     assert not [n for n in records if isinstance(n, NoteRecord) and n.kind == LATE_NOTE]
+
+
+@pytest.mark.redis
+def test_the_server_probe_records_how_long_a_frozen_redis_kept_a_request_waiting() -> None:
+    # The harness's own process keeps time throughout; only the server stops (SIGSTOP) for 300 ms.
+    notes: list[NoteRecord] = []
+    with RedisServer(persistence=False) as server:
+        probe = ServerProbe(time.monotonic_ns, notes.append, lambda: open_backend(server.url))
+        probe.start()
+        time.sleep(0.3)
+        server.pause()
+        time.sleep(0.3)
+        server.resume()
+        time.sleep(0.3)
+        probe.stop()
+    waits = [n.data["late_ms"] for n in notes if n.data["where"] == "server"]
+    assert waits and max(waits) >= 250, notes
+
+
+def test_the_server_probe_counts_a_call_that_fails_for_as_long_as_it_took() -> None:
+    class Stalling(FakeClient):
+        calls = 0
+
+        def holder(self, key: str) -> Lease | None:
+            Stalling.calls += 1
+            if Stalling.calls == 5:
+                time.sleep(0.04)
+                raise BackendUnavailable("no answer")
+            return super().holder(key)
+
+    notes: list[NoteRecord] = []
+    probe = ServerProbe(time.monotonic_ns, notes.append, lambda: Stalling(FakeKVLock()))
+    probe.start()
+    time.sleep(0.3)
+    probe.stop()
+    windows = [late_window(n.time_ns, n.data) for n in notes]
+    assert Stalling.calls > 5 and any(w is not None and w.late_ns >= 40 * MS for w in windows), notes

@@ -37,7 +37,7 @@ from lockchaos.harness.run.history import (
     WriteRecord,
     lease_dict,
 )
-from lockchaos.harness.run.lateness import SchedulingProbe
+from lockchaos.harness.run.lateness import SchedulingProbe, ServerProbe
 from lockchaos.harness.run.observations import Observations, Tally
 from lockchaos.harness.run.procworker import WORKERS_LOG, ProcessWorker, process_worker, uses_processes
 from lockchaos.harness.run.register import FencedRegister
@@ -246,7 +246,9 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
                 callback(rec)
 
     workers: list[Worker | ProcessWorker] = []
-    probe = None if opts.virtual_time else SchedulingProbe(runtime.now_ns, record)
+    # How late a loaded machine runs the harness and the server: an unanswered call may land that late.
+    probes = [] if opts.virtual_time else [SchedulingProbe(runtime.now_ns, record),
+                                           ServerProbe(runtime.now_ns, record, env.open_observer)]
     # Many keys (stress): threads by default, measured to drive 3-4x the lock calls of processes on two
     # cores (each process worker's records and register writes cross a pipe to the driver).
     mode = "thread" if opts.workers_mode == "auto" and scenario.keys > 1 else opts.workers_mode
@@ -263,7 +265,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             **({"schedule_listed": f"the first {SCHEDULE_LISTED} faults of a longer schedule"}
                if len(listed) > SCHEDULE_LISTED else {}),
         }))
-        if probe is not None:
+        for probe in probes:
             probe.start()
         register = FencedRegister(LOCK_KEY, fencing=scenario.fencing, now_ns=runtime.now_ns, record=record)
         timing = Timing.of(scenario.plan, opts.ttl_ms)
@@ -300,12 +302,12 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
             _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms, keys)
             record(NoteRecord("residue", runtime.now_ns(), {"at_stop": at_stop, "at_end": env.residue()}))
         simulated = (runtime.now_ns() - t0) / 1e9
-        if probe is not None:  # its last window before the end note, which is the history's last line
+        for probe in probes:  # their last windows before the end note, which is the history's last line
             probe.stop()
         record(NoteRecord("end", runtime.now_ns(),
                           {"errors": [f"{type(e).__name__}: {redact_text(str(e))}" for e in errors]}))
     finally:
-        if probe is not None:
+        for probe in probes:
             probe.stop()
         for w in workers:  # no worker process outlives its run
             if isinstance(w, ProcessWorker):

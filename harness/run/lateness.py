@@ -8,17 +8,22 @@ and a correct lock was reported for refusing a key that lease still held. A fixe
 blunt every real-time check to excuse a moment of load; instead a thread sleeps in short steps for the
 whole run, and a window in which a wake-up came later than the slack allows is written to the history
 (``late`` notes). The checkers widen an indeterminate call's reach by the lateness measured around it,
-and by nothing where the machine kept time. Virtual-time runs schedule nothing late and record none.
+and by nothing where the machine kept time. The harness's process is not the only one a loaded machine
+delays: a second probe times a read of the server itself (``ServerProbe``). Virtual-time runs schedule
+nothing late and record none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lockchaos.backends.base import LockBackend
 from lockchaos.harness.run.history import NoteRecord
+from lockchaos.harness.run.runtime import RunStopped
 
 STEP_S = 0.002
 """The probe's sleep: short, so that a wake-up's overshoot is the machine's delay, not the step."""
@@ -26,6 +31,12 @@ WINDOW_NS = 100_000_000
 """Lateness is reported per window of this length: the checkers look it up around each call."""
 REPORTED_NS = 2_000_000
 """A window whose worst wake-up came at most this late is not recorded: the fixed slack covers it."""
+REPORTED_SERVER_NS = 5_000_000
+"""The same for the server probe's round trips, which take a few ms on etcd even on an idle machine."""
+SERVER_EVERY_S = 0.01
+"""The server probe's pace: a hundred reads a second, nothing to a server that takes thousands."""
+PROBE_KEY = "lockchaos/server-probe"
+"""A key no worker acquires: the probe only reads it."""
 LATE_NOTE = "late"
 
 
@@ -46,44 +57,113 @@ def late_window(time_ns: int, data: dict[str, object]) -> LateWindow | None:
     return LateWindow(time_ns - int(window * 1_000_000), time_ns, int(late * 1_000_000))
 
 
-class SchedulingProbe:
-    """A daemon thread sleeping ``STEP_S`` at a time on the run's clock, for as long as the run records."""
+class _Probe:
+    """A daemon thread measuring one delay after another for as long as the run records, and writing the
+    worst of each window that exceeded ``reported_ns``."""
+
+    name = "probe"
+    where = ""
+    reported_ns = REPORTED_NS
 
     def __init__(self, now_ns: Callable[[], int], record: Callable[[NoteRecord], None]) -> None:
         self._now_ns = now_ns
         self._record = record
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scheduling-probe", daemon=True)
+        self._recording = threading.Lock()
+        self._silenced = False  # set once stop() returns: nothing may follow the run's end note
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """Idempotent; the last window is reported before this returns, so before the run's end note."""
+        """Idempotent; the last window is reported before this returns (if the probe's own call returns
+        within a second), so before the run's end note."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(1.0)
+        with self._recording:
+            self._silenced = True
 
     def _run(self) -> None:
         try:
             self._probe()
+        except RunStopped:  # the in-process fake's clock ends its calls with the run
+            return
         except Exception:  # the history took no more (a full disk): the workers' records, which fail
             return  # alike, are what reports it; the probe must never print a traceback of its own
+        finally:
+            self._close()
+
+    def _measure(self) -> int:
+        """One delay, in ns."""
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass
 
     def _probe(self) -> None:
         window_from = self._now_ns()
         worst = 0
-        while not self._stop.is_set():  # bounded by the run: __exit__ ends it
-            due = self._now_ns() + int(STEP_S * 1e9)
-            time.sleep(STEP_S)
+        while not self._stop.is_set():  # bounded by the run: stop() ends it
+            worst = max(worst, self._measure())
             now = self._now_ns()
-            worst = max(worst, now - due)
             if now - window_from >= WINDOW_NS:
                 self._report(window_from, now, worst)
                 window_from, worst = now, 0
         self._report(window_from, self._now_ns(), worst)
 
     def _report(self, start_ns: int, end_ns: int, late_ns: int) -> None:
-        if late_ns > REPORTED_NS:
-            self._record(NoteRecord(LATE_NOTE, end_ns, {"window_ms": round((end_ns - start_ns) / 1e6, 3),
-                                                        "late_ms": round(late_ns / 1e6, 3)}))
+        with self._recording:
+            if late_ns > self.reported_ns and not self._silenced:
+                self._record(NoteRecord(LATE_NOTE, end_ns, {"window_ms": round((end_ns - start_ns) / 1e6, 3),
+                                                            "late_ms": round(late_ns / 1e6, 3), "where": self.where}))
+
+
+class SchedulingProbe(_Probe):
+    """Sleeps ``STEP_S`` at a time on the run's clock: how late the harness's own process is woken."""
+
+    name = "scheduling-probe"
+    where = "harness"
+
+    def _measure(self) -> int:
+        due = self._now_ns() + int(STEP_S * 1e9)
+        time.sleep(STEP_S)
+        return self._now_ns() - due
+
+
+class ServerProbe(_Probe):
+    """Asks the server who holds a key no worker uses, through a client of its own that no fault
+    touches, every ``SERVER_EVERY_S``: how long a request sent then waits for the server to act.
+
+    Measured here under load (two CPU hogs beside a test run), a Redis PING's round trip reached 454 ms
+    while the harness's own process was never woken more than 0.5 ms late in the same 100 ms: a loaded
+    machine delays the server, which the scheduling probe cannot see. A call that fails counts its time
+    too (a frozen server's is the freeze; a refused connection's, next to nothing)."""
+
+    name = "server-probe"
+    where = "server"
+    reported_ns = REPORTED_SERVER_NS
+
+    def __init__(self, now_ns: Callable[[], int], record: Callable[[NoteRecord], None],
+                 open_client: Callable[[], LockBackend]) -> None:
+        super().__init__(now_ns, record)
+        self._open_client = open_client
+        self._client: LockBackend | None = None
+
+    def _measure(self) -> int:
+        if self._stop.wait(SERVER_EVERY_S):
+            return 0
+        start = self._now_ns()
+        try:
+            if self._client is None:
+                self._client = self._open_client()
+            self._client.holder(PROBE_KEY)
+        except Exception:  # unreachable, frozen, refusing: how long it took is the measure
+            pass
+        return self._now_ns() - start
+
+    def _close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
