@@ -65,7 +65,8 @@ def history_paths(target: Path) -> list[Path]:
         return [target]
     if (target / HISTORY_FILE).is_file():
         return [target / HISTORY_FILE]
-    found = sorted(target.rglob(HISTORY_FILE)) if target.is_dir() else []
+    # Regular files only: a directory or a FIFO by that name is no history (opening a FIFO would block).
+    found = sorted(p for p in target.rglob(HISTORY_FILE) if p.is_file()) if target.is_dir() else []
     if not found:
         raise ConfigurationError(f"{target}: no {HISTORY_FILE} here (give a run directory or a history file)")
     return found
