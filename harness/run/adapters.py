@@ -17,14 +17,18 @@ def load_factory(spec: str) -> AdapterFactory:
         raise ConfigurationError(f"--adapter must look like pkg.mod:factory, got {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ConfigurationError(f"cannot import adapter module {module_name!r}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # a module that calls sys.exit() on import is broken too, not done
+        raise ConfigurationError(f"cannot import adapter module {module_name!r}: "
+                                 f"{type(exc).__name__}: {exc}") from None
     obj: object = module
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise ConfigurationError(f"adapter module {module_name!r} has no {attr!r}") from None
+        except Exception as exc:  # a module-level __getattr__ or a property that raises
+            raise ConfigurationError(f"looking up {attr!r} in adapter module {module_name!r} raised "
+                                     f"{type(exc).__name__}: {exc}") from None
     if not callable(obj):
         raise ConfigurationError(f"adapter factory {spec!r} is not callable")
     factory: AdapterFactory = obj
