@@ -1,0 +1,564 @@
+"""Hostile input gets one clear line and exit status 2, or an honest verdict: never a traceback or a hang.
+
+``lockchaos check`` is fed files nobody wrote a test for (mutations of a real recorded history, drawn by
+hypothesis, and named nasty cases: binary, FIFOs, loops, huge lines, wrong-typed fields of every record
+kind); the other subcommands hostile arguments and hostile ``--adapter`` modules. The contract
+(DESIGN.md): ``check`` exits 0 or 1 with a verdict, or 2 with exactly one line on stderr; bad arguments
+exit 2 with one line before anything runs (no run directory); nothing ever prints a traceback or hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lockchaos.harness.run.targets as targets
+from lockchaos.harness.cli import main
+from lockchaos.harness.run.history import MAX_LINE_BYTES
+
+CASE_LIMIT_S = 20.0
+"""Every case ends well within this on a loaded 2-core machine (each takes well under a second alone);
+past it the case counts as a hang."""
+
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    out: str
+    err: str
+    seconds: float
+
+
+def run_cli(argv: Sequence[str], *, limit_s: float = CASE_LIMIT_S) -> Outcome:
+    """``lockchaos ARGV`` in-process, in a thread so that a hang fails the test instead of blocking it."""
+    out, err = io.StringIO(), io.StringIO()
+    box: list[int | BaseException] = []
+
+    def call() -> None:
+        try:
+            box.append(main(list(argv)))
+        except BaseException as exc:  # the assertion in the caller shows it
+            box.append(exc)
+
+    started = time.monotonic()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        worker = threading.Thread(target=call, name="hostile-cli", daemon=True)
+        worker.start()
+        worker.join(limit_s)
+    seconds = time.monotonic() - started
+    assert box, f"lockchaos {argv} did not return within {limit_s} s (a hang)"
+    result = box[0]
+    if isinstance(result, BaseException):
+        raise AssertionError(f"lockchaos {argv} raised {type(result).__name__}: {result}") from result
+    return Outcome(result, out.getvalue(), err.getvalue(), seconds)
+
+
+def assert_contract(o: Outcome, *, allowed: frozenset[int] = frozenset({0, 1, 2})) -> None:
+    """Exit 0/1 (a verdict) or 2 with exactly one line on stderr naming the problem; never a traceback."""
+    assert "Traceback" not in o.out + o.err, o.out + o.err
+    assert o.status in allowed, (o.status, o.out[-2000:], o.err)
+    if o.status == 2:
+        lines = o.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("lockchaos: error: "), o.err
+        assert len(lines[0]) > len("lockchaos: error: ") + 10, o.err  # it names the problem
+    assert o.seconds < CASE_LIMIT_S
+
+
+def check(path: Path) -> Outcome:
+    o = run_cli(["check", str(path)])
+    assert_contract(o)
+    return o
+
+
+# -- a real history, recorded once per session by a virtual-time run of the fake ----------------------------
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    out = tmp_path_factory.mktemp("recorded") / "run"
+    o = run_cli(["soak", "--backend", "fake", "--virtual-time", "--scenario", "holder-crash", "--seed", "4",
+                 "--duration", "3", "--out", str(out), "--quiet"], limit_s=120)
+    assert o.status == 0, o.out + o.err
+    lines = (out / "fake" / "holder-crash" / "history.jsonl").read_bytes().splitlines()
+    records = [orjson.loads(line) for line in lines]
+    kinds = {(r["type"], r.get("kind")) for r in records}
+    assert {("note", "meta"), ("op", None), ("write", None), ("fault", None), ("note", "end")} <= kinds, kinds
+    return records
+
+
+def write_history(directory: Path, records: Sequence[object], tail: bytes = b"") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"history-{uuid.uuid4().hex[:8]}.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + tail)
+    return path
+
+
+def test_the_recorded_history_passes_unmutated(recorded: list[dict[str, Any]], tmp_path: Path) -> None:
+    """The baseline the mutations start from: a clean verdict, so a 2 below is the mutation's doing."""
+    assert check(write_history(tmp_path, recorded)).status == 0
+
+
+# -- hypothesis: every field of every record kind, wrong-typed or absurd ---------------------------------
+
+HOSTILE_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1e308, 5e-324, 0.5]),
+    st.text(max_size=8), st.sampled_from(["", "x", "acquire", "ok", "start", "meta", "end", "late", "9"]),
+    st.lists(st.integers(min_value=-3, max_value=3), max_size=3),
+    st.dictionaries(st.sampled_from(["owner", "token", "ttl_ms", "x"]), st.integers(-5, 5), max_size=3),
+    st.recursive(st.integers(0, 3), lambda inner: st.lists(inner, max_size=2) | st.dictionaries(
+        st.text(max_size=2), inner, max_size=2), max_leaves=6),
+)
+DELETE = object()
+
+
+def _paths(value: object, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every field of a record, nested ones too (``data.capabilities.ttl_granularity_ms``, ``lease.token``)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield (*prefix, k)
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield (*prefix, i)
+            yield from _paths(v, (*prefix, i))
+
+
+def _representatives(records: list[dict[str, Any]]) -> list[int]:
+    """One line of each record shape (kind, note kind, op, outcome, fault phase): mutating every line
+    would repeat the same few shapes a hundred times."""
+    seen: dict[tuple[object, ...], int] = {}
+    for i, r in enumerate(records):
+        seen.setdefault((r["type"], r.get("kind"), r.get("op"), r.get("outcome"), r.get("phase")), i)
+    return sorted(seen.values())
+
+
+@FUZZ
+@given(data=st.data())
+def test_check_of_a_record_with_a_hostile_field_gives_a_verdict_or_one_line(
+        recorded: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    records = json.loads(json.dumps(recorded))  # a deep copy
+    index = data.draw(st.sampled_from(_representatives(records)), label="line")
+    where = data.draw(st.sampled_from(list(_paths(records[index]))), label="field")
+    value = data.draw(st.one_of(st.just(DELETE), HOSTILE_VALUES), label="value")
+    parent: Any = records[index]
+    for step in where[:-1]:
+        parent = parent[step]
+    if value is DELETE:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    check(write_history(tmp_path_factory.mktemp("field"), records))
+
+
+@FUZZ
+@given(data=st.data())
+def test_check_of_shuffled_cut_or_repeated_lines_gives_a_verdict_or_one_line(
+        recorded: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    lines = [orjson.dumps(r) for r in recorded]
+    for _ in range(data.draw(st.integers(1, 3), label="edits")):
+        i = data.draw(st.integers(0, len(lines) - 1), label="at")
+        edit = data.draw(st.sampled_from(["drop", "repeat", "move", "cut", "garbage", "shift-time"]), label="edit")
+        if edit == "drop" and len(lines) > 1:
+            del lines[i]
+        elif edit == "repeat":
+            lines.insert(data.draw(st.integers(0, len(lines))), lines[i])
+        elif edit == "move":
+            lines.insert(data.draw(st.integers(0, len(lines))), lines.pop(i))
+        elif edit == "cut":
+            lines[i] = lines[i][:data.draw(st.integers(0, max(0, len(lines[i]) - 1)))]
+        elif edit == "garbage":
+            lines[i] = data.draw(st.binary(max_size=40))
+        else:  # times going backwards, or past the end of any run
+            try:
+                raw = orjson.loads(lines[i])
+            except orjson.JSONDecodeError:
+                raw = None
+            if isinstance(raw, dict):
+                for name in ("time_ns", "invoke_ns", "complete_ns"):
+                    if isinstance(raw.get(name), int):
+                        raw[name] = data.draw(st.integers(-(2**63), 2**63 - 1), label=name)
+                lines[i] = orjson.dumps(raw)
+    body = b"\n".join(lines) + (b"\n" if data.draw(st.booleans(), label="final newline") else b"")
+    directory = tmp_path_factory.mktemp("lines")
+    (directory / "history.jsonl").write_bytes(body)
+    check(directory / "history.jsonl")
+
+
+@FUZZ
+@given(data=st.data())
+def test_check_of_a_history_with_flipped_bytes_gives_a_verdict_or_one_line(
+        recorded: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    body = bytearray(b"".join(orjson.dumps(r) + b"\n" for r in recorded))
+    for _ in range(data.draw(st.integers(1, 8), label="flips")):
+        body[data.draw(st.integers(0, len(body) - 1))] = data.draw(st.integers(0, 255))
+    check(write_history(tmp_path_factory.mktemp("bytes"), [], bytes(body)))
+
+
+# -- named hostile files ---------------------------------------------------------------------------------
+
+def _with(records: list[dict[str, Any]], index: int, **fields: object) -> list[dict[str, Any]]:
+    copy = json.loads(json.dumps(records))
+    copy[index].update(fields)
+    return copy
+
+
+def _meta(records: list[dict[str, Any]], **data: object) -> list[dict[str, Any]]:
+    copy = json.loads(json.dumps(records))
+    copy[0]["data"].update(data)
+    return copy
+
+
+def _caps(records: list[dict[str, Any]], **caps: object) -> list[dict[str, Any]]:
+    copy = json.loads(json.dumps(records))
+    copy[0]["data"]["capabilities"].update(caps)
+    return copy
+
+
+def _first(records: list[dict[str, Any]], kind: str) -> int:
+    return next(i for i, r in enumerate(records) if r["type"] == kind)
+
+
+def _note(kind: str, time_ns: int, data: object) -> dict[str, Any]:
+    return {"type": "note", "kind": kind, "time_ns": time_ns, "data": data}
+
+
+NOT_A_HISTORY: dict[str, Any] = {
+    "empty": lambda r: b"",
+    "blank lines": lambda r: b"\n\n\n",
+    "binary": lambda r: bytes(range(256)) * 8,
+    "non-UTF-8": lambda r: b'{"type":"note","kind":"meta","time_ns":0,"data":{"\xe9":1}}\n',
+    "a JSON array per line": lambda r: b"[1,2,3]\n" * 3,
+    "a JSON scalar": lambda r: b"42\n",
+    "deeply nested JSON": lambda r: b"[" * 5000 + b"]" * 5000 + b"\n",
+    "NaN and Infinity": lambda r: b'{"type":"note","kind":"meta","time_ns":NaN,"data":{"ttl_ms":Infinity}}\n',
+    "a number too large for a double": lambda r: b'{"type":"note","kind":"meta","time_ns":1' + b"0" * 400 + b"}\n",
+    "a huge single line": lambda r: b'{"type":"note","data":"' + b"x" * (MAX_LINE_BYTES + 10) + b'"}\n',
+    "a huge line without a newline": lambda r: b"x" * (MAX_LINE_BYTES * 2),
+    "missing meta": lambda r: r[1:],
+    "two metas": lambda r: [r[0], *r],
+    "meta data a list": lambda r: _with(r, 0, data=[1, 2]),
+    "meta without capabilities": lambda r: _meta(r, capabilities=None),
+    "capabilities a string": lambda r: _meta(r, capabilities="durable"),
+    "capabilities with an unknown field": lambda r: _caps(r, teleports=True),
+    "capability ttl_granularity_ms 0": lambda r: _caps(r, ttl_granularity_ms=0),
+    "capability expiry_lag_ms 1e308": lambda r: _caps(r, expiry_lag_ms=1e308),
+    "capability failover_ms a string": lambda r: _caps(r, failover_ms="1s"),
+    "capability durable a string": lambda r: _caps(r, durable="yes"),
+    "capability replication unknown": lambda r: _caps(r, replication="quantum"),
+    "ttl_ms 0": lambda r: _meta(r, ttl_ms=0),
+    "ttl_ms negative": lambda r: _meta(r, ttl_ms=-1000),
+    "ttl_ms a string": lambda r: _meta(r, ttl_ms="x"),
+    "ttl_ms 1e308": lambda r: _meta(r, ttl_ms=1e308),
+    "plan a string": lambda r: _meta(r, plan="x"),
+    "plan retry_every 1e308": lambda r: _meta(r, plan={"retry_every": 1e308}),
+    "an unknown op": lambda r: _with(r, _first(r, "op"), op="steal"),
+    "an unknown outcome": lambda r: _with(r, _first(r, "op"), outcome="maybe"),
+    "an op's args a string": lambda r: _with(r, _first(r, "op"), args="owner=me"),
+    "an op's lease a list": lambda r: _with(r, _first(r, "op"), lease=[1]),
+    "an op's times strings": lambda r: _with(r, _first(r, "op"), invoke_ns="0", complete_ns="1"),
+    "an op's time negative": lambda r: _with(r, _first(r, "op"), invoke_ns=-5),
+    "an op's time 1e308": lambda r: _with(r, _first(r, "op"), complete_ns=1e308),
+    "an op completing before it is invoked": lambda r: _with(r, _first(r, "op"), invoke_ns=9, complete_ns=3),
+    "an unknown record type": lambda r: _with(r, 1, type="telemetry"),
+    "a record without a type": lambda r: [r[0], {k: v for k, v in r[1].items() if k != "type"}, *r[2:]],
+    "a fault's target a number": lambda r: _with(r, _first(r, "fault"), target=-1),
+    "a fault's phase unknown": lambda r: _with(r, _first(r, "fault"), phase="middle"),
+    "a write's accepted a string": lambda r: _with(r, _first(r, "write"), accepted="yes"),
+    "a note's data a string": lambda r: _with(r, 1, data="x"),
+    "a residue note with wrong types": lambda r: [*r[:-1], _note("residue", 1, {"at_end": {"keys": "k"}}), r[-1]],
+    "a residue note with a list for a look": lambda r: [*r[:-1], _note("residue", 1, {"at_stop": [1]}), r[-1]],
+}
+
+JUDGED: dict[str, Any] = {
+    "a truncated last line": lambda r: b"".join(orjson.dumps(x) + b"\n" for x in r)[:-25],
+    "records after end": lambda r: [*r, *r[1:6]],
+    "times going backwards": lambda r: [r[0], *reversed(r[1:])],
+    "duplicate keys": lambda r: b"".join(orjson.dumps(x)[:-1] + b',"type":"' + x["type"].encode() + b'"}\n'
+                                         for x in r),
+    "a late note with absurd values": lambda r: [*r[:-1], _note("late", 1, {"window_ms": 1e308, "late_ms": -1}),
+                                                 _note("late", 2, {"window_ms": "x", "late_ms": 1e308}),
+                                                 _note("late", 3, {"window_ms": 1e300, "late_ms": 1e300}),
+                                                 _note("late", 4, {"window_ms": 1e308, "late_ms": 1e308}), r[-1]],
+    "a late note with data a list": lambda r: [*r[:-1], _note("late", 1, {"window_ms": [1], "late_ms": {}}), r[-1]],
+    "a client note with an absurd timeout": lambda r: [r[0], _note("client", 0, {"client": [1], "timeout_ms": 1e308}),
+                                                       *r[1:]],
+    "an unknown note kind": lambda r: [*r[:-1], _note("gossip", 1, {"x": 1}), r[-1]],
+}
+
+
+def _materialise(directory: Path, built: object) -> Path:
+    if isinstance(built, bytes):
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "history.jsonl"
+        path.write_bytes(built)
+        return path
+    assert isinstance(built, list)
+    return write_history(directory, built)
+
+
+@pytest.mark.parametrize("case", sorted(NOT_A_HISTORY))
+def test_check_of_a_file_that_is_no_history_exits_2_with_one_line(
+        case: str, recorded: list[dict[str, Any]], tmp_path: Path) -> None:
+    o = check(_materialise(tmp_path / "case", NOT_A_HISTORY[case](recorded)))
+    assert o.status == 2, (case, o.out[-1500:])
+
+
+@pytest.mark.parametrize("case", sorted(JUDGED))
+def test_check_of_an_odd_but_readable_history_gives_a_verdict(
+        case: str, recorded: list[dict[str, Any]], tmp_path: Path) -> None:
+    o = check(_materialise(tmp_path / "case", JUDGED[case](recorded)))
+    assert o.status in (0, 1), (case, o.err)
+
+
+def test_check_of_a_run_directory_whose_history_is_a_directory_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "run" / "history.jsonl").mkdir(parents=True)
+    assert check(tmp_path / "run").status == 2
+
+
+def test_check_of_a_fifo_exits_2_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    try:
+        assert check(fifo).status == 2
+    finally:
+        _unblock(fifo)
+
+
+def test_check_of_a_run_directory_whose_history_is_a_fifo_exits_2_without_blocking(tmp_path: Path) -> None:
+    run = tmp_path / "run" / "fake" / "holder-crash"
+    run.mkdir(parents=True)
+    os.mkfifo(run / "history.jsonl")
+    try:
+        assert check(tmp_path / "run").status == 2
+    finally:
+        _unblock(run / "history.jsonl")
+
+
+def _unblock(fifo: Path) -> None:
+    """A reader blocked on the FIFO (the defect) gets end-of-file: opening for writing succeeds only then."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_check_of_a_symlink_loop_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    assert check(tmp_path / "a").status == 2
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.jsonl").symlink_to(run / "history.jsonl")
+    (run / "again").symlink_to(run)
+    assert check(run).status == 2
+
+
+def test_check_of_a_missing_path_or_an_empty_directory_exits_2(tmp_path: Path) -> None:
+    assert check(tmp_path / "nowhere").status == 2
+    assert check(tmp_path).status == 2
+
+
+def test_check_of_an_empty_path_argument_exits_2_without_searching_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: list[dict[str, Any]]) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_history(tmp_path / "some-run", recorded).rename(tmp_path / "some-run" / "history.jsonl")
+    o = run_cli(["check", ""])
+    assert_contract(o)
+    assert o.status == 2 and "empty" in o.err
+
+
+# -- hostile command lines: exit 2, one line, before anything runs ----------------------------------------
+
+SOAK = ["soak", "--backend", "fake", "--virtual-time", "--scenario", "holder-crash"]
+
+BAD_ARGUMENTS: list[tuple[list[str], str]] = [
+    (["soak", "--backend", "mongo"], "invalid choice"),
+    (["soak", "--backend", "fake,,redis"], "invalid choice"),
+    (["contract", "--backend", ""], "invalid choice"),
+    ([*SOAK, "--duration=nan"], "--duration must be > 0"),
+    ([*SOAK, "--duration=inf"], "--duration must be > 0"),
+    ([*SOAK, "--duration=-inf"], "--duration must be > 0"),
+    ([*SOAK, "--duration=-1"], "--duration must be > 0"),
+    ([*SOAK, "--duration=0"], "--duration must be > 0"),
+    ([*SOAK, "--duration=1e12"], "--duration must be at most"),
+    ([*SOAK, "--seed=18446744073709551616"], "--seed must be between"),
+    ([*SOAK, "--seed=-1"], "--seed must be between"),
+    ([*SOAK, "--workers=0"], "--workers must be between"),
+    ([*SOAK, "--workers=100000"], "--workers must be between"),
+    ([*SOAK, "--ttl-ms=0"], "--ttl-ms must be between"),
+    ([*SOAK, "--ttl-ms=nan"], "--ttl-ms must be an integer"),
+    ([*SOAK, "--keys=0"], "--keys must be between"),
+    ([*SOAK, "--scenario", "nope"], "unknown scenario"),
+    ([*SOAK, "--workers-mode", "fork"], "invalid choice"),
+    ([*SOAK, "--out", ""], "--out"),
+    (["soak", "--backend", "redis", "--url", "http://127.0.0.1:6379"], "--url must be a redis:// or etcd://"),
+    (["soak", "--backend", "redis", "--url", "redis://127.0.0.1:0"], "port 0"),
+    (["soak", "--backend", "redis", "--url", "redis://127.0.0.1:70000"], "Port out of range"),
+    (["soak", "--backend", "redis", "--url", "redis://127.0.0.1:abc"], "Port could not be cast"),
+    (["contract", "--url", "etcd://127.0.0.1:1,127.0.0.1:x"], "bad host:port"),
+    (["contract", "--url", "redis://[::1"], "malformed redis URL"),
+    (["contract", "--url", "redis://"], "names no host"),
+    (["contract", "--url", "redis://127.0.0.1:1/notadb"], "redis database must be a number"),
+    (["contract", "--url", "redis://127.0.0.1:1?socket_timeout=nan"], "unknown redis URL option"),
+    (["contract", "--url", "redis+sentinel://127.0.0.1:1"], "must name one service"),
+    (["soak", "--backend", "fake", "--url", "redis://127.0.0.1:1"], "cannot use it"),
+    (["report", ""], "empty"),
+    (["check"], "required"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+def _no_run_left(tmp_path: Path, before: set[str]) -> None:
+    assert set(os.listdir(tmp_path)) == before, "a run directory was created for bad input"
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_ARGUMENTS, ids=[" ".join(a)[-60:] for a, _ in BAD_ARGUMENTS])
+def test_hostile_arguments_exit_2_with_one_line_and_leave_nothing(
+        argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default run directory would appear here
+    before = set(os.listdir(tmp_path))
+    o = run_cli(argv)
+    assert_contract(o, allowed=frozenset({2}))
+    assert message in o.err, o.err
+    _no_run_left(tmp_path, before)
+
+
+def test_out_pointing_at_a_file_or_under_one_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub", Path("/proc/lockchaos-nowhere/run")):
+        o = run_cli([*SOAK, "--out", str(out)])
+        assert_contract(o, allowed=frozenset({2}))
+        assert "--out" in o.err
+    assert afile.read_text() == "x"
+
+
+NUMBER_FLAGS = {"--duration": (0.0, 30 * 24 * 3600), "--seed": (0, 2**63 - 1), "--workers": (1, 256),
+                "--ttl-ms": (1, 3_600_000), "--keys": (1, 4096)}
+
+
+def _valid(flag: str, text: str) -> bool:
+    low, high = NUMBER_FLAGS[flag]
+    try:
+        value = float(text) if flag == "--duration" else int(text)
+    except ValueError:
+        return False
+    return (low < value <= high) if flag == "--duration" else (low <= value <= high)
+
+
+@FUZZ
+@given(flag=st.sampled_from(sorted(NUMBER_FLAGS)),
+       text=st.one_of(st.text(max_size=12), st.integers(-(2**70), 2**70).map(str),
+                      st.floats().map(repr), st.sampled_from(["nan", "-nan", "inf", "1e309", "0x10", "1_0", " 5"])))
+def test_hostile_numbers_for_soak_flags_exit_2_with_one_line(
+        flag: str, text: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    if _valid(flag, text) or "\x00" in text:
+        return  # a valid value would start a run: those are the other tests' business
+    out = tmp_path_factory.mktemp("numbers") / "run"
+    o = run_cli([*SOAK, f"{flag}={text}", "--out", str(out)])
+    assert_contract(o, allowed=frozenset({2}))
+    assert flag in o.err, o.err
+    assert not out.exists()
+
+
+# -- hostile --adapter modules ---------------------------------------------------------------------------
+
+HOSTILE_MODULE = '''
+import threading
+RELEASE = threading.Event()
+not_callable = 5
+def raises(url):
+    raise RuntimeError("the adapter\\nspans\\nlines")
+def returns_int(url):
+    return 42
+def returns_none(url):
+    return None
+def hangs(url):
+    RELEASE.wait(60)
+def exits(url):
+    raise SystemExit(3)
+class _Shy:
+    def __getattr__(self, name):
+        raise RuntimeError("no attributes here")
+shy = _Shy()
+'''
+
+
+@pytest.fixture(scope="module")
+def hostile_modules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A module of broken factories, and modules that break on import, importable under a fresh name."""
+    prefix = f"lockchaos_hostile_{uuid.uuid4().hex[:8]}"
+    where = tmp_path_factory.mktemp("adapters")
+    (where / f"{prefix}.py").write_text(HOSTILE_MODULE)
+    (where / f"{prefix}_raises.py").write_text("raise RuntimeError('broken at import')\n")
+    (where / f"{prefix}_exits.py").write_text("import sys\nsys.exit(3)\n")
+    (where / f"{prefix}_syntax.py").write_text("def (:\n")
+    sys.path.insert(0, str(where))
+    try:
+        yield prefix
+    finally:
+        sys.path.remove(str(where))
+        module = sys.modules.get(prefix)
+        if module is not None:
+            module.RELEASE.set()  # a hung factory's thread ends
+
+
+ADAPTERS = [
+    ("{m}_missing:factory", "cannot import adapter module"),
+    ("{m}:nope", "has no 'nope'"),
+    ("{m}:not_callable", "is not callable"),
+    ("{m}_raises:factory", "broken at import"),
+    ("{m}_exits:factory", "SystemExit"),
+    ("{m}_syntax:factory", "invalid syntax"),
+    ("{m}:shy.factory", "no attributes here"),
+    ("{m}:raises", "the adapter"),
+    ("{m}:returns_int", "not a LockBackend"),
+    ("{m}:returns_none", "not a LockBackend"),
+    ("{m}:exits", "SystemExit"),
+    ("{m}", "must look like pkg.mod:factory"),
+    ("{m}:", "must look like pkg.mod:factory"),
+    (".{m}:raises", "cannot import adapter module"),
+]
+
+
+@pytest.mark.parametrize("command", ["soak", "contract"])
+@pytest.mark.parametrize(("spec", "message"), ADAPTERS, ids=[s.replace("{m}", "M") for s, _ in ADAPTERS])
+def test_a_hostile_adapter_exits_2_with_one_line_and_leaves_nothing(
+        command: str, spec: str, message: str, hostile_modules: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    argv = [command, "--adapter", spec.format(m=hostile_modules), "--server", "none"]
+    o = run_cli(argv + (["--virtual-time", "--scenario", "holder-crash", "--out", str(out)]
+                        if command == "soak" else []))
+    assert_contract(o, allowed=frozenset({2}))
+    assert message in o.err, o.err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", ["soak", "contract"])
+def test_an_adapter_hanging_at_construction_is_bounded(
+        command: str, hostile_modules: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(targets, "FACTORY_TIMEOUT_S", 1.0)
+    monkeypatch.chdir(tmp_path)
+    argv = [command, "--adapter", f"{hostile_modules}:hangs", "--server", "none"]
+    o = run_cli(argv + (["--virtual-time", "--scenario", "holder-crash", "--out", str(tmp_path / "run")]
+                        if command == "soak" else []))
+    assert_contract(o, allowed=frozenset({2}))
+    assert "did not return within 1 s" in o.err and o.seconds < 10, (o.err, o.seconds)
+    assert os.listdir(tmp_path) == []
