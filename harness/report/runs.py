@@ -9,7 +9,7 @@ from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
 from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, judge
-from lockchaos.harness.report.loading import read_summary
+from lockchaos.harness.report.loading import read_summary, well_formed_checks
 from lockchaos.harness.run import interrupts
 from lockchaos.harness.run.history import HISTORY_FILE, MAX_LINE_BYTES, parse_record
 
@@ -117,7 +117,8 @@ def _meta(history: Path) -> dict[str, Any]:
 def checks_of(run: RunEntry) -> dict[str, Any] | None:
     """The run's verdicts (``Judgement.to_dict`` layout): from its summary, or judged now; None if none."""
     checks = run.summary.get("checks")
-    if isinstance(checks, dict) and isinstance(checks.get("checkers"), dict) and "verdict" in checks:
+    if well_formed_checks(checks):
+        assert isinstance(checks, dict)
         return checks
     if not run.history.is_file():
         return None
