@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -35,7 +36,9 @@ CASE_LIMIT_S = 20.0
 """Every case ends well within this on a loaded 2-core machine (each takes well under a second alone);
 past it the case counts as a hang."""
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(os.environ.get("LOCKCHAOS_FUZZ_EXAMPLES", "40")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+"""Modest by default (the module runs in seconds); ``LOCKCHAOS_FUZZ_EXAMPLES=2000`` for a deeper hunt."""
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,18 @@ def check(path: Path) -> Outcome:
 # -- a real history, recorded once per session by a virtual-time run of the fake ----------------------------
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def recorded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A soak's directory holding one run (``fake/holder-crash``): history, summary, reports."""
     out = tmp_path_factory.mktemp("recorded") / "run"
     o = run_cli(["soak", "--backend", "fake", "--virtual-time", "--scenario", "holder-crash", "--seed", "4",
                  "--duration", "3", "--out", str(out), "--quiet"], limit_s=120)
     assert o.status == 0, o.out + o.err
-    lines = (out / "fake" / "holder-crash" / "history.jsonl").read_bytes().splitlines()
+    return out
+
+
+@pytest.fixture(scope="module")
+def recorded(recorded_run: Path) -> list[dict[str, Any]]:
+    lines = (recorded_run / "fake" / "holder-crash" / "history.jsonl").read_bytes().splitlines()
     records = [orjson.loads(line) for line in lines]
     kinds = {(r["type"], r.get("kind")) for r in records}
     assert {("note", "meta"), ("op", None), ("write", None), ("fault", None), ("note", "end")} <= kinds, kinds
@@ -165,6 +174,43 @@ def test_check_of_a_record_with_a_hostile_field_gives_a_verdict_or_one_line(
     else:
         parent[where[-1]] = value
     check(write_history(tmp_path_factory.mktemp("field"), records))
+
+
+def _mutated(value: Any, data: st.DataObject) -> Any:
+    """``value`` (a deep copy) with one field, at any depth, replaced by a hostile value or deleted."""
+    value = json.loads(json.dumps(value))
+    where = data.draw(st.sampled_from(list(_paths(value))), label="field")
+    replacement = data.draw(st.one_of(st.just(DELETE), HOSTILE_VALUES), label="value")
+    parent: Any = value
+    for step in where[:-1]:
+        parent = parent[step]
+    if replacement is DELETE:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = replacement
+    return value
+
+
+@FUZZ
+@given(data=st.data())
+def test_report_of_a_run_with_a_hostile_summary_or_history_field_writes_or_exits_2(
+        recorded_run: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    """``report`` reads the summary.json a run wrote as well as its history: a hostile field in either
+    is exit 2 with one line, or the report is written from the history (verdicts judged again)."""
+    top = tmp_path_factory.mktemp("report") / "run"
+    shutil.copytree(recorded_run, top)
+    run = top / "fake" / "holder-crash"
+    if data.draw(st.booleans(), label="mutate the summary"):
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps(_mutated(summary, data)))
+    else:
+        records = [orjson.loads(line) for line in (run / "history.jsonl").read_bytes().splitlines()]
+        index = data.draw(st.sampled_from(_representatives(records)), label="line")
+        records[index] = _mutated(records[index], data)
+        (run / "history.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    for target in (run, top):
+        o = run_cli(["report", str(target)])
+        assert_contract(o, allowed=frozenset({0, 2}))
 
 
 @FUZZ
