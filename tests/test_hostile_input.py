@@ -462,6 +462,7 @@ BAD_ARGUMENTS: list[tuple[list[str], str]] = [
     (["contract", "--url", "redis://127.0.0.1:1/notadb"], "redis database must be a number"),
     (["contract", "--url", "redis://127.0.0.1:1?socket_timeout=nan"], "unknown redis URL option"),
     (["contract", "--url", "redis+sentinel://127.0.0.1:1"], "must name one service"),
+    (["contract", "--url", "redis+sentinel://[::1/svc"], "malformed redis+sentinel URL"),
     (["soak", "--backend", "fake", "--url", "redis://127.0.0.1:1"], "cannot use it"),
     (["report", ""], "empty"),
     (["check"], "required"),
@@ -482,6 +483,36 @@ def test_hostile_arguments_exit_2_with_one_line_and_leave_nothing(
     assert_contract(o, allowed=frozenset({2}))
     assert message in o.err, o.err
     _no_run_left(tmp_path, before)
+
+
+URL_SCHEMES = ["redis", "rediss", "etcd", "redis+sentinel", "REDIS", "unix", "http", "etcd+https", ""]
+URL_USERS = ["", "u:p@", ":@", "@@", "%zz@", "u:p:q@"]
+URL_HOSTS = ["127.0.0.1", "localhost", "[::1]", "", "[::1", "[", "0.0.0.0", "%", "a b", "[fe80::1%25lo]", "@"]
+URL_PORTS = [":1", ":0", ":65536", ":70000", ":-1", ":1e3", ":abc", ":99999999999999999999", ": 1", ":1:2", ":+1"]
+"""Every endpoint names a port, and the only valid one is 1: nothing listens there, so no case reaches a
+server (another test's, on a default port)."""
+URL_PATHS = ["", "/", "/0", "/-1", "/99999999999999999999", "/x/y", "/%zz", "/svc", "//"]
+URL_QUERIES = ["", "?", "?timeout_ms=0", "?timeout_ms=-1", "?timeout_ms=nan", "?timeout_ms=1e309",
+               "?durable=maybe", "?prefix=", "?prefix=%00", "?a=1&a=2", "?timeout_ms=1&timeout_ms=2", "?=", "#frag"]
+
+
+@FUZZ
+@given(command=st.sampled_from(["contract", "soak"]),
+       parts=st.tuples(*(st.sampled_from(p) for p in (URL_SCHEMES, URL_USERS, URL_HOSTS, URL_PORTS, URL_PATHS,
+                                                       URL_QUERIES))))
+def test_a_hostile_url_is_one_line_exit_2_or_an_unreachable_server_exit_3(
+        command: str, parts: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory) -> None:
+    scheme, user, host, port, path, query = parts
+    url = f"{scheme}://{user}{host}{port}{path}{query}"
+    out = tmp_path_factory.mktemp("url") / "run"
+    o = run_cli([command, "--url", url] + (["--scenario", "holder-crash", "--out", str(out)] if command == "soak"
+                                           else []))
+    assert "Traceback" not in o.out + o.err
+    assert o.status in (2, 3), (url, o.status, o.err)
+    lines = o.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(("lockchaos: error: ", "lockchaos: infrastructure: ")), o.err
+    assert "u:p@" not in o.err and ":p:q@" not in o.err, o.err  # a password is never echoed
+    assert not out.exists()
 
 
 def test_out_pointing_at_a_file_or_under_one_exits_2_and_creates_nothing(tmp_path: Path) -> None:
