@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from lockchaos.backends.base import ConfigurationError, LockBackend
+from lockchaos.backends.base import Capabilities, ConfigurationError, LockBackend
 
 AdapterFactory = Callable[[str], LockBackend]
 
@@ -43,4 +43,11 @@ def checked_backend(factory: AdapterFactory, url: str, spec: str) -> LockBackend
             f"adapter factory {spec!r} returned {type(backend).__name__}, which is not a LockBackend "
             "(needs name, capabilities, acquire, renew, release, holder, close)"
         )
+    # The checkers and the contract judge a lock by its declared capabilities: a declaration of another
+    # type would fail deep inside a run (an infrastructure error per scenario) instead of here, as bad input.
+    caps, name = backend.capabilities, backend.name
+    if not isinstance(caps, Capabilities) or not isinstance(name, str):
+        raise ConfigurationError(
+            f"adapter factory {spec!r} returned a {type(backend).__name__} whose capabilities is a "
+            f"{type(caps).__name__} and name a {type(name).__name__} (needs lockchaos Capabilities and a str)")
     return backend
