@@ -573,6 +573,27 @@ class _Shy:
     def __getattr__(self, name):
         raise RuntimeError("no attributes here")
 shy = _Shy()
+from lockchaos.backends.base import Capabilities
+class _Lockish:
+    name = "hostile"
+    capabilities = Capabilities()
+    def __init__(self, url):
+        pass
+    def acquire(self, *args, **kwargs):
+        raise RuntimeError("not a lock really")
+    renew = release = holder = acquire
+    def close(self):
+        pass
+class close_raises(_Lockish):
+    def close(self):
+        raise RuntimeError("close failed")
+class close_hangs(_Lockish):
+    def close(self):
+        RELEASE.wait(60)
+class caps_string(_Lockish):
+    capabilities = "durable"
+class name_list(_Lockish):
+    name = ["hostile"]
 '''
 
 
@@ -607,6 +628,9 @@ ADAPTERS = [
     ("{m}:returns_int", "not a LockBackend"),
     ("{m}:returns_none", "not a LockBackend"),
     ("{m}:exits", "SystemExit"),
+    ("{m}:close_raises", "closing a client raised RuntimeError: close failed"),
+    ("{m}:caps_string", "capabilities is a str"),
+    ("{m}:name_list", "name a list"),
     ("{m}", "must look like pkg.mod:factory"),
     ("{m}:", "must look like pkg.mod:factory"),
     (".{m}:raises", "cannot import adapter module"),
@@ -629,13 +653,16 @@ def test_a_hostile_adapter_exits_2_with_one_line_and_leaves_nothing(
 
 
 @pytest.mark.parametrize("command", ["soak", "contract"])
-def test_an_adapter_hanging_at_construction_is_bounded(
-        command: str, hostile_modules: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("factory", "message"), [("hangs", "opening a client of"),
+                                                  ("close_hangs", "closing a client")])
+def test_an_adapter_hanging_at_construction_or_close_is_bounded(
+        command: str, factory: str, message: str, hostile_modules: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(targets, "FACTORY_TIMEOUT_S", 1.0)
     monkeypatch.chdir(tmp_path)
-    argv = [command, "--adapter", f"{hostile_modules}:hangs", "--server", "none"]
+    argv = [command, "--adapter", f"{hostile_modules}:{factory}", "--server", "none"]
     o = run_cli(argv + (["--virtual-time", "--scenario", "holder-crash", "--out", str(tmp_path / "run")]
                         if command == "soak" else []))
     assert_contract(o, allowed=frozenset({2}))
-    assert "did not return within 1 s" in o.err and o.seconds < 10, (o.err, o.seconds)
+    assert message in o.err and "did not return within 1 s" in o.err and o.seconds < 10, (o.err, o.seconds)
     assert os.listdir(tmp_path) == []
