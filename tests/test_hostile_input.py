@@ -215,6 +215,37 @@ def test_report_of_a_run_with_a_hostile_summary_or_history_field_writes_or_exits
 
 @FUZZ
 @given(data=st.data())
+def test_report_of_a_soak_with_a_hostile_index_writes_or_exits_2(
+        recorded_run: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    top = tmp_path_factory.mktemp("index") / "run"
+    shutil.copytree(recorded_run, top)
+    index = json.loads((top / "index.json").read_text())
+    (top / "index.json").write_text(json.dumps(_mutated(index, data)))
+    assert_contract(run_cli(["report", str(top)]), allowed=frozenset({0, 2}))
+
+
+@pytest.mark.parametrize("elsewhere", ["absolute", "../escape", "symlink"])
+def test_report_never_writes_outside_the_soak_an_index_names(
+        elsewhere: str, recorded_run: Path, tmp_path: Path) -> None:
+    """A hostile index.json naming a run directory outside the soak (``/etc``, ``../..``, a symlink out)
+    is refused: ``report`` writes report.html into every run directory the index names."""
+    top, victim = tmp_path / "soak", tmp_path / "victim"
+    shutil.copytree(recorded_run, top)
+    victim.mkdir()
+    shutil.copy(top / "fake" / "holder-crash" / "history.jsonl", victim / "history.jsonl")
+    (top / "out").symlink_to(victim)
+    name = {"absolute": str(victim), "../escape": "../victim", "symlink": "out"}[elsewhere]
+    index = json.loads((top / "index.json").read_text())
+    index["runs"][0]["dir"] = name
+    (top / "index.json").write_text(json.dumps(index))
+    o = run_cli(["report", str(top)])
+    assert_contract(o, allowed=frozenset({2}))
+    assert "is not under" in o.err
+    assert not (victim / "report.html").exists()
+
+
+@FUZZ
+@given(data=st.data())
 def test_check_of_shuffled_cut_or_repeated_lines_gives_a_verdict_or_one_line(
         recorded: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     lines = [orjson.dumps(r) for r in recorded]
