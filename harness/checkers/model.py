@@ -341,8 +341,14 @@ def load_records(records: Iterable[tuple[int, Record]],
                     raise ValueError(f"line {line}: a second meta record (a history holds one run)")
                 meta = rec.data
             elif rec.kind == "client":
+                why = _strings_malformed(rec.data, "client")
+                if why is not None:
+                    raise ValueError(f"line {line}: a client note {why}")
                 notes.timeouts[str(rec.data.get("client"))] = rec.data.get("timeout_ms")
             elif rec.kind == "open-error":
+                why = _strings_malformed(rec.data, "client", "error", "error_type")
+                if why is not None:
+                    raise ValueError(f"line {line}: an open-error note {why}")
                 notes.open_errors.append((line, rec))
             elif rec.kind in ("quiesce", "interrupted") and not notes.stopped_ns:
                 notes.stopped_ns = rec.time_ns
@@ -406,6 +412,11 @@ def _meta_malformed(meta: dict[str, Any]) -> str | None:
         if type(value) is not kind or (kind is int and not 0 <= value <= MAX_TTL_MS):
             wanted = f"an integer from 0 to {MAX_TTL_MS}" if kind is int else f"a {kind.__name__}"
             return f"capability {name} must be {wanted}, got {short_repr(value)}"
+    for name in ("backend", "scenario", "key"):  # quoted by the checkers and the report
+        if type(meta.get(name, "")) is not str:
+            return f"{name} must be a string, got {short_repr(meta[name])}"
+    if type(meta.get("seed", 0)) is not int:
+        return f"seed must be an integer, got {short_repr(meta['seed'])}"
     plan = meta.get("plan", {})
     if type(plan) is not dict:
         return f"plan must be an object, got {short_repr(plan)}"
@@ -413,6 +424,16 @@ def _meta_malformed(meta: dict[str, Any]) -> str | None:
         value = plan.get(name, 0)
         if type(value) not in (int, float) or not 0 <= value <= MAX_PLAN_TTLS:
             return f"plan's {name} must be a number from 0 to {MAX_PLAN_TTLS:g} TTLs, got {short_repr(value)}"
+    return None
+
+
+def _strings_malformed(data: dict[str, Any], *names: str) -> str | None:
+    """Which of a note's fields that findings quote is neither a string nor absent (a value nested a
+    thousand deep would raise RecursionError when quoted), or None."""
+    for name in names:
+        value = data.get(name)
+        if value is not None and type(value) is not str:
+            return f"has a {name} that is no string: {short_repr(value)}"
     return None
 
 

@@ -78,7 +78,7 @@ def update_summary(run_dir: Path, judgement: Judgement) -> dict[str, Any]:
     path = run_dir / SUMMARY_FILE
     summary: dict[str, Any] = {}
     if path.is_file():
-        with contextlib.suppress(ValueError):  # JSONDecodeError, UnicodeDecodeError
+        with contextlib.suppress(ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too deep
             loaded = json.loads(path.read_bytes())
             summary = loaded if isinstance(loaded, dict) else {}
     summary["checks"] = judgement.to_dict()

@@ -62,7 +62,7 @@ def read_summary(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ConfigurationError(f"{path}: not a readable summary: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"{path}: not a readable summary: not a JSON object")

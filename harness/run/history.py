@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import functools
 import os
+import reprlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -410,10 +411,15 @@ MAX_TTL_MS = MAX_TIME_NS // 1_000_000
 """A lease no longer than the longest run: a TTL beyond it is no lock's, and only overflows arithmetic."""
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
+
+
 def short_repr(value: object) -> str:
-    """A hostile value in one short line of an error message."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A hostile value in one short line of an error message: depth and length bounded (``repr`` of a
+    value nested a thousand deep would raise RecursionError)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _ttl(value: object) -> bool:
