@@ -114,7 +114,7 @@ def recorded(recorded_run: Path) -> list[dict[str, Any]]:
 def write_history(directory: Path, records: Sequence[object], tail: bytes = b"") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"history-{uuid.uuid4().hex[:8]}.jsonl"
-    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + tail)
+    path.write_bytes(deepened(b"".join(orjson.dumps(r) + b"\n" for r in records) + tail))
     return path
 
 
@@ -125,16 +125,26 @@ def test_the_recorded_history_passes_unmutated(recorded: list[dict[str, Any]], t
 
 # -- hypothesis: every field of every record kind, wrong-typed or absurd ---------------------------------
 
+DELETE = object()
+DEEP = "lockchaos-hostile-deep-value"
+"""Stands for a list nested 1000 deep (orjson reads up to 1024 levels, writes only 255): substituted in
+the bytes written. Quoting such a value with ``str`` or ``repr`` raises RecursionError."""
+DEEP_JSON = b"[" * 1000 + b"]" * 1000
+
+
+def deepened(text: bytes) -> bytes:
+    return text.replace(f'"{DEEP}"'.encode(), DEEP_JSON)
+
+
 HOSTILE_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1e308, 5e-324, 0.5]),
-    st.text(max_size=8), st.sampled_from(["", "x", "acquire", "ok", "start", "meta", "end", "late", "9"]),
+    st.text(max_size=8), st.sampled_from(["", "x", "acquire", "ok", "start", "meta", "end", "late", "9", DEEP]),
     st.lists(st.integers(min_value=-3, max_value=3), max_size=3),
     st.dictionaries(st.sampled_from(["owner", "token", "ttl_ms", "x"]), st.integers(-5, 5), max_size=3),
     st.recursive(st.integers(0, 3), lambda inner: st.lists(inner, max_size=2) | st.dictionaries(
         st.text(max_size=2), inner, max_size=2), max_leaves=6),
 )
-DELETE = object()
 
 
 def _paths(value: object, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -202,12 +212,12 @@ def test_report_of_a_run_with_a_hostile_summary_or_history_field_writes_or_exits
     run = top / "fake" / "holder-crash"
     if data.draw(st.booleans(), label="mutate the summary"):
         summary = json.loads((run / "summary.json").read_text())
-        (run / "summary.json").write_text(json.dumps(_mutated(summary, data)))
+        (run / "summary.json").write_bytes(deepened(json.dumps(_mutated(summary, data)).encode()))
     else:
         records = [orjson.loads(line) for line in (run / "history.jsonl").read_bytes().splitlines()]
         index = data.draw(st.sampled_from(_representatives(records)), label="line")
         records[index] = _mutated(records[index], data)
-        (run / "history.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+        (run / "history.jsonl").write_bytes(deepened(b"".join(orjson.dumps(r) + b"\n" for r in records)))
     for target in (run, top):
         o = run_cli(["report", str(target)])
         assert_contract(o, allowed=frozenset({0, 2}))
@@ -220,7 +230,18 @@ def test_report_of_a_soak_with_a_hostile_index_writes_or_exits_2(
     top = tmp_path_factory.mktemp("index") / "run"
     shutil.copytree(recorded_run, top)
     index = json.loads((top / "index.json").read_text())
-    (top / "index.json").write_text(json.dumps(_mutated(index, data)))
+    (top / "index.json").write_bytes(deepened(json.dumps(_mutated(index, data)).encode()))
+    assert_contract(run_cli(["report", str(top)]), allowed=frozenset({0, 2}))
+
+
+@pytest.mark.parametrize("name", ["summary.json", "index.json"])
+def test_check_and_report_of_a_soak_with_a_deeply_nested_summary_or_index(
+        name: str, recorded_run: Path, tmp_path: Path) -> None:
+    """Python's json (summaries, indexes) raises RecursionError, not ValueError, on a value nested 1000 deep."""
+    top = tmp_path / "soak"
+    shutil.copytree(recorded_run, top)
+    (top / "fake" / "holder-crash" / name if name == "summary.json" else top / name).write_bytes(DEEP_JSON)
+    assert_contract(run_cli(["check", str(top)]), allowed=frozenset({0}))
     assert_contract(run_cli(["report", str(top)]), allowed=frozenset({0, 2}))
 
 
@@ -360,6 +381,13 @@ NOT_A_HISTORY: dict[str, Any] = {
     "a write's accepted a string": lambda r: _with(r, _first(r, "write"), accepted="yes"),
     "a note's data a string": lambda r: _with(r, 1, data="x"),
     "a residue note with wrong types": lambda r: [*r[:-1], _note("residue", 1, {"at_end": {"keys": "k"}}), r[-1]],
+    "a client note naming a list": lambda r: [r[0], _note("client", 0, {"client": [1]}), *r[1:]],
+    "a client note naming a deeply nested client": lambda r: [r[0], _note("client", 0, {"client": DEEP}), *r[1:]],
+    "an open-error note with a deeply nested error": lambda r: [*r[:-1], _note("open-error", 1, {
+        "client": "w0#1", "error": DEEP, "error_type": "x"}), r[-1]],
+    "a meta naming a deeply nested backend": lambda r: _meta(r, backend=DEEP),
+    "a meta naming a deeply nested key": lambda r: _meta(r, key=DEEP),
+    "a meta with a seed that is no number": lambda r: _meta(r, seed="4"),
     "a residue note with a list for a look": lambda r: [*r[:-1], _note("residue", 1, {"at_stop": [1]}), r[-1]],
 }
 
@@ -374,8 +402,8 @@ JUDGED: dict[str, Any] = {
                                                  _note("late", 3, {"window_ms": 1e300, "late_ms": 1e300}),
                                                  _note("late", 4, {"window_ms": 1e308, "late_ms": 1e308}), r[-1]],
     "a late note with data a list": lambda r: [*r[:-1], _note("late", 1, {"window_ms": [1], "late_ms": {}}), r[-1]],
-    "a client note with an absurd timeout": lambda r: [r[0], _note("client", 0, {"client": [1], "timeout_ms": 1e308}),
-                                                       *r[1:]],
+    "a client note with an absurd timeout": lambda r: [r[0], _note("client", 0, {
+        "client": "w0#1", "timeout_ms": 1e308}), *r[1:]],
     "an unknown note kind": lambda r: [*r[:-1], _note("gossip", 1, {"x": 1}), r[-1]],
 }
 
