@@ -524,6 +524,9 @@ BAD_ARGUMENTS: list[tuple[list[str], str]] = [
     (["contract", "--url", "redis+sentinel://[::1/svc"], "malformed redis+sentinel URL"),
     (["soak", "--backend", "fake", "--url", "redis://127.0.0.1:1"], "cannot use it"),
     (["report", ""], "empty"),
+    (["check", "/" + "x" * 300], "File name too long"),
+    (["report", "/" + "x" * 300], "File name too long"),
+    ([*SOAK, "--out", "/" + "x" * 300], "File name too long"),
     (["check"], "required"),
     (["frobnicate"], "invalid choice"),
 ]

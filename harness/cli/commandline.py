@@ -113,7 +113,12 @@ def _path(what: str) -> Callable[[str], Path]:
         if not text.strip() or "\x00" in text:
             raise argparse.ArgumentTypeError(f"{what} must be a path, got {text!r} (empty)" if not text.strip()
                                              else f"{what} must be a path, got {text!r} (a NUL byte)")
-        return Path(text)
+        path = Path(text)
+        try:  # a missing path is fine here; one the system refuses to look up (too long, no access) is not
+            path.exists()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"{what} {text!r}: {exc.strerror or exc}") from None
+        return path
 
     return parse
 
