@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import lockchaos.harness.contract.runner as contract_runner
 import lockchaos.harness.run.targets as targets
 from lockchaos.harness.cli import main
 from lockchaos.harness.run.history import MAX_LINE_BYTES
@@ -656,6 +657,9 @@ class caps_string(_Lockish):
     capabilities = "durable"
 class name_list(_Lockish):
     name = ["hostile"]
+class acquire_hangs(_Lockish):
+    def acquire(self, *args, **kwargs):
+        RELEASE.wait(60)
 '''
 
 
@@ -728,3 +732,14 @@ def test_an_adapter_hanging_at_construction_or_close_is_bounded(
     assert_contract(o, allowed=frozenset({2}))
     assert message in o.err and "did not return within 1 s" in o.err and o.seconds < 10, (o.err, o.seconds)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_contract_whose_adapter_call_never_returns_ends_failed_not_hung(
+        hostile_modules: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's acquire without a timeout blocked the contract forever: the rule fails once its bound
+    passes, and the rules after it are skipped (each would block as long)."""
+    monkeypatch.setattr(contract_runner, "RULE_BOUND_S", 2.0)
+    o = run_cli(["contract", "--adapter", f"{hostile_modules}:acquire_hangs", "--server", "none"])
+    assert_contract(o, allowed=frozenset({1}))
+    assert "did not finish within 2 s" in o.out and "never returned" in o.out, o.out[-3000:]
+    assert o.seconds < 15, o.seconds
