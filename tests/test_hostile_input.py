@@ -588,6 +588,17 @@ def test_out_pointing_at_a_file_or_under_one_exits_2_and_creates_nothing(tmp_pat
     assert afile.read_text() == "x"
 
 
+def test_out_naming_a_dangling_symlink_or_a_loop_exits_2_saying_so(tmp_path: Path) -> None:
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    for out in ("dangling", "loop-a"):
+        o = run_cli([*SOAK, "--out", str(tmp_path / out)])
+        assert_contract(o, allowed=frozenset({2}))
+        assert "symlink to nothing" in o.err, o.err
+    assert not (tmp_path / "nowhere").exists()
+
+
 NUMBER_FLAGS = {"--duration": (0.0, 30 * 24 * 3600), "--seed": (0, 2**63 - 1), "--workers": (1, 256),
                 "--ttl-ms": (1, 3_600_000), "--keys": (1, 4096)}
 
