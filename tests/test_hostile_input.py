@@ -406,6 +406,8 @@ JUDGED: dict[str, Any] = {
     "a client note with an absurd timeout": lambda r: [r[0], _note("client", 0, {
         "client": "w0#1", "timeout_ms": 1e308}), *r[1:]],
     "an unknown note kind": lambda r: [*r[:-1], _note("gossip", 1, {"x": 1}), r[-1]],
+    "a lease with a float ttl_ms (an adapter's seconds * 1000)": lambda r: [
+        {**x, "lease": {**x["lease"], "ttl_ms": 1000.0}} if x.get("lease") else x for x in r],
 }
 
 

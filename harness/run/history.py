@@ -469,8 +469,8 @@ def _op_malformed(rec: OpRecord) -> str | None:
             return None
         if type(lease) is dict and type(lease.get("owner", "")) is str \
                 and ((token := lease.get("token")) is None or type(token) is int) \
-                and type(ttl := lease.get("ttl_ms")) is int and 0 <= ttl <= MAX_TTL_MS:
-            return None
+                and type(ttl := lease.get("ttl_ms")) in (int, float) and 0 <= ttl <= MAX_TTL_MS:
+            return None  # a float TTL (an adapter's seconds * 1000) is read as its integer part, as it always was
         return (f"a lease must be null or an object with a string owner, an integer token or null and ttl_ms "
                 f"0 to {MAX_TTL_MS}, got {short_repr(lease)}")
     if type(rec.client) is not str or type(rec.key) is not str:
