@@ -49,7 +49,7 @@ from redis.sentinel import MasterNotFoundError, Sentinel
 
 from .base import BackendUnavailable, ConfigurationError, Lease, LockChaosError
 from .redis import DEFAULT_PREFIX, DEFAULT_TIMEOUT_MS, RedisConfig, RedisLock
-from .urlopts import ms_option, prefix_option, url_options
+from .urlopts import ms_option, prefix_option, split_url, url_options
 
 DEFAULT_SENTINEL_PORT = 26379
 DEFAULT_FAILOVER_MS = 30_000 + 5_000 + DEFAULT_TIMEOUT_MS
@@ -76,7 +76,7 @@ def parse_sentinel_url(url: str) -> SentinelConfig:
     """Parse and check a ``redis+sentinel://`` URL; any problem is one ConfigurationError line."""
     if not isinstance(url, str):
         raise ConfigurationError(f"sentinel URL must be a str, got {type(url).__name__}")
-    parts = urlsplit(url)
+    parts = split_url(url, "redis+sentinel")  # a malformed one (``[::1``) is one line too
     if parts.scheme != "redis+sentinel":
         raise ConfigurationError(f"not a Sentinel URL: {url!r} (expected redis+sentinel://h:p,h:p/SERVICE)")
     if "@" in parts.netloc or parts.fragment:

@@ -9,6 +9,7 @@ the checkers need: when a grant was surely in force, and until when it can possi
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import gc
 from collections.abc import Iterable
@@ -19,7 +20,16 @@ from typing import Any
 from lockchaos.backends.base import Capabilities
 from lockchaos.backends.clock import NS_PER_MS
 from lockchaos.harness.faults.registry import FAULTS, named
-from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, WriteRecord, read_history
+from lockchaos.harness.run.history import (
+    MAX_TTL_MS,
+    FaultRecord,
+    NoteRecord,
+    OpRecord,
+    Record,
+    WriteRecord,
+    read_history,
+    short_repr,
+)
 from lockchaos.harness.run.lateness import LATE_NOTE, LateWindow, late_window
 from lockchaos.harness.run.lateness import WINDOW_NS as LATE_WINDOW_NS
 
@@ -327,10 +337,18 @@ def load_records(records: Iterable[tuple[int, Record]],
                                           {**start.detail, **rec.detail}, (sline, line)))
         elif isinstance(rec, NoteRecord):
             if rec.kind == "meta":
+                if meta:
+                    raise ValueError(f"line {line}: a second meta record (a history holds one run)")
                 meta = rec.data
             elif rec.kind == "client":
+                why = _strings_malformed(rec.data, "client")
+                if why is not None:
+                    raise ValueError(f"line {line}: a client note {why}")
                 notes.timeouts[str(rec.data.get("client"))] = rec.data.get("timeout_ms")
             elif rec.kind == "open-error":
+                why = _strings_malformed(rec.data, "client", "error", "error_type")
+                if why is not None:
+                    raise ValueError(f"line {line}: an open-error note {why}")
                 notes.open_errors.append((line, rec))
             elif rec.kind in ("quiesce", "interrupted") and not notes.stopped_ns:
                 notes.stopped_ns = rec.time_ns
@@ -341,6 +359,9 @@ def load_records(records: Iterable[tuple[int, Record]],
             elif rec.kind == "end":
                 ended = True
             elif rec.kind == "residue":  # what the server held after the run: the residue checker's
+                why = _residue_malformed(rec.data)
+                if why is not None:
+                    raise ValueError(f"line {line}: a residue note {why}")
                 meta = {**meta, "residue": {**rec.data, "time_ns": rec.time_ns}}
             end_ns = max(end_ns, rec.time_ns)
     end_ns = max(end_ns, notes.unread_end_ns)
@@ -368,11 +389,81 @@ def load_history(source: Path | Iterable[Record]) -> History:
     return history_of(meta, ops, writes, faults, end_ns, truncated, notes)
 
 
+_CAPABILITY_TYPES: dict[str, type[Any]] = {f.name: type(f.default) for f in dataclasses.fields(Capabilities)}
+PLAN_RATES = ("retry_every", "renew_every")
+"""The worker plan's intervals the checkers compute with, in TTLs."""
+MAX_PLAN_TTLS = 1e6
+
+
+def _meta_malformed(meta: dict[str, Any]) -> str | None:
+    """What in the meta record no run writes, or None. The checkers compute with the TTL, the declared
+    capabilities and the plan's intervals: a string there, or a number that overflows a float, would
+    raise deep inside one of them instead of saying what is wrong with the file."""
+    ttl = meta.get("ttl_ms")
+    if type(ttl) is not int or not 1 <= ttl <= MAX_TTL_MS:
+        return f"ttl_ms must be an integer from 1 to {MAX_TTL_MS}, got {short_repr(ttl)}"
+    caps = meta.get("capabilities")
+    if type(caps) is not dict:
+        return f"capabilities must be an object, got {short_repr(caps)}"
+    for name, value in caps.items():
+        kind = _CAPABILITY_TYPES.get(name)
+        if kind is None:
+            return f"capabilities hold an unknown field {short_repr(name)}"
+        if type(value) is not kind or (kind is int and not 0 <= value <= MAX_TTL_MS):
+            wanted = f"an integer from 0 to {MAX_TTL_MS}" if kind is int else f"a {kind.__name__}"
+            return f"capability {name} must be {wanted}, got {short_repr(value)}"
+    for name in ("backend", "scenario", "key"):  # quoted by the checkers and the report
+        if type(meta.get(name, "")) is not str:
+            return f"{name} must be a string, got {short_repr(meta[name])}"
+    if type(meta.get("seed", 0)) is not int:
+        return f"seed must be an integer, got {short_repr(meta['seed'])}"
+    plan = meta.get("plan", {})
+    if type(plan) is not dict:
+        return f"plan must be an object, got {short_repr(plan)}"
+    for name in PLAN_RATES:
+        value = plan.get(name, 0)
+        if type(value) not in (int, float) or not 0 <= value <= MAX_PLAN_TTLS:
+            return f"plan's {name} must be a number from 0 to {MAX_PLAN_TTLS:g} TTLs, got {short_repr(value)}"
+    return None
+
+
+def _strings_malformed(data: dict[str, Any], *names: str) -> str | None:
+    """Which of a note's fields that findings quote is neither a string nor absent (a value nested a
+    thousand deep would raise RecursionError when quoted), or None."""
+    for name in names:
+        value = data.get(name)
+        if value is not None and type(value) is not str:
+            return f"has a {name} that is no string: {short_repr(value)}"
+    return None
+
+
+def _residue_malformed(data: dict[str, Any]) -> str | None:
+    """What in a residue note's two looks at the server no run writes (``servers/residue.py``), or None."""
+    for look in ("at_stop", "at_end"):
+        snap = data.get(look)
+        if snap is None:
+            continue
+        if type(snap) is not dict:
+            return f"{look} must be an object or null, got {short_repr(snap)}"
+        keys, leases = snap.get("keys", []), snap.get("leases")
+        if type(keys) is not list or not all(type(k) is dict and type(k.get("key")) is str
+                                             and (k.get("ttl_ms") is None or type(k.get("ttl_ms")) is int)
+                                             for k in keys):
+            return f"{look}'s keys must be a list of {{key, ttl_ms}} objects, got {short_repr(keys)}"
+        if leases is not None and (type(leases) is not list or not all(type(x) is dict and type(x.get("keys")) is list
+                                                                          for x in leases)):
+            return f"{look}'s leases must be a list of {{keys}} objects or null, got {short_repr(leases)}"
+    return None
+
+
 def history_of(meta: dict[str, Any], ops: list[Op], writes: list[tuple[int, WriteRecord]], faults: list[FaultWindow],
                end_ns: int, truncated: bool, notes: Notes) -> History:
     """The history of what was loaded, its grants made and bounded."""
     if not meta:
         raise ValueError("history has no meta record: not a lockchaos history")
+    why = _meta_malformed(meta)
+    if why is not None:
+        raise ValueError(f"the meta record's {why}")
     caps = Capabilities(**meta["capabilities"])
     h = History(meta, caps, int(meta["ttl_ms"]), ops, writes, faults, [], end_ns, truncated, notes.timeouts,
                 notes.stopped_ns or end_ns, notes.open_errors, sorted(notes.late, key=_window_end))

@@ -65,7 +65,8 @@ def history_paths(target: Path) -> list[Path]:
         return [target]
     if (target / HISTORY_FILE).is_file():
         return [target / HISTORY_FILE]
-    found = sorted(target.rglob(HISTORY_FILE)) if target.is_dir() else []
+    # Regular files only: a directory or a FIFO by that name is no history (opening a FIFO would block).
+    found = sorted(p for p in target.rglob(HISTORY_FILE) if p.is_file()) if target.is_dir() else []
     if not found:
         raise ConfigurationError(f"{target}: no {HISTORY_FILE} here (give a run directory or a history file)")
     return found
@@ -77,7 +78,7 @@ def update_summary(run_dir: Path, judgement: Judgement) -> dict[str, Any]:
     path = run_dir / SUMMARY_FILE
     summary: dict[str, Any] = {}
     if path.is_file():
-        with contextlib.suppress(ValueError):  # JSONDecodeError, UnicodeDecodeError
+        with contextlib.suppress(ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too deep
             loaded = json.loads(path.read_bytes())
             summary = loaded if isinstance(loaded, dict) else {}
     summary["checks"] = judgement.to_dict()

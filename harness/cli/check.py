@@ -21,6 +21,10 @@ def run_check(target: Path, *, strict: bool, console: Console) -> int:
             judgement = judge(path, strict=strict)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"{path}: not a readable lockchaos history: {exc}") from None
+        except OSError as exc:  # unreadable (permissions, I/O error): the input is bad, nothing ran
+            raise ConfigurationError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+        except RecursionError:  # JSON may nest 1024 deep; quoting such a value in a finding cannot
+            raise ConfigurationError(f"{path}: not a readable lockchaos history: a value nested too deeply") from None
         try:
             update_summary(path.parent, judgement)
             unsaved = None

@@ -67,7 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="real time: each worker in its own OS process (a crash is kill -9, a pause SIGSTOPs "
                            "the library's threads too) or a thread of the harness; auto (default): processes "
                            "against a real server, threads on the in-process fake")
-    soak.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: ./lockchaos-runs/TIME)")
+    soak.add_argument("--out", type=_path("--out"), metavar="DIR",
+                      help="run directory (default: ./lockchaos-runs/TIME)")
 
     mode = soak.add_mutually_exclusive_group()
     mode.add_argument("--quiet", action="store_true", help="no progress or table: one summary line")
@@ -76,11 +77,11 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="known-unsafe configurations doing what they are known to do also fail the run")
 
     check = sub.add_parser("check", help="re-run the checkers on a recorded run or history")
-    check.add_argument("target", type=Path, metavar="RUN_DIR_OR_HISTORY")
+    check.add_argument("target", type=_path("RUN_DIR_OR_HISTORY"), metavar="RUN_DIR_OR_HISTORY")
     check.add_argument("--strict", action="store_true", help="known-unsafe findings also fail")
 
     report = sub.add_parser("report", help="(re)build report.html, index.html and junit.xml of a recorded run")
-    report.add_argument("target", type=Path, metavar="RUN_DIR_OR_HISTORY")
+    report.add_argument("target", type=_path("RUN_DIR_OR_HISTORY"), metavar="RUN_DIR_OR_HISTORY")
 
     sub.add_parser("scenarios", help="list the scenario catalogue")
     return parser
@@ -101,6 +102,23 @@ def _positive(kind: Callable[[str], float], flag: str, high: float = math.inf) -
         if value > high:
             raise argparse.ArgumentTypeError(f"{flag} must be at most {high:g} seconds (30 days), got {text!r}")
         return value
+
+    return parse
+
+
+def _path(what: str) -> Callable[[str], Path]:
+    """A path argument; an empty one is refused: ``Path("")`` is the working directory, which ``check``
+    would search through and ``--out`` would fill."""
+    def parse(text: str) -> Path:
+        if not text.strip() or "\x00" in text:
+            raise argparse.ArgumentTypeError(f"{what} must be a path, got {text!r} (empty)" if not text.strip()
+                                             else f"{what} must be a path, got {text!r} (a NUL byte)")
+        path = Path(text)
+        try:  # a missing path is fine here; one the system refuses to look up (too long, no access) is not
+            path.exists()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"{what} {text!r}: {exc.strerror or exc}") from None
+        return path
 
     return parse
 
@@ -224,6 +242,11 @@ def _list_scenarios(console: Console) -> int:
     return exitcodes.OK
 
 
+def _one_line(text: str) -> str:
+    """An error quoting a user's exception (an adapter's, a server's) may span lines: the error is one line."""
+    return " | ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Piped output (CI logs) gets a wide console so tables stay readable.
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
@@ -255,10 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_check(args.target, strict=args.strict, console=console)
         raise ConfigurationError(f"unknown command {args.command!r}")
     except ConfigurationError as exc:  # redacted at the source too; this is the net under it
-        err.print(f"lockchaos: error: {redact_text(str(exc))}", highlight=False, markup=False, soft_wrap=True)
+        err.print(f"lockchaos: error: {_one_line(redact_text(str(exc)))}", highlight=False, markup=False,
+                  soft_wrap=True)
         return exitcodes.USAGE
     except InfrastructureError as exc:
-        err.print(f"lockchaos: infrastructure: {redact_text(str(exc))}", highlight=False, markup=False,
+        err.print(f"lockchaos: infrastructure: {_one_line(redact_text(str(exc)))}", highlight=False, markup=False,
                   soft_wrap=True)
         return exitcodes.INFRASTRUCTURE
     except KeyboardInterrupt:

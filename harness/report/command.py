@@ -20,7 +20,11 @@ from lockchaos.harness.run.history import HISTORY_FILE
 def report_command(target: Path, console: Console) -> int:
     """A run directory: its report.html. A soak's top directory: every run's report, index.html and
     junit.xml. A history file: report.html beside it. Missing or unreadable input: ConfigurationError."""
-    for path in _build(target):
+    try:
+        written = _build(target)
+    except RecursionError:  # JSON may nest 1024 deep: a summary or history value quoted in the page cannot
+        raise ConfigurationError(f"{target}: a summary or history holds a value nested too deeply") from None
+    for path in written:
         console.print(f"wrote {path}", soft_wrap=True, highlight=False)
     return exitcodes.OK
 

@@ -167,6 +167,8 @@ def reproduce_command(summary: dict[str, Any], meta: dict[str, Any]) -> str | No
     if None in (backend, scenario, seed, ttl):
         return None
     workers, duration = meta.get("workers"), meta.get("duration_ttls")
+    if not str(seed).isdecimal() or not str(ttl).isdecimal():
+        return None  # a meta edited by hand: no command reproduces it
     return reproduce.reproduce_command(reproduce.Invocation(
         str(backend), str(scenario), int(str(seed)), int(str(ttl)),
         workers=workers if isinstance(workers, int) else None,

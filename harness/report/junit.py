@@ -56,7 +56,8 @@ def _case(suite: ET.Element, backend: str, scenario: str, name: str, seconds: fl
 
 
 def _run_cases(suite: ET.Element, run: RunEntry, counts: dict[str, int]) -> float:
-    wall = float(run.summary.get("wall_seconds") or 0.0)
+    recorded = run.summary.get("wall_seconds")
+    wall = float(recorded) if isinstance(recorded, int | float) and 0 <= recorded < 1e9 else 0.0  # hand-edited?
     if run.status == "skipped":
         case = _case(suite, run.backend, run.scenario, "run", 0.0)
         ET.SubElement(case, "skipped", message=clean(run.reason or "skipped"))

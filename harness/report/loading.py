@@ -62,7 +62,7 @@ def read_summary(path: Path) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ConfigurationError(f"{path}: not a readable summary: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"{path}: not a readable summary: not a JSON object")
@@ -92,7 +92,7 @@ def load_run(history_path: Path, summary: dict[str, Any],
     h = load_history_or_explain(history_path) if judged is None else judged[0]
     checks = summary.get("checks")
     results: tuple[CheckResult, ...] | None = None if judged is None else judged[1].results
-    if not _well_formed(checks):
+    if not well_formed_checks(checks):
         # What ``verdicts.judge`` does, on the history already loaded instead of loading it again.
         results = tuple(check_history(h)[1]) if results is None else results
         checks = Judgement(results, strict=False, truncated=h.truncated).to_dict()
@@ -112,11 +112,23 @@ def load_run(history_path: Path, summary: dict[str, Any],
                      rows, shown, total)
 
 
-def _well_formed(checks: object) -> bool:
-    if not isinstance(checks, dict) or not isinstance(checks.get("checkers"), dict) or "verdict" not in checks:
+def well_formed_checks(checks: object) -> bool:
+    """Whether a summary's ``checks`` has the layout ``Judgement.to_dict`` writes, every field of its type.
+    Only then are the recorded verdicts shown; otherwise the history is judged again, so that a summary
+    edited by hand (or by anything else) never raises inside the report."""
+    if not isinstance(checks, dict) or not isinstance(checks.get("checkers"), dict) \
+            or type(checks.get("verdict")) is not str:
         return False
-    return all(isinstance(c, dict) and {"verdict", "violations", "known_unsafe"} <= c.keys()
+    return all(isinstance(c, dict) and type(c.get("verdict")) is str and type(c.get("violations")) is int
+               and type(c.get("known_unsafe")) is int and isinstance(c.get("stats") or {}, dict)
+               and isinstance(c.get("first") or [], list) and all(map(_well_formed_finding, c.get("first") or []))
                for c in checks["checkers"].values())
+
+
+def _well_formed_finding(f: object) -> bool:
+    return (isinstance(f, dict) and type(f.get("time_s", 0.0)) in (int, float)
+            and all(isinstance(f.get(name, []), list) for name in ("clients", "tokens", "lines"))
+            and all(type(n) is int for name in ("tokens", "lines") for n in f.get(name, [])))
 
 
 def _numbered(raw: list[dict[str, Any]]) -> tuple[tuple[FindingRow, ...], int]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from lockchaos.backends.base import ConfigurationError
 from lockchaos.harness.checkers.verdicts import SUMMARY_FILE, judge
-from lockchaos.harness.report.loading import read_summary
+from lockchaos.harness.report.loading import read_summary, well_formed_checks
 from lockchaos.harness.run import interrupts
 from lockchaos.harness.run.history import HISTORY_FILE, MAX_LINE_BYTES, parse_record
 
@@ -61,7 +61,8 @@ def read_index(out_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or not isinstance(data.get("runs", []), list):
+        if not isinstance(data, dict) or not isinstance(data.get("runs", []), list) \
+                or not isinstance(data.get("infrastructure_failures", []), list):
             raise ValueError("not an object with a list of runs")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigurationError(f"{path}: not a readable soak index: {exc}") from None
@@ -79,6 +80,9 @@ def discover(out_dir: Path) -> Soak:
             if not isinstance(r, dict) or not isinstance(r.get("dir"), str):
                 raise ConfigurationError(f"{out_dir / INDEX_FILE}: a run without its directory")
             directory = out_dir / r["dir"]
+            if "\x00" in r["dir"] or not _inside(directory, out_dir):  # reports are written into it
+                raise ConfigurationError(f"{out_dir / INDEX_FILE}: run directory {r['dir']!r} is not under "
+                                         f"{out_dir}")
             summary = read_summary(directory / SUMMARY_FILE)
             runs.append(RunEntry(str(r.get("backend", summary.get("backend", "?"))),
                                  str(r.get("scenario", summary.get("scenario", "?"))),
@@ -101,6 +105,15 @@ def discover(out_dir: Path) -> Soak:
     return Soak(tuple(runs), (), seeds.pop() if len(seeds) == 1 else None, "")
 
 
+def _inside(directory: Path, top: Path) -> bool:
+    """Whether ``directory`` (symlinks resolved) is ``top`` or under it: an index naming ``/etc`` or
+    ``../..`` must not make ``report`` write there."""
+    try:
+        return directory.resolve().is_relative_to(top.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
 def _meta(history: Path) -> dict[str, Any]:
     """The meta record (the first line) of a history, or {}."""
     if not history.is_file():
@@ -117,7 +130,8 @@ def _meta(history: Path) -> dict[str, Any]:
 def checks_of(run: RunEntry) -> dict[str, Any] | None:
     """The run's verdicts (``Judgement.to_dict`` layout): from its summary, or judged now; None if none."""
     checks = run.summary.get("checks")
-    if isinstance(checks, dict) and isinstance(checks.get("checkers"), dict) and "verdict" in checks:
+    if well_formed_checks(checks):
+        assert isinstance(checks, dict)
         return checks
     if not run.history.is_file():
         return None

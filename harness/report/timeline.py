@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from lockchaos.harness.checkers.model import Grant, History
 from lockchaos.harness.report.loading import FindingRow
+from lockchaos.harness.run.history import short_repr
 
 NS = 1e9
 
@@ -171,7 +172,7 @@ def _fault_span(fault: str, target: str, start_ns: int, end_ns: int, lines: tupl
     short = ", ".join(names) if len(names) <= 2 else f"{len(names)} workers"
     hit = tuple(sorted({lane_of(n) for n in names} & lanes.keys(), key=_lane_order))
     start, end = start_ns / NS, end_ns / NS
-    extra = ", ".join(f"{k}={v}" for k, v in detail.items())
+    extra = ", ".join(f"{k}={v if isinstance(v, str | int | float) else short_repr(v)}" for k, v in detail.items())
     tip = (f"{fault} on {target}: {start:.3f}-{end:.3f} s" + (f" ({extra})" if extra else "")
            + f", history lines {', '.join(map(str, lines))}")
     return FaultSpan(start, end, fault, f"{fault} {short}", tip, hit)

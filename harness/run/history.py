@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import functools
 import os
+import reprlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -396,12 +397,93 @@ def impossibility(rec: Record) -> str | None:
     for name in _time_fields_of(type(rec)):
         t = getattr(rec, name)
         if not isinstance(t, int) or isinstance(t, bool):
-            return f"{name} is not an integer number of nanoseconds: {t!r}"
+            return f"{name} is not an integer number of nanoseconds: {short_repr(t)}"
         if not 0 <= t <= MAX_TIME_NS:
             return f"{name} {t} is outside the run (0 to {MAX_TIME_NS} ns)"
     if isinstance(rec, OpRecord) and rec.complete_ns < rec.invoke_ns:
-        return f"the {rec.op} completes ({rec.complete_ns}) before it is invoked ({rec.invoke_ns})"
+        return f"the {short_repr(rec.op)} completes ({rec.complete_ns}) before it is invoked ({rec.invoke_ns})"
+    return malformed(rec)
+
+
+OP_NAMES = frozenset({"acquire", "renew", "release", "holder"})
+OUTCOMES = frozenset({"ok", "fail", "indeterminate"})
+MAX_TTL_MS = MAX_TIME_NS // 1_000_000
+"""A lease no longer than the longest run: a TTL beyond it is no lock's, and only overflows arithmetic."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
+
+
+def short_repr(value: object) -> str:
+    """A hostile value in one short line of an error message: depth and length bounded (``repr`` of a
+    value nested a thousand deep would raise RecursionError)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _ttl(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TTL_MS
+
+
+def malformed(rec: Record) -> str | None:
+    """Which field of ``rec`` holds a value of a type no run writes (a string for a dict, an unknown
+    op), or None: the checkers take every field's type on trust, so a hostile file is refused here,
+    with its line, instead of raising deep inside a checker."""
+    kind = type(rec)
+    if kind is OpRecord:
+        return _op_malformed(rec)  # type: ignore[arg-type]
+    if kind is WriteRecord:
+        w: WriteRecord = rec  # type: ignore[assignment]
+        if type(w.client) is not str or type(w.key) is not str:
+            return f"a write's client and key must be strings, got {short_repr((w.client, w.key))}"
+        if not (w.token is None or type(w.token) is int) or type(w.seq) is not int:
+            return f"a write's token and seq must be integers, got {short_repr((w.token, w.seq))}"
+        if type(w.accepted) is not bool or type(w.fencing) is not bool:
+            return f"a write's accepted and fencing must be true or false, got {short_repr((w.accepted, w.fencing))}"
+        return None
+    if kind is FaultRecord:
+        f: FaultRecord = rec  # type: ignore[assignment]
+        if type(f.fault) is not str or type(f.target) is not str:
+            return f"a fault's name and target must be strings, got {short_repr((f.fault, f.target))}"
+        if f.phase not in ("start", "end"):
+            return f"a fault's phase must be start or end, got {short_repr(f.phase)}"
+        if type(f.detail) is not dict:
+            return f"a fault's detail must be an object, got {short_repr(f.detail)}"
+        return None
+    n: NoteRecord = rec  # type: ignore[assignment]
+    if type(n.kind) is not str or type(n.data) is not dict:
+        return f"a note's kind must be a string and its data an object, got {short_repr((n.kind, n.data))}"
     return None
+
+
+def _op_malformed(rec: OpRecord) -> str | None:
+    args, lease, error, error_type = rec.args, rec.lease, rec.error, rec.error_type
+    # The common case in one expression (this runs once per call read): every field of the type a run writes.
+    if type(rec.client) is str and type(rec.key) is str and type(op := rec.op) is str and op in OP_NAMES \
+            and type(outcome := rec.outcome) is str and outcome in OUTCOMES and type(args) is dict \
+            and type(args.get("owner", "")) is str and type(ttl := args.get("ttl_ms", 0)) is int \
+            and 0 <= ttl <= MAX_TTL_MS and (error is None or type(error) is str) \
+            and (error_type is None or type(error_type) is str):
+        if lease is None:
+            return None
+        if type(lease) is dict and type(lease.get("owner", "")) is str \
+                and ((token := lease.get("token")) is None or type(token) is int) \
+                and type(ttl := lease.get("ttl_ms")) in (int, float) and 0 <= ttl <= MAX_TTL_MS:
+            return None  # a float TTL (an adapter's seconds * 1000) is read as its integer part, as it always was
+        return (f"a lease must be null or an object with a string owner, an integer token or null and ttl_ms "
+                f"0 to {MAX_TTL_MS}, got {short_repr(lease)}")
+    if type(rec.client) is not str or type(rec.key) is not str:
+        return f"a call's client and key must be strings, got {short_repr((rec.client, rec.key))}"
+    if type(rec.op) is not str or rec.op not in OP_NAMES:
+        return f"unknown op {short_repr(rec.op)} (one of {', '.join(sorted(OP_NAMES))})"
+    if type(rec.outcome) is not str or rec.outcome not in OUTCOMES:
+        return f"unknown outcome {short_repr(rec.outcome)} (one of {', '.join(sorted(OUTCOMES))})"
+    if type(args) is not dict:
+        return f"a call's args must be an object, got {short_repr(args)}"
+    if type(args.get("owner", "")) is not str or not _ttl(args.get("ttl_ms", 0)):
+        return f"a call's owner must be a string and its ttl_ms 0 to {MAX_TTL_MS}, got {short_repr(args)}"
+    return f"a call's error and error_type must be strings or null, got {short_repr((error, error_type))}"
 
 
 READ_BLOCK = 1 << 18
@@ -495,8 +577,7 @@ def read_history(path: Path, *, kept: bool = True) -> Iterator[Record]:
                 else:
                     t = raw["time_ns"]
                     possible = type(t) is int and 0 <= t <= MAX_TIME_NS
-                if not possible:
-                    why = impossibility(rec)
-                    if why is not None:
-                        raise ValueError(f"{path}:{number}: impossible record: {why}")
+                why = malformed(rec) if possible else impossibility(rec)
+                if why is not None:
+                    raise ValueError(f"{path}:{number}: impossible record: {why}")
                 yield rec

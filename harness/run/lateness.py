@@ -49,10 +49,16 @@ class LateWindow:
     late_ns: int
 
 
+MAX_LATE_MS = 366 * 24 * 3600 * 1000
+"""No window or lateness outlasts the longest run (``history.MAX_TIME_NS``)."""
+
+
 def late_window(time_ns: int, data: dict[str, object]) -> LateWindow | None:
     """A ``late`` note's window (the note is written at its end); None if the note is malformed."""
     window, late = data.get("window_ms"), data.get("late_ms")
-    if not isinstance(window, int | float) or not isinstance(late, int | float) or window < 0 or late < 0:
+    if not isinstance(window, int | float) or not isinstance(late, int | float):
+        return None
+    if not (0 <= window <= MAX_LATE_MS and 0 <= late <= MAX_LATE_MS):  # NaN fails both; 1e308 would overflow
         return None
     return LateWindow(time_ns - int(window * 1_000_000), time_ns, int(late * 1_000_000))
 

@@ -45,6 +45,8 @@ def claim(out: Path) -> Path:
     try:
         if out.exists() and not out.is_dir():
             raise ConfigurationError(f"--out {out} exists and is not a directory")
+        if out.is_symlink() and not out.exists():  # mkdir would say it exists: "in use" would mislead
+            raise ConfigurationError(f"--out {out} is a symlink to nothing (dangling, or a loop)")
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:

@@ -312,7 +312,32 @@ def _try_open(target: Target, url: str) -> LockBackend | BaseException:
 
 
 def probe_client(env: Provisioned) -> None:
-    guarded_open(env.target, env.url).close()
+    """Open one client and close it again, both bounded: a user's ``close`` that raises or hangs is
+    found here, as bad input (exit 2), not at the end of every scenario."""
+    client = guarded_open(env.target, env.url)
+    box: list[BaseException | None] = []
+
+    def close() -> None:
+        try:
+            client.close()
+            box.append(None)
+        except BaseException as exc:
+            box.append(exc)
+
+    closer = threading.Thread(target=close, name="lockchaos-close", daemon=True)  # a hung close is abandoned
+    closer.start()
+    closer.join(FACTORY_TIMEOUT_S)
+    if not box:
+        raise ConfigurationError(f"{env.target.label}: closing a client did not return within "
+                                 f"{FACTORY_TIMEOUT_S:g} s (a hanging close()?)")
+    failure = box[0]
+    if isinstance(failure, (ConfigurationError, InfrastructureError)):
+        raise type(failure)(redact_text(str(failure)))
+    if isinstance(failure, BackendUnavailable):
+        raise InfrastructureError(f"{env.target.label}: closing a client: {redact_text(str(failure))}")
+    if failure is not None:
+        raise ConfigurationError(f"{env.target.label}: closing a client raised {type(failure).__name__}: "
+                                 f"{redact_text(str(failure))}")
 
 
 @contextlib.contextmanager
