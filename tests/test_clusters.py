@@ -471,7 +471,14 @@ def test_partition_of_the_holder_runs_on_a_cluster_the_harness_launched(backend:
     assert main(["soak", "--backend", backend, "--scenario", "partition-holder", "--seed", "1", "--quiet",
                  "--out", str(out)]) == 0
     summary = json.loads((out / backend / "partition-holder" / "summary.json").read_text())
-    assert summary["status"] == "ran" and summary["checks"]["verdict"] == "pass", summary.get("checks")
+    checks = summary["checks"]
+    # Redlock's declared hazard: acquires sent at one instant split the masters' votes and all are
+    # refused (capabilities.spurious_refusals), counted known-unsafe; seen once in ten CI runs, at the
+    # run's first three acquires. Nothing else may be found.
+    unsafe = {(name, f["kind"]) for name, c in checks["checkers"].items() for f in c["first"]}
+    declared = backend == "redlock" and checks["verdict"] == "known-unsafe" \
+        and unsafe == {("conformance", "refused-free-key")}
+    assert summary["status"] == "ran" and (checks["verdict"] == "pass" or declared), checks
     history = [json.loads(line) for line in (out / backend / "partition-holder" / "history.jsonl").open()]
     window = [r for r in history if r["type"] == "fault" and r["fault"] == "partition"]
     assert [r["phase"] for r in window] == ["start", "end"]
