@@ -75,6 +75,15 @@ def test_lateness_far_from_the_call_widens_nothing(tmp_path: Path) -> None:
         assert [v.kind for v in result.violations] == ["refused-free-key"]
 
 
+def test_a_long_server_window_counts_behind_a_short_harness_window_that_ends_first(tmp_path: Path) -> None:
+    # The two probes' windows interleave: in end order, the harness's short window (1130-1150 ms, after
+    # the call's reach) comes before the server's long one (a read that hung: 1050-1200 ms), which
+    # overlaps the call's reach and is the one that widens it.
+    notes = (late(1150, 3, window_ms=20), late(1200, 15, window_ms=150))
+    for result in conformance(_reset_then_refused(*notes), tmp_path):
+        assert not result.violations
+
+
 def test_a_malformed_late_note_is_ignored_not_trusted() -> None:
     assert late_window(100 * MS, {"window_ms": 100, "late_ms": -5}) is None
     assert late_window(100 * MS, {"window_ms": "x", "late_ms": 5}) is None

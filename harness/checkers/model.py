@@ -142,15 +142,23 @@ class History:
         machine kept time (and in virtual time)."""
         late = self.late
         i = bisect.bisect_left(self._late_ends, start)
+        # In end order, a window that overlaps ends by ``end`` + the longest window: the two probes'
+        # windows interleave, and a server read that hung makes one as long as the hang.
+        last = end + self._longest_late
         worst = 0
-        while i < len(late) and late[i].start_ns <= end:
-            worst = max(worst, late[i].late_ns)
+        while i < len(late) and late[i].end_ns <= last:
+            if late[i].start_ns <= end:
+                worst = max(worst, late[i].late_ns)
             i += 1
         return worst
 
     @functools.cached_property
     def _late_ends(self) -> list[int]:
         return [w.end_ns for w in self.late]
+
+    @functools.cached_property
+    def _longest_late(self) -> int:
+        return max((w.end_ns - w.start_ns for w in self.late), default=0)
 
     def server_faults(self, *names: str) -> list[FaultWindow]:
         """The server's (and cluster's) faults of these kinds in start order; never a link's."""
