@@ -22,7 +22,7 @@ from lockchaos.harness.cli import main
 from lockchaos.harness.run.driver import RunOptions, RunResult, run_scenario
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record, read_history
 from lockchaos.harness.run.targets import adapter_target, backend_target
-from lockchaos.harness.scenarios import find_scenario
+from lockchaos.harness.scenarios import FaultStep, find_scenario
 
 pytestmark = [pytest.mark.redis]
 
@@ -101,6 +101,19 @@ def test_paused_worker_process_freezes_its_library_renewal_thread(tmp_path: Path
     takeovers = [r for r in records if isinstance(r, OpRecord) and r.op == "acquire" and r.outcome == "ok"
                  and r.client != start.target and start.time_ns < r.invoke_ns < end.time_ns]
     assert takeovers, "the paused process's renewal thread kept its lease alive: it was not frozen"
+
+
+@pytest.mark.redis
+def test_a_run_that_ends_during_a_pause_stops_its_workers_at_once(tmp_path: Path) -> None:
+    # The holder's pause (6 s) outlasts the run (1.2 s): the stop resumes the paused process, which
+    # waits for the driver's answer to its pause before it can hear the stop (seen in CI: it waited
+    # for the drain's 10 s timeout, and liveness judged those 10 s as a failover nobody made).
+    result = run("redis", "holder-pause", tmp_path, duration=4, faults=(FaultStep(1.5, "holder-pause", amount=20),))
+    records = list(read_history(result.run_dir / "history.jsonl"))
+    end = next(r for r in records if isinstance(r, FaultRecord) and r.fault == "holder-pause" and r.phase == "end")
+    quiesce = next(r for r in records if isinstance(r, NoteRecord) and r.kind == "quiesce")
+    assert quiesce.time_ns - end.time_ns < 2e9, (end, quiesce)
+    assert result.judgement is not None and not result.judgement.failed, result.judgement.to_dict()
 
 
 @pytest.mark.parametrize("scenario", ["holder-crash", "holder-pause", "partition-holder", "release-lost",

@@ -3,8 +3,10 @@ the server comes back from a kill or a pause, clients are usable again and the l
 
 Holder faults: the bound is TTL + declared expiry lag + two retry intervals + a little slack for the
 calls themselves. A failover that overlaps a server fault is reported but not judged: the server
-being down is a different story. A fault nobody else contends for (a run with one worker) has no
-failover to judge. Failover times are reported as p50 / p99 / max.
+being down is a different story. One that overlaps the service's own failover (a Redlock master
+restarting empty, a member lost) may also wait for it: the declared ``failover_ms`` is added. A
+fault nobody else contends for (a run with one worker) has no failover to judge. Failover times
+are reported as p50 / p99 / max.
 
 An acquire that ended indeterminate may have taken effect: a *ghost grant* nobody heard of, which
 holds the key until its latest end however honest the lock. So a ghost of another client that may
@@ -50,6 +52,9 @@ LEADER_TIMED = named(lambda t: t.leader_trigger or t.timed_failover)
 """Leader faults whose failover is timed and reported; only the triggers' is judged against the bound."""
 EXCUSING = named(lambda t: t.excuses_liveness)
 """The service down or slow: a holder's failover they overlap is reported, not judged."""
+SERVICE_FAILOVERS = named(lambda t: t.failover)
+"""The service itself failing over (a master restarting, a leader lost): a holder's failover they
+overlap may also wait for the service's, its declared ``failover_ms`` on top of the bound."""
 SLACK_NS = 250 * NS_PER_MS
 DEFAULT_TIMEOUT_MS = 2000
 """The client timeout assumed in the recovery margin when a client does not tell its own."""
@@ -191,6 +196,10 @@ def _judge(h: History, calls: Calls, look: Lookups) -> CheckResult:
     times.extend(leader_times)
     # A holder's failover that overlaps the service's own failover is the service's story too.
     service_down = FaultIndex(server_faults + h.server_faults(*LEADER_TRIGGERS))
+    service_failover = FaultIndex(h.server_faults(*SERVICE_FAILOVERS))
+    # A contender's call that meets a restarting master or a lost leader waits for the service's
+    # failover (redis-py retries against a restarting master for up to a second or more).
+    failover_extra = (h.caps.failover_ms or h.ttl_ms) * NS_PER_MS
     for f in h.faults:
         if f.fault not in TRIGGERS:
             continue
@@ -211,10 +220,11 @@ def _judge(h: History, calls: Calls, look: Lookups) -> CheckResult:
             if service_down.overlapping(start, end):
                 excused += 1
                 continue
+            allowed_ns = bound + (failover_extra if service_failover.overlapping(start, end) else 0)
             if nxt is None:
                 # Judged up to when the workers were stopped: the quiesce after it is nobody's failover.
-                if (h.stopped_ns - start > bound and not h.truncated
-                        and h.stopped_ns > look.ghosts_due(key, start + bound, start, victims, ghost_margin)):
+                if (h.stopped_ns - start > allowed_ns and not h.truncated
+                        and h.stopped_ns > look.ghosts_due(key, start + allowed_ns, start, victims, ghost_margin)):
                     findings.append(Finding(NAME, "no-failover", "violation",
                                             f"after {f.fault} of {f.target} no other client acquired the lock{on} "
                                             f"before the workers stopped ({(h.stopped_ns - start) / 1e9:.2f} s later)",
@@ -222,17 +232,19 @@ def _judge(h: History, calls: Calls, look: Lookups) -> CheckResult:
                 continue
             took = nxt.complete - start
             times.append(took / 1e9)
-            if took <= bound:
+            if took <= allowed_ns:
                 continue
-            due = look.ghosts_due(key, start + bound, start, victims, ghost_margin)
+            due = look.ghosts_due(key, start + allowed_ns, start, victims, ghost_margin)
             if nxt.complete <= due:
                 ghost_excused += 1  # another client's unheard grant may have held the key so long
                 continue
             allowed = due - start
+            why = "TTL + lag + retries" + (" + the service's declared failover" if allowed_ns > bound else "")
+            ghostly = allowed > allowed_ns
             findings.append(Finding(NAME, "slow-failover", "violation",
                                     f"after {f.fault} of {f.target}, {nxt.rec.client} acquired{on} only "
-                                    f"{took / 1e9:.3f} s later (bound {allowed / 1e9:.3f} s: TTL + lag + retries"
-                                    + (", or an unheard grant's latest end + retries)" if allowed > bound else ")"),
+                                    f"{took / 1e9:.3f} s later (bound {allowed / 1e9:.3f} s: {why}"
+                                    + (", or an unheard grant's latest end + retries)" if ghostly else ")"),
                                     nxt.complete, (*victims, nxt.rec.client), (), (*f.lines, nxt.line)))
     recovery = _after_server_faults(h, calls, look, findings)
     stats: dict[str, object] = {"failovers": len(times), "excused": excused, "bound_s": round(bound / 1e9, 3),

@@ -359,7 +359,7 @@ def load_records(records: Iterable[tuple[int, Record]],
                     raise ValueError(f"line {line}: an open-error note {why}")
                 notes.open_errors.append((line, rec))
             elif rec.kind in ("quiesce", "interrupted") and not notes.stopped_ns:
-                notes.stopped_ns = rec.time_ns
+                notes.stopped_ns = rec.time_ns - _drained_ns(rec, line)
             elif rec.kind == LATE_NOTE:
                 window = late_window(rec.time_ns, rec.data)
                 if window is not None:
@@ -433,6 +433,18 @@ def _meta_malformed(meta: dict[str, Any]) -> str | None:
         if type(value) not in (int, float) or not 0 <= value <= MAX_PLAN_TTLS:
             return f"plan's {name} must be a number from 0 to {MAX_PLAN_TTLS:g} TTLs, got {short_repr(value)}"
     return None
+
+
+def _drained_ns(rec: NoteRecord, line: int) -> int:
+    """A stop note's ``drained_ms`` (how long the workers took to stop once told) in ns, 0 if absent:
+    the workers stopped asking when they were told, not when the last one had finished."""
+    drained = rec.data.get("drained_ms")
+    if drained is None:
+        return 0
+    if type(drained) not in (int, float) or not 0 <= drained * NS_PER_MS <= rec.time_ns:
+        raise ValueError(f"line {line}: a {rec.kind} note's drained_ms must be a number of ms between 0 and "
+                         f"its time, got {short_repr(drained)}")
+    return round(float(drained) * NS_PER_MS)
 
 
 def _strings_malformed(data: dict[str, Any], *names: str) -> str | None:

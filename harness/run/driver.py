@@ -296,7 +296,7 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
         run_s = (runtime.now_ns() - run_from) / 1e9 if opts.virtual_time else time.monotonic() - wall_from
         interrupted = interrupts.STOP.is_set()
         if interrupted:  # Ctrl-C or SIGTERM: keep what was recorded, tear down without waiting
-            record(NoteRecord("interrupted", runtime.now_ns(), {}))
+            record(NoteRecord("interrupted", runtime.now_ns(), _drained(runtime)))
         else:
             at_stop = env.residue()  # leases a lock leaks expire on their own: look before waiting
             _quiesce(env, runtime, record, opts.ttl_ms, caps.expiry_lag_ms, keys)
@@ -367,10 +367,19 @@ def _conclude(target: Target, scenario: Scenario, opts: RunOptions, run_dir: Pat
                      time.monotonic() - wall0, simulated, obs, judgement, throughput)
 
 
+def _drained(runtime: Runtime) -> dict[str, object]:
+    """How long the workers took to stop once told: a worker blocked in a call, or one resumed from a
+    pause, can take seconds, during which nobody asks for the lock (liveness judges up to the stop)."""
+    stopped = runtime.stop_requested_ns
+    if stopped is None:
+        return {}
+    return {"drained_ms": round(max(0, runtime.now_ns() - stopped) / 1e6, 3)}
+
+
 def _quiesce(env: Environment, runtime: Runtime, record: Any, ttl_ms: int, lag_ms: int,
              keys: tuple[str, ...] = (LOCK_KEY,)) -> None:
     """After the workers stop, wait out every lease and check that none was leaked, on every key."""
-    record(NoteRecord("quiesce", runtime.now_ns(), {}))
+    record(NoteRecord("quiesce", runtime.now_ns(), _drained(runtime)))
     runtime.sleep((ttl_ms + lag_ms) / 1000 + 0.25)
     observer = env.open_observer()
     try:

@@ -605,8 +605,10 @@ class ProcessWorker:
                 getattr(link, msg[1])(*msg[2])
             self._reply(None)
         elif kind == "pause":
-            self._pause(float(msg[1]))
-            self._reply(None)
+            try:
+                self._pause(float(msg[1]))
+            finally:  # a stop during the pause too: the child waits for this before it can stop
+                self._reply(None)
         elif kind == "open":
             self._reply(self._open())
         elif kind == "has-link":

@@ -35,6 +35,9 @@ class RunStopped(BaseException):
 
 
 class Runtime(Protocol):
+    stop_requested_ns: int | None
+    """When the last run told its tasks to stop (its deadline, or an interrupt); they may take longer."""
+
     def now_ns(self) -> int: ...
 
     def sleep(self, seconds: float) -> None: ...
@@ -58,6 +61,7 @@ class RealRuntime:
         which its driver records (outcome unknown) before killing the process, not a harness failure."""
         self.stuck: list[str] = []
         """The tasks still running ``join_timeout_s`` after the last run ended."""
+        self.stop_requested_ns: int | None = None
 
     def now_ns(self) -> int:
         return time.monotonic_ns()
@@ -100,6 +104,7 @@ class RealRuntime:
                 break
             if not any(t.is_alive() for t in threads):  # every task ended early (a full disk): so does the run
                 break
+        self.stop_requested_ns = self.now_ns()
         self._stop.set()
         deadline = time.monotonic() + self.join_timeout_s
         stuck = []
@@ -131,6 +136,7 @@ class VirtualRuntime:
         self._hub: greenlet.greenlet | None = None
         self.max_steps = max_steps
         self.steps = 0
+        self.stop_requested_ns: int | None = None
 
     def now_ns(self) -> int:
         return self._now
@@ -225,6 +231,7 @@ class VirtualRuntime:
                 self._step(task)
             self._now = max(self._now, end)
         finally:
+            self.stop_requested_ns = self._now
             self._stopping = True
             while self._heap:  # every sleeper unwinds through its finally blocks
                 _, _, task, _ = heapq.heappop(self._heap)
