@@ -503,12 +503,26 @@ def _grants(h: History) -> list[Grant]:
 class GrantBuilder:
     """Grants made from calls fed in invoke order (ties in history order): an acquire that may have taken
     effect opens one, a renew or release joins its client's latest grant of the key. Whoever feeds it
-    may take ``grants`` away as it goes (``stream.py`` does): ``current`` alone is needed to go on."""
+    may take ``grants`` away as it goes (``stream.py`` does): ``current`` alone is needed to go on.
+
+    Clients sharing an owner id (``duplicate-owner``): a lock knows owners, not clients, so a late renew
+    can land on the other client's fresh grant of the same owner, and its answer's token shows it did.
+    Such a renew joins that grant, and its client's later calls too while that grant is its own
+    client's latest (seen under load: joined to its own dead grant, the renew prolonged that one, "a
+    re-entrant grant", and the client's release, which deleted the other's lease, left that one "in
+    force" when the next client got the lock, "a double grant"). Fed in invoke order, the renew may
+    come before the grant it landed on: it waits with its own grant until that grant is made."""
 
     def __init__(self, h: History) -> None:
         self.h = h
         self.grants: list[Grant] = []
         self.current: dict[tuple[str, str], Grant] = {}  # per client and key, its latest grant
+        self.landed: dict[tuple[str, str], Grant] = {}  # per client and key, another's grant it acts on
+        self.by_token: dict[tuple[str, str, int], Grant] = {}  # current grants by key, owner and token
+        # By key, owner and token: renews answered with a token no grant of theirs has, and the grant
+        # each joined meanwhile, until another client's grant with that token is made.
+        self.waiting: dict[tuple[str, str, int], list[tuple[Op, Grant]]] = {}
+        self.waiting_of: dict[tuple[str, str], list[tuple[str, str, int]]] = {}  # per client and key
 
     def op(self, op: Op) -> Grant | None:
         """The grant ``op`` opens, if it opens one (the client's previous grant of the key is then complete)."""
@@ -521,13 +535,68 @@ class GrantBuilder:
             ttl = int(lease["ttl_ms"]) if lease else h.caps.applied_ttl(int(rec.args.get("ttl_ms", h.ttl_ms)))
             g = Grant(op, str(rec.args.get("owner", rec.client)), rec.client, token, ttl, h.horizon(op))
             self.grants.append(g)
+            self._moved_on(rec.client, rec.key)
             self.current[rec.client, rec.key] = g
+            if token is not None:
+                self.by_token[rec.key, g.owner, token] = g
+                self._take_waiting(g, token)
             return g
         if rec.op == "renew" or rec.op == "release":
-            g_of = self.current.get((rec.client, rec.key))
+            g_of = self._landed(op) or self.current.get((rec.client, rec.key))
             if g_of is not None:
                 (g_of.renews if rec.op == "renew" else g_of.releases).append(op)
         return None
+
+    def _moved_on(self, client: str, key: str) -> None:
+        """``client`` makes a new grant of ``key``: its previous one takes no more calls, nor moves."""
+        before = self.current.get((client, key))
+        if before is not None and before.token is not None:
+            stale = (key, before.owner, before.token)
+            if self.by_token.get(stale) is before:
+                del self.by_token[stale]
+        self.landed.pop((client, key), None)
+        for wk in self.waiting_of.pop((client, key), ()):
+            waits = [(op, g) for op, g in self.waiting.get(wk, ()) if op.rec.client != client]
+            if waits:
+                self.waiting[wk] = waits
+            else:
+                self.waiting.pop(wk, None)
+
+    def _take_waiting(self, g: Grant, token: int) -> None:
+        """The renews of another client of the same owner answered with ``g``'s token before ``g`` was
+        fed move to ``g``, and so do their clients' later calls."""
+        waits = self.waiting.pop((g.key, g.owner, token), [])
+        for op, joined in waits:
+            if op.rec.client == g.client or op not in joined.renews:
+                continue
+            joined.renews.remove(op)
+            g.renews.append(op)
+            self.landed[op.rec.client, g.key] = g
+
+    def _landed(self, op: Op) -> Grant | None:
+        """The grant of another client sharing this owner id that this renew or release acts on, if one
+        showed it (see the class)."""
+        rec = op.rec
+        where = (rec.client, rec.key)
+        token = rec.lease.get("token") if rec.op == "renew" and rec.outcome == "ok" and rec.lease else None
+        if type(token) is int and self.h.caps.fencing_tokens:
+            own = self.landed.get(where) or self.current.get(where)
+            if own is not None and own.token != token:
+                owner = str(rec.args.get("owner", rec.client))
+                other = self.by_token.get((rec.key, owner, token))
+                if (other is not None and other.client != rec.client
+                        and self.current.get((other.client, rec.key)) is other):
+                    self.landed[where] = other
+                    return other
+                if other is None and (own.token is None or token > own.token):
+                    wk = (rec.key, owner, token)  # perhaps a grant not fed yet: this renew waits for it
+                    self.waiting.setdefault(wk, []).append((op, own))
+                    self.waiting_of.setdefault(where, []).append(wk)
+        other = self.landed.get(where)
+        if other is not None and self.current.get((other.client, rec.key)) is not other:
+            del self.landed[where]  # its client has moved on: that grant takes no more calls
+            return None
+        return other
 
 
 def _bound(h: History) -> None:
