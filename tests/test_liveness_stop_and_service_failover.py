@@ -91,4 +91,4 @@ def test_the_same_failover_without_a_service_fault_is_slow() -> None:
 def test_a_failover_slower_than_the_bound_plus_the_declared_service_failover_is_slow() -> None:
     res = liveness(_paused_while_a_master_restarts(3700))  # 3.6 s > 1.45 s + 2 s
     assert kinds(res) == ["slow-failover"], res.violations
-    assert "declared failover" in res.violations[0].message
+    assert "the service's own failover" in res.violations[0].message

@@ -221,6 +221,7 @@ def _judge(h: History, calls: Calls, look: Lookups) -> CheckResult:
                 excused += 1
                 continue
             allowed_ns = bound + (failover_extra if service_failover.overlapping(start, end) else 0)
+            allowed_ns = _after_promotions(h, start, start + allowed_ns) - start
             if nxt is None:
                 # Judged up to when the workers were stopped: the quiesce after it is nobody's failover.
                 if (h.stopped_ns - start > allowed_ns and not h.truncated
@@ -239,7 +240,8 @@ def _judge(h: History, calls: Calls, look: Lookups) -> CheckResult:
                 ghost_excused += 1  # another client's unheard grant may have held the key so long
                 continue
             allowed = due - start
-            why = "TTL + lag + retries" + (" + the service's declared failover" if allowed_ns > bound else "")
+            why = "TTL + lag + retries" + (" + the service's own failover or leader changes"
+                                           if allowed_ns > bound else "")
             ghostly = allowed > allowed_ns
             findings.append(Finding(NAME, "slow-failover", "violation",
                                     f"after {f.fault} of {f.target}, {nxt.rec.client} acquired{on} only "
@@ -258,6 +260,18 @@ def _judge(h: History, calls: Calls, look: Lookups) -> CheckResult:
         stats.update(p50_s=round(_percentile(times, 0.5), 4), p99_s=round(_percentile(times, 0.99), 4),
                      max_s=round(max(times), 4))
     return CheckResult(NAME, tuple(findings), stats)
+
+
+def _after_promotions(h: History, start: int, due: int) -> int:
+    """``due`` pushed past the leader changes a Raft cluster made on its own from ``start`` until then:
+    each re-armed the victim's lease for a TTL and an election timeout (``run/promotions.py``)."""
+    extra = h.ttl_ms * NS_PER_MS + h.caps.expiry_lag_ms * NS_PER_MS + 2 * _retries_ns(h) + SLACK_NS
+    for p in sorted(h.promotions, key=lambda p: p.start_ns):
+        if p.start_ns > due:
+            break
+        if p.end_ns >= start:
+            due = max(due, round(p.end_ns + p.extend_ns + extra))
+    return due
 
 
 def _after_server_faults(h: History, calls: Calls, look: Lookups, findings: list[Finding]) -> dict[str, object]:

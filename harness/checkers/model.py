@@ -32,6 +32,7 @@ from lockchaos.harness.run.history import (
 )
 from lockchaos.harness.run.lateness import LATE_NOTE, LateWindow, late_window
 from lockchaos.harness.run.lateness import WINDOW_NS as LATE_WINDOW_NS
+from lockchaos.harness.run.promotions import PROMOTION_NOTE, PromotionWindow, promotion_window
 
 # What each fault means for lease timing, from the fault registry (``harness/faults/registry.py``).
 LEADER_FAULTS = named(lambda t: t.failover)
@@ -136,6 +137,8 @@ class History:
     """Opening a client raised an exception the factory did not map (line, note)."""
     late: list[LateWindow] = field(default_factory=list)
     """Where the run's machine scheduled late (``lateness.py``), in time order."""
+    promotions: list[PromotionWindow] = field(default_factory=list)
+    """When a Raft cluster of the harness's changed leader on its own (``promotions.py``), in time order."""
 
     def lateness(self, start: int, end: int) -> int:
         """The worst scheduling lateness measured in a window overlapping [start, end]: 0 where the
@@ -197,7 +200,10 @@ class History:
     def _prolonger_index(self) -> FaultIndex:
         """Faults that prolong whatever was in force when they began (see ``_latest_expiry``)."""
         restarts = self._faults_named(RESTARTS) if self.caps.durable else ()
-        merged = sorted([*restarts, *self._faults_named(FREEZES), *self.failovers], key=lambda f: f.start)
+        # A leader change the cluster made on its own re-arms leases as a declared leader fault does.
+        elected = [FaultWindow(PROMOTION_NOTE, "cluster", p.start_ns, p.end_ns, {"extend_ns": p.extend_ns}, ())
+                   for p in self.promotions]
+        merged = sorted([*restarts, *self._faults_named(FREEZES), *self.failovers, *elected], key=lambda f: f.start)
         return FaultIndex(merged)
 
     @functools.cached_property
@@ -310,6 +316,7 @@ class Notes:
     stopped_ns: int = 0
     open_errors: list[tuple[int, NoteRecord]] = field(default_factory=list)
     late: list[LateWindow] = field(default_factory=list)
+    promotions: list[PromotionWindow] = field(default_factory=list)
     unread_end_ns: int = 0
     """The latest time among records read past without being loaded (``stream.py``): the run's end counts them."""
 
@@ -364,6 +371,10 @@ def load_records(records: Iterable[tuple[int, Record]],
                 window = late_window(rec.time_ns, rec.data)
                 if window is not None:
                     notes.late.append(window)
+            elif rec.kind == PROMOTION_NOTE:
+                promoted = promotion_window(rec.time_ns, rec.data)
+                if promoted is not None:
+                    notes.promotions.append(promoted)
             elif rec.kind == "end":
                 ended = True
             elif rec.kind == "residue":  # what the server held after the run: the residue checker's
@@ -486,7 +497,8 @@ def history_of(meta: dict[str, Any], ops: list[Op], writes: list[tuple[int, Writ
         raise ValueError(f"the meta record's {why}")
     caps = Capabilities(**meta["capabilities"])
     h = History(meta, caps, int(meta["ttl_ms"]), ops, writes, faults, [], end_ns, truncated, notes.timeouts,
-                notes.stopped_ns or end_ns, notes.open_errors, sorted(notes.late, key=_window_end))
+                notes.stopped_ns or end_ns, notes.open_errors, sorted(notes.late, key=_window_end),
+                sorted(notes.promotions, key=lambda p: p.end_ns))
     h.grants = _grants(h)
     _bound(h)
     return h
@@ -638,6 +650,8 @@ def _latest_expiry(h: History, g: Grant, lag: int) -> int:
     invoke = g.acquire.invoke
 
     def extended(f: FaultWindow, latest: int) -> int:
+        if f.fault == PROMOTION_NOTE:  # re-armed to a TTL and an election timeout from the promotion
+            return max(latest, f.end + g.ttl_ms * NS_PER_MS + int(f.detail["extend_ns"]) + lag + EPSILON_NS)
         extra = g.ttl_ms * NS_PER_MS if f.fault in RESTARTS or f.fault in LEADER_FAULTS else 0
         end = h.promotion_end(f) if f.fault in LEADER_FAULTS else f.end
         return max(latest, end + extra + lag + EPSILON_NS)

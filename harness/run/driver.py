@@ -40,6 +40,7 @@ from lockchaos.harness.run.history import (
 from lockchaos.harness.run.lateness import SchedulingProbe, ServerProbe
 from lockchaos.harness.run.observations import Observations, Tally
 from lockchaos.harness.run.procworker import WORKERS_LOG, ProcessWorker, process_worker, uses_processes
+from lockchaos.harness.run.promotions import PromotionProbe, RaftCluster
 from lockchaos.harness.run.register import FencedRegister
 from lockchaos.harness.run.reproduce import Invocation, reproduce_command
 from lockchaos.harness.run.runtime import RealRuntime, Runtime, VirtualRuntime
@@ -247,8 +248,12 @@ def _run_in(env: Environment, target: Target, scenario: Scenario, opts: RunOptio
 
     workers: list[Worker | ProcessWorker] = []
     # How late a loaded machine runs the harness and the server: an unanswered call may land that late.
-    probes = [] if opts.virtual_time else [SchedulingProbe(runtime.now_ns, record),
-                                           ServerProbe(runtime.now_ns, record, env.open_observer)]
+    probes: list[SchedulingProbe | ServerProbe | PromotionProbe] = [] if opts.virtual_time else [
+        SchedulingProbe(runtime.now_ns, record), ServerProbe(runtime.now_ns, record, env.open_observer)]
+    # A Raft cluster of ours elects on its own under load, and each new leader re-arms every lease.
+    cluster = getattr(env.server, "cluster", None)
+    if not opts.virtual_time and isinstance(cluster, RaftCluster):
+        probes.append(PromotionProbe(runtime.now_ns, record, cluster))
     # Many keys (stress): threads by default, measured to drive 3-4x the lock calls of processes on two
     # cores (each process worker's records and register writes cross a pipe to the driver).
     mode = "thread" if opts.workers_mode == "auto" and scenario.keys > 1 else opts.workers_mode

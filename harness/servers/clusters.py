@@ -388,6 +388,19 @@ class EtcdCluster(ProcessCluster):
             raise InfrastructureError(f"{self!r}: could not {what} within {MEMBERSHIP_WAIT_S:g} s")
         time.sleep(0.05)
 
+    def raft_term(self) -> int | None:
+        """The highest Raft term the running members report (``run/promotions.py`` watches it rise)."""
+        terms = []
+        for m in self._members:
+            assert isinstance(m, EtcdMember)
+            if m.paused:  # a killed member refuses at once; a frozen one would hold the poll up
+                continue
+            st = m.status()
+            raw = None if st is None else st.get("header", {}).get("raft_term")
+            if isinstance(raw, str | int) and str(raw).isdigit():
+                terms.append(int(raw))
+        return max(terms, default=None)
+
     def leader(self) -> str:
         """The member a majority of the answering members name as leader, itself answering."""
         deadline = time.monotonic() + LEADER_WAIT_S
