@@ -177,9 +177,11 @@ def test_killed_harness_leaves_no_worker_process(tmp_path: Path) -> None:
 @pytest.mark.redis
 def test_factory_failing_in_a_revived_worker_process_is_an_error_handling_finding(tmp_path: Path) -> None:
     # As with a thread worker reopening its client after a crash: reported, retried, the run goes on.
+    # A TTL of 1 s leaves the revived process 3.5 s to start and call its factory before the run ends
+    # (at 300 ms, 1.05 s: beside two CPU hogs a fresh interpreter took longer to import the adapter).
     target = adapter_target("tests.renewing_adapters:explodes_in_a_revived_worker", "redis")
     result = run_scenario(target, find_scenario("holder-crash"),
-                          RunOptions(seed=1, ttl_ms=TTL_MS, workers_mode="process"), tmp_path)
+                          RunOptions(seed=1, ttl_ms=1000, workers_mode="process"), tmp_path)
     assert result.status == "ran", result.reason
     assert result.judgement is not None and "error-handling" in result.judgement.failing()
     notes = [r for r in read_history(result.run_dir / "history.jsonl")

@@ -4,7 +4,9 @@ the server comes back from a kill or a pause, clients are usable again and the l
 Holder faults: the bound is TTL + declared expiry lag + two retry intervals + a little slack for the
 calls themselves. A failover that overlaps a server fault is reported but not judged: the server
 being down is a different story. One that overlaps the service's own failover (a Redlock master
-restarting empty, a member lost) may also wait for it: the declared ``failover_ms`` is added. A
+restarting empty, a member lost) may also wait for it: the declared ``failover_ms`` is added; and
+one during which a Raft cluster of ours changed leader on its own (``promotion`` notes) may wait
+until the victim's re-armed lease ends (a TTL and an election timeout after the promotion). A
 fault nobody else contends for (a run with one worker) has no failover to judge. Failover times
 are reported as p50 / p99 / max.
 
