@@ -99,18 +99,27 @@ def test_bad_redlock_url_is_one_configuration_error(url: str) -> None:
 
 
 def test_master_amnesia_soak_shows_two_holders_as_the_declared_hazard(tmp_path: Path) -> None:
-    out = tmp_path / "runs"
-    code = main(["soak", "--backend", "redlock", "--scenario", "redlock-master-amnesia", "--seed", "7",
-                 "--quiet", "--out", str(out)])
-    summary = json.loads((out / "redlock" / "redlock-master-amnesia" / "summary.json").read_text())
-    assert code == 0, summary["checks"]
-    checks = summary["checks"]
-    assert checks["verdict"] == "known-unsafe", checks
-    exclusion = [checks["checkers"][name] for name in ("exclusion-grants", "exclusion-register")]
-    assert all(c["violations"] == 0 for c in exclusion), checks
-    two_holders = [f for c in exclusion for f in c["first"] if len(set(f["clients"])) == 2]
-    assert two_holders and all(f["severity"] == "known-unsafe" for f in two_holders), checks
-    assert summary["observations"]["faults"]["redlock-master-amnesia"] == 1
+    # The story needs its timing: beside two CPU hogs, restarting the killed minority once took 2.8 s
+    # instead of 0.3, every lease lapsed meanwhile, and the amnesia found no master holding the lock
+    # (a pass, rightly). So up to three tries must show the hazard, and none may show a violation.
+    shown = []
+    for attempt in range(3):
+        out = tmp_path / f"runs{attempt}"
+        code = main(["soak", "--backend", "redlock", "--scenario", "redlock-master-amnesia", "--seed", "7",
+                     "--quiet", "--out", str(out)])
+        summary = json.loads((out / "redlock" / "redlock-master-amnesia" / "summary.json").read_text())
+        assert code == 0, summary["checks"]
+        checks = summary["checks"]
+        assert checks["verdict"] in ("known-unsafe", "pass"), checks
+        exclusion = [checks["checkers"][name] for name in ("exclusion-grants", "exclusion-register")]
+        assert all(c["violations"] == 0 for c in exclusion), checks
+        assert summary["observations"]["faults"]["redlock-master-amnesia"] == 1
+        two_holders = [f for c in exclusion for f in c["first"] if len(set(f["clients"])) == 2]
+        assert all(f["severity"] == "known-unsafe" for f in two_holders), checks
+        shown.append(checks["verdict"] == "known-unsafe" and bool(two_holders))
+        if shown[-1]:
+            break
+    assert any(shown), "three runs of redlock-master-amnesia never showed two holders"
 
 
 def test_redlock_faults_are_skipped_with_the_reason_without_several_masters(tmp_path: Path) -> None:

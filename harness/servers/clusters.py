@@ -509,8 +509,10 @@ SENTINEL_DEMOTION_MS = 9000
 """A returning old primary is demoted after reporting its stale role for 8 s, seen by INFO each 1 s."""
 _REPLICATION_PROBE_KEY = "lockchaos-harness:replication-probe"
 """Written and deleted at once on a group the harness launched, outside every lock's key prefix."""
-SENTINEL_SETTLE_S = 15.0
-"""How long a fresh Sentinel group may take to find its replicas and each other (hello every 2 s)."""
+SENTINEL_SETTLE_S = 30.0
+"""How long a fresh Sentinel group may take to find its replicas and each other (hello every 2 s; a
+Sentinel learns the replicas from the primary's INFO, every 10 s: beside two CPU hogs one Sentinel
+still knew nobody after 15 s)."""
 
 
 class RedisNode(RedisServer):
