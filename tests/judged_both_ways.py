@@ -10,8 +10,8 @@ from lockchaos.harness.checkers.findings import CheckResult
 from lockchaos.harness.run.history import HistoryWriter, Record
 
 
-def judged_both_ways(records: list[Record], tmp_path: Path, checker: str) -> tuple[CheckResult, CheckResult]:
-    """``checker``'s result on ``records`` judged whole, then streamed from a file written of them."""
+def every_result_both_ways(records: list[Record], tmp_path: Path) -> tuple[list[CheckResult], list[CheckResult]]:
+    """Every checker's result on ``records`` judged whole, then streamed from a file written of them."""
     _, whole = check_history(records)
     path = tmp_path / "history.jsonl"
     writer = HistoryWriter(path, 0)
@@ -19,4 +19,10 @@ def judged_both_ways(records: list[Record], tmp_path: Path, checker: str) -> tup
         writer.append(rec)
     writer.close()
     _, streamed = check_history(path)
+    return list(whole), list(streamed)
+
+
+def judged_both_ways(records: list[Record], tmp_path: Path, checker: str) -> tuple[CheckResult, CheckResult]:
+    """``checker``'s result on ``records`` judged whole, then streamed from a file written of them."""
+    whole, streamed = every_result_both_ways(records, tmp_path)
     return (next(r for r in whole if r.checker == checker), next(r for r in streamed if r.checker == checker))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from lockchaos.harness.checkers import check_history
-from lockchaos.harness.checkers.findings import CheckResult
 from lockchaos.harness.run.history import FaultRecord, NoteRecord, OpRecord, Record
+from tests.test_liveness_ghost_grants import kinds, liveness
 
 MS = 1_000_000
 
@@ -30,15 +30,6 @@ def acq(name: str, t0: int, t1: int, outcome: str = "ok") -> OpRecord:
 
 def refused(name: str, start: int, stop: int) -> list[Record]:
     return [acq(name, t, t + 5, "fail") for t in range(start, stop, 100)]
-
-
-def liveness(records: list[Record]) -> CheckResult:
-    _, res = check_history(records)
-    return next(r for r in res if r.checker == "liveness")
-
-
-def kinds(result: CheckResult) -> list[str]:
-    return [f.kind for f in result.violations]
 
 
 def _paused_then_stopped(quiesce: NoteRecord) -> list[Record]:

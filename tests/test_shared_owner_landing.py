@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lockchaos.harness.checkers import check_history
 from lockchaos.harness.checkers.findings import CheckResult
-from lockchaos.harness.run.history import HistoryWriter, NoteRecord, OpRecord, Record
+from lockchaos.harness.run.history import NoteRecord, OpRecord, Record
+from tests.judged_both_ways import every_result_both_ways
 
 MS = 1_000_000
 
@@ -33,15 +33,8 @@ def call(client: str, op: str, t0: int, t1: int, outcome: str = "ok", token: int
     return OpRecord(client, op, "k", args, t0 * MS, t1 * MS, outcome, lease)  # type: ignore[arg-type]
 
 
-def judged(records: list[Record], tmp_path: Path) -> list[list[CheckResult]]:
-    _, whole = check_history(records)
-    path = tmp_path / "history.jsonl"
-    writer = HistoryWriter(path, 0)
-    for rec in records:
-        writer.append(rec)
-    writer.close()
-    _, streamed = check_history(path)
-    return [list(whole), list(streamed)]
+def judged(records: list[Record], tmp_path: Path) -> tuple[list[CheckResult], list[CheckResult]]:
+    return every_result_both_ways(records, tmp_path)
 
 
 def violations(results: list[CheckResult]) -> list[tuple[str, str]]:

@@ -63,13 +63,11 @@ def late_window(time_ns: int, data: dict[str, object]) -> LateWindow | None:
     return LateWindow(time_ns - int(window * 1_000_000), time_ns, int(late * 1_000_000))
 
 
-class _Probe:
-    """A daemon thread measuring one delay after another for as long as the run records, and writing the
-    worst of each window that exceeded ``reported_ns``."""
+class ProbeThread:
+    """A daemon thread that watches something for as long as the run records and writes notes of what
+    it saw; once ``stop`` returns it writes nothing more (the run's end note is the history's last)."""
 
     name = "probe"
-    where = ""
-    reported_ns = REPORTED_NS
 
     def __init__(self, now_ns: Callable[[], int], record: Callable[[NoteRecord], None]) -> None:
         self._now_ns = now_ns
@@ -83,13 +81,18 @@ class _Probe:
         self._thread.start()
 
     def stop(self) -> None:
-        """Idempotent; the last window is reported before this returns (if the probe's own call returns
+        """Idempotent; the last note is written before this returns (if the probe's own call returns
         within a second), so before the run's end note."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(1.0)
         with self._recording:
             self._silenced = True
+
+    def _note(self, note: NoteRecord) -> None:
+        with self._recording:
+            if not self._silenced:
+                self._record(note)
 
     def _run(self) -> None:
         try:
@@ -101,12 +104,22 @@ class _Probe:
         finally:
             self._close()
 
-    def _measure(self) -> int:
-        """One delay, in ns."""
+    def _probe(self) -> None:
         raise NotImplementedError
 
     def _close(self) -> None:
         pass
+
+
+class _Probe(ProbeThread):
+    """Measures one delay after another and writes the worst of each window that exceeded ``reported_ns``."""
+
+    where = ""
+    reported_ns = REPORTED_NS
+
+    def _measure(self) -> int:
+        """One delay, in ns."""
+        raise NotImplementedError
 
     def _probe(self) -> None:
         window_from = self._now_ns()
@@ -120,10 +133,9 @@ class _Probe:
         self._report(window_from, self._now_ns(), worst)
 
     def _report(self, start_ns: int, end_ns: int, late_ns: int) -> None:
-        with self._recording:
-            if late_ns > self.reported_ns and not self._silenced:
-                self._record(NoteRecord(LATE_NOTE, end_ns, {"window_ms": round((end_ns - start_ns) / 1e6, 3),
-                                                            "late_ms": round(late_ns / 1e6, 3), "where": self.where}))
+        if late_ns > self.reported_ns:
+            self._note(NoteRecord(LATE_NOTE, end_ns, {"window_ms": round((end_ns - start_ns) / 1e6, 3),
+                                                      "late_ms": round(late_ns / 1e6, 3), "where": self.where}))
 
 
 class SchedulingProbe(_Probe):

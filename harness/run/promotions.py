@@ -16,13 +16,12 @@ cluster behind ``--url`` is not, and virtual time records none.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from lockchaos.harness.run.history import NoteRecord
-from lockchaos.harness.run.lateness import MAX_LATE_MS
+from lockchaos.harness.run.lateness import MAX_LATE_MS, ProbeThread
 
 EVERY_S = 0.025
 """The poll's pace: a promotion is placed within this (plus however long a stalled member takes)."""
@@ -59,38 +58,18 @@ def promotion_window(time_ns: int, data: dict[str, object]) -> PromotionWindow |
     return PromotionWindow(time_ns - int(window * 1_000_000), time_ns, int(extend * 1_000_000))
 
 
-class PromotionProbe:
-    """A daemon thread polling the term for as long as the run records; stop() before the end note."""
+class PromotionProbe(ProbeThread):
+    """Polls the term for as long as the run records; a rise is a ``promotion`` note."""
+
+    name = "promotion-probe"
 
     def __init__(self, now_ns: Callable[[], int], record: Callable[[NoteRecord], None], cluster: RaftCluster) -> None:
-        self._now_ns = now_ns
-        self._record = record
+        super().__init__(now_ns, record)
         self._cluster = cluster
         # etcd's Promote extends by an election timeout; twice that covers randomised timeouts.
         self._extend_ms = 2 * cluster.election_timeout_ms
-        self._stop = threading.Event()
-        self._recording = threading.Lock()
-        self._silenced = False
-        self._thread = threading.Thread(target=self._run, name="promotion-probe", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Idempotent: nothing is recorded once this returns (the run's end note is the last line)."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(1.0)
-        with self._recording:
-            self._silenced = True
-
-    def _run(self) -> None:
-        try:
-            self._poll()
-        except Exception:  # a full disk, a cluster torn down: the workers' records report it, not this
-            return
-
-    def _poll(self) -> None:
+    def _probe(self) -> None:
         since = self._now_ns()  # when the last term that was read was still to be asked for
         term = self._cluster.raft_term()
         while not self._stop.wait(EVERY_S):  # bounded by the run: stop() ends it
@@ -100,9 +79,6 @@ class PromotionProbe:
                 continue  # nobody answered: the window stays open until someone does
             if term is not None and now_term > term:
                 now = self._now_ns()
-                with self._recording:
-                    if not self._silenced:
-                        self._record(NoteRecord(PROMOTION_NOTE, now, {
-                            "term": now_term, "window_ms": round((now - since) / 1e6, 3),
-                            "extend_ms": self._extend_ms}))
+                self._note(NoteRecord(PROMOTION_NOTE, now, {"term": now_term, "extend_ms": self._extend_ms,
+                                                             "window_ms": round((now - since) / 1e6, 3)}))
             term, since = max(now_term, term or 0), asked
